@@ -1,0 +1,1 @@
+//! harmony-k8s (in progress)

@@ -1,0 +1,27 @@
+//! Secrets for Harmony: a [`SecretStore`] of JSON documents, and [`OpenbaoSecretStore`], its
+//! implementation on OpenBao's KV v2 engine.
+//!
+//! Design choices:
+//! - **Nothing is lost.** Every write is check-and-set by default ([`WriteMode::Cas`]): a
+//!   concurrent change makes the write fail with [`SecretError::Conflict`], carrying the version
+//!   the writer expected and the one it found, instead of silently overwriting a teammate's edit.
+//! - **Errors say what happened and where**: sealed, unreachable (with the URL), permission
+//!   denied (with the path and OpenBao's own message), not found, conflict, bad response.
+//! - **Secrets stay secret**: tokens and passwords are [`secrecy::SecretString`]s; no `Debug`,
+//!   error or log line carries one.
+//!
+//! ```no_run
+//! use harmony_secret::{SecretStore, WriteMode};
+//! # async fn demo(store: impl SecretStore) -> Result<(), harmony_secret::SecretError> {
+//! let doc = serde_json::json!({"db_url": "postgres://db"});
+//! store.put("my-app", &doc, WriteMode::Cas(None)).await?;
+//! let read = store.get("my-app").await?.expect("just written");
+//! assert_eq!(read.value, doc);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod store;
+
+pub use error::SecretError;
+pub use store::{SecretStore, Versioned, WriteMode};

@@ -1,0 +1,1 @@
+//! helm (in progress)

@@ -1,0 +1,1 @@
+//! k3d (in progress)

@@ -1,0 +1,1 @@
+//! openbao (in progress)

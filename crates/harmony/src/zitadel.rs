@@ -1,0 +1,1 @@
+//! zitadel (in progress)
