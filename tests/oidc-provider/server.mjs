@@ -1,0 +1,178 @@
+// The OpenID provider Harmony's SSO tests run against: the real, OpenID-certified
+// `oidc-provider` package, configured for the device authorization grant (RFC 8628) with
+// rotating refresh tokens and one public client. Started by harmony-testkit (`oidc.rs`).
+//
+// Everything is kept in memory and per process, so each test owns its provider.
+//
+// Options (argv `--name value`; `--port` and `--issuer` also from PORT / ISSUER):
+//   --port N                 listen on 127.0.0.1:N (required)
+//   --issuer URL             issuer, default http://127.0.0.1:N
+//   --client-id ID           the public client's id, default harmony-cli
+//   --id-token-ttl S         id_token lifetime in seconds (default 300)
+//   --access-token-ttl S     access token lifetime (default 300)
+//   --refresh-token-ttl S    refresh token lifetime (default 3600)
+//   --device-code-ttl S      device code lifetime (default 600)
+//   --interval S             add `interval` to the device authorization response (default: absent,
+//                            as the provider itself never sends it)
+//   --slow-down N            answer the first N device polls that would be `authorization_pending`
+//                            with `slow_down` instead (default 0)
+//
+// Test-only endpoints (not part of any standard):
+//   GET /harmony-test/polls  JSON list of the device-code polls seen so far:
+//                            [{ "at_ms": <epoch ms>, "outcome": "authorization_pending" | ... }]
+//
+// Prints exactly one line `ready <issuer>` to stdout once listening; logs go to stderr.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env.PORT },
+    issuer: { type: 'string', default: process.env.ISSUER },
+    'client-id': { type: 'string', default: 'harmony-cli' },
+    'id-token-ttl': { type: 'string', default: '300' },
+    'access-token-ttl': { type: 'string', default: '300' },
+    'refresh-token-ttl': { type: 'string', default: '3600' },
+    'device-code-ttl': { type: 'string', default: '600' },
+    interval: { type: 'string' },
+    'slow-down': { type: 'string', default: '0' },
+  },
+  strict: true,
+});
+
+function seconds(name) {
+  const value = Number.parseInt(args[name], 10);
+  if (!Number.isInteger(value) || value < 0) {
+    console.error(`--${name} must be a non-negative integer number of seconds, got ${args[name]}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const port = Number.parseInt(args.port ?? '', 10);
+if (!Number.isInteger(port) || port <= 0) {
+  console.error('--port (or PORT) is required: the TCP port to listen on');
+  process.exit(2);
+}
+const issuer = args.issuer ?? `http://127.0.0.1:${port}`;
+const clientId = args['client-id'];
+const ttl = {
+  id: seconds('id-token-ttl'),
+  access: seconds('access-token-ttl'),
+  refresh: seconds('refresh-token-ttl'),
+  device: seconds('device-code-ttl'),
+};
+const interval = args.interval === undefined ? undefined : seconds('interval');
+let slowDownsLeft = seconds('slow-down');
+
+// A fresh signing key per process: nothing outlives the test that started it.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig', kid: 'harmony-test' };
+
+const configuration = {
+  clients: [
+    {
+      client_id: clientId,
+      client_name: 'Harmony CLI (test)',
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ],
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('hex')] },
+  scopes: ['openid', 'offline_access', 'email', 'profile'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+  },
+  // Put the scope-granted claims (email, name) into the id_token itself: OpenBao only sees the
+  // id_token, and Zitadel does the same.
+  conformIdTokenClaims: false,
+  features: {
+    deviceFlow: { enabled: true },
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+  },
+  // devInteractions accept any login; the login becomes `sub`.
+  async findAccount(_ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return {
+          sub,
+          email: `${sub}@harmony.test`,
+          email_verified: true,
+          name: sub,
+          preferred_username: sub,
+        };
+      },
+    };
+  },
+  // Public clients get a new refresh token on every use (the library's default for
+  // token_endpoint_auth_method=none); stated here because the tests rely on it.
+  rotateRefreshToken: () => true,
+  ttl: {
+    AccessToken: () => ttl.access,
+    IdToken: () => ttl.id,
+    RefreshToken: () => ttl.refresh,
+    DeviceCode: () => ttl.device,
+    Grant: () => 14 * 24 * 60 * 60,
+    Interaction: () => 60 * 60,
+    Session: () => 14 * 24 * 60 * 60,
+  },
+};
+
+const provider = new Provider(issuer, configuration);
+provider.proxy = false;
+
+const polls = [];
+
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/harmony-test/polls') {
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify(polls);
+    return;
+  }
+  await next();
+  if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200
+      && interval !== undefined && ctx.body && typeof ctx.body === 'object') {
+    ctx.body = { ...ctx.body, interval };
+  }
+  if (ctx.method === 'POST' && ctx.path === '/token'
+      && ctx.oidc?.params?.grant_type === 'urn:ietf:params:oauth:grant-type:device_code') {
+    const body = ctx.body && typeof ctx.body === 'object' ? ctx.body : {};
+    if (body.error === 'authorization_pending' && slowDownsLeft > 0) {
+      slowDownsLeft -= 1;
+      ctx.status = 400;
+      ctx.body = {
+        error: 'slow_down',
+        error_description: 'you are polling too quickly and should back off at a reasonable rate',
+      };
+    }
+    const outcome = ctx.status === 200 ? 'tokens' : (ctx.body?.error ?? `http_${ctx.status}`);
+    polls.push({ at_ms: Date.now(), outcome });
+  }
+});
+
+provider.on('server_error', (_ctx, err) => {
+  console.error('oidc-provider server_error:', err);
+});
+
+const server = provider.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`ready ${issuer}\n`);
+});
+server.on('error', (err) => {
+  console.error(`cannot listen on 127.0.0.1:${port}: ${err.message}`);
+  process.exit(1);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => server.close(() => process.exit(0)));
+}
