@@ -1,0 +1,222 @@
+//! Command-line interface: flags, their validation, and the mode they select.
+
+use clap::Parser;
+use harmony_env::vars;
+
+/// Deploy OpenBao + Zitadel SSO on a local k3d cluster, and share typed config through it.
+///
+/// With no mode flag this deploys (or converges) the stack: k3d cluster, OpenBao (initialised,
+/// unsealed, configured), CloudNativePG + Zitadel, the device-code app, and OpenBao's JWT auth
+/// wired to Zitadel. Re-running changes only what drifted.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "harmony-sso", version, about, long_about = None)]
+#[command(after_help = "Examples:
+  harmony-sso                                  deploy or converge the local stack (needs Docker)
+  harmony-sso --demo                           typed config round trip through OpenBao
+  harmony-sso --sso-demo                       the same, signed in through SSO (device flow)
+  harmony-sso --openbao-url http://bao:8200    bootstrap an existing OpenBao instead of deploying
+  harmony-sso --cleanup                        delete the cluster and its local state")]
+pub struct Args {
+    /// Name of the k3d cluster to create or reuse.
+    #[arg(long, value_name = "NAME", default_value = "harmony")]
+    pub cluster_name: String,
+
+    /// Deploy OpenBao only: no CloudNativePG, no Zitadel, no JWT auth.
+    #[arg(long)]
+    pub skip_zitadel: bool,
+
+    /// Use this existing OpenBao instead of deploying one: init it if uninitialised (keys saved
+    /// locally), unseal it if sealed, then configure it (admin token from OPENBAO_TOKEN or the
+    /// saved init file).
+    #[arg(long, value_name = "URL")]
+    pub openbao_url: Option<url::Url>,
+
+    /// OpenID issuer to wire OpenBao's JWT auth to (with --openbao-url), and to sign in with
+    /// (--sso-demo).
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    pub sso_url: Option<url::Url>,
+
+    /// Public client id of the device-code application at the issuer.
+    #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
+    pub client_id: Option<String>,
+
+    /// Write a typed demo config to OpenBao and read it back (token or userpass auth).
+    #[arg(long, conflicts_with_all = ["sso_demo", "cleanup"])]
+    pub demo: bool,
+
+    /// Like --demo, signed in through SSO: OIDC device flow, id_token exchanged for an OpenBao
+    /// token, session cached and silently refreshed.
+    #[arg(long, conflicts_with_all = ["demo", "cleanup"])]
+    pub sso_demo: bool,
+
+    /// Delete the k3d cluster and its local state (asks first on a terminal).
+    #[arg(long, conflicts_with_all = ["demo", "sso_demo", "skip_zitadel", "openbao_url"])]
+    pub cleanup: bool,
+
+    /// Do not ask for confirmation (with --cleanup).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Never prompt and never wait for a person (implied when stdin is not a terminal).
+    #[arg(long, env = vars::HARMONY_NON_INTERACTIVE, hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub non_interactive: bool,
+
+    /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// What the invocation asks for, once the flags are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Deploy or converge the local k3d stack.
+    Deploy,
+    /// Bootstrap an existing OpenBao.
+    BootstrapExisting,
+    /// Typed config round trip with token/userpass auth.
+    Demo,
+    /// Typed config round trip through SSO.
+    SsoDemo,
+    /// Delete the cluster and local state.
+    Cleanup,
+}
+
+/// A flag combination or setting that cannot work, found before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// `--sso-demo` without an issuer.
+    #[error(
+        "--sso-demo needs the OpenID issuer: pass --sso-url ISSUER or set {}",
+        vars::HARMONY_SSO_URL
+    )]
+    SsoDemoNeedsIssuer,
+    /// `--sso-demo` without a client id.
+    #[error(
+        "--sso-demo needs the device-code application's client id: pass --client-id ID or set {} \
+         (the deploy saves it; run the deploy first, or create the app at your provider)",
+        vars::HARMONY_SSO_CLIENT_ID
+    )]
+    SsoDemoNeedsClientId,
+    /// `--sso-url` without `--client-id` (or the reverse) when configuring an existing OpenBao.
+    #[error("--sso-url and --client-id go together: OpenBao's JWT role is bound to the client id as audience")]
+    SsoUrlWithoutClientId,
+    /// `--yes` without `--cleanup`.
+    #[error("--yes only applies to --cleanup")]
+    YesWithoutCleanup,
+    /// `--skip-zitadel` with an existing OpenBao (nothing is deployed then).
+    #[error("--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them")]
+    SkipZitadelWithExisting,
+    /// The cluster name is not a valid k3d cluster name.
+    #[error(
+        "--cluster-name {0:?} is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter"
+    )]
+    BadClusterName(String),
+}
+
+impl Args {
+    /// Check the flags against each other and pick the mode. No I/O.
+    pub fn mode(&self) -> Result<Mode, UsageError> {
+        if !valid_cluster_name(&self.cluster_name) {
+            return Err(UsageError::BadClusterName(self.cluster_name.clone()));
+        }
+        if self.yes && !self.cleanup {
+            return Err(UsageError::YesWithoutCleanup);
+        }
+        if self.cleanup {
+            return Ok(Mode::Cleanup);
+        }
+        if self.demo {
+            return Ok(Mode::Demo);
+        }
+        if self.sso_demo {
+            return Ok(Mode::SsoDemo);
+        }
+        if self.openbao_url.is_some() {
+            if self.skip_zitadel {
+                return Err(UsageError::SkipZitadelWithExisting);
+            }
+            if self.sso_url.is_some() != self.client_id.is_some() {
+                return Err(UsageError::SsoUrlWithoutClientId);
+            }
+            return Ok(Mode::BootstrapExisting);
+        }
+        Ok(Mode::Deploy)
+    }
+}
+
+/// k3d cluster names become DNS labels (`k3d-<name>-server-0`): keep them short and plain.
+fn valid_cluster_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && name.len() <= 32
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("harmony-sso").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn default_is_deploy() {
+        let args = parse(&[]).expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::Deploy);
+        assert_eq!(args.cluster_name, "harmony");
+    }
+
+    #[test]
+    fn modes() {
+        let m = |a: &[&str]| parse(a).expect("parses").mode().expect("valid");
+        assert_eq!(m(&["--demo"]), Mode::Demo);
+        assert_eq!(m(&["--sso-demo"]), Mode::SsoDemo);
+        assert_eq!(m(&["--cleanup", "--yes"]), Mode::Cleanup);
+        assert_eq!(
+            m(&["--openbao-url", "http://127.0.0.1:8200"]),
+            Mode::BootstrapExisting
+        );
+        assert_eq!(
+            m(&["--demo", "--openbao-url", "http://127.0.0.1:8200"]),
+            Mode::Demo
+        );
+    }
+
+    #[test]
+    fn conflicting_flags_are_rejected_by_name() {
+        let err = parse(&["--demo", "--sso-demo"]).expect_err("conflict");
+        assert!(err.to_string().contains("--sso-demo"), "{err}");
+        let err = parse(&["--cleanup", "--demo"]).expect_err("conflict");
+        assert!(err.to_string().contains("--demo"), "{err}");
+        let err = parse(&["--yes"]).expect("parses").mode().expect_err("yes alone");
+        assert!(err.to_string().contains("--yes"), "{err}");
+        let err = parse(&["--openbao-url", "http://x:8200", "--sso-url", "http://i"])
+            .expect("parses")
+            .mode()
+            .expect_err("issuer without client");
+        assert!(err.to_string().contains("--client-id"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = parse(&["--openbao-url", "not a url"]).expect_err("bad url");
+        assert!(err.to_string().contains("--openbao-url"), "{err}");
+        let err = parse(&["--cluster-name", "Bad_Name"])
+            .expect("parses")
+            .mode()
+            .expect_err("bad name");
+        assert!(err.to_string().contains("--cluster-name"), "{err}");
+    }
+
+    #[test]
+    fn cluster_names() {
+        assert!(valid_cluster_name("harmony"));
+        assert!(valid_cluster_name("dev-2"));
+        assert!(!valid_cluster_name(""));
+        assert!(!valid_cluster_name("2dev"));
+        assert!(!valid_cluster_name("dev-"));
+        assert!(!valid_cluster_name(&"a".repeat(33)));
+    }
+}
