@@ -1,4 +1,9 @@
 //! Errors of the secret store and its authentication.
+//!
+//! [`SecretError`] is what every store operation returns; [`AuthError`] is its authentication
+//! part, kept apart so the CLI can tell "sign in differently" from "OpenBao is down".
+
+use crate::auth::AuthStep;
 
 /// Everything that can go wrong talking to the secret store.
 ///
@@ -67,8 +72,8 @@ pub enum SecretError {
         message: String,
     },
     /// Authentication failed or is impossible without a person.
-    #[error("{0}")]
-    Auth(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// A local file (session cache) could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -78,9 +83,12 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
-    /// Invalid settings (missing URL, bad mount name, ...).
+    /// Invalid settings (missing URL, bad mount name, bad path, ...).
     #[error("{0}")]
     Config(String),
+    /// The local data directory (home of the session cache) could not be determined.
+    #[error(transparent)]
+    DataDir(#[from] harmony_env::DataDirError),
 }
 
 fn version_text(v: Option<u64>) -> String {
@@ -88,4 +96,78 @@ fn version_text(v: Option<u64>) -> String {
         Some(v) => format!("version {v}"),
         None => "no document".to_owned(),
     }
+}
+
+/// Why no OpenBao token could be obtained.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Every configured step of the auth chain was tried and none yielded a usable token.
+    #[error(
+        "could not authenticate to OpenBao at {url} ({attempts}); set {token_var} (or BAO_TOKEN / \
+         VAULT_TOKEN), or {user_var} and {password_var} for userpass",
+        attempts = attempts_text(.attempts),
+        token_var = harmony_env::vars::OPENBAO_TOKEN,
+        user_var = harmony_env::vars::OPENBAO_USERNAME,
+        password_var = harmony_env::vars::OPENBAO_PASSWORD,
+    )]
+    Exhausted {
+        /// The server.
+        url: String,
+        /// What each step of the chain found, in order.
+        attempts: Vec<AuthAttempt>,
+    },
+    /// A token header could not be built (the token holds characters HTTP headers forbid).
+    #[error("the OpenBao token is not a valid HTTP header value; check {var} for stray characters",
+        var = harmony_env::vars::OPENBAO_TOKEN)]
+    MalformedToken(#[source] http::header::InvalidHeaderValue),
+}
+
+/// One step of the auth chain that did not yield a token, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthAttempt {
+    /// The step.
+    pub step: AuthStep,
+    /// Why it did not yield a token.
+    pub failure: AttemptFailure,
+}
+
+/// Why one auth step did not yield a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptFailure {
+    /// The settings hold nothing for this step (no token, no username, ...).
+    NotConfigured,
+    /// No cached session exists for this server and identity.
+    NoSession,
+    /// The cached session's token has expired.
+    SessionExpired,
+    /// OpenBao rejected the credentials or token; carries OpenBao's message.
+    Rejected {
+        /// OpenBao's errors, joined.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for AuthAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.step)?;
+        match &self.failure {
+            AttemptFailure::NotConfigured => f.write_str("not configured"),
+            AttemptFailure::NoSession => f.write_str("no cached session"),
+            AttemptFailure::SessionExpired => f.write_str("cached session expired"),
+            AttemptFailure::Rejected { message } => write!(f, "rejected by OpenBao: {message}"),
+        }
+    }
+}
+
+fn attempts_text(attempts: &[AuthAttempt]) -> String {
+    if attempts.is_empty() {
+        return "no auth step is configured".to_owned();
+    }
+    attempts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -20,8 +20,18 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
+pub mod client;
 mod error;
+mod openbao;
+mod path;
+pub mod session;
+mod settings;
 mod store;
 
-pub use error::SecretError;
+pub use auth::{AuthMethodUsed, AuthStep};
+pub use client::OpenbaoClient;
+pub use error::{AttemptFailure, AuthAttempt, AuthError, SecretError};
+pub use openbao::OpenbaoSecretStore;
+pub use settings::{OpenbaoSettings, UserpassLogin};
 pub use store::{SecretStore, Versioned, WriteMode};

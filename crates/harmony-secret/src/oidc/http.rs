@@ -1,0 +1,88 @@
+//! The adapter between the `oauth2` crate's HTTP types and `reqwest`.
+//!
+//! `oauth2` builds an `http::Request<Vec<u8>>` and wants an `http::Response<Vec<u8>>` back; it
+//! is transport-agnostic, so the timeout and the no-redirect rule live in the `reqwest::Client`
+//! built by [`http_client`].
+
+use std::time::Duration;
+
+use crate::oidc::OidcError;
+
+/// A request to the provider failed before an HTTP answer arrived (or while reading it).
+///
+/// Carries the URL (never a body: request bodies hold device codes and refresh tokens).
+#[derive(Debug, thiserror::Error)]
+#[error("request to {url} failed: {reason}")]
+pub struct HttpError {
+    /// The endpoint.
+    pub url: String,
+    /// Short description ("timed out", "connection refused", ...).
+    pub reason: String,
+    /// The transport error.
+    #[source]
+    pub source: Option<reqwest::Error>,
+}
+
+impl HttpError {
+    pub(crate) fn from_reqwest(url: &str, e: reqwest::Error) -> Self {
+        Self {
+            url: url.to_owned(),
+            reason: describe(&e),
+            source: Some(e.without_url()),
+        }
+    }
+}
+
+/// A short, token-free description of a transport error.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else if e.is_redirect() {
+        "the server redirected, and redirects are not followed for OAuth endpoints".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read".to_owned()
+    } else {
+        "transport error".to_owned()
+    }
+}
+
+/// The HTTP client for talking to an OpenID provider (and OpenBao's login): every request has
+/// `timeout`, and redirects are never followed (RFC 6749 §3.2 clients must not follow them from
+/// the token endpoint, and a discovery redirect would change whom we trust).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, OidcError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|source| OidcError::HttpClient { source })
+}
+
+/// Send an `oauth2` request through `client`.
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, HttpError> {
+    let url = request.uri().to_string();
+    let request = reqwest::Request::try_from(request).map_err(|e| HttpError {
+        url: url.clone(),
+        reason: "the request could not be built".to_owned(),
+        source: Some(e.without_url()),
+    })?;
+    let response = client
+        .execute(request)
+        .await
+        .map_err(|e| HttpError::from_reqwest(&url, e))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| HttpError::from_reqwest(&url, e))?;
+    let mut out = http::Response::new(body.to_vec());
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}

@@ -1,0 +1,307 @@
+//! [`OpenbaoSecretStore`]: the [`SecretStore`] on OpenBao's KV v2 engine.
+//!
+//! Documents live at `<mount>/data/<prefix>/<path>`; writes send KV v2's `options.cas` so a
+//! concurrent change surfaces as [`SecretError::Conflict`] with both versions. The token comes
+//! from the auth chain ([`crate::auth`]) at [`OpenbaoSecretStore::connect`]; if OpenBao later
+//! rejects it (revoked, expired), the store signs in again once and retries the request once.
+
+use std::sync::RwLock;
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::auth::{self, AuthMethodUsed};
+use crate::client::OpenbaoClient;
+use crate::path;
+use crate::session::SessionCache;
+use crate::settings::OpenbaoSettings;
+use crate::{SecretError, SecretStore, Versioned, WriteMode};
+
+/// A [`SecretStore`] on OpenBao KV v2. Create it with [`OpenbaoSecretStore::connect`].
+pub struct OpenbaoSecretStore {
+    /// Carries no token: each request takes the current one from `state`.
+    client: OpenbaoClient,
+    settings: OpenbaoSettings,
+    cache: Option<SessionCache>,
+    state: RwLock<AuthState>,
+    /// Serialises re-authentication so concurrent rejected requests sign in once.
+    reauth: tokio::sync::Mutex<()>,
+}
+
+struct AuthState {
+    token: SecretString,
+    method: AuthMethodUsed,
+    /// Bumped on each re-authentication, so a request knows whether someone already replaced the
+    /// token it was rejected with.
+    generation: u64,
+}
+
+impl std::fmt::Debug for OpenbaoSecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenbaoSecretStore")
+            .field("url", &self.client.url())
+            .field("kv_mount", &self.settings.kv_mount())
+            .field("kv_prefix", &self.settings.kv_prefix())
+            .field("auth_method", &self.auth_method())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenbaoSecretStore {
+    /// Validate `settings`, run the auth chain and return a store holding the token it found.
+    pub async fn connect(settings: OpenbaoSettings) -> Result<Self, SecretError> {
+        settings.validate()?;
+        let http = match settings.http.clone() {
+            Some(http) => http,
+            None => OpenbaoClient::http_client()?,
+        };
+        let client = OpenbaoClient::new(settings.url(), http).with_timeout(settings.timeout());
+        let cache = if auth::session_identities(&settings).is_empty() {
+            None
+        } else {
+            Some(SessionCache::new(settings.session_dir()?))
+        };
+        let authenticated = auth::authenticate(&client, &settings, cache.as_ref()).await?;
+        Ok(Self {
+            client,
+            settings,
+            cache,
+            state: RwLock::new(AuthState {
+                token: authenticated.token,
+                method: authenticated.method,
+                generation: 0,
+            }),
+            reauth: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// How the current token was obtained.
+    pub fn auth_method(&self) -> AuthMethodUsed {
+        self.read_state(|s| s.method)
+    }
+
+    /// A client carrying the current token, for calls outside KV (e.g. the CLI's status).
+    pub fn client(&self) -> OpenbaoClient {
+        self.current().0
+    }
+
+    /// The settings the store was connected with.
+    pub fn settings(&self) -> &OpenbaoSettings {
+        &self.settings
+    }
+
+    /// The session cache, when a login method is configured.
+    pub fn session_cache(&self) -> Option<&SessionCache> {
+        self.cache.as_ref()
+    }
+
+    fn read_state<T>(&self, f: impl FnOnce(&AuthState) -> T) -> T {
+        // A poisoned lock only means another thread panicked while swapping in a token; the
+        // state is a plain value and still consistent.
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    fn current(&self) -> (OpenbaoClient, u64) {
+        self.read_state(|s| {
+            (
+                self.client.clone().with_token(s.token.clone()),
+                s.generation,
+            )
+        })
+    }
+
+    /// Send a request with the current token; if OpenBao rejects the token itself (not just this
+    /// path), sign in again once and retry once.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        list: bool,
+    ) -> Result<Option<Value>, SecretError> {
+        let (client, generation) = self.current();
+        match dispatch(&client, method.clone(), path, body, list).await {
+            Err(SecretError::PermissionDenied { .. }) if token_is_dead(&client).await => {
+                self.reauthenticate(generation).await?;
+                let (client, _) = self.current();
+                dispatch(&client, method, path, body, list).await
+            }
+            other => other,
+        }
+    }
+
+    async fn reauthenticate(&self, rejected_generation: u64) -> Result<(), SecretError> {
+        let _guard = self.reauth.lock().await;
+        if self.read_state(|s| s.generation) != rejected_generation {
+            return Ok(()); // Another request already signed in again.
+        }
+        tracing::info!(
+            url = self.client.url(),
+            "OpenBao no longer accepts the token; signing in again"
+        );
+        let authenticated =
+            auth::authenticate(&self.client, &self.settings, self.cache.as_ref()).await?;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        *state = AuthState {
+            token: authenticated.token,
+            method: authenticated.method,
+            generation: rejected_generation + 1,
+        };
+        Ok(())
+    }
+
+    fn data_path(&self, path: &str) -> String {
+        path::join(&[
+            self.settings.kv_mount(),
+            "data",
+            self.settings.kv_prefix(),
+            path,
+        ])
+    }
+
+    fn metadata_path(&self, path: &str) -> String {
+        path::join(&[
+            self.settings.kv_mount(),
+            "metadata",
+            self.settings.kv_prefix(),
+            path,
+        ])
+    }
+
+    /// The document's current version from its metadata (`None` when absent).
+    async fn current_version(&self, path: &str) -> Result<Option<u64>, SecretError> {
+        match self
+            .send(Method::GET, &self.metadata_path(path), None, false)
+            .await
+        {
+            Ok(body) => Ok(body.and_then(|b| b["data"]["current_version"].as_u64())),
+            Err(SecretError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+async fn dispatch(
+    client: &OpenbaoClient,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    list: bool,
+) -> Result<Option<Value>, SecretError> {
+    if list {
+        client.list(path).await
+    } else {
+        client.request(method, path, body).await
+    }
+}
+
+/// Whether a 403 was about the token rather than the path: the token cannot even look itself up
+/// (every token may, through the `default` policy).
+async fn token_is_dead(client: &OpenbaoClient) -> bool {
+    matches!(
+        auth::lookup_self(client).await,
+        Err(SecretError::PermissionDenied { .. })
+    )
+}
+
+impl SecretStore for OpenbaoSecretStore {
+    async fn get(&self, path: &str) -> Result<Option<Versioned<Value>>, SecretError> {
+        path::validate("secret path", path, false)?;
+        let full = self.data_path(path);
+        let body = match self.send(Method::GET, &full, None, false).await {
+            Ok(Some(body)) => body,
+            Ok(None) | Err(SecretError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let data = &body["data"];
+        if data["data"].is_null() {
+            return Ok(None); // A deleted (or destroyed) latest version.
+        }
+        let version =
+            data["metadata"]["version"]
+                .as_u64()
+                .ok_or_else(|| SecretError::BadResponse {
+                    path: full.clone(),
+                    status: 0,
+                    message: format!(
+                        "no data.metadata.version in the answer; is {} a KV version 2 mount?",
+                        self.settings.kv_mount()
+                    ),
+                })?;
+        Ok(Some(Versioned {
+            value: data["data"].clone(),
+            version,
+        }))
+    }
+
+    async fn put(&self, path: &str, value: &Value, mode: WriteMode) -> Result<u64, SecretError> {
+        path::validate("secret path", path, false)?;
+        let full = self.data_path(path);
+        if !value.is_object() {
+            return Err(SecretError::Config(format!(
+                "the document for {full} must be a JSON object (KV v2 stores maps)"
+            )));
+        }
+        let body = match mode {
+            WriteMode::Cas(expected) => {
+                json!({ "data": value, "options": { "cas": expected.unwrap_or(0) } })
+            }
+            WriteMode::Overwrite => json!({ "data": value }),
+        };
+        match self.send(Method::POST, &full, Some(&body), false).await {
+            Ok(answer) => answer
+                .and_then(|a| a["data"]["version"].as_u64())
+                .ok_or_else(|| SecretError::BadResponse {
+                    path: full,
+                    status: 0,
+                    message: "the write answer has no data.version".to_owned(),
+                }),
+            Err(SecretError::Conflict { .. }) => {
+                let expected = match mode {
+                    WriteMode::Cas(expected) => expected,
+                    WriteMode::Overwrite => None,
+                };
+                // Best effort: the conflict is the news, the exact version is a detail.
+                let actual = self.current_version(path).await.unwrap_or(None);
+                Err(SecretError::Conflict {
+                    path: full,
+                    expected,
+                    actual,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), SecretError> {
+        path::validate("secret path", path, false)?;
+        match self
+            .send(Method::DELETE, &self.metadata_path(path), None, false)
+            .await
+        {
+            Ok(_) | Err(SecretError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SecretError> {
+        path::validate("list prefix", prefix, true)?;
+        let full = self.metadata_path(prefix);
+        let body = match self.send(Method::GET, &full, None, true).await {
+            Ok(Some(body)) => body,
+            Ok(None) | Err(SecretError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_value(body["data"]["keys"].clone()).map_err(|e| SecretError::BadResponse {
+            path: full,
+            status: 0,
+            message: format!("data.keys is not a list of names ({e})"),
+        })
+    }
+
+    fn describe(&self, path: &str) -> String {
+        self.data_path(path)
+    }
+}

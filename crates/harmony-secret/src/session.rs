@@ -1,0 +1,527 @@
+//! The session cache: an OpenBao token obtained by a login, kept on disk so the next run (or a
+//! second process) does not log in again.
+//!
+//! One JSON file per (OpenBao URL, identity) under `harmony_data_dir()/sessions/`, named by the
+//! sha256 of both, so URL characters never reach a file name. Files are 0600 in a 0700
+//! directory and replaced atomically (temp file in the same directory, fsync, rename), so a reader
+//! sees the old or the new session, never half of one. Read-modify-write goes through
+//! [`SessionCache::update`], which holds an exclusive lock on a sidecar `.lock` file, so two
+//! processes refreshing at once cannot lose each other's fields (e.g. the newest refresh token).
+//! Locking and file I/O run on the blocking pool.
+//!
+//! A file that cannot be parsed is not an error: it is logged as a warning and treated as absent,
+//! and the next successful login overwrites it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::SecretError;
+
+/// Version of the file layout, written into every file.
+const FORMAT_VERSION: u32 = 1;
+/// How long [`SessionCache::update`] waits for another process to release the lock.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// A cached OpenBao session: the token a login produced, and what is needed to judge and renew it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Layout version ([`FORMAT_VERSION`]).
+    #[serde(default)]
+    pub format: u32,
+    /// The OpenBao server the token belongs to.
+    pub url: String,
+    /// Who the token is for, e.g. `userpass:userpass:alice` (method, mount, user or role).
+    pub identity: String,
+    /// The OpenBao token.
+    #[serde(serialize_with = "expose")]
+    pub token: SecretString,
+    /// The token's accessor (lets an operator revoke it without knowing it).
+    #[serde(default)]
+    pub accessor: Option<String>,
+    /// When the token expires, in unix seconds; `None` when it never does.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// Whether OpenBao allows renewing the token.
+    #[serde(default)]
+    pub renewable: bool,
+    /// State of the SSO login that produced the token, when it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSession>,
+}
+
+/// The SSO half of a session: what a silent refresh needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OidcSession {
+    /// The newest refresh token (providers revoke the grant when an older one is presented).
+    #[serde(
+        default,
+        serialize_with = "expose_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_token: Option<SecretString>,
+    /// The OpenID provider's issuer URL.
+    pub issuer: String,
+    /// The public client id the tokens were issued to.
+    pub client_id: String,
+    /// The OpenBao JWT role the id_token is exchanged at.
+    pub role: String,
+}
+
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
+}
+
+fn expose_opt<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Session {
+    /// A session for `token`, valid for `ttl` from now (`None`: no expiry).
+    pub fn new(
+        url: impl Into<String>,
+        identity: impl Into<String>,
+        token: SecretString,
+        ttl: Option<Duration>,
+        renewable: bool,
+    ) -> Self {
+        Self {
+            format: FORMAT_VERSION,
+            url: url.into(),
+            identity: identity.into(),
+            token,
+            accessor: None,
+            expires_at: ttl.map(|ttl| unix_now() + ttl.as_secs()),
+            renewable,
+            oidc: None,
+        }
+    }
+
+    /// Whether the token's expiry has passed (a session without expiry never expires).
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= unix_now())
+    }
+}
+
+/// Seconds since the unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The directory of session files.
+#[derive(Debug, Clone)]
+pub struct SessionCache {
+    dir: PathBuf,
+}
+
+impl SessionCache {
+    /// A cache in `dir` (created with mode 0700 on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default location, `harmony_data_dir()/sessions`.
+    pub fn default_dir() -> Result<PathBuf, SecretError> {
+        Ok(harmony_env::harmony_data_dir()?.join("sessions"))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file holding the session for (`url`, `identity`).
+    pub fn file_path(&self, url: &str, identity: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", file_stem(url, identity)))
+    }
+
+    /// The cached session, or `None` when there is none (or it is unreadable: logged as a warning).
+    pub async fn load(&self, url: &str, identity: &str) -> Result<Option<Session>, SecretError> {
+        let path = self.file_path(url, identity);
+        let (url, identity) = (url.to_owned(), identity.to_owned());
+        run_blocking(move || read_session(&path, &url, &identity)).await
+    }
+
+    /// Store `session`, replacing what was cached for its URL and identity.
+    pub async fn store(&self, session: Session) -> Result<(), SecretError> {
+        self.update(&session.url.clone(), &session.identity.clone(), move |_| {
+            Some(session)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Read-modify-write under an exclusive lock: `change` gets the current session (`None` when
+    /// absent or unreadable) and returns the one to store (`None` deletes the file). Returns what
+    /// was stored.
+    pub async fn update<F>(
+        &self,
+        url: &str,
+        identity: &str,
+        change: F,
+    ) -> Result<Option<Session>, SecretError>
+    where
+        F: FnOnce(Option<Session>) -> Option<Session> + Send + 'static,
+    {
+        let dir = self.dir.clone();
+        let path = self.file_path(url, identity);
+        let lock_path = self.dir.join(format!("{}.lock", file_stem(url, identity)));
+        let (url, identity) = (url.to_owned(), identity.to_owned());
+        run_blocking(move || {
+            ensure_private_dir(&dir)?;
+            let _lock = acquire_lock(&lock_path)?;
+            let current = read_session(&path, &url, &identity)?;
+            let next = change(current);
+            match &next {
+                Some(session) => write_atomically(&path, session)?,
+                None => match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Err(SecretError::Io {
+                            context: format!("remove session file {}", path.display()),
+                            source,
+                        });
+                    }
+                },
+            }
+            Ok(next)
+        })
+        .await
+    }
+
+    /// Forget the session for (`url`, `identity`).
+    pub async fn remove(&self, url: &str, identity: &str) -> Result<(), SecretError> {
+        self.update(url, identity, |_| None).await.map(drop)
+    }
+}
+
+fn file_stem(url: &str, identity: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(url.trim_end_matches('/').as_bytes());
+    // A separator no URL contains, so ("a", "bc") and ("ab", "c") differ.
+    hasher.update(b"\n");
+    hasher.update(identity.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Runs blocking file work on the blocking pool, keeping the caller's tracing subscriber.
+async fn run_blocking<T, F>(work: F) -> Result<T, SecretError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, SecretError> + Send + 'static,
+{
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, work))
+        .await
+        .map_err(|e| SecretError::Io {
+            context: "session cache worker".to_owned(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+fn read_session(path: &Path, url: &str, identity: &str) -> Result<Option<Session>, SecretError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SecretError::Io {
+                context: format!("read session file {}", path.display()),
+                source,
+            });
+        }
+    };
+    match serde_json::from_str::<Session>(&text) {
+        Ok(session)
+            if session.url.trim_end_matches('/') == url.trim_end_matches('/')
+                && session.identity == identity =>
+        {
+            Ok(Some(session))
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "session file belongs to another server or identity; ignoring it");
+            Ok(None)
+        }
+        Err(e) => {
+            // serde_json's message names the position and expected token, never the content.
+            tracing::warn!(path = %path.display(), error = %e, "session file is corrupt; ignoring it (the next login overwrites it)");
+            Ok(None)
+        }
+    }
+}
+
+fn ensure_private_dir(dir: &Path) -> Result<(), SecretError> {
+    let io = |context: &str| {
+        let context = format!("{context} {}", dir.display());
+        move |source| SecretError::Io { context, source }
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(io("create session directory"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .map_err(io("inspect session directory"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("restrict session directory to its owner"))?;
+        }
+    }
+    Ok(())
+}
+
+/// An exclusive lock on `path`, released when the returned file is dropped.
+fn acquire_lock(path: &Path) -> Result<File, SecretError> {
+    let io = |context: &str| {
+        let context = format!("{context} {}", path.display());
+        move |source| SecretError::Io { context, source }
+    };
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(io("open session lock"))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut logged = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(SecretError::Io {
+                        context: format!(
+                            "another Harmony process held the session lock {} for over {} s; \
+                             if none is running, delete that file",
+                            path.display(),
+                            LOCK_WAIT.as_secs()
+                        ),
+                        source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                    });
+                }
+                if !logged {
+                    tracing::debug!(path = %path.display(), "waiting for another process to release the session lock");
+                    logged = true;
+                }
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(SecretError::Io {
+                    context: format!("lock {}", path.display()),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn write_atomically(path: &Path, session: &Session) -> Result<(), SecretError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{:08x}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let io = |context: &str, p: &Path| {
+        let context = format!("{context} {}", p.display());
+        move |source| SecretError::Io { context, source }
+    };
+    let bytes = serde_json::to_vec_pretty(session).map_err(|e| SecretError::Io {
+        context: format!("encode session for {}", path.display()),
+        source: std::io::Error::other(e),
+    })?;
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&tmp)
+            .map_err(io("create temporary session file", &tmp))?;
+        file.write_all(&bytes)
+            .map_err(io("write temporary session file", &tmp))?;
+        file.sync_all()
+            .map_err(io("flush temporary session file", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io("replace session file", path))?;
+        // The rename itself is only durable once the directory is flushed.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(url: &str, identity: &str, token: &str) -> Session {
+        Session::new(
+            url,
+            identity,
+            SecretString::from(token),
+            Some(Duration::from_secs(3600)),
+            true,
+        )
+    }
+
+    #[tokio::test]
+    async fn round_trip_is_private_and_named_by_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(dir.path().join("sessions"));
+        let url = "http://127.0.0.1:8200";
+        cache
+            .store(session(url, "userpass:userpass:alice", "tok-1"))
+            .await
+            .expect("store");
+        let path = cache.file_path(url, "userpass:userpass:alice");
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(!name.contains(':') && !name.contains('/'), "{name}");
+        assert_eq!(name.len(), 64 + ".json".len());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(cache.dir()), 0o700);
+        }
+        let loaded = cache
+            .load(url, "userpass:userpass:alice")
+            .await
+            .expect("load")
+            .expect("present");
+        assert_eq!(loaded.token.expose_secret(), "tok-1");
+        assert!(loaded.renewable);
+        assert!(!loaded.is_expired());
+        assert!(
+            cache
+                .load(url, "userpass:userpass:bob")
+                .await
+                .expect("load")
+                .is_none(),
+            "another identity has its own file"
+        );
+        let debug = format!("{loaded:?}");
+        assert!(!debug.contains("tok-1"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn corrupt_file_is_ignored_and_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(dir.path());
+        let (url, id) = ("http://bao:8200", "userpass:userpass:carol");
+        std::fs::write(cache.file_path(url, id), b"{ not json").expect("write junk");
+        assert!(cache.load(url, id).await.expect("load").is_none());
+        cache.store(session(url, id, "tok-2")).await.expect("store");
+        let loaded = cache.load(url, id).await.expect("load").expect("present");
+        assert_eq!(loaded.token.expose_secret(), "tok-2");
+    }
+
+    #[tokio::test]
+    async fn oidc_block_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(dir.path());
+        let (url, id) = ("http://bao:8200", "jwt:jwt:harmony-developer");
+        let mut s = session(url, id, "tok-3");
+        s.oidc = Some(OidcSession {
+            refresh_token: Some(SecretString::from("refresh-xyz")),
+            issuer: "http://127.0.0.1:9000".into(),
+            client_id: "harmony-cli".into(),
+            role: "harmony-developer".into(),
+        });
+        cache.store(s).await.expect("store");
+        let loaded = cache.load(url, id).await.expect("load").expect("present");
+        let oidc = loaded.oidc.expect("oidc kept");
+        assert_eq!(
+            oidc.refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            Some("refresh-xyz".to_owned())
+        );
+        assert!(!format!("{oidc:?}").contains("refresh-xyz"));
+    }
+
+    /// Many threads (standing in for processes: the lock is an OS file lock) each append their
+    /// mark to the session under `update`; with a lost update some marks would be missing, and a
+    /// torn write would leave a file that does not parse.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_updates_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(dir.path());
+        let (url, id) = ("http://bao:8200", "userpass:userpass:dave");
+        cache.store(session(url, id, "")).await.expect("seed");
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .update(url, id, move |current| {
+                        let mut s = current.expect("seeded session is readable");
+                        let joined = format!("{}{i},", s.token.expose_secret());
+                        // Widen the race window between read and write.
+                        std::thread::sleep(Duration::from_millis(5));
+                        s.token = SecretString::from(joined);
+                        Some(s)
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join").expect("update");
+        }
+        let s = cache.load(url, id).await.expect("load").expect("present");
+        let mut marks: Vec<u32> = s
+            .token
+            .expose_secret()
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(|m| m.parse().expect("mark"))
+            .collect();
+        marks.sort_unstable();
+        assert_eq!(marks, (0..16).collect::<Vec<_>>());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+}
