@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod oidc;
 mod openbao;
 mod path;
 pub mod session;

@@ -2,9 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::oidc::http::HttpError;
 use crate::oidc::OidcError;
 use crate::oidc::error::json_error_detail;
+use crate::oidc::http::HttpError;
 
 /// The parts of `/.well-known/openid-configuration` the sign-in needs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -138,7 +138,9 @@ pub enum OidcError {
     },
     /// OpenBao refused the id_token (wrong role, audience, expired token, ...): OpenBao's own
     /// message.
-    #[error("OpenBao at {url} refused the SSO login at auth/{mount} role {role:?} (HTTP {status}): {message}")]
+    #[error(
+        "OpenBao at {url} refused the SSO login at auth/{mount} role {role:?} (HTTP {status}): {message}"
+    )]
     JwtLogin {
         /// The OpenBao server.
         url: String,

@@ -38,6 +38,7 @@ mod device;
 mod discovery;
 mod error;
 mod exchange;
+mod grant;
 mod http;
 
 use std::time::Duration;
@@ -86,7 +87,11 @@ impl SsoSettings {
     /// error when the URL is set without a client id. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
         use harmony_env::vars;
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let Some(issuer) = get(vars::HARMONY_SSO_URL) else {
             return Ok(None);
         };
@@ -198,7 +203,10 @@ mod tests {
         assert_eq!(SsoSettings::from_lookup(lookup(&[])).expect("ok"), None);
         let err = SsoSettings::from_lookup(lookup(&[(vars::HARMONY_SSO_URL, "https://sso")]))
             .expect_err("no client id");
-        assert!(err.to_string().contains(vars::HARMONY_SSO_CLIENT_ID), "{err}");
+        assert!(
+            err.to_string().contains(vars::HARMONY_SSO_CLIENT_ID),
+            "{err}"
+        );
         let s = SsoSettings::from_lookup(lookup(&[
             (vars::HARMONY_SSO_URL, "https://sso"),
             (vars::HARMONY_SSO_CLIENT_ID, "cli"),
@@ -207,7 +215,10 @@ mod tests {
         .expect("ok")
         .expect("configured");
         assert_eq!(s.project_id.as_deref(), Some("42"));
-        assert_eq!((s.issuer.as_str(), s.client_id.as_str()), ("https://sso", "cli"));
+        assert_eq!(
+            (s.issuer.as_str(), s.client_id.as_str()),
+            ("https://sso", "cli")
+        );
     }
 
     #[test]
