@@ -1,1 +1,46 @@
-//! openbao (in progress)
+//! OpenBao: Helm values for installing it, and the bootstrap that initialises, unseals and
+//! configures it over its HTTP API.
+//!
+//! Design choices:
+//! - **The bootstrap only needs a URL** ([`OpenbaoBootstrap`]): the deploy reaches the in-cluster
+//!   server through a port-forward, and the CLI's `--openbao-url` points the very same code at an
+//!   existing server. Nothing execs `bao` in a pod, so all of it is tested against a real OpenBao.
+//! - **Idempotent, with a report**: every run reads what is there, writes only what differs and
+//!   says what it changed ([`BootstrapReport`]), so a re-run is cheap and visibly a no-op, and a
+//!   restarted (sealed) server is simply unsealed again.
+//! - **Keys never leave the state directory**: unseal keys, root token and the generated userpass
+//!   password are [`secrecy::SecretString`]s, written only to 0600 files (atomically) under
+//!   [`StateDir`], redacted in `Debug`, absent from errors and logs.
+//! - **Typed Helm values** ([`OpenbaoValues`]) rendered to YAML and snapshot-tested.
+//!
+//! ```no_run
+//! use harmony::openbao::{BootstrapOptions, OpenbaoBootstrap, StateDir};
+//! # async fn demo() -> Result<(), harmony::openbao::OpenbaoError> {
+//! let url = url::Url::parse("http://127.0.0.1:8200").expect("static URL");
+//! let options = BootstrapOptions::local(StateDir::for_url(&url)?);
+//! let report = OpenbaoBootstrap::new(&url, options)?.run().await?;
+//! if report.nothing_changed() {
+//!     tracing::info!("OpenBao already bootstrapped");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod bootstrap;
+mod client;
+mod error;
+mod policy;
+mod state;
+mod values;
+
+pub use bootstrap::{
+    BootstrapOptions, BootstrapReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, JWT_MOUNT,
+    JwtAuthOptions, JwtKeySource, OpenbaoBootstrap, USERPASS_MOUNT,
+};
+pub use error::OpenbaoError;
+pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
+pub use state::{InitKeys, StateDir};
+pub use values::{
+    API_PORT, CHART_VERSION, DataStorageValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG,
+    ImageValues, IngressHost, IngressValues, InjectorValues, K3D_INGRESS_HOST, OpenbaoProfile,
+    OpenbaoValues, ProbeValues, RaftValues, READINESS_PATH, ServerValues, UiValues,
+};

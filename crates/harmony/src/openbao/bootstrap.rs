@@ -1,0 +1,738 @@
+//! Initialise, unseal and configure an OpenBao over its HTTP API.
+//!
+//! The bootstrap is given a base URL, so the same code serves the port-forwarded in-cluster
+//! server and an existing server the user points at. Each run converges:
+//! - **init** only when the server says it is uninitialised; the keys and root token are saved
+//!   (0600, atomic) *before* anything else happens, and the state directory is checked writable
+//!   before `sys/init` is called, so keys are never returned by the server and then lost;
+//! - **unseal** whenever sealed, with the saved keys; an initialised, sealed server without a
+//!   keys file is an error, never a re-init;
+//! - **configure** each piece by reading it, comparing it with what Harmony wants, and writing
+//!   only when different; every write is reported in [`BootstrapReport::changes`], so a re-run
+//!   reports nothing.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::Instrument;
+use url::Url;
+
+use super::client::{BaoClient, REQUEST_TIMEOUT};
+use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
+use super::state::{self, InitKeys, StateDir};
+use super::OpenbaoError;
+
+/// `sys/init` on raft storage can take several seconds (leader election before the barrier
+/// is written), far longer than an ordinary request.
+const INIT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long an unsealed server may take to become active (raft leader election).
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause between two `sys/health` polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Default userpass user.
+pub const DEFAULT_USERPASS_USER: &str = "harmony";
+/// Default JWT auth role.
+pub const DEFAULT_JWT_ROLE: &str = "harmony-developer";
+/// Mount of the userpass auth method.
+pub const USERPASS_MOUNT: &str = "userpass";
+/// Mount of the JWT auth method.
+pub const JWT_MOUNT: &str = "jwt";
+
+/// What the bootstrap should do.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    /// Unseal key shares created at init (1 for a local cluster).
+    pub shares: u8,
+    /// Shares needed to unseal (1 for a local cluster).
+    pub threshold: u8,
+    /// Where the keys file and the userpass password file live.
+    pub state_dir: StateDir,
+    /// The userpass user to create (its password is generated and stored in `state_dir`).
+    pub userpass_user: String,
+    /// TTL of tokens issued to the userpass user.
+    pub userpass_token_ttl: Duration,
+    /// JWT auth (SSO); `None` leaves JWT auth alone.
+    pub jwt: Option<JwtAuthOptions>,
+    /// A token allowed to configure the server. Without it, the root token from the keys file is
+    /// used; with neither, configuring is skipped.
+    pub admin_token: Option<SecretString>,
+}
+
+impl BootstrapOptions {
+    /// Local defaults: 1 share, threshold 1, user `harmony`, no JWT, no admin token.
+    pub fn local(state_dir: StateDir) -> Self {
+        Self {
+            shares: 1,
+            threshold: 1,
+            state_dir,
+            userpass_user: DEFAULT_USERPASS_USER.to_owned(),
+            userpass_token_ttl: Duration::from_secs(3600),
+            jwt: None,
+            admin_token: None,
+        }
+    }
+}
+
+/// JWT auth method settings: how OpenBao verifies id_tokens, and the role people log in with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtAuthOptions {
+    /// Where the signing keys come from.
+    pub keys: JwtKeySource,
+    /// Role name (also the config's `default_role`).
+    pub role: String,
+    /// Accepted `aud` values (at least one: OpenBao requires a bound on JWT roles).
+    pub bound_audiences: Vec<String>,
+    /// The claim that names the user, e.g. `sub` or `email`.
+    pub user_claim: String,
+    /// TTL of tokens issued through the role.
+    pub token_ttl: Duration,
+}
+
+impl JwtAuthOptions {
+    /// Role [`DEFAULT_JWT_ROLE`] for an OIDC issuer, `user_claim` `sub`, 1 h tokens.
+    pub fn oidc(discovery_url: Url, bound_audiences: Vec<String>) -> Self {
+        Self {
+            keys: JwtKeySource::OidcDiscovery { url: discovery_url },
+            role: DEFAULT_JWT_ROLE.to_owned(),
+            bound_audiences,
+            user_claim: "sub".to_owned(),
+            token_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Where OpenBao gets the keys that verify JWTs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwtKeySource {
+    /// `oidc_discovery_url`: the issuer URL, which must equal the tokens' `iss` exactly. OpenBao
+    /// fetches discovery when the config is written, so the issuer must be reachable from it.
+    OidcDiscovery {
+        /// The issuer.
+        url: Url,
+    },
+    /// `jwt_validation_pubkeys`: fixed PEM public keys (no network needed), optionally with the
+    /// `iss` tokens must carry.
+    PublicKeys {
+        /// PEM-encoded public keys.
+        pems: Vec<String>,
+        /// Required issuer, if any.
+        bound_issuer: Option<String>,
+    },
+}
+
+/// What a bootstrap run did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootstrapReport {
+    /// The server was uninitialised and this run initialised it.
+    pub initialised: bool,
+    /// The server was sealed and this run unsealed it.
+    pub unsealed: bool,
+    /// Whether the configuration steps ran (false: no admin token and no keys file).
+    pub configured: bool,
+    /// One line per configuration write; empty when everything was already as wanted.
+    pub changes: Vec<String>,
+    /// Why configuring was skipped, when it was.
+    pub skipped: Option<String>,
+}
+
+impl BootstrapReport {
+    /// True when the run changed nothing at all (no init, no unseal, no writes).
+    pub fn nothing_changed(&self) -> bool {
+        !self.initialised && !self.unsealed && self.changes.is_empty()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SealStatus {
+    initialized: bool,
+    sealed: bool,
+    #[serde(default)]
+    t: u64,
+}
+
+/// Brings one OpenBao to Harmony's wanted state. See the module docs.
+#[derive(Debug)]
+pub struct OpenbaoBootstrap {
+    client: BaoClient,
+    options: BootstrapOptions,
+}
+
+impl OpenbaoBootstrap {
+    /// A bootstrap for the server at `url` with its own HTTP client.
+    pub fn new(url: &Url, options: BootstrapOptions) -> Result<Self, OpenbaoError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(INIT_TIMEOUT)
+            .build()
+            .map_err(OpenbaoError::HttpClient)?;
+        Self::with_http_client(url, http, options)
+    }
+
+    /// A bootstrap using the given HTTP client (each request still gets its own timeout).
+    pub fn with_http_client(
+        url: &Url,
+        http: reqwest::Client,
+        options: BootstrapOptions,
+    ) -> Result<Self, OpenbaoError> {
+        Ok(Self {
+            client: BaoClient::new(url, http)?,
+            options,
+        })
+    }
+
+    /// Init if needed, unseal if sealed, wait until active, then configure. See the module docs.
+    pub async fn run(&self) -> Result<BootstrapReport, OpenbaoError> {
+        let span = tracing::info_span!("openbao_bootstrap", url = %self.client.url());
+        async {
+            let mut report = BootstrapReport::default();
+            let status = self.seal_status().await?;
+            let keys_file = self.options.state_dir.keys_file();
+            let mut keys = state::load_keys(keys_file.clone()).await?;
+            if !status.initialized {
+                keys = Some(self.init(keys.is_some()).await?);
+                report.initialised = true;
+            }
+            let status = if report.initialised {
+                self.seal_status().await?
+            } else {
+                status
+            };
+            if status.sealed {
+                let Some(keys) = keys.as_ref() else {
+                    return Err(OpenbaoError::InitialisedElsewhere {
+                        url: self.client.url(),
+                        keys_file,
+                    });
+                };
+                self.submit_keys(keys, status.t).await?;
+                report.unsealed = true;
+            }
+            self.wait_active().await?;
+
+            let token = self
+                .options
+                .admin_token
+                .clone()
+                .or_else(|| keys.map(|k| k.root_token));
+            match token {
+                Some(token) => {
+                    report.changes = self.configure(&token).await?;
+                    report.configured = true;
+                }
+                None => {
+                    let why = format!(
+                        "no admin token given and no keys file at {}: configuration left as it is",
+                        keys_file.display()
+                    );
+                    tracing::info!("{why}");
+                    report.skipped = Some(why);
+                }
+            }
+            tracing::info!(
+                initialised = report.initialised,
+                unsealed = report.unsealed,
+                changes = report.changes.len(),
+                "OpenBao bootstrap done"
+            );
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Only unseal (e.g. an HA follower pod): returns whether the server was sealed. An
+    /// uninitialised server is left alone.
+    pub async fn unseal(&self) -> Result<bool, OpenbaoError> {
+        let span = tracing::info_span!("openbao_unseal", url = %self.client.url());
+        async {
+            let status = self.seal_status().await?;
+            if !status.initialized || !status.sealed {
+                return Ok(false);
+            }
+            let keys_file = self.options.state_dir.keys_file();
+            let Some(keys) = state::load_keys(keys_file.clone()).await? else {
+                return Err(OpenbaoError::InitialisedElsewhere {
+                    url: self.client.url(),
+                    keys_file,
+                });
+            };
+            self.submit_keys(&keys, status.t).await?;
+            Ok(true)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn seal_status(&self) -> Result<SealStatus, OpenbaoError> {
+        let path = "sys/seal-status";
+        let body = self
+            .client
+            .read(path, None)
+            .await?
+            .ok_or_else(|| self.client.decode_error(&Method::GET, path, "404 Not Found"))?;
+        let status: SealStatus = serde_json::from_value(body)
+            .map_err(|e| self.client.decode_error(&Method::GET, path, e.to_string()))?;
+        tracing::debug!(
+            initialized = status.initialized,
+            sealed = status.sealed,
+            "seal status"
+        );
+        Ok(status)
+    }
+
+    #[tracing::instrument(name = "openbao_init", skip_all)]
+    async fn init(&self, stale_keys_file: bool) -> Result<InitKeys, OpenbaoError> {
+        let keys_file = self.options.state_dir.keys_file();
+        if stale_keys_file {
+            // The server is new (e.g. a recreated cluster with the same name) but keys of an
+            // older one are on disk: keep them aside rather than overwrite them.
+            let aside = keys_file.with_extension(format!("stale-{}.json", unix_now()));
+            tokio::fs::rename(&keys_file, &aside)
+                .await
+                .map_err(|source| OpenbaoError::StateIo {
+                    context: "cannot move the keys file of a previous server aside",
+                    path: keys_file.clone(),
+                    source,
+                })?;
+            tracing::warn!(
+                kept_at = %aside.display(),
+                "the server is uninitialised but a keys file existed; moved it aside"
+            );
+        }
+        state::ensure_writable_dir(self.options.state_dir.path().to_owned()).await?;
+        tracing::info!(
+            shares = self.options.shares,
+            threshold = self.options.threshold,
+            "initialising OpenBao"
+        );
+        let path = "sys/init";
+        let body = self
+            .client
+            .write(
+                Method::PUT,
+                path,
+                None,
+                &json!({
+                    "secret_shares": self.options.shares,
+                    "secret_threshold": self.options.threshold,
+                }),
+                INIT_TIMEOUT,
+            )
+            .await?;
+        let keys = parse_init_answer(body)
+            .ok_or_else(|| self.client.decode_error(&Method::PUT, path, "no keys_base64 or root_token"))?;
+        state::save_keys(keys_file.clone(), self.client.url(), &keys).await?;
+        tracing::info!(keys_file = %keys_file.display(), "OpenBao initialised; keys saved");
+        Ok(keys)
+    }
+
+    #[tracing::instrument(name = "openbao_unseal_keys", skip_all)]
+    async fn submit_keys(&self, keys: &InitKeys, threshold: u64) -> Result<(), OpenbaoError> {
+        let path = "sys/unseal";
+        // Start from zero: a half-finished unseal from elsewhere would mix with our keys.
+        self.client
+            .write(Method::PUT, path, None, &json!({"reset": true}), REQUEST_TIMEOUT)
+            .await?;
+        tracing::info!(keys = keys.keys_base64.len(), "unsealing OpenBao");
+        for key in &keys.keys_base64 {
+            let body = self
+                .client
+                .write(
+                    Method::PUT,
+                    path,
+                    None,
+                    &json!({"key": key.expose_secret()}),
+                    REQUEST_TIMEOUT,
+                )
+                .await?;
+            let status: SealStatus = serde_json::from_value(body)
+                .map_err(|e| self.client.decode_error(&Method::PUT, path, e.to_string()))?;
+            if !status.sealed {
+                tracing::info!("OpenBao unsealed");
+                return Ok(());
+            }
+        }
+        Err(OpenbaoError::StillSealed {
+            url: self.client.url(),
+            keys_file: self.options.state_dir.keys_file(),
+            submitted: keys.keys_base64.len(),
+            threshold,
+        })
+    }
+
+    /// Polls `sys/health` until the server is active (200) or a standby (429).
+    #[tracing::instrument(name = "openbao_wait_active", skip_all)]
+    async fn wait_active(&self) -> Result<(), OpenbaoError> {
+        let deadline = Instant::now() + ACTIVE_TIMEOUT;
+        let mut last_status = 0;
+        let mut logged = false;
+        loop {
+            match self
+                .client
+                .raw(Method::GET, "sys/health", None, None, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok((status, _)) if matches!(status.as_u16(), 200 | 429) => return Ok(()),
+                Ok((status, _)) => last_status = status.as_u16(),
+                Err(e) => tracing::debug!(error = %e, "sys/health not answering yet"),
+            }
+            if !logged {
+                tracing::info!(
+                    last_status,
+                    timeout_s = ACTIVE_TIMEOUT.as_secs(),
+                    "waiting for OpenBao to become active"
+                );
+                logged = true;
+            }
+            if Instant::now() >= deadline {
+                return Err(OpenbaoError::NotActive {
+                    url: self.client.url(),
+                    seconds: ACTIVE_TIMEOUT.as_secs(),
+                    last_status,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    #[tracing::instrument(name = "openbao_configure", skip_all)]
+    async fn configure(&self, token: &SecretString) -> Result<Vec<String>, OpenbaoError> {
+        let mut changes = Vec::new();
+        let mut note = |change: Option<String>| {
+            if let Some(change) = change {
+                tracing::info!(change = %change, "OpenBao configuration changed");
+                changes.push(change);
+            }
+        };
+        note(self.ensure_kv_v2(token).await?);
+        note(self.ensure_policy(token).await?);
+        note(self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass").await?);
+        note(self.ensure_userpass_user(token).await?);
+        if let Some(jwt) = &self.options.jwt {
+            note(self.ensure_auth_mount(token, JWT_MOUNT, "jwt").await?);
+            note(self.ensure_jwt_config(token, jwt).await?);
+            note(self.ensure_jwt_role(token, jwt).await?);
+        }
+        Ok(changes)
+    }
+
+    #[tracing::instrument(name = "openbao_kv_v2", skip_all)]
+    async fn ensure_kv_v2(&self, token: &SecretString) -> Result<Option<String>, OpenbaoError> {
+        let mounts = self.read_data(token, "sys/mounts").await?;
+        let key = format!("{KV_MOUNT}/");
+        match mounts.as_ref().and_then(|m| m.get(&key)) {
+            None => {
+                self.client
+                    .write(
+                        Method::POST,
+                        &format!("sys/mounts/{KV_MOUNT}"),
+                        Some(token),
+                        &json!({"type": "kv", "options": {"version": "2"}}),
+                        REQUEST_TIMEOUT,
+                    )
+                    .await?;
+                Ok(Some(format!("enabled the KV v2 secrets engine at {key}")))
+            }
+            Some(mount) => {
+                let kind = mount["type"].as_str().unwrap_or_default();
+                let version = mount["options"]["version"].as_str().unwrap_or("1");
+                if kind == "kv" && version == "2" {
+                    Ok(None)
+                } else {
+                    Err(OpenbaoError::MountConflict {
+                        url: self.client.url(),
+                        path: key,
+                        found: format!("{kind} (version {version})"),
+                        wanted: "kv version 2".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "openbao_policy", skip_all)]
+    async fn ensure_policy(&self, token: &SecretString) -> Result<Option<String>, OpenbaoError> {
+        let path = format!("sys/policies/acl/{HARMONY_DEV_POLICY}");
+        let wanted = harmony_dev_policy_hcl();
+        let current = self.read_data(token, &path).await?;
+        if current.as_ref().and_then(|d| d["policy"].as_str()) == Some(wanted.as_str()) {
+            return Ok(None);
+        }
+        self.client
+            .write(Method::PUT, &path, Some(token), &json!({"policy": wanted}), REQUEST_TIMEOUT)
+            .await?;
+        Ok(Some(if current.is_some() {
+            format!("updated policy {HARMONY_DEV_POLICY}")
+        } else {
+            format!("created policy {HARMONY_DEV_POLICY}")
+        }))
+    }
+
+    #[tracing::instrument(name = "openbao_auth_mount", skip(self, token))]
+    async fn ensure_auth_mount(
+        &self,
+        token: &SecretString,
+        mount: &str,
+        kind: &str,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let auths = self.read_data(token, "sys/auth").await?;
+        let key = format!("{mount}/");
+        match auths.as_ref().and_then(|a| a.get(&key)) {
+            Some(existing) if existing["type"].as_str() == Some(kind) => Ok(None),
+            Some(existing) => Err(OpenbaoError::MountConflict {
+                url: self.client.url(),
+                path: format!("auth/{key}"),
+                found: existing["type"].as_str().unwrap_or("unknown").to_owned(),
+                wanted: kind.to_owned(),
+            }),
+            None => {
+                self.client
+                    .write(
+                        Method::POST,
+                        &format!("sys/auth/{mount}"),
+                        Some(token),
+                        &json!({"type": kind}),
+                        REQUEST_TIMEOUT,
+                    )
+                    .await?;
+                Ok(Some(format!("enabled the {kind} auth method at auth/{key}")))
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "openbao_userpass_user", skip_all, fields(user = %self.options.userpass_user))]
+    async fn ensure_userpass_user(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let user = &self.options.userpass_user;
+        let path = format!("auth/{USERPASS_MOUNT}/users/{user}");
+        let ttl = self.options.userpass_token_ttl.as_secs();
+        let settings = json!({"token_policies": [HARMONY_DEV_POLICY], "token_ttl": ttl});
+        let password_file = self.options.state_dir.userpass_file(user);
+        let stored = state::load_password(password_file.clone(), user.clone()).await?;
+        let current = self.read_data(token, &path).await?;
+
+        let (password, change) = match (&current, stored) {
+            (Some(current), Some(_)) => {
+                if same_strings(&current["token_policies"], &[HARMONY_DEV_POLICY])
+                    && current["token_ttl"].as_u64() == Some(ttl)
+                {
+                    return Ok(None);
+                }
+                self.client
+                    .write(Method::POST, &path, Some(token), &settings, REQUEST_TIMEOUT)
+                    .await?;
+                return Ok(Some(format!("updated the settings of userpass user {user}")));
+            }
+            (None, Some(password)) => (password, format!("created userpass user {user}")),
+            (current, None) => {
+                let password = state::generate_password();
+                // Saved before OpenBao learns it: a failed save must not leave an unknown password.
+                state::save_password(password_file.clone(), user, &password).await?;
+                let change = if current.is_some() {
+                    format!(
+                        "reset the password of userpass user {user} (no password file was at {})",
+                        password_file.display()
+                    )
+                } else {
+                    format!("created userpass user {user}")
+                };
+                (password, change)
+            }
+        };
+        let mut body = settings;
+        body["password"] = Value::String(password.expose_secret().to_owned());
+        let written = self
+            .client
+            .write(Method::POST, &path, Some(token), &body, REQUEST_TIMEOUT)
+            .await;
+        if let Value::Object(map) = &mut body
+            && let Some(Value::String(pw)) = map.get_mut("password")
+        {
+            secrecy::zeroize::Zeroize::zeroize(pw);
+        }
+        written?;
+        Ok(Some(change))
+    }
+
+    #[tracing::instrument(name = "openbao_jwt_config", skip_all)]
+    async fn ensure_jwt_config(
+        &self,
+        token: &SecretString,
+        jwt: &JwtAuthOptions,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let path = format!("auth/{JWT_MOUNT}/config");
+        let current = self.read_data(token, &path).await?;
+        let wanted = match &jwt.keys {
+            JwtKeySource::OidcDiscovery { url } => json!({
+                "oidc_discovery_url": issuer_string(url),
+                "default_role": jwt.role,
+            }),
+            JwtKeySource::PublicKeys { pems, bound_issuer } => json!({
+                "jwt_validation_pubkeys": pems,
+                "bound_issuer": bound_issuer.clone().unwrap_or_default(),
+                "default_role": jwt.role,
+            }),
+        };
+        if let Some(current) = &current
+            && jwt_config_matches(current, &wanted)
+        {
+            return Ok(None);
+        }
+        self.client
+            .write(Method::POST, &path, Some(token), &wanted, REQUEST_TIMEOUT)
+            .await?;
+        Ok(Some(format!("wrote the JWT auth config at auth/{JWT_MOUNT}/config")))
+    }
+
+    #[tracing::instrument(name = "openbao_jwt_role", skip_all, fields(role = %jwt.role))]
+    async fn ensure_jwt_role(
+        &self,
+        token: &SecretString,
+        jwt: &JwtAuthOptions,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let path = format!("auth/{JWT_MOUNT}/role/{}", jwt.role);
+        let ttl = jwt.token_ttl.as_secs();
+        let current = self.read_data(token, &path).await?;
+        if let Some(c) = &current {
+            let audiences: Vec<&str> = jwt.bound_audiences.iter().map(String::as_str).collect();
+            if c["role_type"].as_str() == Some("jwt")
+                && same_strings(&c["bound_audiences"], &audiences)
+                && c["user_claim"].as_str() == Some(jwt.user_claim.as_str())
+                && same_strings(&c["token_policies"], &[HARMONY_DEV_POLICY])
+                && c["token_ttl"].as_u64() == Some(ttl)
+            {
+                return Ok(None);
+            }
+        }
+        self.client
+            .write(
+                Method::POST,
+                &path,
+                Some(token),
+                &json!({
+                    "role_type": "jwt",
+                    "bound_audiences": jwt.bound_audiences,
+                    "user_claim": jwt.user_claim,
+                    "token_policies": [HARMONY_DEV_POLICY],
+                    "token_ttl": ttl,
+                }),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(Some(if current.is_some() {
+            format!("updated JWT role {}", jwt.role)
+        } else {
+            format!("created JWT role {}", jwt.role)
+        }))
+    }
+
+    /// GET `path` and return its `data` (the whole body when there is no `data` key); `None`
+    /// when absent (404 or `data: null`).
+    async fn read_data(
+        &self,
+        token: &SecretString,
+        path: &str,
+    ) -> Result<Option<Value>, OpenbaoError> {
+        Ok(self.client.read(path, Some(token)).await?.and_then(|mut body| {
+            match body.get_mut("data").map(Value::take) {
+                Some(Value::Null) => None,
+                Some(data) => Some(data),
+                None => (!body.is_null()).then_some(body),
+            }
+        }))
+    }
+}
+
+fn parse_init_answer(body: Value) -> Option<InitKeys> {
+    let keys: Vec<SecretString> = body
+        .get("keys_base64")?
+        .as_array()?
+        .iter()
+        .filter_map(|k| k.as_str().map(|s| SecretString::from(s.to_owned())))
+        .collect();
+    let root = body.get("root_token")?.as_str()?;
+    (!keys.is_empty() && !root.is_empty()).then(|| InitKeys {
+        keys_base64: keys,
+        root_token: SecretString::from(root.to_owned()),
+    })
+}
+
+/// The issuer as OpenBao compares it: `Url` adds a `/` to a bare host, which `iss` lacks.
+fn issuer_string(url: &Url) -> String {
+    let s = url.as_str();
+    if url.path() == "/" && url.query().is_none() {
+        s.trim_end_matches('/').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn jwt_config_matches(current: &Value, wanted: &Value) -> bool {
+    let str_of = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let list_of = |v: &Value, k: &str| -> Vec<String> {
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ["oidc_discovery_url", "default_role", "bound_issuer"]
+        .iter()
+        .all(|k| str_of(current, k) == str_of(wanted, k))
+        && list_of(current, "jwt_validation_pubkeys") == list_of(wanted, "jwt_validation_pubkeys")
+}
+
+/// Whether a JSON list of strings holds exactly `wanted` (order ignored).
+fn same_strings(v: &Value, wanted: &[&str]) -> bool {
+    let mut have: Vec<&str> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut wanted = wanted.to_vec();
+    have.sort_unstable();
+    wanted.sort_unstable();
+    have == wanted
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_has_no_trailing_slash_for_bare_hosts() {
+        let u = Url::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(issuer_string(&u), "http://127.0.0.1:9000");
+        let u = Url::parse("http://sso.harmony.local:8080/oidc").unwrap();
+        assert_eq!(issuer_string(&u), "http://sso.harmony.local:8080/oidc");
+    }
+
+    #[test]
+    fn string_lists_compare_without_order() {
+        assert!(same_strings(&json!(["b", "a"]), &["a", "b"]));
+        assert!(!same_strings(&json!(["a"]), &["a", "b"]));
+        assert!(!same_strings(&Value::Null, &["a"]));
+    }
+
+    #[test]
+    fn init_answer_without_keys_is_rejected() {
+        assert!(parse_init_answer(json!({"root_token": "s.x"})).is_none());
+        let keys = parse_init_answer(json!({"keys_base64": ["k"], "root_token": "s.x"})).unwrap();
+        assert_eq!(keys.keys_base64.len(), 1);
+    }
+}

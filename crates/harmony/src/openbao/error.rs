@@ -1,0 +1,180 @@
+//! Errors of the OpenBao install and bootstrap.
+
+use std::path::PathBuf;
+
+use harmony_env::vars;
+
+/// Everything that can go wrong installing or bootstrapping OpenBao.
+///
+/// No variant carries an unseal key, token or password: OpenBao's error text is kept, but the
+/// requests that carry secrets never echo them back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenbaoError {
+    /// OpenBao could not be reached (refused, DNS, TLS, or no answer within the timeout).
+    #[error(
+        "OpenBao at {url} is unreachable ({method} {path}); check that it is running and that the URL is right"
+    )]
+    Unreachable {
+        /// The server's base URL.
+        url: String,
+        /// HTTP method.
+        method: String,
+        /// The API path, e.g. `/v1/sys/init`.
+        path: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The token may not do this.
+    #[error(
+        "OpenBao at {url} denied {method} {path}: {message}; give an admin token ({token_var}) \
+         or the keys file of the deploy that initialised it",
+        token_var = vars::OPENBAO_TOKEN
+    )]
+    PermissionDenied {
+        /// The server's base URL.
+        url: String,
+        /// HTTP method.
+        method: String,
+        /// The API path.
+        path: String,
+        /// OpenBao's `errors`.
+        message: String,
+    },
+    /// OpenBao answered with an error status.
+    #[error("OpenBao at {url} refused {method} {path} (HTTP {status}): {message}")]
+    Server {
+        /// The server's base URL.
+        url: String,
+        /// HTTP method.
+        method: String,
+        /// The API path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// OpenBao's `errors`, joined.
+        message: String,
+    },
+    /// OpenBao answered with success, but the body is not what its API documents.
+    #[error("unexpected answer from OpenBao at {url} for {method} {path}: {message}")]
+    Decode {
+        /// The server's base URL.
+        url: String,
+        /// HTTP method.
+        method: String,
+        /// The API path.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The server is initialised, sealed, and we hold no keys for it. Re-initialising would
+    /// destroy its data, so the bootstrap stops.
+    #[error(
+        "OpenBao at {url} was initialised elsewhere and is sealed, and there is no keys file at {}: \
+         put the unseal keys file of the deploy that initialised it there (or unseal it yourself \
+         and pass an admin token in {token_var}); it is never re-initialised",
+        keys_file.display(),
+        token_var = vars::OPENBAO_TOKEN
+    )]
+    InitialisedElsewhere {
+        /// The server's base URL.
+        url: String,
+        /// Where the keys file was expected.
+        keys_file: PathBuf,
+    },
+    /// Every saved key was submitted and the server is still sealed.
+    #[error(
+        "OpenBao at {url} is still sealed after submitting the {submitted} key(s) from {}: \
+         the keys file does not belong to this server (threshold {threshold}); restore the right file",
+        keys_file.display()
+    )]
+    StillSealed {
+        /// The server's base URL.
+        url: String,
+        /// The keys file used.
+        keys_file: PathBuf,
+        /// How many keys were submitted.
+        submitted: usize,
+        /// How many the server needs.
+        threshold: u64,
+    },
+    /// The server was unsealed but did not become active in time.
+    #[error(
+        "OpenBao at {url} did not become active within {seconds} s after unsealing (last sys/health status {last_status}); \
+         check the server's log (raft leader election, storage)"
+    )]
+    NotActive {
+        /// The server's base URL.
+        url: String,
+        /// How long we waited.
+        seconds: u64,
+        /// The last `sys/health` HTTP status seen (0: no answer).
+        last_status: u16,
+    },
+    /// Something is mounted at a path we need, but it is of another kind.
+    #[error(
+        "OpenBao at {url} has a {found} mount at {path} where Harmony needs {wanted}; \
+         move or disable it, or point Harmony at another server"
+    )]
+    MountConflict {
+        /// The server's base URL.
+        url: String,
+        /// The mount path, e.g. `secret/`.
+        path: String,
+        /// What is there (type and version).
+        found: String,
+        /// What Harmony needs.
+        wanted: String,
+    },
+    /// A local state file (keys, password) could not be read or written.
+    #[error("{context} {}: {source}", path.display())]
+    StateIo {
+        /// What was being done.
+        context: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local state file exists but is not what Harmony writes.
+    #[error(
+        "{} is not a valid Harmony OpenBao state file ({source}); restore it from a backup or, \
+         if the server it belongs to is gone, delete it",
+        path.display()
+    )]
+    StateCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error (never contains the file's secret values).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The base URL is not usable.
+    #[error("invalid OpenBao URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// What was given.
+        url: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// Harmony's data directory could not be determined.
+    #[error(transparent)]
+    DataDir(#[from] harmony_env::DataDirError),
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client for OpenBao: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// A blocking file task panicked or was cancelled.
+    #[error("the background task {what} did not finish: {source}")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The Helm values could not be rendered.
+    #[error("could not render the OpenBao Helm values: {0}")]
+    Values(#[source] serde_yaml::Error),
+}

@@ -1,0 +1,324 @@
+//! Typed Helm values for the OpenBao chart.
+//!
+//! Only the keys Harmony decides are modelled; everything else keeps the pinned chart's default.
+//! Two shapes exist:
+//! - **k3d** (local): one replica on raft storage — OpenBao 2.7 refuses the chart's default
+//!   `file` storage — no PodDisruptionBudget, and an ingress for `bao.harmony.local` that
+//!   traefik (k3d's ingress controller) picks up without any class annotation;
+//! - **HA** (real clusters): three raft replicas that find each other through `retry_join`.
+//!
+//! Both turn the agent injector off and use a readiness probe that also passes while sealed or
+//! uninitialised, because a sealed OpenBao is never Ready and the bootstrap can only unseal a
+//! pod that is reachable.
+
+use serde::Serialize;
+
+use super::OpenbaoError;
+
+/// The chart version Harmony installs (the newest release checked against these values).
+pub const CHART_VERSION: &str = "0.29.2";
+/// The OpenBao image tag: the version the bootstrap is tested against (`scripts/install-test-servers`).
+pub const IMAGE_TAG: &str = "2.7.2";
+/// Ingress host of OpenBao on k3d.
+pub const K3D_INGRESS_HOST: &str = "bao.harmony.local";
+/// The seal-tolerant readiness probe path.
+pub const READINESS_PATH: &str = "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204";
+/// OpenBao's API port inside the cluster.
+pub const API_PORT: u16 = 8200;
+/// Where the chart mounts the data volume.
+const DATA_PATH: &str = "/openbao/data";
+
+/// Where the chart is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenbaoProfile {
+    /// A local k3d cluster: one raft replica, ingress on `bao.harmony.local`.
+    K3d,
+    /// A real cluster: `replicas` raft peers (3 recommended), no ingress.
+    HighAvailability {
+        /// Number of OpenBao pods.
+        replicas: u8,
+    },
+}
+
+/// Root of the chart's values.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenbaoValues {
+    /// `global`.
+    pub global: GlobalValues,
+    /// `injector`.
+    pub injector: InjectorValues,
+    /// `server`.
+    pub server: ServerValues,
+    /// `ui`.
+    pub ui: UiValues,
+}
+
+/// `global`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalValues {
+    /// Plain HTTP inside the cluster (TLS, when wanted, ends at the ingress).
+    pub tls_disable: bool,
+}
+
+/// `injector`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InjectorValues {
+    /// The agent injector's webhook is not used by Harmony.
+    pub enabled: bool,
+}
+
+/// `ui`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UiValues {
+    /// Serve the web UI.
+    pub enabled: bool,
+}
+
+/// `server`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerValues {
+    /// `server.image`.
+    pub image: ImageValues,
+    /// `server.readinessProbe`.
+    pub readiness_probe: ProbeValues,
+    /// `server.dataStorage`.
+    pub data_storage: DataStorageValues,
+    /// `server.standalone`.
+    pub standalone: EnabledValues,
+    /// `server.ha`.
+    pub ha: HaValues,
+    /// `server.ingress`.
+    pub ingress: IngressValues,
+}
+
+/// `server.image`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImageValues {
+    /// Image tag (repository and registry stay the chart's).
+    pub tag: String,
+}
+
+/// `server.readinessProbe`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProbeValues {
+    /// Probe on.
+    pub enabled: bool,
+    /// HTTP path probed (instead of the chart's `bao status` exec, which fails while sealed).
+    pub path: String,
+}
+
+/// `server.dataStorage`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DataStorageValues {
+    /// A PVC per pod.
+    pub enabled: bool,
+    /// Its size.
+    pub size: String,
+}
+
+/// A block that only switches something on or off.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EnabledValues {
+    /// On or off.
+    pub enabled: bool,
+}
+
+/// `server.ha`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HaValues {
+    /// HA mode (the chart's only mode with raft storage).
+    pub enabled: bool,
+    /// Number of pods.
+    pub replicas: u8,
+    /// `server.ha.raft`.
+    pub raft: RaftValues,
+    /// `server.ha.disruptionBudget`.
+    pub disruption_budget: EnabledValues,
+}
+
+/// `server.ha.raft`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftValues {
+    /// Raft storage.
+    pub enabled: bool,
+    /// Raft node id = pod name.
+    pub set_node_id: bool,
+    /// The server configuration (HCL).
+    pub config: String,
+}
+
+/// `server.ingress`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressValues {
+    /// Create an Ingress.
+    pub enabled: bool,
+    /// Route to `<release>-active` (true) or to `<release>` (false). One pod has nothing to
+    /// elect, and the plain service also routes while sealed.
+    pub active_service: bool,
+    /// Hosts routed to OpenBao.
+    pub hosts: Vec<IngressHost>,
+}
+
+/// One host of `server.ingress.hosts`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IngressHost {
+    /// The host name.
+    pub host: String,
+    /// Paths (empty: the chart's `/`).
+    pub paths: Vec<String>,
+}
+
+impl OpenbaoValues {
+    /// The values for `profile`, for a release named `release` (HA peers address each other as
+    /// `<release>-<n>.<release>-internal`).
+    pub fn new(profile: OpenbaoProfile, release: &str) -> Self {
+        let (replicas, storage_size, ingress) = match profile {
+            OpenbaoProfile::K3d => (
+                1,
+                "1Gi",
+                IngressValues {
+                    enabled: true,
+                    active_service: false,
+                    hosts: vec![IngressHost {
+                        host: K3D_INGRESS_HOST.to_owned(),
+                        paths: Vec::new(),
+                    }],
+                },
+            ),
+            OpenbaoProfile::HighAvailability { replicas } => (
+                replicas.max(1),
+                "10Gi",
+                IngressValues {
+                    enabled: false,
+                    active_service: true,
+                    hosts: Vec::new(),
+                },
+            ),
+        };
+        Self {
+            global: GlobalValues { tls_disable: true },
+            injector: InjectorValues { enabled: false },
+            ui: UiValues { enabled: true },
+            server: ServerValues {
+                image: ImageValues {
+                    tag: IMAGE_TAG.to_owned(),
+                },
+                readiness_probe: ProbeValues {
+                    enabled: true,
+                    path: READINESS_PATH.to_owned(),
+                },
+                data_storage: DataStorageValues {
+                    enabled: true,
+                    size: storage_size.to_owned(),
+                },
+                standalone: EnabledValues { enabled: false },
+                ha: HaValues {
+                    enabled: true,
+                    replicas,
+                    raft: RaftValues {
+                        enabled: true,
+                        set_node_id: true,
+                        config: raft_config(release, replicas),
+                    },
+                    // With one replica the chart's computed budget would forbid any eviction.
+                    disruption_budget: EnabledValues {
+                        enabled: replicas > 1,
+                    },
+                },
+                ingress,
+            },
+        }
+    }
+
+    /// The values as YAML, as passed to `helm --values`.
+    pub fn to_yaml(&self) -> Result<String, OpenbaoError> {
+        serde_yaml::to_string(self).map_err(OpenbaoError::Values)
+    }
+}
+
+/// Server configuration for raft; with several replicas, each peer retries joining every other.
+fn raft_config(release: &str, replicas: u8) -> String {
+    let mut retry_join = String::new();
+    if replicas > 1 {
+        for n in 0..replicas {
+            retry_join.push_str(&format!(
+                "  retry_join {{\n    leader_api_addr = \"http://{release}-{n}.{release}-internal:{API_PORT}\"\n  }}\n"
+            ));
+        }
+    }
+    format!(
+        r#"ui = true
+
+listener "tcp" {{
+  tls_disable = 1
+  address = "[::]:{API_PORT}"
+  cluster_address = "[::]:8201"
+}}
+
+storage "raft" {{
+  path = "{DATA_PATH}"
+{retry_join}}}
+
+service_registration "kubernetes" {{}}
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k3d_values_snapshot() {
+        let v = OpenbaoValues::new(OpenbaoProfile::K3d, "openbao");
+        insta::assert_snapshot!(v.to_yaml().unwrap());
+    }
+
+    #[test]
+    fn ha_values_snapshot() {
+        let v = OpenbaoValues::new(OpenbaoProfile::HighAvailability { replicas: 3 }, "openbao");
+        insta::assert_snapshot!(v.to_yaml().unwrap());
+    }
+
+    #[test]
+    fn k3d_fixes_are_explicit() {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&OpenbaoValues::new(OpenbaoProfile::K3d, "openbao").to_yaml().unwrap())
+                .unwrap();
+        assert_eq!(yaml["injector"]["enabled"], false);
+        assert_eq!(yaml["server"]["ha"]["replicas"], 1);
+        assert_eq!(yaml["server"]["ha"]["raft"]["enabled"], true);
+        assert_eq!(yaml["server"]["standalone"]["enabled"], false);
+        let config = yaml["server"]["ha"]["raft"]["config"].as_str().unwrap();
+        assert!(config.contains("storage \"raft\""), "{config}");
+        assert!(!config.contains("storage \"file\""), "{config}");
+        assert!(!config.contains("retry_join"), "one node joins nobody: {config}");
+        assert_eq!(yaml["server"]["readinessProbe"]["path"], READINESS_PATH);
+        assert_eq!(yaml["server"]["image"]["tag"], IMAGE_TAG);
+        let ingress = &yaml["server"]["ingress"];
+        assert_eq!(ingress["hosts"][0]["host"], K3D_INGRESS_HOST);
+        // traefik ignores ingresses that name another class: no class, no class annotation.
+        assert!(ingress.get("ingressClassName").is_none());
+        assert!(ingress.get("annotations").is_none());
+    }
+
+    #[test]
+    fn ha_peers_join_each_other() {
+        let v = OpenbaoValues::new(OpenbaoProfile::HighAvailability { replicas: 3 }, "bao");
+        let config = &v.server.ha.raft.config;
+        for n in 0..3 {
+            assert!(
+                config.contains(&format!("http://bao-{n}.bao-internal:8200")),
+                "{config}"
+            );
+        }
+        assert!(v.server.ha.disruption_budget.enabled);
+        assert!(!v.server.ingress.enabled);
+    }
+}
