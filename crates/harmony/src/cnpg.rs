@@ -1,1 +1,0 @@
-//! cnpg (in progress)

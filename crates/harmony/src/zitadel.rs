@@ -1,1 +1,0 @@
-//! zitadel (in progress)

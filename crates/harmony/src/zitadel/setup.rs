@@ -1,0 +1,645 @@
+//! The device-code application in Zitadel, through its Management API v1 (phase C.2).
+//!
+//! With the first instance's machine-user PAT, [`ensure_device_app`] finds or creates the project
+//! and, in it, a native OIDC application allowed the device-code and refresh-token grants with no
+//! client secret (`OIDC_AUTH_METHOD_TYPE_NONE`): the CLI is a public client. The resulting
+//! `{client_id, project_id, issuer}` is written as JSON to a state directory the caller passes
+//! (the CLI uses `harmony_data_dir()/zitadel/<cluster>`), atomically.
+//!
+//! Design choices:
+//! - **Zitadel is the source of truth.** Every run searches by name first and creates only what
+//!   is missing, so re-running never duplicates; the state file is rewritten from what Zitadel
+//!   says, never trusted over it.
+//! - **The Host header is explicit.** Zitadel picks its instance from `Host`; from the host the
+//!   CLI reaches it as `http://127.0.0.1:8080` with `Host: sso.harmony.local`
+//!   ([`ZitadelApi::with_host_header`]).
+//! - **A rejected PAT is its own error** ([`ZitadelSetupError::PatRejected`]): the usual cause is a
+//!   PAT Secret that outlived its database, and the message says so. The PAT is a
+//!   [`SecretString`] and appears in no log, `Debug` or error.
+//!
+//! Request and response field names follow Zitadel's proto definitions
+//! (`zitadel.management.v1`, `zitadel.project.v1`, `zitadel.app.v1`) in their JSON mapping.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use reqwest::{Method, StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use url::Url;
+
+/// Name of the state file written under the state directory.
+pub const STATE_FILE: &str = "sso-client.json";
+
+/// Grant types of the device-code application.
+pub const DEVICE_APP_GRANT_TYPES: [&str; 2] = [
+    "OIDC_GRANT_TYPE_DEVICE_CODE",
+    "OIDC_GRANT_TYPE_REFRESH_TOKEN",
+];
+
+/// Zitadel only accepts an OIDC app whose response types imply a grant it has: `CODE` together
+/// with the device-code grant is the combination Zitadel's own console sends for device apps.
+pub const DEVICE_APP_RESPONSE_TYPES: [&str; 1] = ["OIDC_RESPONSE_TYPE_CODE"];
+
+/// Why setting up the Zitadel application failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZitadelSetupError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client for Zitadel's API")]
+    ClientBuild(#[source] reqwest::Error),
+
+    /// A URL could not be formed from the base URL.
+    #[error("cannot form the URL {path:?} on Zitadel base URL {base}; check the URL")]
+    Url {
+        /// The base URL.
+        base: Url,
+        /// The path that was joined.
+        path: String,
+        /// Why it failed.
+        #[source]
+        source: url::ParseError,
+    },
+
+    /// Zitadel could not be reached (connection refused, timeout, ...).
+    #[error(
+        "cannot reach Zitadel at {url}; is it running and reachable (k3d maps it to \
+         127.0.0.1:8080), and is the Host header its ExternalDomain?"
+    )]
+    Transport {
+        /// The URL called.
+        url: Url,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// Zitadel refused the personal access token.
+    #[error(
+        "Zitadel rejected the personal access token (HTTP {status}) at {url}. The PAT is probably \
+         stale: the chart writes the `<machine-user>-pat` Secret only when it creates a fresh \
+         database, so a PAT Secret that outlived its database (or a recreated database) no longer \
+         matches. Delete Zitadel's database and the PAT Secret (or tear down with --cleanup) and \
+         re-run so the setup job issues a new PAT, or supply a valid PAT"
+    )]
+    PatRejected {
+        /// The URL called.
+        url: Url,
+        /// 401 or 403.
+        status: StatusCode,
+    },
+
+    /// Zitadel answered with an error status.
+    #[error("Zitadel answered HTTP {status} at {url}: {message}")]
+    Api {
+        /// The URL called.
+        url: Url,
+        /// The status.
+        status: StatusCode,
+        /// Zitadel's `message` (or the body's start).
+        message: String,
+    },
+
+    /// The response body was not what the API documents.
+    #[error("unexpected response from Zitadel at {url}: {detail}; is this a Zitadel v2+ instance?")]
+    Decode {
+        /// The URL called.
+        url: Url,
+        /// What was wrong.
+        detail: String,
+        /// The parse error, when there was one.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+
+    /// The discovery document names another issuer than the one Harmony configures.
+    #[error(
+        "Zitadel's discovery at {url} names issuer {found}, expected {expected}; check \
+         ExternalDomain/ExternalPort/ExternalSecure in the Zitadel values"
+    )]
+    IssuerMismatch {
+        /// The discovery URL.
+        url: Url,
+        /// The issuer Harmony expects.
+        expected: String,
+        /// The issuer Zitadel announced.
+        found: String,
+    },
+
+    /// Zitadel did not become ready in time.
+    #[error("Zitadel at {url} was not ready after {attempts} attempts; check its pods and ingress")]
+    NotReady {
+        /// The URL polled.
+        url: Url,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        last: Box<ZitadelSetupError>,
+    },
+
+    /// The state directory or file could not be written.
+    #[error("cannot write the Zitadel client state to {path}; check the directory's permissions")]
+    StateWrite {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The state file could not be read.
+    #[error("cannot read the Zitadel client state {path}")]
+    StateRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The state file is not valid JSON of the expected shape.
+    #[error("the Zitadel client state {path} is corrupt; delete it and re-run the deploy")]
+    StateParse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What the CLI needs to sign in: saved after setup, read by the SSO login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoClientState {
+    /// The public client id of the device-code application (also an `aud` of its id_tokens).
+    pub client_id: String,
+    /// The Zitadel project id (for the project-audience scope).
+    pub project_id: String,
+    /// The issuer URL, as OpenBao's `oidc_discovery_url` must name it.
+    pub issuer: String,
+}
+
+/// Which project and application to ensure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAppSpec {
+    /// Project name (searched exactly).
+    pub project_name: String,
+    /// Application name (searched exactly within the project).
+    pub app_name: String,
+}
+
+impl Default for DeviceAppSpec {
+    fn default() -> Self {
+        Self {
+            project_name: "harmony".into(),
+            app_name: "harmony-cli".into(),
+        }
+    }
+}
+
+/// A small client for the parts of Zitadel's Management API v1 Harmony uses.
+#[derive(Debug, Clone)]
+pub struct ZitadelApi {
+    base: Url,
+    host: Option<String>,
+    pat: SecretString,
+    http: reqwest::Client,
+}
+
+/// Timeout for one request to Zitadel.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout for establishing a connection to Zitadel.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ZitadelApi {
+    /// A client for Zitadel at `base` (e.g. `http://127.0.0.1:8080`) authenticating with `pat`.
+    ///
+    /// Requests time out after [`REQUEST_TIMEOUT`] (connect: [`CONNECT_TIMEOUT`]) and never
+    /// follow redirects.
+    pub fn new(base: Url, pat: SecretString) -> Result<Self, ZitadelSetupError> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ZitadelSetupError::ClientBuild)?;
+        Ok(Self {
+            base,
+            host: None,
+            pat,
+            http,
+        })
+    }
+
+    /// Sends `Host: host` on every request (Zitadel selects its instance by Host).
+    pub fn with_host_header(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ZitadelSetupError> {
+        self.base
+            .join(path)
+            .map_err(|source| ZitadelSetupError::Url {
+                base: self.base.clone(),
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// Sends one request and decodes a JSON answer; maps 401/403 to `PatRejected`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        authenticated: bool,
+    ) -> Result<T, ZitadelSetupError> {
+        let url = self.url(path)?;
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .header(header::ACCEPT, "application/json");
+        if let Some(host) = &self.host {
+            req = req.header(header::HOST, host);
+        }
+        if authenticated {
+            req = req.bearer_auth(self.pat.expose_secret());
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ZitadelSetupError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ZitadelSetupError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if authenticated && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(ZitadelSetupError::PatRejected { url, status });
+        }
+        if !status.is_success() {
+            return Err(ZitadelSetupError::Api {
+                url,
+                status,
+                message: error_message(&bytes),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|source| ZitadelSetupError::Decode {
+            url,
+            detail: "the body is not the JSON the API documents".into(),
+            source: Some(source),
+        })
+    }
+
+    /// The issuer from `/.well-known/openid-configuration` (unauthenticated).
+    pub async fn discovery_issuer(&self) -> Result<String, ZitadelSetupError> {
+        #[derive(Deserialize)]
+        struct Discovery {
+            issuer: String,
+        }
+        let d: Discovery = self
+            .call(
+                Method::GET,
+                "/.well-known/openid-configuration",
+                None,
+                false,
+            )
+            .await?;
+        Ok(d.issuer)
+    }
+
+    /// Polls discovery until Zitadel answers, at most `attempts` times `delay` apart, then checks
+    /// it announces `expected_issuer`.
+    pub async fn wait_ready(
+        &self,
+        expected_issuer: &str,
+        attempts: u32,
+        delay: Duration,
+    ) -> Result<(), ZitadelSetupError> {
+        let attempts = attempts.max(1);
+        let url = self.url("/.well-known/openid-configuration")?;
+        let mut attempt = 1;
+        let found = loop {
+            match self.discovery_issuer().await {
+                Ok(issuer) => break issuer,
+                Err(e) if attempt >= attempts => {
+                    return Err(ZitadelSetupError::NotReady {
+                        url,
+                        attempts,
+                        last: Box::new(e),
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(
+                        attempt,
+                        attempts,
+                        %url,
+                        error = %crate::cnpg::retry::ErrorChain(&e),
+                        "waiting for Zitadel's discovery document"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        };
+        if found.trim_end_matches('/') != expected_issuer.trim_end_matches('/') {
+            return Err(ZitadelSetupError::IssuerMismatch {
+                url,
+                expected: expected_issuer.to_owned(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// The id of the project named exactly `name`, if there is one.
+    pub async fn find_project(&self, name: &str) -> Result<Option<String>, ZitadelSetupError> {
+        let body = json!({
+            "queries": [{ "nameQuery": { "name": name, "method": "TEXT_QUERY_METHOD_EQUALS" } }]
+        });
+        let list: ListResponse<Project> = self
+            .call(
+                Method::POST,
+                "/management/v1/projects/_search",
+                Some(&body),
+                true,
+            )
+            .await?;
+        Ok(list
+            .result
+            .into_iter()
+            .find(|p| p.name == name)
+            .map(|p| p.id))
+    }
+
+    /// Creates a project named `name` and returns its id.
+    pub async fn create_project(&self, name: &str) -> Result<String, ZitadelSetupError> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: String,
+        }
+        let body = json!({ "name": name });
+        let path = "/management/v1/projects";
+        let created: Created = self.call(Method::POST, path, Some(&body), true).await?;
+        non_empty(created.id, self.url(path)?, "id")
+    }
+
+    /// The client id of the OIDC app named exactly `name` in project `project_id`, if any.
+    pub async fn find_app_client_id(
+        &self,
+        project_id: &str,
+        name: &str,
+    ) -> Result<Option<String>, ZitadelSetupError> {
+        let path = format!("/management/v1/projects/{project_id}/apps/_search");
+        let body = json!({
+            "queries": [{ "nameQuery": { "name": name, "method": "TEXT_QUERY_METHOD_EQUALS" } }]
+        });
+        let list: ListResponse<App> = self.call(Method::POST, &path, Some(&body), true).await?;
+        let Some(app) = list.result.into_iter().find(|a| a.name == name) else {
+            return Ok(None);
+        };
+        let Some(oidc) = app.oidc_config else {
+            return Err(ZitadelSetupError::Decode {
+                url: self.url(&path)?,
+                detail: format!(
+                    "application {name:?} (id {}) exists but is not an OIDC application; \
+                     rename or delete it in Zitadel's console",
+                    app.id
+                ),
+                source: None,
+            });
+        };
+        non_empty(oidc.client_id, self.url(&path)?, "oidcConfig.clientId").map(Some)
+    }
+
+    /// Creates the native device-code application `name` in `project_id`; returns its client id.
+    pub async fn create_device_app(
+        &self,
+        project_id: &str,
+        name: &str,
+    ) -> Result<String, ZitadelSetupError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Created {
+            #[serde(default)]
+            client_id: String,
+        }
+        let path = format!("/management/v1/projects/{project_id}/apps/oidc");
+        let body = device_app_request(name);
+        let created: Created = self.call(Method::POST, &path, Some(&body), true).await?;
+        non_empty(created.client_id, self.url(&path)?, "clientId")
+    }
+}
+
+/// The body of `POST /management/v1/projects/{id}/apps/oidc` for the CLI's device-code app.
+///
+/// No redirect URIs: the device grant alone needs none (Zitadel's compliance check agrees).
+/// `idTokenUserinfoAssertion` puts profile claims (email, name) in the id_token, which is what
+/// OpenBao sees.
+pub fn device_app_request(name: &str) -> Value {
+    json!({
+        "name": name,
+        "redirectUris": [],
+        "responseTypes": DEVICE_APP_RESPONSE_TYPES,
+        "grantTypes": DEVICE_APP_GRANT_TYPES,
+        "appType": "OIDC_APP_TYPE_NATIVE",
+        "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
+        "version": "OIDC_VERSION_1_0",
+        "accessTokenType": "OIDC_TOKEN_TYPE_BEARER",
+        "idTokenUserinfoAssertion": true
+    })
+}
+
+#[derive(Deserialize)]
+struct ListResponse<T> {
+    #[serde(default = "Vec::new")]
+    result: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct App {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    oidc_config: Option<OidcConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OidcConfig {
+    #[serde(default)]
+    client_id: String,
+}
+
+fn non_empty(value: String, url: Url, field: &str) -> Result<String, ZitadelSetupError> {
+    if value.is_empty() {
+        Err(ZitadelSetupError::Decode {
+            url,
+            detail: format!("the response has no {field}"),
+            source: None,
+        })
+    } else {
+        Ok(value)
+    }
+}
+
+/// Zitadel's error bodies are `{"code":…, "message":…}`; fall back to the body's start.
+fn error_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => e.message,
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            match text.char_indices().nth(200) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None if text.is_empty() => "(empty body)".into(),
+                None => text.to_owned(),
+            }
+        }
+    }
+}
+
+/// Finds or creates the project and the device-code app, then saves [`SsoClientState`] to
+/// `<state_dir>/`[`STATE_FILE`] (atomically) and returns it.
+pub async fn ensure_device_app(
+    api: &ZitadelApi,
+    spec: &DeviceAppSpec,
+    issuer: &str,
+    state_dir: &Path,
+) -> Result<SsoClientState, ZitadelSetupError> {
+    let project_id = match api.find_project(&spec.project_name).await? {
+        Some(id) => {
+            tracing::info!(project = %spec.project_name, %id, "Zitadel project exists");
+            id
+        }
+        None => {
+            let id = api.create_project(&spec.project_name).await?;
+            tracing::info!(project = %spec.project_name, %id, "created Zitadel project");
+            id
+        }
+    };
+    let client_id = match api.find_app_client_id(&project_id, &spec.app_name).await? {
+        Some(client_id) => {
+            tracing::info!(app = %spec.app_name, %client_id, "Zitadel device-code app exists");
+            client_id
+        }
+        None => {
+            let client_id = api.create_device_app(&project_id, &spec.app_name).await?;
+            tracing::info!(app = %spec.app_name, %client_id, "created Zitadel device-code app");
+            client_id
+        }
+    };
+    let state = SsoClientState {
+        client_id,
+        project_id,
+        issuer: issuer.to_owned(),
+    };
+    save_state(state_dir, &state).await?;
+    Ok(state)
+}
+
+/// Writes `state` to `<dir>/`[`STATE_FILE`] through a temp file in `dir` and a rename.
+pub async fn save_state(dir: &Path, state: &SsoClientState) -> Result<(), ZitadelSetupError> {
+    let dir = dir.to_owned();
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|source| ZitadelSetupError::StateParse {
+            path: dir.join(STATE_FILE),
+            source,
+        })?;
+    tokio::task::spawn_blocking(move || write_atomic(&dir, &json))
+        .await
+        .map_err(|join| ZitadelSetupError::StateWrite {
+            path: PathBuf::from(STATE_FILE),
+            source: std::io::Error::other(join),
+        })?
+}
+
+fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), ZitadelSetupError> {
+    let path = dir.join(STATE_FILE);
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ZitadelSetupError::StateWrite { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err(dir))?;
+    tmp.write_all(bytes).map_err(err(&path))?;
+    tmp.as_file().sync_all().map_err(err(&path))?;
+    tmp.persist(&path)
+        .map_err(|e| ZitadelSetupError::StateWrite {
+            path: path.clone(),
+            source: e.error,
+        })?;
+    Ok(())
+}
+
+/// Reads `<dir>/`[`STATE_FILE`]; `None` when the deploy has not written it yet.
+pub async fn load_state(dir: &Path) -> Result<Option<SsoClientState>, ZitadelSetupError> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ZitadelSetupError::StateRead { path, source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| ZitadelSetupError::StateParse { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_prefers_zitadel_message() {
+        assert_eq!(
+            error_message(br#"{"code":5,"message":"Project not found"}"#),
+            "Project not found"
+        );
+        assert_eq!(error_message(b""), "(empty body)");
+        assert_eq!(error_message(b"oops"), "oops");
+    }
+
+    #[test]
+    fn api_debug_does_not_show_the_pat() {
+        let api = ZitadelApi::new(
+            Url::parse("http://127.0.0.1:1").expect("url"),
+            SecretString::from("pat-very-secret-value"),
+        )
+        .expect("client");
+        let dbg = format!("{api:?}");
+        assert!(!dbg.contains("pat-very-secret-value"), "{dbg}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Zitadel's Helm values as typed structs (chart [`ZITADEL_CHART_VERSION`]).
+//!
+//! Keys were checked against that chart's `values.yaml`, `values.schema.json` and templates. The
+//! values are for k3s-family and default clusters (k3d in particular) and carry the two fixes the
+//! seed plan paid for:
+//! - **`runAsUser: 1000` on every security context.** The image's user is the non-numeric
+//!   `zitadel`; with `runAsNonRoot: true` kubelet cannot prove it is not root and refuses to start
+//!   the container (`CreateContainerConfigError`). 1000 is its UID. Chart 9.x renders the init
+//!   and setup jobs with the chart-wide contexts and the login pods with `login.*` (falling back
+//!   to the chart-wide ones); the `initJob`/`setupJob` contexts are set as well, so a chart that
+//!   reads them gets the same answer.
+//! - **No `kubernetes.io/ingress.class: nginx`.** k3d ships traefik, which ignores an ingress
+//!   claimed by nginx (404 on every route); without a class traefik serves it.
+//!
+//! No secret is in these values: the masterkey is referenced by Secret name, and database
+//! passwords come from CNPG's Secrets through `secretKeyRef`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Helm repository name used for Zitadel's chart.
+pub const ZITADEL_REPO_NAME: &str = "zitadel";
+/// Zitadel's charts repository.
+pub const ZITADEL_REPO_URL: &str = "https://charts.zitadel.com";
+/// Chart reference (`<repo>/<chart>`).
+pub const ZITADEL_CHART: &str = "zitadel/zitadel";
+/// Pinned chart version (Zitadel v4.13.0 with the v2 login).
+pub const ZITADEL_CHART_VERSION: &str = "9.34.0";
+
+/// The UID of the `zitadel` user in Zitadel's image (see the module docs).
+pub const ZITADEL_UID: i64 = 1000;
+
+/// Top-level Helm values for the Zitadel chart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZitadelValues {
+    /// Zitadel API replicas.
+    pub replica_count: u32,
+    /// `zitadel:` (runtime configuration and masterkey reference).
+    pub zitadel: ZitadelSection,
+    /// Pod security context of the Zitadel deployment and the init/setup jobs.
+    pub pod_security_context: PodSecurityContext,
+    /// Container security context of the Zitadel deployment and the init/setup jobs.
+    pub security_context: SecurityContext,
+    /// Extra environment of the Zitadel containers (deployment, init and setup jobs).
+    pub env: Vec<EnvVar>,
+    /// The init job (pre-install hook).
+    pub init_job: JobValues,
+    /// The setup job (pre-install hook; creates the first instance and the machine user's PAT).
+    pub setup_job: JobValues,
+    /// The v2 login UI.
+    pub login: LoginValues,
+    /// Ingress of the Zitadel API.
+    pub ingress: IngressValues,
+}
+
+/// `zitadel:` section.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZitadelSection {
+    /// Secret (key `masterkey`) holding the 32-character masterkey; created by Harmony once.
+    pub masterkey_secret_name: String,
+    /// Zitadel's own configuration (written to a ConfigMap by the chart).
+    pub configmap_config: ZitadelConfig,
+}
+
+/// Zitadel runtime configuration (`zitadel.configmapConfig`), Zitadel's PascalCase keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ZitadelConfig {
+    /// The host Zitadel answers for; it picks its instance from the `Host` header.
+    pub external_domain: String,
+    /// The port clients use (the Service port, so one issuer URL works in and out of cluster).
+    pub external_port: u16,
+    /// `false`: plain HTTP on k3d.
+    pub external_secure: bool,
+    /// TLS inside the pod (off: traefik or nothing terminates TLS locally).
+    #[serde(rename = "TLS")]
+    pub tls: TlsConfig,
+    /// Database connection.
+    pub database: DatabaseConfig,
+    /// First instance: the machine user whose PAT Harmony uses.
+    pub first_instance: FirstInstance,
+}
+
+/// `TLS:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TlsConfig {
+    /// Serve TLS from Zitadel itself.
+    pub enabled: bool,
+}
+
+/// `Database:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DatabaseConfig {
+    /// PostgreSQL (the CNPG cluster).
+    pub postgres: PostgresConfig,
+}
+
+/// `Database.Postgres:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PostgresConfig {
+    /// The CNPG `-rw` service.
+    pub host: String,
+    /// PostgreSQL port.
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// The owner role Zitadel runs as (password from env).
+    pub user: DbRole,
+    /// The admin role the init job uses (password from env).
+    pub admin: DbRole,
+}
+
+/// A database role without its password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DbRole {
+    /// Role name.
+    pub username: String,
+    /// SSL settings.
+    #[serde(rename = "SSL")]
+    pub ssl: SslConfig,
+}
+
+/// `SSL:` of a database role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SslConfig {
+    /// libpq `sslmode`.
+    pub mode: String,
+}
+
+/// `FirstInstance:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirstInstance {
+    /// The first organisation.
+    pub org: FirstOrg,
+}
+
+/// `FirstInstance.Org:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirstOrg {
+    /// The machine user (its PAT lands in Secret `<username>-pat`, key `pat`).
+    pub machine: FirstOrgMachine,
+}
+
+/// `FirstInstance.Org.Machine:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirstOrgMachine {
+    /// The user.
+    pub machine: MachineUser,
+    /// Asking for a PAT makes the setup job write it to Secret `<username>-pat`.
+    pub pat: PatConfig,
+}
+
+/// `FirstInstance.Org.Machine.Machine:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MachineUser {
+    /// Login name; also names the PAT Secret.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// `FirstInstance.Org.Machine.Pat:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PatConfig {
+    /// RFC 3339 expiry of the PAT.
+    pub expiration_date: String,
+}
+
+/// Pod-level security context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    /// Refuse to run as root.
+    pub run_as_non_root: bool,
+    /// Numeric UID (see [`ZITADEL_UID`]).
+    pub run_as_user: i64,
+    /// Group owning mounted volumes.
+    pub fs_group: i64,
+}
+
+/// Container-level security context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    /// Refuse to run as root.
+    pub run_as_non_root: bool,
+    /// Numeric UID (see [`ZITADEL_UID`]).
+    pub run_as_user: i64,
+    /// Read-only root filesystem.
+    pub read_only_root_filesystem: bool,
+    /// Never privileged.
+    pub privileged: bool,
+}
+
+/// An environment variable whose value comes from a Secret key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Where the value comes from.
+    pub value_from: EnvVarSource,
+}
+
+/// `valueFrom:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// The Secret and key.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// `secretKeyRef:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key in the Secret.
+    pub key: String,
+}
+
+/// `initJob:` / `setupJob:`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobValues {
+    /// For the init job: which `zitadel init` step to run (`zitadel`: CNPG already created the
+    /// database and its owner). Omitted for the setup job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Seconds before the job is failed.
+    pub active_deadline_seconds: u32,
+    /// Pod security context of the job.
+    pub pod_security_context: PodSecurityContext,
+    /// Container security context of the job.
+    pub security_context: SecurityContext,
+}
+
+/// `login:` (the v2 login UI, which also serves the device-code verification page).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginValues {
+    /// Deploy the login UI.
+    pub enabled: bool,
+    /// Pod security context of the login pods.
+    pub pod_security_context: PodSecurityContext,
+    /// Container security context of the login pods.
+    pub security_context: SecurityContext,
+    /// Ingress of the login UI (path `/ui/v2/login` on the same host).
+    pub ingress: IngressValues,
+}
+
+/// `ingress:` / `login.ingress:`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressValues {
+    /// Create the Ingress.
+    pub enabled: bool,
+    /// `generic`: the chart adds no controller-specific annotations (its `nginx` mode would).
+    pub controller: String,
+    /// Empty: no ingress class, so k3s's traefik (the default class) serves it.
+    pub class_name: String,
+    /// No annotations at all, in particular no `kubernetes.io/ingress.class`.
+    pub annotations: BTreeMap<String, String>,
+    /// Hosts and paths.
+    pub hosts: Vec<IngressHost>,
+}
+
+/// One host of an Ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressHost {
+    /// Host name (the external domain).
+    pub host: String,
+    /// Paths routed to the service.
+    pub paths: Vec<IngressPath>,
+}
+
+/// One path of an Ingress host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressPath {
+    /// URL path.
+    pub path: String,
+    /// `Prefix`.
+    pub path_type: String,
+}
+
+impl PodSecurityContext {
+    /// Non-root as [`ZITADEL_UID`].
+    pub fn zitadel() -> Self {
+        Self {
+            run_as_non_root: true,
+            run_as_user: ZITADEL_UID,
+            fs_group: ZITADEL_UID,
+        }
+    }
+}
+
+impl SecurityContext {
+    /// Non-root as [`ZITADEL_UID`], read-only root filesystem, unprivileged.
+    pub fn zitadel() -> Self {
+        Self {
+            run_as_non_root: true,
+            run_as_user: ZITADEL_UID,
+            read_only_root_filesystem: true,
+            privileged: false,
+        }
+    }
+}
+
+impl IngressValues {
+    /// A class-less, annotation-free ingress for `host` on `path`.
+    pub fn plain(host: &str, path: &str) -> Self {
+        Self {
+            enabled: true,
+            controller: "generic".into(),
+            class_name: String::new(),
+            annotations: BTreeMap::new(),
+            hosts: vec![IngressHost {
+                host: host.into(),
+                paths: vec![IngressPath {
+                    path: path.into(),
+                    path_type: "Prefix".into(),
+                }],
+            }],
+        }
+    }
+}
+
+impl EnvVar {
+    /// `name` from Secret `secret`, key `key`.
+    pub fn from_secret(name: &str, secret: &str, key: &str) -> Self {
+        Self {
+            name: name.into(),
+            value_from: EnvVarSource {
+                secret_key_ref: SecretKeyRef {
+                    name: secret.into(),
+                    key: key.into(),
+                },
+            },
+        }
+    }
+}

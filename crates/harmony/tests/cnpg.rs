@@ -1,0 +1,152 @@
+//! CloudNativePG: rendered operator values and `Cluster` (snapshots) and the fresh-client retry
+//! for the CRD-registration race (fake factories: the Kubernetes API cannot run here).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use harmony::cnpg::{
+    CLUSTER_CRD, CnpgOperatorValues, PostgresCluster, RetryPolicy, retry_with_fresh_client,
+};
+use tracing_test::traced_test;
+
+#[test]
+fn operator_values_snapshot() {
+    insta::assert_yaml_snapshot!(CnpgOperatorValues::default());
+}
+
+#[test]
+fn cluster_manifest_snapshot() {
+    let manifest = PostgresCluster::default().manifest();
+    insta::assert_yaml_snapshot!(manifest);
+}
+
+#[test]
+fn cluster_is_small_and_lets_cnpg_own_credentials() {
+    let m = serde_json::to_value(PostgresCluster::default().manifest()).expect("json");
+    assert_eq!(m["apiVersion"], "postgresql.cnpg.io/v1");
+    assert_eq!(m["kind"], "Cluster");
+    assert_eq!(m["spec"]["instances"], 1);
+    assert_eq!(m["spec"]["enableSuperuserAccess"], true);
+    assert_eq!(m["spec"]["bootstrap"]["initdb"]["owner"], "zitadel");
+    // No password anywhere: CNPG generates them into <cluster>-app / <cluster>-superuser.
+    assert!(!m.to_string().to_lowercase().contains("password"), "{m}");
+}
+
+/// What the fake API server knows: after how many client constructions the CRD is discoverable.
+#[derive(Debug, thiserror::Error)]
+enum FakeError {
+    #[error("the server could not find the requested resource (CRD {0} not in discovery)")]
+    CrdMissing(&'static str),
+}
+
+/// A client that, like kube's, snapshots discovery when it is built.
+struct FakeClient {
+    crd_in_discovery: bool,
+}
+
+impl FakeClient {
+    async fn create_cluster(&self) -> Result<&'static str, FakeError> {
+        if self.crd_in_discovery {
+            Ok("created")
+        } else {
+            Err(FakeError::CrdMissing(CLUSTER_CRD))
+        }
+    }
+}
+
+/// A factory whose `n`-th client (1-based) sees the CRD when `n > missing_for`.
+fn factory(
+    built: Arc<AtomicU32>,
+    missing_for: u32,
+) -> impl Fn() -> std::future::Ready<Result<FakeClient, FakeError>> {
+    move || {
+        let n = built.fetch_add(1, Ordering::SeqCst) + 1;
+        std::future::ready(Ok(FakeClient {
+            crd_in_discovery: n > missing_for,
+        }))
+    }
+}
+
+#[tokio::test]
+#[traced_test]
+async fn crd_missing_twice_then_present_succeeds_on_third_attempt_with_fresh_clients() {
+    let built = Arc::new(AtomicU32::new(0));
+    let calls = Arc::new(AtomicU32::new(0));
+    let calls_in_op = calls.clone();
+    let out = retry_with_fresh_client(
+        RetryPolicy::immediate(5),
+        "CRD clusters.postgresql.cnpg.io",
+        factory(built.clone(), 2),
+        move |client: FakeClient| {
+            calls_in_op.fetch_add(1, Ordering::SeqCst);
+            async move { client.create_cluster().await }
+        },
+    )
+    .await
+    .expect("third attempt succeeds");
+    assert_eq!(out, "created");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "exactly three attempts");
+    assert_eq!(
+        built.load(Ordering::SeqCst),
+        3,
+        "a new client for every attempt"
+    );
+    // Each failed attempt is logged with the error it saw.
+    assert!(logs_contain("attempt=1"));
+    assert!(logs_contain("attempt=2"));
+    assert!(logs_contain("not in discovery"));
+    assert!(logs_contain("retrying with a fresh client"));
+}
+
+#[tokio::test]
+#[traced_test]
+async fn crd_always_missing_fails_after_the_bound_naming_the_crd() {
+    let built = Arc::new(AtomicU32::new(0));
+    let started = std::time::Instant::now();
+    let err = retry_with_fresh_client(
+        RetryPolicy {
+            attempts: 4,
+            delay: Duration::from_millis(10),
+        },
+        "CRD clusters.postgresql.cnpg.io to be established",
+        factory(built.clone(), u32::MAX),
+        |client: FakeClient| async move { client.create_cluster().await },
+    )
+    .await
+    .expect_err("never succeeds");
+    assert_eq!(built.load(Ordering::SeqCst), 4, "bounded: four attempts");
+    assert_eq!(err.attempts, 4);
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "waited between attempts"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(CLUSTER_CRD), "{msg}");
+    assert!(msg.contains("after 4 attempts"), "{msg}");
+    assert!(matches!(err.last, FakeError::CrdMissing(crd) if crd == CLUSTER_CRD));
+    assert!(logs_contain("giving up"));
+}
+
+#[tokio::test]
+async fn a_failing_factory_counts_as_a_failed_attempt() {
+    let tries = Arc::new(AtomicU32::new(0));
+    let t = tries.clone();
+    let err = retry_with_fresh_client(
+        RetryPolicy::immediate(3),
+        "a Kubernetes client",
+        move || {
+            t.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Err::<FakeClient, _>(FakeError::CrdMissing("none")))
+        },
+        |_client: FakeClient| async { Ok::<(), FakeError>(()) },
+    )
+    .await
+    .expect_err("factory never works");
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert!(err.to_string().contains("a Kubernetes client"));
+}

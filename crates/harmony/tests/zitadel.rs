@@ -1,0 +1,424 @@
+//! Zitadel: rendered Helm values and the CoreDNS override (snapshots plus the k3d fixes asserted
+//! explicitly), and Management API contract tests on wiremock (Zitadel cannot run here), with
+//! request bodies as Zitadel's proto definitions document them.
+
+use harmony::zitadel::{
+    DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ZitadelSetupError, ensure_device_app,
+    issuer::{COREDNS_CUSTOM_CONFIGMAP, COREDNS_NAMESPACE, OVERRIDE_KEY},
+    setup::{STATE_FILE, load_state},
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use url::Url;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_json, body_partial_json, header, method, path},
+};
+
+const PAT: &str = "pat-3xq-SUPER-SECRET-do-not-leak";
+const ISSUER: &str = "http://sso.harmony.local:8080";
+
+// ---------------------------------------------------------------------------------------------
+// Helm values
+
+fn values_json() -> Value {
+    serde_json::to_value(ZitadelScore::default().values()).expect("values serialise")
+}
+
+#[test]
+fn helm_values_snapshot() {
+    let yaml = ZitadelScore::default().values_yaml().expect("yaml");
+    insta::assert_snapshot!(yaml);
+}
+
+/// Every object under a key ending in `ecurityContext`, with its path.
+fn security_contexts<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let p = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                if k == "podSecurityContext" || k == "securityContext" {
+                    out.push((p.clone(), child));
+                }
+                security_contexts(child, p, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                security_contexts(child, format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_security_context_runs_as_uid_1000() {
+    let v = values_json();
+    let mut found = Vec::new();
+    security_contexts(&v, String::new(), &mut found);
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    for required in [
+        "podSecurityContext",
+        "securityContext",
+        "initJob.podSecurityContext",
+        "initJob.securityContext",
+        "setupJob.podSecurityContext",
+        "setupJob.securityContext",
+        "login.podSecurityContext",
+        "login.securityContext",
+    ] {
+        assert!(paths.contains(&required), "missing {required}: {paths:?}");
+    }
+    for (p, ctx) in &found {
+        assert_eq!(ctx["runAsUser"], 1000, "{p} must set runAsUser: 1000");
+        assert_eq!(ctx["runAsNonRoot"], true, "{p}");
+    }
+}
+
+#[test]
+fn no_nginx_ingress_class_anywhere() {
+    let yaml = ZitadelScore::default().values_yaml().expect("yaml");
+    assert!(!yaml.contains("kubernetes.io/ingress.class"), "{yaml}");
+    assert!(!yaml.to_lowercase().contains("nginx"), "{yaml}");
+    let v = values_json();
+    for ingress in [&v["ingress"], &v["login"]["ingress"]] {
+        assert_eq!(ingress["enabled"], true);
+        assert_eq!(ingress["className"], "", "no class: traefik serves it");
+        assert_eq!(ingress["controller"], "generic");
+        assert_eq!(ingress["annotations"], json!({}));
+        assert_eq!(ingress["hosts"][0]["host"], "sso.harmony.local");
+    }
+}
+
+#[test]
+fn issuer_settings_database_and_secrets() {
+    let v = values_json();
+    let cfg = &v["zitadel"]["configmapConfig"];
+    assert_eq!(cfg["ExternalDomain"], "sso.harmony.local");
+    assert_eq!(cfg["ExternalPort"], 8080);
+    assert_eq!(cfg["ExternalSecure"], false);
+    assert_eq!(
+        cfg["Database"]["Postgres"]["Host"],
+        "zitadel-pg-rw.zitadel.svc.cluster.local"
+    );
+    assert_eq!(
+        cfg["FirstInstance"]["Org"]["Machine"]["Machine"]["Username"],
+        "harmony-admin"
+    );
+    assert!(cfg["FirstInstance"]["Org"]["Machine"]["Pat"]["ExpirationDate"].is_string());
+    // The masterkey is referenced, never inlined.
+    assert_eq!(v["zitadel"]["masterkeySecretName"], "zitadel-masterkey");
+    assert!(v["zitadel"].get("masterkey").is_none());
+    // DB passwords come from CNPG's secrets.
+    let env = v["env"].as_array().expect("env");
+    assert!(env.iter().all(|e| e.get("value").is_none()), "{env:?}");
+    assert_eq!(
+        env[0]["valueFrom"]["secretKeyRef"],
+        json!({"name": "zitadel-pg-app", "key": "password"})
+    );
+    let score = ZitadelScore::default();
+    assert_eq!(score.pat_secret(), "harmony-admin-pat");
+    assert_eq!(score.issuer(), ISSUER);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CoreDNS
+
+#[test]
+fn coredns_override_snapshot() {
+    let rewrite = ZitadelScore::default().coredns_rewrite();
+    let cm = rewrite.configmap();
+    insta::assert_yaml_snapshot!(cm);
+    assert_eq!(cm.metadata.name.as_deref(), Some(COREDNS_CUSTOM_CONFIGMAP));
+    assert_eq!(cm.metadata.namespace.as_deref(), Some(COREDNS_NAMESPACE));
+    let data = cm.data.expect("data");
+    assert_eq!(
+        data[OVERRIDE_KEY],
+        "rewrite name sso.harmony.local zitadel.zitadel.svc.cluster.local\n"
+    );
+    assert!(
+        OVERRIDE_KEY.ends_with(".override"),
+        "k3s imports *.override"
+    );
+}
+
+#[test]
+fn coredns_restart_annotation_changes_only_with_the_override() {
+    let a = ZitadelScore::default().coredns_rewrite();
+    let same = ZitadelScore::default().coredns_rewrite();
+    let mut other = ZitadelScore::default();
+    other.external_domain = "sso.example.local".into();
+    let b = other.coredns_rewrite();
+    assert_eq!(a.coredns_restart_patch(), same.coredns_restart_patch());
+    assert_ne!(a.coredns_restart_patch(), b.coredns_restart_patch());
+    let patch = a.coredns_restart_patch();
+    assert_eq!(patch["kind"], "Deployment");
+    // Only the annotation: nothing else of CoreDNS is claimed.
+    assert_eq!(
+        patch["spec"].as_object().map(|o| o.len()),
+        Some(1),
+        "{patch}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Management API contract tests
+
+fn api(server: &MockServer) -> ZitadelApi {
+    ZitadelApi::new(
+        Url::parse(&server.uri()).expect("url"),
+        SecretString::from(PAT),
+    )
+    .expect("client")
+    .with_host_header("sso.harmony.local")
+}
+
+fn name_query(name: &str) -> Value {
+    json!({ "queries": [{ "nameQuery": { "name": name, "method": "TEXT_QUERY_METHOD_EQUALS" } }] })
+}
+
+fn authed(m: wiremock::MockBuilder) -> wiremock::MockBuilder {
+    m.and(header("authorization", format!("Bearer {PAT}").as_str()))
+        .and(header("host", "sso.harmony.local"))
+}
+
+#[tokio::test]
+async fn creates_project_and_device_app_and_saves_client_id() {
+    let server = MockServer::start().await;
+    // Empty results: proto3 JSON omits the empty `result` list.
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
+        .and(body_json(name_query("harmony")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"details": {"totalResult": "0"}})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects")))
+        .and(body_json(json!({"name": "harmony"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "270000000000000001",
+            "details": {"sequence": "2", "resourceOwner": "269999999999999999"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("POST")).and(path(
+        "/management/v1/projects/270000000000000001/apps/_search",
+    )))
+    .and(body_json(name_query("harmony-cli")))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+    .expect(1)
+    .mount(&server)
+    .await;
+    authed(
+        Mock::given(method("POST"))
+            .and(path("/management/v1/projects/270000000000000001/apps/oidc")),
+    )
+    .and(body_partial_json(json!({
+        "name": "harmony-cli",
+        "responseTypes": ["OIDC_RESPONSE_TYPE_CODE"],
+        "grantTypes": ["OIDC_GRANT_TYPE_DEVICE_CODE", "OIDC_GRANT_TYPE_REFRESH_TOKEN"],
+        "appType": "OIDC_APP_TYPE_NATIVE",
+        "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
+        "version": "OIDC_VERSION_1_0"
+    })))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        "appId": "270000000000000002",
+        "details": {"sequence": "3"},
+        "clientId": "270000000000000002@harmony",
+        "noneCompliant": false
+    })))
+    .expect(1)
+    .mount(&server)
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path().join("zitadel").join("harmony");
+    let state = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, &state_dir)
+        .await
+        .expect("setup");
+    let expected = SsoClientState {
+        client_id: "270000000000000002@harmony".into(),
+        project_id: "270000000000000001".into(),
+        issuer: ISSUER.into(),
+    };
+    assert_eq!(state, expected);
+    assert_eq!(load_state(&state_dir).await.expect("load"), Some(expected));
+    let raw = std::fs::read_to_string(state_dir.join(STATE_FILE)).expect("state file");
+    assert!(!raw.contains(PAT));
+    // The app carries no redirect URI and no secret-based auth.
+    let reqs = server.received_requests().await.expect("recording");
+    let create = reqs
+        .iter()
+        .find(|r| r.url.path().ends_with("/apps/oidc"))
+        .expect("create app request");
+    let body: Value = serde_json::from_slice(&create.body).expect("json body");
+    assert_eq!(body["redirectUris"], json!([]));
+}
+
+#[tokio::test]
+async fn finds_existing_project_and_app_without_creating() {
+    let server = MockServer::start().await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
+        .and(body_json(name_query("harmony")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "details": {"totalResult": "2"},
+            // A prefix match from a lenient server must not be taken for ours.
+            "result": [
+                {"id": "111", "name": "harmony-old", "state": "PROJECT_STATE_ACTIVE"},
+                {"id": "222", "name": "harmony", "state": "PROJECT_STATE_ACTIVE"}
+            ]
+        })))
+        .expect(2)
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects/222/apps/_search")))
+        .and(body_json(name_query("harmony-cli")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{
+                "id": "333",
+                "name": "harmony-cli",
+                "state": "APP_STATE_ACTIVE",
+                "oidcConfig": {
+                    "clientId": "333@harmony",
+                    "grantTypes": ["OIDC_GRANT_TYPE_DEVICE_CODE", "OIDC_GRANT_TYPE_REFRESH_TOKEN"],
+                    "appType": "OIDC_APP_TYPE_NATIVE",
+                    "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE"
+                }
+            }]
+        })))
+        .expect(2)
+        .mount(&server)
+        .await;
+    // Creating anything would be a duplicate.
+    Mock::given(method("POST"))
+        .and(path("/management/v1/projects"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/management/v1/projects/222/apps/oidc"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    for _ in 0..2 {
+        let state = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, dir.path())
+            .await
+            .expect("setup");
+        assert_eq!(state.client_id, "333@harmony");
+        assert_eq!(state.project_id, "222");
+    }
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn rejected_pat_is_a_clear_error_without_the_pat() {
+    for status in [401u16, 403] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/management/v1/projects/_search"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({
+                "code": 16,
+                "message": "Errors.Token.Invalid (AUTH-7fs1e)"
+            })))
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, dir.path())
+            .await
+            .expect_err("PAT rejected");
+        assert!(
+            matches!(err, ZitadelSetupError::PatRejected { status: s, .. } if s.as_u16() == status),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("stale"), "{msg}");
+        assert!(msg.contains("-pat"), "names the Secret: {msg}");
+        assert!(msg.contains("--cleanup"), "says what to do: {msg}");
+        assert!(!msg.contains(PAT) && !format!("{err:?}").contains(PAT));
+        assert!(
+            !dir.path().join(STATE_FILE).exists(),
+            "nothing saved on failure"
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_error_carries_zitadels_message() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/management/v1/projects/_search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/management/v1/projects"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({
+            "code": 6, "message": "Errors.Project.AlreadyExists"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, dir.path())
+        .await
+        .expect_err("conflict");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("409") && msg.contains("Errors.Project.AlreadyExists"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn wait_ready_checks_the_announced_issuer() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .and(header("host", "sso.harmony.local"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": ISSUER,
+            "device_authorization_endpoint": format!("{ISSUER}/oauth/v2/device_authorization")
+        })))
+        .mount(&server)
+        .await;
+    let api = api(&server);
+    api.wait_ready(ISSUER, 1, std::time::Duration::ZERO)
+        .await
+        .expect("ready");
+    let err = api
+        .wait_ready("http://localhost:8080", 1, std::time::Duration::ZERO)
+        .await
+        .expect_err("mismatch");
+    assert!(
+        matches!(err, ZitadelSetupError::IssuerMismatch { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn wait_ready_is_bounded_when_zitadel_never_answers() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("Instance not found"))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let err = api(&server)
+        .wait_ready(ISSUER, 3, std::time::Duration::from_millis(5))
+        .await
+        .expect_err("never ready");
+    let msg = format!("{err}");
+    assert!(msg.contains("after 3 attempts"), "{msg}");
+    server.verify().await;
+}
