@@ -249,6 +249,7 @@ impl K8sClient {
         for other in data.values_mut() {
             other.0.zeroize();
         }
+        tracing::debug!(secret = %resource, key, found = value.is_some(), "read Secret key");
         let Some(value) = value else {
             return Ok(None);
         };
