@@ -55,3 +55,7 @@ pub const HARMONY_TEST_NODE: &str = "HARMONY_TEST_NODE";
 
 /// Log filter for the CLI (tracing's `EnvFilter` syntax).
 pub const RUST_LOG: &str = "RUST_LOG";
+
+/// The executable search path: `k3d` and `helm` found there are used when they report the
+/// pinned version (else the verified download under `harmony_data_dir()/bin` is).
+pub const PATH: &str = "PATH";

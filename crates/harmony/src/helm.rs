@@ -1,1 +1,556 @@
-//! helm (in progress)
+//! Installing charts with the pinned helm.
+//!
+//! [`Helm`] runs the helm binary (normally from [`Tools::ensure`] with [`ToolSpec::helm`])
+//! against one cluster, named by a [`KubeconfigFile`]. Callers pass chart values as their own
+//! typed `Serialize` structs (the OpenBao, CNPG and Zitadel scores own theirs); they are
+//! rendered to YAML ([`render_values`]) and handed to helm as a private `--values` file, never
+//! as `--set` arguments, so secrets in values never show in a process list or an error.
+//!
+//! Every call is bounded: `upgrade --install` passes `--timeout` to helm and kills helm itself
+//! shortly after that, in case it hangs. helm's stderr is part of every error.
+//!
+//! ```no_run
+//! # async fn demo(helm: harmony::helm::Helm) -> Result<(), harmony::helm::HelmError> {
+//! use harmony::helm::ChartRelease;
+//! use std::time::Duration;
+//! #[derive(serde::Serialize)]
+//! struct Values { replicas: u32 }
+//! helm.repo_add("openbao", "https://openbao.github.io/openbao-helm").await?;
+//! let release = ChartRelease::new("openbao", "openbao/openbao", "openbao")
+//!     .version("0.1.0")
+//!     .timeout(Duration::from_secs(300));
+//! helm.upgrade_install(&release, &Values { replicas: 1 }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Tools::ensure`]: crate::tools::Tools::ensure
+//! [`ToolSpec::helm`]: crate::tools::ToolSpec::helm
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use crate::tools::{CommandError, ToolCommand, ToolError, ToolSpec, Tools};
+
+/// Extra time helm gets past its own `--timeout` before it is killed (it reports first).
+const KILL_GRACE: Duration = Duration::from_secs(60);
+
+/// Why a private file (kubeconfig, values) could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{context} {}: {source}", .path.display())]
+pub struct PrivateFileError {
+    context: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// A kubeconfig on disk for helm's `--kubeconfig`.
+///
+/// Written ones are mode 0600 (they hold a client key), written to a temporary name in the
+/// same directory and renamed. A [`KubeconfigFile::temporary`] one lives in a private
+/// temporary directory that is deleted with the value.
+#[derive(Debug)]
+pub struct KubeconfigFile {
+    path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl KubeconfigFile {
+    /// Writes `yaml` to a new private temporary directory.
+    pub fn temporary(yaml: &SecretString) -> Result<Self, PrivateFileError> {
+        let dir = tempfile::Builder::new()
+            .prefix("harmony-kubeconfig-")
+            .tempdir()
+            .map_err(|source| PrivateFileError {
+                context: "could not create a temporary directory in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = write_private(dir.path(), "kubeconfig", yaml)?;
+        Ok(Self {
+            path,
+            _dir: Some(dir),
+        })
+    }
+
+    /// Writes `yaml` to `dir/file_name` (e.g. under `harmony_data_dir()`); kept when dropped.
+    pub fn write(
+        dir: &Path,
+        file_name: &str,
+        yaml: &SecretString,
+    ) -> Result<Self, PrivateFileError> {
+        std::fs::create_dir_all(dir).map_err(|source| PrivateFileError {
+            context: "could not create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = write_private(dir, file_name, yaml)?;
+        Ok(Self { path, _dir: None })
+    }
+
+    /// A kubeconfig that already exists (an existing cluster's), used as is.
+    pub fn existing(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            _dir: None,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes a 0600 file atomically: temp file in `dir` (created 0600), then rename.
+fn write_private(
+    dir: &Path,
+    file_name: &str,
+    content: &SecretString,
+) -> Result<PathBuf, PrivateFileError> {
+    let target = dir.join(file_name);
+    let err = |context, path: &Path| {
+        let path = path.to_owned();
+        move |source| PrivateFileError {
+            context,
+            path,
+            source,
+        }
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kubeconfig-")
+        .tempfile_in(dir)
+        .map_err(err("could not create a temporary file in", dir))?;
+    temp.write_all(content.expose_secret().as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(err("could not write", temp.path()))?;
+    temp.persist(&target)
+        .map_err(|e| err("could not rename into", &target)(e.error))?;
+    Ok(target)
+}
+
+/// One chart release to install or upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartRelease {
+    /// Release name.
+    pub release: String,
+    /// Chart reference: `repo/chart`, `oci://…` or a path.
+    pub chart: String,
+    /// Namespace (created when missing).
+    pub namespace: String,
+    /// Chart version; `None` takes the repository's latest (avoid: pin it).
+    pub version: Option<String>,
+    /// Pass `--wait`: helm returns only once the release's pods are ready.
+    pub wait: bool,
+    /// helm's `--timeout` for the whole operation.
+    pub timeout: Duration,
+}
+
+impl ChartRelease {
+    /// `release` of `chart` in `namespace`, no `--wait`, a 5-minute timeout.
+    pub fn new(
+        release: impl Into<String>,
+        chart: impl Into<String>,
+        namespace: impl Into<String>,
+    ) -> Self {
+        Self {
+            release: release.into(),
+            chart: chart.into(),
+            namespace: namespace.into(),
+            version: None,
+            wait: false,
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Pins the chart version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Whether helm waits for the release's resources to be ready.
+    pub fn wait(mut self, wait: bool) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// helm's `--timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Why a helm operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HelmError {
+    /// The helm binary could not be obtained.
+    #[error("could not obtain helm: {0}")]
+    Tool(#[source] Box<ToolError>),
+    /// A name or chart reference would be read as a flag or is empty.
+    #[error("{what} {value:?} is not valid: {reason}")]
+    InvalidArgument {
+        /// What it is ("release name", "namespace", ...).
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `helm repo add` failed.
+    #[error(
+        "could not add helm repository {name} ({url}): {source}; check the URL and the network"
+    )]
+    RepoAdd {
+        /// Repository name.
+        name: String,
+        /// Repository URL.
+        url: String,
+        /// The failed run (helm's stderr inside).
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// `helm repo update` failed.
+    #[error("could not update helm repositories: {source}; check the network")]
+    RepoUpdate {
+        /// The failed run.
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// The values could not be rendered to YAML.
+    #[error("could not render the helm values of release {release}: {source}")]
+    RenderValues {
+        /// Release name.
+        release: String,
+        /// The serialisation error.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// The values file could not be written.
+    #[error("could not write the values file for release {release}: {source}")]
+    ValuesFile {
+        /// Release name.
+        release: String,
+        /// The write error.
+        #[source]
+        source: PrivateFileError,
+    },
+    /// `helm upgrade --install` failed.
+    #[error(
+        "helm could not install or upgrade release {release} ({chart}) in namespace {namespace}: \
+         {source}; inspect it with `helm status {release} -n {namespace}`, fix the cause and re-run"
+    )]
+    UpgradeInstall {
+        /// Release name.
+        release: String,
+        /// Chart reference.
+        chart: String,
+        /// Namespace.
+        namespace: String,
+        /// The failed run (helm's stderr inside).
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// `helm uninstall` failed.
+    #[error("helm could not uninstall release {release} in namespace {namespace}: {source}")]
+    Uninstall {
+        /// Release name.
+        release: String,
+        /// Namespace.
+        namespace: String,
+        /// The failed run.
+        #[source]
+        source: Box<CommandError>,
+    },
+}
+
+/// Renders chart values to the YAML helm reads from `--values`.
+pub fn render_values<V: Serialize + ?Sized>(values: &V) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(values)
+}
+
+/// The pinned helm bound to one cluster.
+#[derive(Debug)]
+pub struct Helm {
+    binary: PathBuf,
+    kubeconfig: KubeconfigFile,
+    state_dir: Option<PathBuf>,
+    query_timeout: Duration,
+}
+
+impl Helm {
+    /// helm at `binary`, talking to the cluster in `kubeconfig`.
+    pub fn new(binary: impl Into<PathBuf>, kubeconfig: KubeconfigFile) -> Self {
+        Self {
+            binary: binary.into(),
+            kubeconfig,
+            state_dir: None,
+            query_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The pinned helm from `tools` (downloaded and verified if needed).
+    pub async fn install(tools: &Tools, kubeconfig: KubeconfigFile) -> Result<Self, HelmError> {
+        let binary = tools
+            .ensure(&ToolSpec::helm())
+            .await
+            .map_err(|e| HelmError::Tool(Box::new(e)))?;
+        Ok(Self::new(binary, kubeconfig))
+    }
+
+    /// Keep helm's repository list and index cache in `dir` (e.g. `harmony_data_dir()/helm`)
+    /// instead of the user's helm configuration.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Deadline for repository calls (`repo add`, `repo update`).
+    pub fn with_query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = timeout;
+        self
+    }
+
+    /// The helm executable in use.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// A helm command with the flags every call shares (cluster, repository state).
+    fn command(&self, timeout: Duration) -> ToolCommand {
+        let mut cmd = ToolCommand::new(&self.binary, timeout);
+        cmd = cmd.arg("--kubeconfig").arg(self.kubeconfig.path());
+        if let Some(dir) = &self.state_dir {
+            cmd = cmd
+                .arg("--repository-config")
+                .arg(dir.join("repositories.yaml"))
+                .arg("--repository-cache")
+                .arg(dir.join("cache"));
+        }
+        cmd
+    }
+
+    /// Adds (or re-points) the chart repository `name` at `url`.
+    pub async fn repo_add(&self, name: &str, url: &str) -> Result<(), HelmError> {
+        check_name("repository name", name)?;
+        check_not_flag("repository URL", url)?;
+        self.command(self.query_timeout)
+            .args(["repo", "add", name, url, "--force-update"])
+            .run()
+            .await
+            .map_err(|source| HelmError::RepoAdd {
+                name: name.to_owned(),
+                url: url.to_owned(),
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+
+    /// Refreshes every repository's index.
+    pub async fn repo_update(&self) -> Result<(), HelmError> {
+        let span = tracing::info_span!("helm_repo_update", message = "Updating helm repositories");
+        self.command(self.query_timeout)
+            .args(["repo", "update"])
+            .run()
+            .instrument(span)
+            .await
+            .map_err(|source| HelmError::RepoUpdate {
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+
+    /// `helm upgrade --install` of `release` with `values` as its values file.
+    pub async fn upgrade_install<V: Serialize + ?Sized>(
+        &self,
+        release: &ChartRelease,
+        values: &V,
+    ) -> Result<(), HelmError> {
+        check_name("release name", &release.release)?;
+        check_name("namespace", &release.namespace)?;
+        check_not_flag("chart", &release.chart)?;
+        if let Some(version) = &release.version {
+            check_not_flag("chart version", version)?;
+        }
+        let yaml = render_values(values).map_err(|source| HelmError::RenderValues {
+            release: release.release.clone(),
+            source,
+        })?;
+        // Values may carry secrets (database passwords, master keys): a private file in a
+        // private temporary directory, deleted after the run.
+        let values_dir = tempfile::Builder::new()
+            .prefix("harmony-helm-values-")
+            .tempdir()
+            .map_err(|source| HelmError::ValuesFile {
+                release: release.release.clone(),
+                source: PrivateFileError {
+                    context: "could not create a temporary directory in",
+                    path: std::env::temp_dir(),
+                    source,
+                },
+            })?;
+        let values_file =
+            write_private(values_dir.path(), "values.yaml", &SecretString::from(yaml)).map_err(
+                |source| HelmError::ValuesFile {
+                    release: release.release.clone(),
+                    source,
+                },
+            )?;
+
+        let helm_timeout = release.timeout.max(Duration::from_secs(1));
+        let mut cmd = self
+            .command(helm_timeout + KILL_GRACE)
+            .args(["upgrade", "--install"])
+            .args([release.release.as_str(), release.chart.as_str()])
+            .args([
+                "--namespace",
+                release.namespace.as_str(),
+                "--create-namespace",
+            ]);
+        if let Some(version) = &release.version {
+            cmd = cmd.args(["--version", version.as_str()]);
+        }
+        cmd = cmd.arg("--values").arg(&values_file);
+        if release.wait {
+            cmd = cmd.arg("--wait");
+        }
+        cmd = cmd.args([
+            "--timeout".to_owned(),
+            format!("{}s", helm_timeout.as_secs()),
+        ]);
+
+        let span = tracing::info_span!(
+            "helm_upgrade_install",
+            message = %format!("Installing {} ({}) in {}", release.release, release.chart, release.namespace),
+        );
+        cmd.run()
+            .instrument(span)
+            .await
+            .map_err(|source| HelmError::UpgradeInstall {
+                release: release.release.clone(),
+                chart: release.chart.clone(),
+                namespace: release.namespace.clone(),
+                source: Box::new(source),
+            })?;
+        tracing::info!(release = %release.release, namespace = %release.namespace, "helm release installed");
+        drop(values_dir);
+        Ok(())
+    }
+
+    /// Removes `release` from `namespace`; a release that does not exist is success.
+    pub async fn uninstall(
+        &self,
+        release: &str,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(), HelmError> {
+        check_name("release name", release)?;
+        check_name("namespace", namespace)?;
+        let timeout = timeout.max(Duration::from_secs(1));
+        let span = tracing::info_span!(
+            "helm_uninstall",
+            message = %format!("Uninstalling {release} from {namespace}"),
+        );
+        self.command(timeout + KILL_GRACE)
+            .args([
+                "uninstall",
+                release,
+                "--namespace",
+                namespace,
+                "--ignore-not-found",
+            ])
+            .args(["--timeout".to_owned(), format!("{}s", timeout.as_secs())])
+            .run()
+            .instrument(span)
+            .await
+            .map_err(|source| HelmError::Uninstall {
+                release: release.to_owned(),
+                namespace: namespace.to_owned(),
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+}
+
+/// Release, namespace and repository names: DNS-1123 labels, so never a flag.
+fn check_name(what: &'static str, value: &str) -> Result<(), HelmError> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 53
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(HelmError::InvalidArgument {
+            what,
+            value: value.to_owned(),
+            reason: "use at most 53 lowercase letters, digits or '-', starting and ending with a letter or digit",
+        })
+    }
+}
+
+fn check_not_flag(what: &'static str, value: &str) -> Result<(), HelmError> {
+    if value.is_empty() || value.starts_with('-') {
+        return Err(HelmError::InvalidArgument {
+            what,
+            value: value.to_owned(),
+            reason: "it must be non-empty and must not start with '-'",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn kubeconfig_files_are_private_and_temporary_ones_vanish() {
+        let yaml = SecretString::from("apiVersion: v1\nkind: Config\n");
+        let file = KubeconfigFile::temporary(&yaml).expect("write");
+        let path = file.path().to_owned();
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            yaml.expose_secret()
+        );
+        drop(file);
+        assert!(!path.exists());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = KubeconfigFile::write(dir.path(), "k3d-harmony.yaml", &yaml).expect("write");
+        assert_eq!(
+            std::fs::metadata(kept.path())
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        // Only the renamed file remains: no temporary leftovers.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn names_that_could_be_flags_are_refused() {
+        assert!(check_name("release name", "openbao").is_ok());
+        for bad in ["", "-n", "Open", "a_b", "x-"] {
+            assert!(check_name("release name", bad).is_err(), "{bad}");
+        }
+        assert!(check_not_flag("chart", "--set=x").is_err());
+        assert!(check_not_flag("chart", "oci://ghcr.io/x/y").is_ok());
+    }
+}
