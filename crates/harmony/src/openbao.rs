@@ -34,7 +34,7 @@ mod values;
 
 pub use bootstrap::{
     BootstrapOptions, BootstrapReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, JWT_MOUNT,
-    JwtAuthOptions, JwtKeySource, OpenbaoBootstrap, USERPASS_MOUNT,
+    JwtAuthOptions, OpenbaoBootstrap, USERPASS_MOUNT,
 };
 pub use error::OpenbaoError;
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
@@ -42,5 +42,5 @@ pub use state::{InitKeys, StateDir};
 pub use values::{
     API_PORT, CHART_VERSION, DataStorageValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG,
     ImageValues, IngressHost, IngressValues, InjectorValues, K3D_INGRESS_HOST, OpenbaoProfile,
-    OpenbaoValues, ProbeValues, RaftValues, READINESS_PATH, ServerValues, UiValues,
+    OpenbaoValues, ProbeValues, READINESS_PATH, RaftValues, ServerValues, UiValues,
 };

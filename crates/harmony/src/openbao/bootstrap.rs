@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 use url::Url;
 
+use super::OpenbaoError;
 use super::client::{BaoClient, REQUEST_TIMEOUT};
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
-use super::OpenbaoError;
 
 /// `sys/init` on raft storage can take several seconds (leader election before the barrier
 /// is written), far longer than an ordinary request.
@@ -77,11 +77,12 @@ impl BootstrapOptions {
     }
 }
 
-/// JWT auth method settings: how OpenBao verifies id_tokens, and the role people log in with.
+/// JWT auth method settings: which issuer OpenBao trusts, and the role people log in with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtAuthOptions {
-    /// Where the signing keys come from.
-    pub keys: JwtKeySource,
+    /// The OIDC issuer; it must equal the id_tokens' `iss` exactly, and OpenBao fetches its
+    /// discovery document when the config is written, so it must be reachable *from OpenBao*.
+    pub oidc_discovery_url: Url,
     /// Role name (also the config's `default_role`).
     pub role: String,
     /// Accepted `aud` values (at least one: OpenBao requires a bound on JWT roles).
@@ -96,32 +97,13 @@ impl JwtAuthOptions {
     /// Role [`DEFAULT_JWT_ROLE`] for an OIDC issuer, `user_claim` `sub`, 1 h tokens.
     pub fn oidc(discovery_url: Url, bound_audiences: Vec<String>) -> Self {
         Self {
-            keys: JwtKeySource::OidcDiscovery { url: discovery_url },
+            oidc_discovery_url: discovery_url,
             role: DEFAULT_JWT_ROLE.to_owned(),
             bound_audiences,
             user_claim: "sub".to_owned(),
             token_ttl: Duration::from_secs(3600),
         }
     }
-}
-
-/// Where OpenBao gets the keys that verify JWTs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JwtKeySource {
-    /// `oidc_discovery_url`: the issuer URL, which must equal the tokens' `iss` exactly. OpenBao
-    /// fetches discovery when the config is written, so the issuer must be reachable from it.
-    OidcDiscovery {
-        /// The issuer.
-        url: Url,
-    },
-    /// `jwt_validation_pubkeys`: fixed PEM public keys (no network needed), optionally with the
-    /// `iss` tokens must carry.
-    PublicKeys {
-        /// PEM-encoded public keys.
-        pems: Vec<String>,
-        /// Required issuer, if any.
-        bound_issuer: Option<String>,
-    },
 }
 
 /// What a bootstrap run did.
@@ -269,11 +251,10 @@ impl OpenbaoBootstrap {
 
     async fn seal_status(&self) -> Result<SealStatus, OpenbaoError> {
         let path = "sys/seal-status";
-        let body = self
-            .client
-            .read(path, None)
-            .await?
-            .ok_or_else(|| self.client.decode_error(&Method::GET, path, "404 Not Found"))?;
+        let body = self.client.read(path, None).await?.ok_or_else(|| {
+            self.client
+                .decode_error(&Method::GET, path, "404 Not Found")
+        })?;
         let status: SealStatus = serde_json::from_value(body)
             .map_err(|e| self.client.decode_error(&Method::GET, path, e.to_string()))?;
         tracing::debug!(
@@ -323,8 +304,10 @@ impl OpenbaoBootstrap {
                 INIT_TIMEOUT,
             )
             .await?;
-        let keys = parse_init_answer(body)
-            .ok_or_else(|| self.client.decode_error(&Method::PUT, path, "no keys_base64 or root_token"))?;
+        let keys = parse_init_answer(body).ok_or_else(|| {
+            self.client
+                .decode_error(&Method::PUT, path, "no keys_base64 or root_token")
+        })?;
         state::save_keys(keys_file.clone(), self.client.url(), &keys).await?;
         tracing::info!(keys_file = %keys_file.display(), "OpenBao initialised; keys saved");
         Ok(keys)
@@ -335,7 +318,13 @@ impl OpenbaoBootstrap {
         let path = "sys/unseal";
         // Start from zero: a half-finished unseal from elsewhere would mix with our keys.
         self.client
-            .write(Method::PUT, path, None, &json!({"reset": true}), REQUEST_TIMEOUT)
+            .write(
+                Method::PUT,
+                path,
+                None,
+                &json!({"reset": true}),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         tracing::info!(keys = keys.keys_base64.len(), "unsealing OpenBao");
         for key in &keys.keys_base64 {
@@ -364,7 +353,8 @@ impl OpenbaoBootstrap {
         })
     }
 
-    /// Polls `sys/health` until the server is active (200) or a standby (429).
+    /// Polls `sys/health` until the server is active (200), or a standby (429) that knows its
+    /// leader.
     #[tracing::instrument(name = "openbao_wait_active", skip_all)]
     async fn wait_active(&self) -> Result<(), OpenbaoError> {
         let deadline = Instant::now() + ACTIVE_TIMEOUT;
@@ -376,7 +366,12 @@ impl OpenbaoBootstrap {
                 .raw(Method::GET, "sys/health", None, None, REQUEST_TIMEOUT)
                 .await
             {
-                Ok((status, _)) if matches!(status.as_u16(), 200 | 429) => return Ok(()),
+                Ok((status, _)) if status.as_u16() == 200 => return Ok(()),
+                // A standby is fine once it knows the leader: it forwards our writes there.
+                // Right after unsealing, a raft node is briefly a standby with no leader.
+                Ok((status, _)) if status.as_u16() == 429 && self.leader_known().await => {
+                    return Ok(());
+                }
                 Ok((status, _)) => last_status = status.as_u16(),
                 Err(e) => tracing::debug!(error = %e, "sys/health not answering yet"),
             }
@@ -399,6 +394,19 @@ impl OpenbaoBootstrap {
         }
     }
 
+    async fn leader_known(&self) -> bool {
+        match self.client.read("sys/leader", None).await {
+            Ok(Some(body)) => body["leader_address"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "sys/leader not answering yet");
+                false
+            }
+        }
+    }
+
     #[tracing::instrument(name = "openbao_configure", skip_all)]
     async fn configure(&self, token: &SecretString) -> Result<Vec<String>, OpenbaoError> {
         let mut changes = Vec::new();
@@ -410,7 +418,10 @@ impl OpenbaoBootstrap {
         };
         note(self.ensure_kv_v2(token).await?);
         note(self.ensure_policy(token).await?);
-        note(self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass").await?);
+        note(
+            self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass")
+                .await?,
+        );
         note(self.ensure_userpass_user(token).await?);
         if let Some(jwt) = &self.options.jwt {
             note(self.ensure_auth_mount(token, JWT_MOUNT, "jwt").await?);
@@ -463,7 +474,13 @@ impl OpenbaoBootstrap {
             return Ok(None);
         }
         self.client
-            .write(Method::PUT, &path, Some(token), &json!({"policy": wanted}), REQUEST_TIMEOUT)
+            .write(
+                Method::PUT,
+                &path,
+                Some(token),
+                &json!({"policy": wanted}),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         Ok(Some(if current.is_some() {
             format!("updated policy {HARMONY_DEV_POLICY}")
@@ -499,7 +516,9 @@ impl OpenbaoBootstrap {
                         REQUEST_TIMEOUT,
                     )
                     .await?;
-                Ok(Some(format!("enabled the {kind} auth method at auth/{key}")))
+                Ok(Some(format!(
+                    "enabled the {kind} auth method at auth/{key}"
+                )))
             }
         }
     }
@@ -527,7 +546,9 @@ impl OpenbaoBootstrap {
                 self.client
                     .write(Method::POST, &path, Some(token), &settings, REQUEST_TIMEOUT)
                     .await?;
-                return Ok(Some(format!("updated the settings of userpass user {user}")));
+                return Ok(Some(format!(
+                    "updated the settings of userpass user {user}"
+                )));
             }
             (None, Some(password)) => (password, format!("created userpass user {user}")),
             (current, None) => {
@@ -568,26 +589,23 @@ impl OpenbaoBootstrap {
     ) -> Result<Option<String>, OpenbaoError> {
         let path = format!("auth/{JWT_MOUNT}/config");
         let current = self.read_data(token, &path).await?;
-        let wanted = match &jwt.keys {
-            JwtKeySource::OidcDiscovery { url } => json!({
-                "oidc_discovery_url": issuer_string(url),
-                "default_role": jwt.role,
-            }),
-            JwtKeySource::PublicKeys { pems, bound_issuer } => json!({
-                "jwt_validation_pubkeys": pems,
-                "bound_issuer": bound_issuer.clone().unwrap_or_default(),
-                "default_role": jwt.role,
-            }),
-        };
-        if let Some(current) = &current
-            && jwt_config_matches(current, &wanted)
+        let issuer = issuer_string(&jwt.oidc_discovery_url);
+        if let Some(c) = &current
+            && c["oidc_discovery_url"].as_str() == Some(issuer.as_str())
+            && c["default_role"].as_str() == Some(jwt.role.as_str())
+            && is_empty_or_absent(&c["jwt_validation_pubkeys"])
+            && is_empty_or_absent(&c["jwks_url"])
         {
             return Ok(None);
         }
+        // A config write replaces the whole config, so other key sources are cleared with it.
+        let wanted = json!({"oidc_discovery_url": issuer, "default_role": jwt.role});
         self.client
             .write(Method::POST, &path, Some(token), &wanted, REQUEST_TIMEOUT)
             .await?;
-        Ok(Some(format!("wrote the JWT auth config at auth/{JWT_MOUNT}/config")))
+        Ok(Some(format!(
+            "wrote the JWT auth config at auth/{JWT_MOUNT}/config"
+        )))
     }
 
     #[tracing::instrument(name = "openbao_jwt_role", skip_all, fields(role = %jwt.role))]
@@ -639,13 +657,15 @@ impl OpenbaoBootstrap {
         token: &SecretString,
         path: &str,
     ) -> Result<Option<Value>, OpenbaoError> {
-        Ok(self.client.read(path, Some(token)).await?.and_then(|mut body| {
-            match body.get_mut("data").map(Value::take) {
+        Ok(self
+            .client
+            .read(path, Some(token))
+            .await?
+            .and_then(|mut body| match body.get_mut("data").map(Value::take) {
                 Some(Value::Null) => None,
                 Some(data) => Some(data),
                 None => (!body.is_null()).then_some(body),
-            }
-        }))
+            }))
     }
 }
 
@@ -673,22 +693,13 @@ fn issuer_string(url: &Url) -> String {
     }
 }
 
-fn jwt_config_matches(current: &Value, wanted: &Value) -> bool {
-    let str_of = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
-    let list_of = |v: &Value, k: &str| -> Vec<String> {
-        v[k].as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|s| s.trim().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    ["oidc_discovery_url", "default_role", "bound_issuer"]
-        .iter()
-        .all(|k| str_of(current, k) == str_of(wanted, k))
-        && list_of(current, "jwt_validation_pubkeys") == list_of(wanted, "jwt_validation_pubkeys")
+fn is_empty_or_absent(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
 }
 
 /// Whether a JSON list of strings holds exactly `wanted` (order ignored).
@@ -716,9 +727,9 @@ mod tests {
 
     #[test]
     fn issuer_has_no_trailing_slash_for_bare_hosts() {
-        let u = Url::parse("http://127.0.0.1:9000").unwrap();
+        let u = Url::parse("http://127.0.0.1:9000").expect("test value");
         assert_eq!(issuer_string(&u), "http://127.0.0.1:9000");
-        let u = Url::parse("http://sso.harmony.local:8080/oidc").unwrap();
+        let u = Url::parse("http://sso.harmony.local:8080/oidc").expect("test value");
         assert_eq!(issuer_string(&u), "http://sso.harmony.local:8080/oidc");
     }
 
@@ -732,7 +743,8 @@ mod tests {
     #[test]
     fn init_answer_without_keys_is_rejected() {
         assert!(parse_init_answer(json!({"root_token": "s.x"})).is_none());
-        let keys = parse_init_answer(json!({"keys_base64": ["k"], "root_token": "s.x"})).unwrap();
+        let keys = parse_init_answer(json!({"keys_base64": ["k"], "root_token": "s.x"}))
+            .expect("test value");
         assert_eq!(keys.keys_base64.len(), 1);
     }
 }

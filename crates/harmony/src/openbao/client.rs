@@ -201,10 +201,10 @@ mod tests {
 
     #[test]
     fn base_keeps_path_prefix_and_drops_query() {
-        let base = Url::parse("http://bao.example:8200/prefix?x=1").unwrap();
-        let c = BaoClient::new(&base, reqwest::Client::new()).unwrap();
+        let base = Url::parse("http://bao.example:8200/prefix?x=1").expect("test value");
+        let c = BaoClient::new(&base, reqwest::Client::new()).expect("test value");
         assert_eq!(
-            c.endpoint("sys/health").unwrap().as_str(),
+            c.endpoint("sys/health").expect("test value").as_str(),
             "http://bao.example:8200/prefix/v1/sys/health"
         );
         assert_eq!(c.url(), "http://bao.example:8200/prefix");
@@ -212,8 +212,8 @@ mod tests {
 
     #[test]
     fn rejects_non_http_urls() {
-        let base = Url::parse("file:///tmp/x").unwrap();
-        let err = BaoClient::new(&base, reqwest::Client::new()).unwrap_err();
+        let base = Url::parse("file:///tmp/x").expect("test value");
+        let err = BaoClient::new(&base, reqwest::Client::new()).expect_err("test expects an error");
         assert!(matches!(err, OpenbaoError::InvalidUrl { .. }), "{err}");
     }
 }

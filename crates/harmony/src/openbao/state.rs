@@ -116,12 +116,11 @@ pub(crate) async fn load_keys(path: PathBuf) -> Result<Option<InitKeys>, Openbao
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
         };
-        let file: KeysFile = serde_json::from_slice(&bytes).map_err(|source| {
-            OpenbaoError::StateCorrupt {
+        let file: KeysFile =
+            serde_json::from_slice(&bytes).map_err(|source| OpenbaoError::StateCorrupt {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         tracing::debug!(path = %path.display(), for_url = ?file.url, "loaded OpenBao keys file");
         Ok(Some(InitKeys {
             keys_base64: file.keys_base64,
@@ -158,12 +157,11 @@ pub(crate) async fn load_password(
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
         };
-        let file: PasswordFile = serde_json::from_slice(&bytes).map_err(|source| {
-            OpenbaoError::StateCorrupt {
+        let file: PasswordFile =
+            serde_json::from_slice(&bytes).map_err(|source| OpenbaoError::StateCorrupt {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok((file.username == username).then_some(file.password))
     })
     .await
@@ -288,12 +286,11 @@ fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), OpenbaoError> {
     tmp.write_all(contents)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(io("cannot write", tmp.path()))?;
-    tmp.persist(path)
-        .map_err(|e| OpenbaoError::StateIo {
-            context: "cannot move the new file into place at",
-            path: path.to_owned(),
-            source: e.error,
-        })?;
+    tmp.persist(path).map_err(|e| OpenbaoError::StateIo {
+        context: "cannot move the new file into place at",
+        path: path.to_owned(),
+        source: e.error,
+    })?;
     // Make the rename itself durable; failure here only weakens crash safety, so it is logged.
     if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
         tracing::debug!(dir = %dir.display(), error = %e, "could not fsync the state directory");
@@ -318,7 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_round_trip_with_0600_and_redacted_debug() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let state = StateDir::new(dir.path().join("nested/state"));
         let keys = InitKeys {
             keys_base64: vec![SecretString::from("a2V5LW9uZQ==")],
@@ -326,57 +323,76 @@ mod tests {
         };
         save_keys(state.keys_file(), "http://x".into(), &keys)
             .await
-            .unwrap();
-        let back = load_keys(state.keys_file()).await.unwrap().unwrap();
+            .expect("test value");
+        let back = load_keys(state.keys_file())
+            .await
+            .expect("test value")
+            .expect("test value");
         assert_eq!(back.keys_base64[0].expose_secret(), "a2V5LW9uZQ==");
         assert_eq!(back.root_token.expose_secret(), "s.root-token-value");
         let dbg = format!("{back:?}");
-        assert!(!dbg.contains("a2V5LW9uZQ==") && !dbg.contains("root-token-value"), "{dbg}");
+        assert!(
+            !dbg.contains("a2V5LW9uZQ==") && !dbg.contains("root-token-value"),
+            "{dbg}"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(state.keys_file()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(state.keys_file())
+                .expect("test value")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
-            let mode = std::fs::metadata(state.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(state.path())
+                .expect("test value")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o700);
         }
         // No temporary files are left behind.
         let names: Vec<_> = std::fs::read_dir(state.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .expect("test value")
+            .map(|e| e.expect("test value").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("init-keys.json")]);
     }
 
     #[tokio::test]
     async fn missing_file_is_none_and_corrupt_file_is_an_error_without_content() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let state = StateDir::new(dir.path());
-        assert!(load_keys(state.keys_file()).await.unwrap().is_none());
-        std::fs::write(state.keys_file(), b"{\"root_token\": \"s.leaky\"").unwrap();
-        let err = load_keys(state.keys_file()).await.unwrap_err();
+        assert!(
+            load_keys(state.keys_file())
+                .await
+                .expect("test value")
+                .is_none()
+        );
+        std::fs::write(state.keys_file(), b"{\"root_token\": \"s.leaky\"").expect("test value");
+        let err = load_keys(state.keys_file())
+            .await
+            .expect_err("test expects an error");
         assert!(matches!(err, OpenbaoError::StateCorrupt { .. }), "{err}");
         assert!(!err.to_string().contains("s.leaky"), "{err}");
     }
 
     #[tokio::test]
     async fn password_is_bound_to_its_username() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let state = StateDir::new(dir.path());
         let pw = generate_password();
         assert_eq!(pw.expose_secret().len(), 32);
         save_password(state.userpass_file("harmony"), "harmony", &pw)
             .await
-            .unwrap();
+            .expect("test value");
         let back = load_password(state.userpass_file("harmony"), "harmony".into())
             .await
-            .unwrap()
-            .unwrap();
+            .expect("test value")
+            .expect("test value");
         assert_eq!(back.expose_secret(), pw.expose_secret());
         assert!(
             load_password(state.userpass_file("harmony"), "other".into())
                 .await
-                .unwrap()
+                .expect("test value")
                 .is_none()
         );
     }
@@ -384,12 +400,18 @@ mod tests {
     #[test]
     fn url_state_dirs_differ_per_server_and_ignore_trailing_slash() {
         // Only the last component is compared, so the data dir itself does not matter.
-        let a = StateDir::for_url(&url::Url::parse("http://127.0.0.1:8200").unwrap()).unwrap();
-        let b = StateDir::for_url(&url::Url::parse("http://127.0.0.1:8200/").unwrap()).unwrap();
-        let c = StateDir::for_url(&url::Url::parse("http://127.0.0.1:8201").unwrap()).unwrap();
+        let a = StateDir::for_url(&url::Url::parse("http://127.0.0.1:8200").expect("test value"))
+            .expect("test value");
+        let b = StateDir::for_url(&url::Url::parse("http://127.0.0.1:8200/").expect("test value"))
+            .expect("test value");
+        let c = StateDir::for_url(&url::Url::parse("http://127.0.0.1:8201").expect("test value"))
+            .expect("test value");
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let cl = StateDir::for_cluster("harmony/../x").unwrap();
-        assert!(cl.path().ends_with("openbao/cluster-harmony____x"), "{cl:?}");
+        let cl = StateDir::for_cluster("harmony/../x").expect("test value");
+        assert!(
+            cl.path().ends_with("openbao/cluster-harmony____x"),
+            "{cl:?}"
+        );
     }
 }

@@ -277,28 +277,36 @@ mod tests {
     #[test]
     fn k3d_values_snapshot() {
         let v = OpenbaoValues::new(OpenbaoProfile::K3d, "openbao");
-        insta::assert_snapshot!(v.to_yaml().unwrap());
+        insta::assert_snapshot!(v.to_yaml().expect("test value"));
     }
 
     #[test]
     fn ha_values_snapshot() {
         let v = OpenbaoValues::new(OpenbaoProfile::HighAvailability { replicas: 3 }, "openbao");
-        insta::assert_snapshot!(v.to_yaml().unwrap());
+        insta::assert_snapshot!(v.to_yaml().expect("test value"));
     }
 
     #[test]
     fn k3d_fixes_are_explicit() {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(&OpenbaoValues::new(OpenbaoProfile::K3d, "openbao").to_yaml().unwrap())
-                .unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(
+            &OpenbaoValues::new(OpenbaoProfile::K3d, "openbao")
+                .to_yaml()
+                .expect("test value"),
+        )
+        .expect("test value");
         assert_eq!(yaml["injector"]["enabled"], false);
         assert_eq!(yaml["server"]["ha"]["replicas"], 1);
         assert_eq!(yaml["server"]["ha"]["raft"]["enabled"], true);
         assert_eq!(yaml["server"]["standalone"]["enabled"], false);
-        let config = yaml["server"]["ha"]["raft"]["config"].as_str().unwrap();
+        let config = yaml["server"]["ha"]["raft"]["config"]
+            .as_str()
+            .expect("test value");
         assert!(config.contains("storage \"raft\""), "{config}");
         assert!(!config.contains("storage \"file\""), "{config}");
-        assert!(!config.contains("retry_join"), "one node joins nobody: {config}");
+        assert!(
+            !config.contains("retry_join"),
+            "one node joins nobody: {config}"
+        );
         assert_eq!(yaml["server"]["readinessProbe"]["path"], READINESS_PATH);
         assert_eq!(yaml["server"]["image"]["tag"], IMAGE_TAG);
         let ingress = &yaml["server"]["ingress"];
