@@ -1,0 +1,68 @@
+//! The source abstraction: anything that can supply part of a config.
+//!
+//! Sources are object-safe (boxed futures) so one manager can hold an ordered list of different
+//! kinds. A source returns a *partial* object; the manager merges them. A source that can also
+//! save (the shared store) exposes itself through [`ConfigSource::writable`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use harmony_secret::{Versioned, WriteMode};
+use serde_json::{Map, Value};
+
+use crate::{ConfigError, ConfigSchema, Field};
+
+/// A boxed, sendable future (what the object-safe source traits return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A partial config object.
+pub type Partial = Map<String, Value>;
+
+/// Supplies part of a config.
+pub trait ConfigSource: Send + Sync {
+    /// A short name for logs, e.g. "environment" or "store secret/data/harmony".
+    fn name(&self) -> String;
+
+    /// The fields this source has for `schema` (whose key is `schema.key()`), or `None` when it
+    /// has nothing at all.
+    fn load<'a>(
+        &'a self,
+        schema: &'a ConfigSchema,
+    ) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>>;
+
+    /// How a person could supply `field` through this source, for the missing-fields error
+    /// (e.g. "set HARMONY_DEMO_APP_DATABASE_PORT"). `None` when it cannot.
+    fn hint(&self, schema: &ConfigSchema, field: &Field) -> Option<String> {
+        let _ = (schema, field);
+        None
+    }
+
+    /// This source as a writable one, if it can save.
+    fn writable(&self) -> Option<&dyn WritableSource> {
+        None
+    }
+}
+
+/// A source that can also save whole configs with check-and-set.
+pub trait WritableSource: Send + Sync {
+    /// Read the stored document of `key` with its version (and remember the version).
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Versioned<Partial>>, ConfigError>>;
+
+    /// Save the whole document of `key`; returns the new version (and remembers it).
+    fn write<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a Partial,
+        mode: WriteMode,
+    ) -> BoxFuture<'a, Result<u64, ConfigError>>;
+
+    /// The version last read or written for `key`: `None` when never seen, `Some(None)` when it
+    /// was read and absent.
+    fn last_version(&self, key: &str) -> Option<Option<u64>>;
+
+    /// Where `key` is stored, for messages (e.g. `secret/data/harmony/demo-app`).
+    fn describe(&self, key: &str) -> String;
+}
