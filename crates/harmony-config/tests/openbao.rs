@@ -1,0 +1,266 @@
+//! ConfigManager against a REAL OpenBao dev server (harmony-testkit) through
+//! `OpenbaoSecretStore`: layering, set/get, prompted write-back, and a concurrent write-back
+//! conflict. Each test owns its server and data dir.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use harmony_config::{
+    ConfigError, ConfigManager, EnvSource, PromptError, Prompter, Question, ScriptedPrompter,
+    StoreSource,
+};
+use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode};
+use harmony_testkit::OpenbaoServer;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use support::{DemoApp, demo};
+use tracing_test::traced_test;
+
+struct Bao {
+    server: OpenbaoServer,
+    data: tempfile::TempDir,
+}
+
+impl Bao {
+    async fn start() -> anyhow::Result<Self> {
+        Ok(Self {
+            server: OpenbaoServer::dev()
+                .await
+                .context("start OpenBao dev server")?,
+            data: tempfile::tempdir()?,
+        })
+    }
+
+    /// A new store connection (a new process, as far as OpenBao can tell), token auth.
+    async fn store(&self) -> anyhow::Result<OpenbaoSecretStore> {
+        let token = self
+            .server
+            .root_token()
+            .context("dev root token")?
+            .to_owned();
+        let settings = OpenbaoSettings::new(self.server.url())
+            .with_token(SecretString::from(token))
+            .with_session_dir(self.data.path().join("sessions"));
+        Ok(OpenbaoSecretStore::connect(settings).await?)
+    }
+
+    async fn manager(
+        &self,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<harmony_config::ConfigManagerBuilder> {
+        Ok(ConfigManager::builder()
+            .source(EnvSource::from_map(env.iter().copied()))
+            .source(StoreSource::new(self.store().await?)))
+    }
+}
+
+struct NeverAsk;
+impl Prompter for NeverAsk {
+    fn ask(&self, q: &Question) -> Result<Value, PromptError> {
+        panic!("unexpected prompt for {}", q.field.dotted());
+    }
+}
+
+#[tokio::test]
+async fn env_overrides_one_field_of_a_stored_config() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    bao.manager(&[])
+        .await?
+        .interactive(false)
+        .build()
+        .set(&demo())
+        .await?;
+
+    let m = bao
+        .manager(&[("HARMONY_DEMO_APP_DATABASE_PORT", "6543")])
+        .await?
+        .interactive(false)
+        .build();
+    let got: DemoApp = m.get().await?;
+    let mut want = demo();
+    want.database.port = 6543;
+    assert_eq!(got, want, "only the port comes from the environment");
+
+    // Reading never writes: the stored copy is untouched.
+    let stored = bao
+        .store()
+        .await?
+        .get("demo-app")
+        .await?
+        .context("stored")?;
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.value["database"]["port"], 5432);
+    Ok(())
+}
+
+#[tokio::test]
+async fn set_get_round_trip_with_cas() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let m = bao.manager(&[]).await?.interactive(false).build();
+    assert_eq!(m.set(&demo()).await?, 1);
+
+    let other = bao.manager(&[]).await?.interactive(false).build();
+    assert_eq!(other.get::<DemoApp>().await?, demo());
+
+    // `other` read version 1 and saves 2; `m` still holds 1, so its blind save is refused.
+    let mut changed = demo();
+    changed.greeting = "changed by other".into();
+    assert_eq!(other.set(&changed).await?, 2);
+    let err = m.set(&demo()).await.expect_err("stale write must conflict");
+    assert!(
+        err.to_string().contains("changed concurrently")
+            && err.to_string().contains("secret/data/harmony/demo-app"),
+        "{err}"
+    );
+    assert_eq!(m.get::<DemoApp>().await?.greeting, "changed by other");
+    assert_eq!(m.set_with_mode(&demo(), WriteMode::Overwrite).await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+#[traced_test]
+async fn prompted_values_are_written_back_and_a_teammate_is_not_asked() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let store = bao.store().await?;
+    store
+        .put(
+            "demo-app",
+            &json!({"greeting": "hi", "database": {"port": 5432}}),
+            WriteMode::Cas(None),
+        )
+        .await?;
+
+    // Off a terminal: one error naming every missing field, its variable and the real path.
+    let off = bao.manager(&[]).await?.interactive(false).build();
+    let err = off.get::<DemoApp>().await.expect_err("missing");
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Missing(_)), "{err:?}");
+    for needle in [
+        "database.password (secret): set HARMONY_DEMO_APP_DATABASE_PASSWORD, or store it at secret/data/harmony/demo-app",
+        "api_token (secret)",
+        "log_level (one of: ",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in:\n{msg}");
+    }
+
+    let prompter = Arc::new(ScriptedPrompter::new([
+        ("database.password", json!("pg-S3cret-pw")),
+        ("api_token", json!("tok-S3cret-api")),
+        ("log_level", json!("debug")),
+    ]));
+    let m = bao
+        .manager(&[("HARMONY_DEMO_APP_GREETING", "temporary")])
+        .await?
+        .interactive(true)
+        .prompter(Arc::clone(&prompter))
+        .build();
+    let got: DemoApp = m.get().await?;
+    assert_eq!(got.greeting, "temporary");
+    assert_eq!(got.database.password, "pg-S3cret-pw");
+    assert_eq!(prompter.asked().len(), 3);
+
+    let stored = store.get("demo-app").await?.context("stored")?;
+    assert_eq!(stored.version, 2, "one check-and-set write");
+    assert_eq!(
+        stored.value,
+        json!({
+            "greeting": "hi",
+            "database": {"port": 5432, "password": "pg-S3cret-pw"},
+            "api_token": "tok-S3cret-api",
+            "log_level": "debug",
+        }),
+        "stored + prompted values; the env override did not leak"
+    );
+
+    let teammate = bao
+        .manager(&[])
+        .await?
+        .interactive(true)
+        .prompter(NeverAsk)
+        .build();
+    let theirs: DemoApp = teammate.get().await?;
+    assert_eq!(theirs.api_token, "tok-S3cret-api");
+    assert_eq!(theirs.greeting, "hi");
+
+    assert!(!logs_contain("pg-S3cret-pw") && !logs_contain("tok-S3cret-api"));
+    let root = bao.server.root_token().context("token")?.to_owned();
+    assert!(!logs_contain(&root), "the token is not logged");
+    assert!(!format!("{m:?}").contains(&root));
+    Ok(())
+}
+
+/// Answers like a script, but the first time it is asked a teammate saves the same config
+/// (a separate OpenBao connection), so our write-back loses the check-and-set race.
+struct TeammateSavesWhilePrompting {
+    teammate: Arc<OpenbaoSecretStore>,
+    handle: tokio::runtime::Handle,
+    fired: AtomicBool,
+    script: ScriptedPrompter,
+}
+
+impl Prompter for TeammateSavesWhilePrompting {
+    fn ask(&self, q: &Question) -> Result<Value, PromptError> {
+        if !self.fired.swap(true, Ordering::SeqCst) {
+            // Prompters run on the blocking pool, where blocking on the runtime is allowed.
+            self.handle
+                .block_on(async {
+                    let current = self.teammate.get("demo-app").await?.expect("seeded");
+                    let mut doc = current.value;
+                    doc["greeting"] = json!("teammate");
+                    doc["api_token"] = json!("teammate-token");
+                    self.teammate
+                        .put("demo-app", &doc, WriteMode::Cas(Some(current.version)))
+                        .await
+                })
+                .map_err(|e| PromptError::Other(e.to_string()))?;
+        }
+        self.script.ask(q)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_write_back_conflict_keeps_the_other_writers_data() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let store = bao.store().await?;
+    store
+        .put(
+            "demo-app",
+            &json!({"database": {"port": 5432}}),
+            WriteMode::Cas(None),
+        )
+        .await?;
+
+    let prompter = TeammateSavesWhilePrompting {
+        teammate: Arc::new(bao.store().await?),
+        handle: tokio::runtime::Handle::current(),
+        fired: AtomicBool::new(false),
+        script: ScriptedPrompter::new([
+            ("api_token", json!("mine")),
+            ("database.password", json!("pw")),
+            ("greeting", json!("mine")),
+            ("log_level", json!("info")),
+        ]),
+    };
+    let m = bao
+        .manager(&[])
+        .await?
+        .interactive(true)
+        .prompter(prompter)
+        .build();
+    let got: DemoApp = m.get().await?;
+
+    let stored = store.get("demo-app").await?.context("stored")?;
+    assert_eq!(stored.version, 3, "seed, teammate, our retried write-back");
+    assert_eq!(stored.value["greeting"], "teammate", "{}", stored.value);
+    assert_eq!(stored.value["api_token"], "teammate-token");
+    assert_eq!(
+        stored.value["database"],
+        json!({"port": 5432, "password": "pw"})
+    );
+    assert_eq!(stored.value["log_level"], "info");
+    assert_eq!(got.greeting, "teammate");
+    Ok(())
+}
