@@ -11,7 +11,9 @@
 //! - **Keys never leave the state directory**: unseal keys, root token and the generated userpass
 //!   password are [`secrecy::SecretString`]s, written only to 0600 files (atomically) under
 //!   [`StateDir`], redacted in `Debug`, absent from errors and logs.
-//! - **Typed Helm values** ([`OpenbaoValues`]) rendered to YAML and snapshot-tested.
+//! - **Typed Helm values** ([`OpenbaoValues`]) rendered to YAML and snapshot-tested;
+//!   [`OpenbaoScore`] installs them without `helm --wait` (a sealed OpenBao is never Ready),
+//!   waits for the pod to be *Running* and bootstraps it through `K8sClient::port_forward`.
 //!
 //! ```no_run
 //! use harmony::openbao::{BootstrapOptions, OpenbaoBootstrap, StateDir};
@@ -29,6 +31,7 @@ mod bootstrap;
 mod client;
 mod error;
 mod policy;
+mod score;
 mod state;
 mod values;
 
@@ -38,6 +41,7 @@ pub use bootstrap::{
 };
 pub use error::OpenbaoError;
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
+pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use state::{InitKeys, StateDir};
 pub use values::{
     API_PORT, CHART_VERSION, DataStorageValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG,

@@ -226,13 +226,14 @@ impl OpenbaoBootstrap {
         .await
     }
 
-    /// Only unseal (e.g. an HA follower pod): returns whether the server was sealed. An
-    /// uninitialised server is left alone.
+    /// Only unseal (e.g. an HA follower pod): returns whether the server was sealed. Never
+    /// initialises: a raft follower that joins through `retry_join` reports itself sealed (and
+    /// possibly uninitialised) until it is given the leader's keys.
     pub async fn unseal(&self) -> Result<bool, OpenbaoError> {
         let span = tracing::info_span!("openbao_unseal", url = %self.client.url());
         async {
             let status = self.seal_status().await?;
-            if !status.initialized || !status.sealed {
+            if !status.sealed {
                 return Ok(false);
             }
             let keys_file = self.options.state_dir.keys_file();

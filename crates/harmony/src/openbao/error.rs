@@ -174,6 +174,18 @@ pub enum OpenbaoError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// helm could not add the repository or install the chart.
+    #[error("installing OpenBao with helm failed")]
+    Helm(#[source] Box<crate::helm::HelmError>),
+    /// A Kubernetes step (waiting for the pod, port-forwarding) failed.
+    #[error("{what} failed")]
+    Kubernetes {
+        /// What was being done, with the pod.
+        what: String,
+        /// The Kubernetes error.
+        #[source]
+        source: Option<Box<harmony_k8s::K8sError>>,
+    },
     /// The Helm values could not be rendered.
     #[error("could not render the OpenBao Helm values: {0}")]
     Values(#[source] serde_yaml::Error),
