@@ -150,3 +150,155 @@ async fn a_failing_factory_counts_as_a_failed_attempt() {
     assert_eq!(tries.load(Ordering::SeqCst), 3);
     assert!(err.to_string().contains("a Kubernetes client"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real `CnpgScore::apply_cluster` against a scripted Kubernetes API, one mock per client.
+
+mod zitadel_support;
+
+use std::sync::Mutex;
+
+use anyhow::{Result, ensure};
+use harmony::cnpg::{CnpgError, CnpgScore};
+use http::{Method, StatusCode};
+use serde_json::json;
+use zitadel_support::{body_json, mock_client, next_request, not_found, query, respond};
+
+const CRD_PATH: &str =
+    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusters.postgresql.cnpg.io";
+
+fn established_crd() -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": CLUSTER_CRD},
+        "spec": {"group": "postgresql.cnpg.io", "scope": "Namespaced",
+                 "names": {"plural": "clusters", "kind": "Cluster"}, "versions": []},
+        "status": {"conditions": [{"type": "Established", "status": "True"}]},
+    })
+}
+
+/// The API server as client number `n` sees it: the CRD is missing for the first `missing_for`.
+async fn api_for_client(
+    n: u32,
+    missing_for: u32,
+    mut server: zitadel_support::ApiServer,
+) -> Result<()> {
+    let (request, send) = next_request(&mut server).await?;
+    ensure!(request.uri().path() == CRD_PATH, "{}", request.uri());
+    if n <= missing_for {
+        not_found(
+            send,
+            "customresourcedefinitions \"clusters.postgresql.cnpg.io\"",
+        );
+        return Ok(());
+    }
+    respond(send, StatusCode::OK, &established_crd());
+
+    let (request, send) = next_request(&mut server).await?;
+    ensure!(request.method() == Method::POST && request.uri().path() == "/api/v1/namespaces");
+    respond(
+        send,
+        StatusCode::CREATED,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "zitadel"}}),
+    );
+
+    let (request, send) = next_request(&mut server).await?;
+    ensure!(
+        request.method() == Method::PATCH,
+        "server-side apply is a PATCH"
+    );
+    ensure!(
+        request.uri().path()
+            == "/apis/postgresql.cnpg.io/v1/namespaces/zitadel/clusters/zitadel-pg",
+        "{}",
+        request.uri()
+    );
+    let q = query(&request);
+    ensure!(
+        q.contains("fieldManager=harmony") && q.contains("force=true"),
+        "{q}"
+    );
+    let mut body = body_json(request).await?;
+    ensure!(
+        body["apiVersion"] == "postgresql.cnpg.io/v1" && body["kind"] == "Cluster",
+        "{body}"
+    );
+    ensure!(
+        body["spec"]["bootstrap"]["initdb"]["database"] == "zitadel",
+        "{body}"
+    );
+    body["status"] = json!({"phase": "Setting up primary"});
+    respond(send, StatusCode::OK, &body);
+    Ok(())
+}
+
+/// The scripted API servers started so far, to be joined (and their checks surfaced) at the end.
+type Servers = Arc<Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>>;
+
+/// A factory of mock clients; each one gets its own scripted API server task.
+fn mock_factory(
+    missing_for: u32,
+) -> (
+    impl Fn() -> std::future::Ready<Result<harmony_k8s::K8sClient, harmony_k8s::K8sError>>,
+    Arc<AtomicU32>,
+    Servers,
+) {
+    let built = Arc::new(AtomicU32::new(0));
+    let servers = Arc::new(Mutex::new(Vec::new()));
+    let (b, s) = (built.clone(), servers.clone());
+    let factory = move || {
+        let n = b.fetch_add(1, Ordering::SeqCst) + 1;
+        let (client, server) = mock_client();
+        s.lock()
+            .expect("lock")
+            .push(tokio::spawn(api_for_client(n, missing_for, server)));
+        std::future::ready(Ok(client))
+    };
+    (factory, built, servers)
+}
+
+#[tokio::test]
+#[traced_test]
+async fn cluster_is_applied_on_the_third_fresh_client_after_the_crd_appears() -> Result<()> {
+    let (factory, built, servers) = mock_factory(2);
+    let score = CnpgScore {
+        retry: RetryPolicy::immediate(5),
+        ..CnpgScore::default()
+    };
+    score.apply_cluster(&factory).await?;
+    assert_eq!(built.load(Ordering::SeqCst), 3);
+    let handles = std::mem::take(&mut *servers.lock().expect("lock"));
+    for h in handles {
+        h.await??;
+    }
+    assert!(logs_contain("is not established yet"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_apply_gives_up_after_the_bound_naming_the_crd() -> Result<()> {
+    let (factory, built, servers) = mock_factory(u32::MAX);
+    let score = CnpgScore {
+        retry: RetryPolicy::immediate(3),
+        ..CnpgScore::default()
+    };
+    let err = score
+        .apply_cluster(&factory)
+        .await
+        .expect_err("never there");
+    assert_eq!(built.load(Ordering::SeqCst), 3);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(CLUSTER_CRD) && msg.contains("after 3 attempts"),
+        "{msg}"
+    );
+    let CnpgError::Exhausted(e) = &err else {
+        panic!("expected Exhausted, got {err:?}");
+    };
+    assert!(matches!(e.last, CnpgError::CrdNotEstablished { crd } if crd == CLUSTER_CRD));
+    let handles = std::mem::take(&mut *servers.lock().expect("lock"));
+    for h in handles {
+        h.await??;
+    }
+    Ok(())
+}

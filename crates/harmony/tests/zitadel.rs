@@ -151,12 +151,14 @@ fn coredns_override_snapshot() {
 fn coredns_restart_annotation_changes_only_with_the_override() {
     let a = ZitadelScore::default().coredns_rewrite();
     let same = ZitadelScore::default().coredns_rewrite();
-    let mut other = ZitadelScore::default();
-    other.external_domain = "sso.example.local".into();
+    let other = ZitadelScore {
+        external_domain: "sso.example.local".into(),
+        ..ZitadelScore::default()
+    };
     let b = other.coredns_rewrite();
-    assert_eq!(a.coredns_restart_patch(), same.coredns_restart_patch());
-    assert_ne!(a.coredns_restart_patch(), b.coredns_restart_patch());
-    let patch = a.coredns_restart_patch();
+    assert_eq!(a.coredns_restart(), same.coredns_restart());
+    assert_ne!(a.coredns_restart(), b.coredns_restart());
+    let patch = serde_json::to_value(a.coredns_restart()).expect("json");
     assert_eq!(patch["kind"], "Deployment");
     // Only the annotation: nothing else of CoreDNS is claimed.
     assert_eq!(
@@ -421,4 +423,229 @@ async fn wait_ready_is_bounded_when_zitadel_never_answers() {
     let msg = format!("{err}");
     assert!(msg.contains("after 3 attempts"), "{msg}");
     server.verify().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes side against a scripted API (tower_test)
+
+mod zitadel_support;
+
+use anyhow::{Result, ensure};
+use base64::Engine as _;
+use harmony::cnpg::RetryPolicy;
+use harmony::zitadel::{MASTERKEY_LEN, ZitadelError, apply_in_cluster_issuer};
+use http::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use tracing_test::traced_test;
+use zitadel_support::{
+    body_json as request_json, mock_client, next_request, no_more_requests, not_found, query,
+    respond,
+};
+
+const MASTERKEY_PATH: &str = "/api/v1/namespaces/zitadel/secrets/zitadel-masterkey";
+
+fn secret_json(name: &str, key: &str, value: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "zitadel"},
+        "data": { key: base64::engine::general_purpose::STANDARD.encode(value) },
+    })
+}
+
+#[tokio::test]
+#[traced_test]
+async fn masterkey_is_created_once_immutable_and_not_logged() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::GET && request.uri().path() == MASTERKEY_PATH);
+        not_found(send, "secrets \"zitadel-masterkey\"");
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::PATCH && request.uri().path() == MASTERKEY_PATH);
+        ensure!(query(&request).contains("fieldManager=harmony"));
+        let body = request_json(request).await?;
+        respond(send, StatusCode::OK, &body);
+        Ok::<_, anyhow::Error>(body)
+    });
+    ZitadelScore::default().ensure_masterkey(&client).await?;
+    let body = api.await??;
+    assert_eq!(body["immutable"], true, "{body}");
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(body["data"]["masterkey"].as_str().expect("masterkey data"))?;
+    let key = String::from_utf8(key)?;
+    assert_eq!(key.len(), MASTERKEY_LEN);
+    assert!(!logs_contain(&key), "the masterkey must not be logged");
+    assert!(logs_contain("created the Zitadel masterkey"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn existing_masterkey_is_reused_never_rewritten() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::GET && request.uri().path() == MASTERKEY_PATH);
+        respond(
+            send,
+            StatusCode::OK,
+            &secret_json(
+                "zitadel-masterkey",
+                "masterkey",
+                "abcdefghijklmnopqrstuvwxyz012345",
+            ),
+        );
+        // No PATCH/POST may follow.
+        no_more_requests(&mut server).await
+    });
+    ZitadelScore::default().ensure_masterkey(&client).await?;
+    drop(client);
+    api.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_malformed_masterkey_is_an_error_not_a_replacement() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (_, send) = next_request(&mut server).await?;
+        respond(
+            send,
+            StatusCode::OK,
+            &secret_json("zitadel-masterkey", "masterkey", "short"),
+        );
+        no_more_requests(&mut server).await
+    });
+    let err = ZitadelScore::default()
+        .ensure_masterkey(&client)
+        .await
+        .expect_err("short key");
+    assert!(
+        matches!(err, ZitadelError::MasterkeyInvalid { .. }),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("short"));
+    drop(client);
+    api.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_cluster_issuer_applies_the_override_and_the_restart_annotation() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::PATCH);
+        ensure!(
+            request.uri().path() == "/api/v1/namespaces/kube-system/configmaps/coredns-custom",
+            "{}",
+            request.uri()
+        );
+        let cm = request_json(request).await?;
+        ensure!(
+            cm["data"].as_object().map(|d| d.len()) == Some(1),
+            "only our key: {cm}"
+        );
+        ensure!(
+            cm["data"][OVERRIDE_KEY]
+                == "rewrite name sso.harmony.local zitadel.zitadel.svc.cluster.local\n",
+            "{cm}"
+        );
+        respond(send, StatusCode::OK, &cm);
+
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::PATCH);
+        ensure!(
+            request.uri().path() == "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+            "{}",
+            request.uri()
+        );
+        let dep = request_json(request).await?;
+        ensure!(dep["spec"].get("selector").is_none(), "no selector: {dep}");
+        let annotations = &dep["spec"]["template"]["metadata"]["annotations"];
+        ensure!(
+            annotations["harmony.io/coredns-override-sha256"]
+                .as_str()
+                .is_some_and(|h| h.len() == 64),
+            "{dep}"
+        );
+        // The API server answers with the whole Deployment; the partial type must accept it.
+        let mut full = dep.clone();
+        full["spec"]["selector"] = json!({"matchLabels": {"k8s-app": "kube-dns"}});
+        full["spec"]["replicas"] = json!(1);
+        full["status"] = json!({"readyReplicas": 1});
+        respond(send, StatusCode::OK, &full);
+        Ok::<_, anyhow::Error>(())
+    });
+    apply_in_cluster_issuer(&client, &ZitadelScore::default().coredns_rewrite()).await?;
+    api.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pat_is_read_after_the_setup_job_writes_it() -> Result<()> {
+    let built = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let b = built.clone();
+    let servers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = servers.clone();
+    let connect = move || {
+        let n = b.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let (client, mut server) = mock_client();
+        s.lock().expect("lock").push(tokio::spawn(async move {
+            let (request, send) = next_request(&mut server).await?;
+            ensure!(
+                request.uri().path() == "/api/v1/namespaces/zitadel/secrets/harmony-admin-pat",
+                "{}",
+                request.uri()
+            );
+            if n < 2 {
+                not_found(send, "secrets \"harmony-admin-pat\"");
+            } else {
+                respond(
+                    send,
+                    StatusCode::OK,
+                    &secret_json("harmony-admin-pat", "pat", PAT),
+                );
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+        std::future::ready(Ok(client))
+    };
+    let pat = ZitadelScore::default()
+        .read_pat(&connect, RetryPolicy::immediate(3))
+        .await?;
+    assert_eq!(pat.expose_secret(), PAT);
+    assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let handles = std::mem::take(&mut *servers.lock().expect("lock"));
+    for h in handles {
+        h.await??;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_pat_secret_explains_the_fresh_database_rule() -> Result<()> {
+    let connect = || {
+        let (client, mut server) = mock_client();
+        tokio::spawn(async move {
+            if let Ok((_, send)) = next_request(&mut server).await {
+                not_found(send, "secrets \"harmony-admin-pat\"");
+            }
+        });
+        std::future::ready(Ok(client))
+    };
+    let err = ZitadelScore::default()
+        .read_pat(&connect, RetryPolicy::immediate(2))
+        .await
+        .expect_err("never written");
+    let msg = format!("{err}");
+    assert!(
+        msg.contains("harmony-admin-pat") && msg.contains("after 2 attempts"),
+        "{msg}"
+    );
+    let ZitadelError::Exhausted(e) = &err else {
+        panic!("{err:?}");
+    };
+    let cause = e.last.to_string();
+    assert!(cause.contains("fresh database"), "{cause}");
+    Ok(())
 }

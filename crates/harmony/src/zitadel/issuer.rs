@@ -15,11 +15,12 @@
 //!   annotation holding the override's SHA-256: applying the same override again changes nothing,
 //!   a different one rolls CoreDNS.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
+use harmony_k8s::{K8sClient, K8sError};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Namespace of CoreDNS in k3s.
@@ -74,14 +75,129 @@ impl CorednsRewrite {
 
     /// The partial CoreDNS Deployment applied server-side to restart CoreDNS when the override
     /// changed: only the pod-template annotation, nothing Harmony does not own.
-    pub fn coredns_restart_patch(&self) -> Value {
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": { "name": COREDNS_DEPLOYMENT, "namespace": COREDNS_NAMESPACE },
-            "spec": { "template": { "metadata": { "annotations": {
-                OVERRIDE_HASH_ANNOTATION: self.override_hash()
-            } } } }
-        })
+    pub fn coredns_restart(&self) -> CorednsRestart {
+        CorednsRestart {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            metadata: ObjectMeta {
+                name: Some(COREDNS_DEPLOYMENT.into()),
+                namespace: Some(COREDNS_NAMESPACE.into()),
+                ..ObjectMeta::default()
+            },
+            spec: RestartSpec {
+                template: RestartTemplate {
+                    metadata: RestartMeta {
+                        annotations: BTreeMap::from([(
+                            OVERRIDE_HASH_ANNOTATION.to_owned(),
+                            self.override_hash(),
+                        )]),
+                    },
+                },
+            },
+        }
     }
+}
+
+/// A partial `apps/v1` Deployment carrying only a pod-template annotation.
+///
+/// Applied server-side, it claims that one annotation and nothing else: a typed k8s-openapi
+/// `Deployment` would serialise an empty (atomic, immutable) `selector` and be refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorednsRestart {
+    /// `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`.
+    pub kind: String,
+    /// Name and namespace of CoreDNS's Deployment.
+    pub metadata: ObjectMeta,
+    /// Only `template.metadata.annotations`.
+    #[serde(default)]
+    pub spec: RestartSpec,
+}
+
+/// `spec` of [`CorednsRestart`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartSpec {
+    /// The pod template.
+    pub template: RestartTemplate,
+}
+
+/// `spec.template` of [`CorednsRestart`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartTemplate {
+    /// Its metadata.
+    pub metadata: RestartMeta,
+}
+
+/// `spec.template.metadata` of [`CorednsRestart`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartMeta {
+    /// Pod annotations ([`OVERRIDE_HASH_ANNOTATION`]).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl kube::Resource for CorednsRestart {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Deployment".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "apps".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "deployments".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Why the in-cluster issuer could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerError {
+    /// Applying the ConfigMap failed.
+    #[error(
+        "cannot apply the CoreDNS override {COREDNS_NAMESPACE}/{COREDNS_CUSTOM_CONFIGMAP}; \
+         is this a k3s/k3d cluster (other distributions do not import coredns-custom)?"
+    )]
+    ConfigMap(#[source] K8sError),
+    /// Restarting CoreDNS failed.
+    #[error(
+        "cannot restart CoreDNS (Deployment {COREDNS_NAMESPACE}/{COREDNS_DEPLOYMENT}) to load \
+         the override; restart it by hand or re-run"
+    )]
+    Restart(#[source] K8sError),
+}
+
+/// Makes `rewrite.external_domain` resolve to Zitadel inside the cluster: applies the override
+/// and rolls CoreDNS only when the override's content changed (see the module docs).
+pub async fn apply_in_cluster_issuer(
+    k8s: &K8sClient,
+    rewrite: &CorednsRewrite,
+) -> Result<(), IssuerError> {
+    k8s.apply(&rewrite.configmap(), Some(COREDNS_NAMESPACE))
+        .await
+        .map_err(IssuerError::ConfigMap)?;
+    k8s.apply(&rewrite.coredns_restart(), Some(COREDNS_NAMESPACE))
+        .await
+        .map_err(IssuerError::Restart)?;
+    tracing::info!(
+        domain = %rewrite.external_domain,
+        target = %rewrite.service_fqdn,
+        "in-cluster issuer: CoreDNS rewrite applied"
+    );
+    Ok(())
 }

@@ -18,21 +18,30 @@ pub mod issuer;
 pub mod setup;
 pub mod values;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
+use harmony_k8s::{K8sClient, K8sError};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::api::ObjectMeta;
 use rand::Rng;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::cnpg::{POSTGRES_PORT, PostgresCluster};
+use crate::{
+    cnpg::{
+        CnpgError, CnpgScore, POSTGRES_PORT, PostgresCluster, RetryExhausted, RetryPolicy,
+        retry_with_fresh_client,
+    },
+    helm::{ChartRelease, Helm, HelmError},
+};
 use values::{
     DatabaseConfig, DbRole, EnvVar, FirstInstance, FirstOrg, FirstOrgMachine, IngressValues,
     JobValues, LoginValues, MachineUser, PatConfig, PodSecurityContext, PostgresConfig,
     SecurityContext, SslConfig, TlsConfig, ZitadelConfig, ZitadelSection, ZitadelValues,
 };
 
-pub use issuer::CorednsRewrite;
+pub use issuer::{CorednsRewrite, IssuerError, apply_in_cluster_issuer};
 pub use setup::{DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelSetupError, ensure_device_app};
-pub use values::ZITADEL_CHART_VERSION;
+pub use values::{ZITADEL_CHART, ZITADEL_CHART_VERSION, ZITADEL_REPO_NAME, ZITADEL_REPO_URL};
 
 /// Length of Zitadel's masterkey: exactly 32 bytes.
 pub const MASTERKEY_LEN: usize = 32;
@@ -210,6 +219,235 @@ pub fn generate_masterkey() -> SecretString {
         .map(char::from)
         .collect();
     SecretString::from(key)
+}
+
+/// Why deploying Zitadel failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZitadelError {
+    /// helm could not add the repository or install the chart.
+    #[error("installing Zitadel with helm failed")]
+    Helm(#[source] HelmError),
+
+    /// Zitadel's PostgreSQL is not ready.
+    #[error("Zitadel's PostgreSQL database is not ready")]
+    Database(#[source] CnpgError),
+
+    /// A Kubernetes call failed.
+    #[error("{what} failed")]
+    Kube {
+        /// What was being done, naming the resource.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: K8sError,
+    },
+
+    /// The existing masterkey Secret holds something that is not a 32-character key.
+    #[error(
+        "Secret {namespace}/{name} key {MASTERKEY_KEY} is not a {MASTERKEY_LEN}-character \\
+         masterkey; Harmony never replaces a masterkey (it would make Zitadel's data unreadable): \\
+         fix the Secret by hand, or delete Zitadel's database and the Secret and re-run"
+    )]
+    MasterkeyInvalid {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+    },
+
+    /// The chart did not leave the machine user's PAT.
+    #[error(
+        "Secret {namespace}/{name} key {PAT_KEY} is missing: Zitadel's setup job writes the \\
+         machine user's PAT only when it initialises a fresh database. If the database existed \\
+         before this install, delete it (or tear down with --cleanup) and re-run, or create the \\
+         Secret with a valid PAT"
+    )]
+    PatMissing {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+    },
+
+    /// The in-cluster issuer could not be set up.
+    #[error("making the issuer resolvable inside the cluster failed")]
+    Issuer(#[source] IssuerError),
+
+    /// A bounded retry gave up.
+    #[error(transparent)]
+    Exhausted(Box<RetryExhausted<ZitadelError>>),
+}
+
+impl ZitadelError {
+    fn kube(what: impl Into<String>) -> impl FnOnce(K8sError) -> Self {
+        let what = what.into();
+        move |source| Self::Kube { what, source }
+    }
+}
+
+impl From<RetryExhausted<ZitadelError>> for ZitadelError {
+    fn from(e: RetryExhausted<ZitadelError>) -> Self {
+        Self::Exhausted(Box::new(e))
+    }
+}
+
+/// What a deployed Zitadel hands on: the issuer and the machine user's PAT.
+#[derive(Debug, Clone)]
+pub struct ZitadelDeployment {
+    /// The issuer URL (the same inside and outside the cluster).
+    pub issuer: String,
+    /// The first instance's machine-user PAT (redacted in `Debug`).
+    pub pat: SecretString,
+}
+
+impl ZitadelScore {
+    /// The chart release (pinned, `--wait`, [`Self::helm_timeout`]).
+    pub fn release(&self) -> ChartRelease {
+        ChartRelease::new(&self.release, values::ZITADEL_CHART, &self.namespace)
+            .version(ZITADEL_CHART_VERSION)
+            .wait(true)
+            .timeout(self.helm_timeout)
+    }
+
+    /// Installs Zitadel on its (already created) CNPG cluster, reads the PAT and makes the issuer
+    /// resolve inside the cluster.
+    ///
+    /// Order: namespace, masterkey Secret (created once), database readiness (bounded retry,
+    /// fresh client per attempt), `helm upgrade --install --wait`, the PAT Secret (bounded
+    /// retry), the CoreDNS rewrite. Idempotent.
+    pub async fn deploy<F, Fut>(
+        &self,
+        helm: &Helm,
+        connect: F,
+        retry: RetryPolicy,
+    ) -> Result<ZitadelDeployment, ZitadelError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<K8sClient, K8sError>>,
+    {
+        let k8s = connect()
+            .await
+            .map_err(ZitadelError::kube("connecting to the cluster"))?;
+        k8s.ensure_namespace(&self.namespace)
+            .await
+            .map_err(ZitadelError::kube(format!(
+                "creating namespace {}",
+                self.namespace
+            )))?;
+        self.ensure_masterkey(&k8s).await?;
+
+        let database = CnpgScore {
+            cluster: self.database.clone(),
+            retry,
+            ..CnpgScore::default()
+        };
+        database
+            .wait_ready(&connect)
+            .await
+            .map_err(ZitadelError::Database)?;
+
+        helm.repo_add(values::ZITADEL_REPO_NAME, values::ZITADEL_REPO_URL)
+            .await
+            .map_err(ZitadelError::Helm)?;
+        helm.repo_update().await.map_err(ZitadelError::Helm)?;
+        helm.upgrade_install(&self.release(), &self.values())
+            .await
+            .map_err(ZitadelError::Helm)?;
+
+        let pat = self.read_pat(&connect, retry).await?;
+        let k8s = connect()
+            .await
+            .map_err(ZitadelError::kube("connecting to the cluster"))?;
+        apply_in_cluster_issuer(&k8s, &self.coredns_rewrite())
+            .await
+            .map_err(ZitadelError::Issuer)?;
+        Ok(ZitadelDeployment {
+            issuer: self.issuer(),
+            pat,
+        })
+    }
+
+    /// Creates the masterkey Secret when it does not exist; an existing one is kept as is.
+    ///
+    /// The Secret is `immutable`, so not even a mistaken later apply can replace the key.
+    pub async fn ensure_masterkey(&self, k8s: &K8sClient) -> Result<(), ZitadelError> {
+        let (ns, name) = (self.namespace.as_str(), self.masterkey_secret.as_str());
+        let existing = k8s
+            .secret_key(ns, name, MASTERKEY_KEY)
+            .await
+            .map_err(ZitadelError::kube(format!("reading Secret {ns}/{name}")))?;
+        if let Some(key) = existing {
+            if key.expose_secret().len() != MASTERKEY_LEN {
+                return Err(ZitadelError::MasterkeyInvalid {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+            tracing::info!(secret = %format!("{ns}/{name}"), "reusing the existing Zitadel masterkey");
+            return Ok(());
+        }
+        let key = generate_masterkey();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "harmony".to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            immutable: Some(true),
+            type_: Some("Opaque".into()),
+            data: Some(BTreeMap::from([(
+                MASTERKEY_KEY.to_owned(),
+                ByteString(key.expose_secret().as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        k8s.apply(&secret, Some(ns))
+            .await
+            .map_err(ZitadelError::kube(format!("creating Secret {ns}/{name}")))?;
+        tracing::info!(secret = %format!("{ns}/{name}"), "created the Zitadel masterkey");
+        Ok(())
+    }
+
+    /// Reads the machine user's PAT from `<username>-pat` (bounded retry, fresh client each
+    /// attempt: the setup job's sidecar writes it after setup finishes).
+    pub async fn read_pat<F, Fut>(
+        &self,
+        connect: &F,
+        retry: RetryPolicy,
+    ) -> Result<SecretString, ZitadelError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<K8sClient, K8sError>>,
+    {
+        let (ns, name) = (self.namespace.as_str(), self.pat_secret());
+        let name = name.as_str();
+        let waiting_for = format!("Secret {ns}/{name} (the Zitadel machine user's PAT)");
+        let pat = retry_with_fresh_client(
+            retry,
+            &waiting_for,
+            || async {
+                connect()
+                    .await
+                    .map_err(ZitadelError::kube("connecting to the cluster"))
+            },
+            |k8s: K8sClient| async move {
+                k8s.secret_key(ns, name, PAT_KEY)
+                    .await
+                    .map_err(ZitadelError::kube(format!("reading Secret {ns}/{name}")))?
+                    .ok_or_else(|| ZitadelError::PatMissing {
+                        namespace: ns.to_owned(),
+                        name: name.to_owned(),
+                    })
+            },
+        )
+        .await?;
+        Ok(pat)
+    }
 }
 
 #[cfg(test)]

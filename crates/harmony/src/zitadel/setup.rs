@@ -123,7 +123,7 @@ pub enum ZitadelSetupError {
     )]
     IssuerMismatch {
         /// The discovery URL.
-        url: Url,
+        url: Box<Url>,
         /// The issuer Harmony expects.
         expected: String,
         /// The issuer Zitadel announced.
@@ -364,7 +364,7 @@ impl ZitadelApi {
         };
         if found.trim_end_matches('/') != expected_issuer.trim_end_matches('/') {
             return Err(ZitadelSetupError::IssuerMismatch {
-                url,
+                url: Box::new(url),
                 expected: expected_issuer.to_owned(),
                 found,
             });
