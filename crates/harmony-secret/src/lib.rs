@@ -9,10 +9,18 @@
 //!   denied (with the path and OpenBao's own message), not found, conflict, bad response.
 //! - **Secrets stay secret**: tokens and passwords are [`secrecy::SecretString`]s; no `Debug`,
 //!   error or log line carries one.
+//! - **Sign in once.** [`OpenbaoSecretStore::connect`] runs an ordered auth chain ([`AuthStep`]:
+//!   explicit token → cached session → userpass → SSO); a token from a login is cached in
+//!   [`session`] (0600 file, atomic, locked read-modify-write) and reused, renewed when close to
+//!   expiry. A token OpenBao stops accepting mid-run triggers one new sign-in, not a loop.
+//! - **One error mapping**: [`OpenbaoClient`] turns every OpenBao answer into a [`SecretError`];
+//!   the store, the SSO exchange and the deploy's bootstrap all go through it.
 //!
 //! ```no_run
-//! use harmony_secret::{SecretStore, WriteMode};
-//! # async fn demo(store: impl SecretStore) -> Result<(), harmony_secret::SecretError> {
+//! use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode};
+//! # async fn demo() -> Result<(), harmony_secret::SecretError> {
+//! // OPENBAO_URL plus OPENBAO_TOKEN, or OPENBAO_USERNAME / OPENBAO_PASSWORD.
+//! let store = OpenbaoSecretStore::connect(OpenbaoSettings::from_env()?).await?;
 //! let doc = serde_json::json!({"db_url": "postgres://db"});
 //! store.put("my-app", &doc, WriteMode::Cas(None)).await?;
 //! let read = store.get("my-app").await?.expect("just written");

@@ -479,6 +479,90 @@ mod tests {
         assert!(!format!("{oidc:?}").contains("refresh-xyz"));
     }
 
+    const CHILD_URL: &str = "http://bao-cross-process:8200";
+    const CHILD_ID: &str = "userpass:userpass:erin";
+    const CHILD_ROUNDS: usize = 8;
+
+    /// Real processes racing on one session file: each child appends its marks under
+    /// `update`; a lost update or a torn file would drop marks or fail to parse.
+    #[tokio::test]
+    async fn processes_racing_on_one_file_lose_nothing() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(data.path().join("sessions"));
+        cache
+            .store(session(CHILD_URL, CHILD_ID, ""))
+            .await
+            .expect("seed");
+        let exe = std::env::current_exe().expect("current exe");
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "session::tests::child_appends_marks",
+                        "--ignored",
+                        "--quiet",
+                    ])
+                    // The child finds the cache where every Harmony process would.
+                    .env(harmony_env::vars::HARMONY_DATA_DIR, data.path())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn child")
+            })
+            .collect();
+        let mut pids = Vec::new();
+        for child in children {
+            pids.push(child.id());
+            let out = child.wait_with_output().expect("child output");
+            assert!(
+                out.status.success(),
+                "child failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let s = cache
+            .load(CHILD_URL, CHILD_ID)
+            .await
+            .expect("load")
+            .expect("file still parses");
+        let marks: Vec<&str> = s
+            .token
+            .expose_secret()
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .collect();
+        assert_eq!(marks.len(), pids.len() * CHILD_ROUNDS, "{marks:?}");
+        for pid in pids {
+            for i in 0..CHILD_ROUNDS {
+                assert!(
+                    marks.contains(&format!("{pid}-{i}").as_str()),
+                    "{pid}-{i} lost"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "run as a child process by processes_racing_on_one_file_lose_nothing"]
+    async fn child_appends_marks() {
+        let cache = SessionCache::new(SessionCache::default_dir().expect("HARMONY_DATA_DIR set"));
+        let pid = std::process::id();
+        for i in 0..CHILD_ROUNDS {
+            cache
+                .update(CHILD_URL, CHILD_ID, move |current| {
+                    let mut s = current.expect("seeded session is readable");
+                    let joined = format!("{}{pid}-{i},", s.token.expose_secret());
+                    std::thread::sleep(Duration::from_millis(3));
+                    s.token = SecretString::from(joined);
+                    Some(s)
+                })
+                .await
+                .expect("update");
+        }
+    }
+
     /// Many threads (standing in for processes: the lock is an OS file lock) each append their
     /// mark to the session under `update`; with a lost update some marks would be missing, and a
     /// torn write would leave a file that does not parse.
