@@ -28,6 +28,11 @@ import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
 
+// stdout carries only the "ready" line: the library's own notices (console.log/info) go to
+// stderr, so a parent that stops reading stdout never breaks the provider with EPIPE.
+console.log = console.error;
+console.info = console.error;
+
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: process.env.PORT },

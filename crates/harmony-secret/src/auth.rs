@@ -31,6 +31,11 @@ pub enum AuthStep {
     CachedSession,
     /// `POST auth/<mount>/login/<username>` with the configured password.
     Userpass,
+    /// The cached SSO refresh token → new id_token → JWT login; no user interaction.
+    SilentRefresh,
+    /// The OIDC device flow (a person approves in the browser) → JWT login. Only when
+    /// interactive or explicitly allowed.
+    DeviceFlow,
 }
 
 impl AuthStep {
@@ -39,6 +44,8 @@ impl AuthStep {
         AuthStep::ExplicitToken,
         AuthStep::CachedSession,
         AuthStep::Userpass,
+        AuthStep::SilentRefresh,
+        AuthStep::DeviceFlow,
     ];
 }
 
@@ -48,6 +55,8 @@ impl std::fmt::Display for AuthStep {
             AuthStep::ExplicitToken => "explicit token",
             AuthStep::CachedSession => "cached session",
             AuthStep::Userpass => "userpass login",
+            AuthStep::SilentRefresh => "SSO silent refresh",
+            AuthStep::DeviceFlow => "SSO device flow",
         })
     }
 }
@@ -62,6 +71,10 @@ pub enum AuthMethodUsed {
     CachedSession,
     /// A fresh userpass login.
     Userpass,
+    /// A JWT login with an id_token from the SSO refresh-token grant.
+    SilentRefresh,
+    /// A JWT login with an id_token from an SSO device flow.
+    DeviceFlow,
 }
 
 /// A token the chain settled on.
@@ -121,6 +134,14 @@ pub fn session_identities(settings: &OpenbaoSettings) -> Vec<String> {
                     identities.push(u.identity());
                 }
             }
+            AuthStep::SilentRefresh | AuthStep::DeviceFlow => {
+                if let Some(sso) = settings.sso() {
+                    let identity = sso.identity();
+                    if !identities.contains(&identity) {
+                        identities.push(identity);
+                    }
+                }
+            }
             AuthStep::ExplicitToken | AuthStep::CachedSession => {}
         }
     }
@@ -139,6 +160,12 @@ pub async fn authenticate(
             AuthStep::ExplicitToken => explicit_token(client, settings).await?,
             AuthStep::CachedSession => cached_session(client, settings, cache).await?,
             AuthStep::Userpass => userpass(client, settings, cache).await?,
+            AuthStep::SilentRefresh => {
+                crate::oidc::chain::silent_refresh(client, settings.sso(), cache).await?
+            }
+            AuthStep::DeviceFlow => {
+                crate::oidc::chain::device_flow(client, settings.sso(), cache).await?
+            }
         };
         match outcome {
             Ok(authenticated) => {
@@ -159,7 +186,7 @@ pub async fn authenticate(
 }
 
 /// The outer `Result` stops the chain (server trouble); the inner one moves on to the next step.
-type StepResult = Result<Result<Authenticated, AttemptFailure>, SecretError>;
+pub(crate) type StepResult = Result<Result<Authenticated, AttemptFailure>, SecretError>;
 
 /// A token rejection becomes a step failure; anything else is server trouble.
 fn rejected(e: SecretError) -> Result<AttemptFailure, SecretError> {

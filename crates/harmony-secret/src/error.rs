@@ -121,6 +121,10 @@ pub enum AuthError {
     #[error("the OpenBao token is not a valid HTTP header value; check {var} for stray characters",
         var = harmony_env::vars::OPENBAO_TOKEN)]
     MalformedToken(#[source] http::header::InvalidHeaderValue),
+    /// The SSO sign-in ended without a token: denied, expired, the provider failed, or OpenBao
+    /// refused the id_token (with OpenBao's message).
+    #[error(transparent)]
+    Sso(#[from] crate::oidc::OidcError),
 }
 
 /// One step of the auth chain that did not yield a token, and why.
@@ -147,6 +151,14 @@ pub enum AttemptFailure {
         /// OpenBao's errors, joined.
         message: String,
     },
+    /// The SSO step failed before reaching OpenBao (provider unreachable, refresh token
+    /// refused, ...).
+    SsoFailed {
+        /// What went wrong (token-free).
+        message: String,
+    },
+    /// The step needs a person, and this process may not ask one.
+    NonInteractive,
 }
 
 impl std::fmt::Display for AuthAttempt {
@@ -157,6 +169,13 @@ impl std::fmt::Display for AuthAttempt {
             AttemptFailure::NoSession => f.write_str("no cached session"),
             AttemptFailure::SessionExpired => f.write_str("cached session expired"),
             AttemptFailure::Rejected { message } => write!(f, "rejected by OpenBao: {message}"),
+            AttemptFailure::SsoFailed { message } => write!(f, "{message}"),
+            AttemptFailure::NonInteractive => write!(
+                f,
+                "needs a person to approve a sign-in, but this process is non-interactive ({} is set \
+                 or stdin is not a terminal); sign in once from a terminal, the session is then reused",
+                harmony_env::vars::HARMONY_NON_INTERACTIVE
+            ),
         }
     }
 }

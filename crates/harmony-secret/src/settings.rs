@@ -51,6 +51,7 @@ pub struct OpenbaoSettings {
     pub(crate) session_dir: Option<PathBuf>,
     pub(crate) auth_steps: Vec<AuthStep>,
     pub(crate) http: Option<reqwest::Client>,
+    pub(crate) sso: Option<crate::oidc::SsoLogin>,
 }
 
 impl OpenbaoSettings {
@@ -67,6 +68,7 @@ impl OpenbaoSettings {
             session_dir: None,
             auth_steps: AuthStep::DEFAULT_CHAIN.to_vec(),
             http: None,
+            sso: None,
         }
     }
 
@@ -125,7 +127,20 @@ impl OpenbaoSettings {
             // An explicitly empty prefix is meaningful: documents at the mount's root.
             settings = settings.with_kv_prefix(prefix.trim());
         }
+        settings.sso = crate::oidc::SsoLogin::from_lookup(&lookup)
+            .map_err(|e| SecretError::Config(e.to_string()))?;
         Ok(settings)
+    }
+
+    /// Sign in with SSO (silent refresh, then device flow) when the earlier steps yield nothing.
+    pub fn with_sso(mut self, login: crate::oidc::SsoLogin) -> Self {
+        self.sso = Some(login);
+        self
+    }
+
+    /// The SSO login, when configured.
+    pub fn sso(&self) -> Option<&crate::oidc::SsoLogin> {
+        self.sso.as_ref()
     }
 
     /// Use this token first (the chain falls through if OpenBao rejects it).
@@ -252,6 +267,10 @@ impl OpenbaoSettings {
         if let Some(u) = &self.userpass {
             crate::path::validate("userpass mount", &u.mount, false)?;
             crate::path::validate_segment("userpass username", &u.username)?;
+        }
+        if let Some(sso) = &self.sso {
+            crate::path::validate("JWT auth mount", &sso.jwt_mount, false)?;
+            crate::path::validate_segment("JWT role", &sso.jwt_role)?;
         }
         Ok(())
     }

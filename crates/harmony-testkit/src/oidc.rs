@@ -243,6 +243,9 @@ impl OidcProvider {
         .await;
         match ready {
             Ok(true) => {
+                // Keep draining stdout, so nothing the provider prints later can fail on a
+                // closed pipe; the task ends when the process does.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 self.issuer = issuer;
                 Ok(())
             }

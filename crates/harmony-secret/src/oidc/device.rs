@@ -12,7 +12,7 @@ use oauth2::{DeviceAuthorizationResponse, RequestTokenError};
 use oauth2::{DeviceCodeErrorResponseType, EmptyExtraDeviceAuthorizationFields};
 
 use crate::oidc::grant::{request_error, tokens_from};
-use crate::oidc::http::send;
+use crate::oidc::http::transport;
 use crate::oidc::{OidcClient, OidcError, OidcTokens};
 
 /// What the user must do to approve a sign-in: open a URL and confirm (or enter) the code.
@@ -96,7 +96,7 @@ impl OidcClient {
         let client = self.device_client()?;
         let device_url = client.device_authorization_url().url().to_string();
         let token_url = self.metadata.token_endpoint.clone();
-        let transport = |r| send(&self.http, r);
+        let transport = transport(&self.http);
 
         let details: DeviceAuthorizationResponse<EmptyExtraDeviceAuthorizationFields> = client
             .exchange_device_code()

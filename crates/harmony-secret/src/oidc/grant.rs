@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::oidc::error::json_error_detail;
-use crate::oidc::http::{HttpError, send};
+use crate::oidc::http::{HttpError, transport};
 use crate::oidc::{OidcClient, OidcError, OidcTokens};
 
 /// The OpenID addition to the OAuth token response.
@@ -112,7 +112,7 @@ impl OidcClient {
         tracing::debug!(%url, "refreshing the SSO tokens");
         let response = client
             .exchange_refresh_token(&token)
-            .request_async(&|r| send(&self.http, r))
+            .request_async(&transport(&self.http))
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => refresh_error(&r),

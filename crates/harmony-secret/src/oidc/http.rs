@@ -86,3 +86,19 @@ pub(crate) async fn send(
     *out.headers_mut() = headers;
     Ok(out)
 }
+
+/// The future [`transport`] returns: boxed and `'static`, so the futures of the grants that use
+/// it stay `Send` without borrowing the caller (the secret store's futures must be `Send`).
+pub(crate) type ResponseFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>>;
+
+/// `oauth2`'s async HTTP client over `client` (a cheap clone of its connection pool).
+pub(crate) fn transport(
+    client: &reqwest::Client,
+) -> impl Fn(oauth2::HttpRequest) -> ResponseFuture + Send + Sync + 'static {
+    let client = client.clone();
+    move |request| {
+        let client = client.clone();
+        Box::pin(async move { send(&client, request).await })
+    }
+}

@@ -34,6 +34,7 @@
 //! # drop(login); Ok(()) }
 //! ```
 
+pub(crate) mod chain;
 mod device;
 mod discovery;
 mod error;
@@ -45,6 +46,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use chain::SsoLogin;
 pub use device::{DeviceCodeNotifier, DeviceFlowOptions, DevicePrompt};
 pub use discovery::ProviderMetadata;
 pub use error::OidcError;

@@ -1,0 +1,376 @@
+//! The SSO steps of the auth chain ([`crate::auth`]): **silent refresh** (refresh-token grant →
+//! new id_token → JWT login, no user interaction) and **device flow** (a person approves in the
+//! browser), and [`SsoLogin`], their settings.
+//!
+//! Both cache their result as one session per (OpenBao URL, `jwt:<mount>:<role>`), holding the
+//! OpenBao token and the OIDC refresh token. Only the newest refresh token is ever kept, and it is
+//! written the moment the provider issues it (before the JWT login): providers rotate refresh
+//! tokens and revoke the whole grant when an older one is presented again.
+//!
+//! A refresh the provider refuses moves on to the device flow; an id_token OpenBao refuses stops
+//! the chain with OpenBao's message (a new device flow would produce an id_token with the same
+//! claims, so asking the person would not help).
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::SecretError;
+use crate::auth::{AuthMethodUsed, Authenticated, StepResult};
+use crate::client::OpenbaoClient;
+use crate::error::{AttemptFailure, AuthError};
+use crate::oidc::{
+    DEFAULT_JWT_AUTH_MOUNT, DEFAULT_JWT_ROLE, DeviceCodeNotifier, DeviceFlowOptions, DevicePrompt,
+    JwtLogin, OidcClient, OidcError, SsoSettings, exchange_id_token, http_client,
+};
+use crate::session::{OidcSession, Session, SessionCache};
+
+/// How the auth chain signs in with SSO: the provider and client, OpenBao's JWT auth mount and
+/// role, and whether (and how) a person may be asked to approve a device flow.
+#[derive(Clone)]
+pub struct SsoLogin {
+    /// Provider, client id, project id.
+    pub sso: SsoSettings,
+    /// Mount of OpenBao's JWT auth method (`OPENBAO_JWT_AUTH_MOUNT`, default `jwt`).
+    pub jwt_mount: String,
+    /// Role at that mount (`OPENBAO_JWT_ROLE`, default `harmony-developer`).
+    pub jwt_role: String,
+    /// Whether a device flow may be started: `Some(true)` allows it, `Some(false)` forbids it
+    /// (`HARMONY_NON_INTERACTIVE`), `None` allows it when stdin is a terminal.
+    pub interactive: Option<bool>,
+    /// Browser and wait bound of the device flow.
+    pub device_flow: DeviceFlowOptions,
+    /// Shows the user the URL and code. Default: a `tracing` warning (the library never prints;
+    /// the CLI installs one that writes to stderr).
+    pub notifier: Arc<dyn DeviceCodeNotifier>,
+}
+
+impl std::fmt::Debug for SsoLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoLogin")
+            .field("sso", &self.sso)
+            .field("jwt_mount", &self.jwt_mount)
+            .field("jwt_role", &self.jwt_role)
+            .field("interactive", &self.interactive)
+            .field("device_flow", &self.device_flow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default notifier: the prompt as a `tracing` warning, for callers that set none.
+fn log_prompt(prompt: &DevicePrompt) {
+    tracing::warn!(
+        url = prompt.url_to_open(),
+        user_code = %prompt.user_code,
+        expires_in_secs = prompt.expires_in.as_secs(),
+        "to sign in to OpenBao, open the URL and confirm the code"
+    );
+}
+
+impl SsoLogin {
+    /// SSO with `sso` at JWT mount `jwt`, role `harmony-developer`; the device flow is allowed
+    /// when stdin is a terminal and shown through `tracing`; no browser is opened.
+    pub fn new(sso: SsoSettings) -> Self {
+        Self {
+            sso,
+            jwt_mount: DEFAULT_JWT_AUTH_MOUNT.to_owned(),
+            jwt_role: DEFAULT_JWT_ROLE.to_owned(),
+            interactive: None,
+            device_flow: DeviceFlowOptions::default(),
+            notifier: Arc::new(log_prompt),
+        }
+    }
+
+    /// From a variable lookup: `None` unless `HARMONY_SSO_URL` is set; then
+    /// `HARMONY_SSO_CLIENT_ID` (required), `HARMONY_SSO_PROJECT_ID`, `OPENBAO_JWT_AUTH_MOUNT`,
+    /// `OPENBAO_JWT_ROLE`, `HARMONY_NON_INTERACTIVE` (`1`/`true`/`yes`: never start a device
+    /// flow) and `HARMONY_SSO_OPEN_BROWSER`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
+        use harmony_env::vars;
+        let Some(sso) = SsoSettings::from_lookup(&lookup)? else {
+            return Ok(None);
+        };
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut login = Self::new(sso);
+        if let Some(mount) = get(vars::OPENBAO_JWT_AUTH_MOUNT) {
+            login.jwt_mount = mount;
+        }
+        if let Some(role) = get(vars::OPENBAO_JWT_ROLE) {
+            login.jwt_role = role;
+        }
+        if get(vars::HARMONY_NON_INTERACTIVE)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        {
+            login.interactive = Some(false);
+        }
+        login.device_flow = DeviceFlowOptions::from_lookup(&lookup);
+        Ok(Some(login))
+    }
+
+    /// Another JWT auth mount.
+    pub fn with_jwt_mount(mut self, mount: impl Into<String>) -> Self {
+        self.jwt_mount = mount.into();
+        self
+    }
+
+    /// Another JWT role.
+    pub fn with_jwt_role(mut self, role: impl Into<String>) -> Self {
+        self.jwt_role = role.into();
+        self
+    }
+
+    /// Allow (`true`) or forbid (`false`) the device flow regardless of the terminal.
+    pub fn with_interactive(mut self, interactive: bool) -> Self {
+        self.interactive = Some(interactive);
+        self
+    }
+
+    /// Show device-flow prompts through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn DeviceCodeNotifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Device-flow options (browser, wait bound).
+    pub fn with_device_flow_options(mut self, options: DeviceFlowOptions) -> Self {
+        self.device_flow = options;
+        self
+    }
+
+    /// The identity its sessions are cached under: `jwt:<mount>:<role>`.
+    pub fn identity(&self) -> String {
+        format!("jwt:{}:{}", self.jwt_mount, self.jwt_role)
+    }
+
+    /// Whether a device flow may be started now.
+    pub fn allows_device_flow(&self) -> bool {
+        self.interactive
+            .unwrap_or_else(|| std::io::stdin().is_terminal())
+    }
+}
+
+fn sso_stop(e: OidcError) -> SecretError {
+    SecretError::Auth(AuthError::Sso(e))
+}
+
+/// Silent refresh: the cached refresh token → new tokens → JWT login.
+pub(crate) async fn silent_refresh(
+    client: &OpenbaoClient,
+    login: Option<&SsoLogin>,
+    cache: Option<&SessionCache>,
+) -> StepResult {
+    let (Some(login), Some(cache)) = (login, cache) else {
+        return Ok(Err(AttemptFailure::NotConfigured));
+    };
+    let identity = login.identity();
+    let Some(session) = cache.load(client.url(), &identity).await? else {
+        return Ok(Err(AttemptFailure::NoSession));
+    };
+    let Some((oidc, refresh_token)) = session
+        .oidc
+        .and_then(|o| o.refresh_token.clone().map(|t| (o, t)))
+    else {
+        return Ok(Err(AttemptFailure::NoSession));
+    };
+    if oidc.issuer.trim_end_matches('/') != login.sso.issuer.trim_end_matches('/')
+        || oidc.client_id != login.sso.client_id
+    {
+        return Ok(Err(AttemptFailure::SsoFailed {
+            message: format!(
+                "the cached refresh token is for {} (client {}), not the configured provider",
+                oidc.issuer, oidc.client_id
+            ),
+        }));
+    }
+    let provider = match OidcClient::discover(&login.sso).await {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(Err(AttemptFailure::SsoFailed {
+                message: e.to_string(),
+            }));
+        }
+    };
+    let tokens = match provider.refresh(&refresh_token).await {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            if matches!(e, OidcError::RefreshRejected { .. }) {
+                // Dead for good: forget it, so no later run presents it again.
+                forget_refresh_token(cache, client.url(), &identity).await;
+            }
+            tracing::info!(error = %e, "silent refresh failed");
+            return Ok(Err(AttemptFailure::SsoFailed {
+                message: e.to_string(),
+            }));
+        }
+    };
+    // The old refresh token is void from now on: record the new one before anything else can
+    // fail.
+    let newest = tokens.refresh_token.clone().unwrap_or(refresh_token);
+    remember_refresh_token(cache, client.url(), &identity, newest.clone()).await;
+    let jwt = exchange(client, login, &tokens.id_token).await?;
+    store_session(cache, client.url(), login, &jwt, Some(newest)).await;
+    Ok(Ok(Authenticated {
+        token: jwt.token,
+        method: AuthMethodUsed::SilentRefresh,
+    }))
+}
+
+/// Device flow: ask a person (only when allowed), then JWT login.
+pub(crate) async fn device_flow(
+    client: &OpenbaoClient,
+    login: Option<&SsoLogin>,
+    cache: Option<&SessionCache>,
+) -> StepResult {
+    let Some(login) = login else {
+        return Ok(Err(AttemptFailure::NotConfigured));
+    };
+    if !login.allows_device_flow() {
+        return Ok(Err(AttemptFailure::NonInteractive));
+    }
+    let provider = OidcClient::discover(&login.sso).await.map_err(sso_stop)?;
+    let tokens = provider
+        .device_flow(login.notifier.as_ref(), &login.device_flow)
+        .await
+        .map_err(sso_stop)?;
+    if let Some(cache) = cache
+        && let Some(refresh) = tokens.refresh_token.clone()
+    {
+        remember_refresh_token(cache, client.url(), &login.identity(), refresh).await;
+    }
+    let jwt = exchange(client, login, &tokens.id_token).await?;
+    if let Some(cache) = cache {
+        store_session(cache, client.url(), login, &jwt, tokens.refresh_token).await;
+    }
+    Ok(Ok(Authenticated {
+        token: jwt.token,
+        method: AuthMethodUsed::DeviceFlow,
+    }))
+}
+
+async fn exchange(
+    client: &OpenbaoClient,
+    login: &SsoLogin,
+    id_token: &SecretString,
+) -> Result<JwtLogin, SecretError> {
+    let http = http_client(client.timeout()).map_err(sso_stop)?;
+    exchange_id_token(
+        &http,
+        client.url(),
+        &login.jwt_mount,
+        &login.jwt_role,
+        id_token,
+    )
+    .await
+    .map_err(sso_stop)
+}
+
+async fn store_session(
+    cache: &SessionCache,
+    url: &str,
+    login: &SsoLogin,
+    jwt: &JwtLogin,
+    refresh_token: Option<SecretString>,
+) {
+    let mut session = Session::new(
+        url,
+        login.identity(),
+        jwt.token.clone(),
+        (!jwt.lease_duration.is_zero()).then_some(jwt.lease_duration),
+        jwt.renewable,
+    );
+    session.accessor = jwt.accessor.clone();
+    session.oidc = Some(OidcSession {
+        refresh_token,
+        issuer: login.sso.issuer.clone(),
+        client_id: login.sso.client_id.clone(),
+        role: login.jwt_role.clone(),
+    });
+    if let Err(e) = cache.store(session).await {
+        tracing::warn!(error = %e, "could not cache the SSO session; the next run will sign in again");
+    }
+}
+
+/// Record `refresh_token` as the newest, keeping the rest of the session (or starting one whose
+/// OpenBao token is empty and expired, to be filled by the JWT login that follows).
+async fn remember_refresh_token(
+    cache: &SessionCache,
+    url: &str,
+    identity: &str,
+    refresh_token: SecretString,
+) {
+    let result = cache
+        .update(url, identity, move |current| {
+            let mut session = current?;
+            if let Some(oidc) = session.oidc.as_mut() {
+                oidc.refresh_token = Some(refresh_token);
+            }
+            Some(session)
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not record the new refresh token; the next run may need a new sign-in");
+    }
+}
+
+async fn forget_refresh_token(cache: &SessionCache, url: &str, identity: &str) {
+    let result = cache
+        .update(url, identity, |current| {
+            let mut session = current?;
+            if let Some(oidc) = session.oidc.as_mut() {
+                oidc.refresh_token = None;
+            }
+            Some(session)
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not drop the refused refresh token from the session cache");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use harmony_env::vars;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn sso_login_from_env() {
+        assert!(SsoLogin::from_lookup(lookup(&[])).expect("ok").is_none());
+        let login = SsoLogin::from_lookup(lookup(&[
+            (vars::HARMONY_SSO_URL, "https://sso"),
+            (vars::HARMONY_SSO_CLIENT_ID, "cli"),
+            (vars::HARMONY_NON_INTERACTIVE, "1"),
+            (vars::HARMONY_SSO_OPEN_BROWSER, "false"),
+        ]))
+        .expect("ok")
+        .expect("configured");
+        assert_eq!(login.identity(), "jwt:jwt:harmony-developer");
+        assert!(!login.allows_device_flow());
+        assert!(!login.device_flow.open_browser);
+        let login = SsoLogin::from_lookup(lookup(&[
+            (vars::HARMONY_SSO_URL, "https://sso"),
+            (vars::HARMONY_SSO_CLIENT_ID, "cli"),
+            (vars::OPENBAO_JWT_AUTH_MOUNT, "oidc"),
+            (vars::OPENBAO_JWT_ROLE, "ops"),
+        ]))
+        .expect("ok")
+        .expect("configured");
+        assert_eq!(login.identity(), "jwt:oidc:ops");
+        assert_eq!(login.interactive, None);
+    }
+}
