@@ -58,3 +58,35 @@ pub trait SecretStore: Send + Sync {
     /// A human-readable location of `path`, for messages (e.g. `secret/data/harmony/my-app`).
     fn describe(&self, path: &str) -> String;
 }
+
+/// A shared store is a store: several config managers (or tasks) can use one authenticated
+/// connection.
+impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
+    fn get(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<Value>>, SecretError>> + Send {
+        (**self).get(path)
+    }
+
+    fn put(
+        &self,
+        path: &str,
+        value: &Value,
+        mode: WriteMode,
+    ) -> impl Future<Output = Result<u64, SecretError>> + Send {
+        (**self).put(path, value, mode)
+    }
+
+    fn delete(&self, path: &str) -> impl Future<Output = Result<(), SecretError>> + Send {
+        (**self).delete(path)
+    }
+
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, SecretError>> + Send {
+        (**self).list(prefix)
+    }
+
+    fn describe(&self, path: &str) -> String {
+        (**self).describe(path)
+    }
+}

@@ -14,7 +14,7 @@ mod modes;
 mod progress;
 mod state;
 
-use cli::{Args, Mode};
+use cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();

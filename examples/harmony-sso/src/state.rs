@@ -1,11 +1,12 @@
 //! Where the CLI keeps local state: all of it under `harmony_data_dir()`.
 //!
 //! ```text
-//! <data>/clusters/<cluster>/openbao/   init keys + root token, userpass password (0600)
-//! <data>/clusters/<cluster>/zitadel/   client id, project id, issuer of the device-code app
-//! <data>/openbao/<host>-<port>/        the same for an existing OpenBao (--openbao-url)
-//! <data>/sessions/                     cached OpenBao sessions (harmony-secret)
-//! <data>/bin/                          pinned, checksum-verified k3d and helm
+//! <data>/openbao/cluster-<name>/   init keys + root token, userpass password of a deployed cluster (0600)
+//! <data>/openbao/url-<hash>/       the same for an existing OpenBao (--openbao-url)
+//! <data>/zitadel/<cluster>/        client id, project id and issuer of the device-code app
+//! <data>/sessions/                 cached OpenBao sessions (harmony-secret)
+//! <data>/bin/                      pinned, checksum-verified k3d and helm
+//! <data>/helm/                     helm's repository config and cache (the user's are left alone)
 //! ```
 
 use std::path::PathBuf;
@@ -17,24 +18,12 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
     harmony_env::harmony_data_dir().context("cannot locate Harmony's local state directory")
 }
 
-/// State of a k3d cluster deployed by this CLI.
-pub fn cluster_dir(cluster: &str) -> anyhow::Result<PathBuf> {
-    Ok(data_dir()?.join("clusters").join(cluster))
+/// Device-code app state of a deployed cluster's Zitadel.
+pub fn zitadel_dir(cluster: &str) -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join("zitadel").join(cluster))
 }
 
-/// State of an existing OpenBao bootstrapped through `--openbao-url`.
-pub fn existing_openbao_dir(url: &url::Url) -> anyhow::Result<PathBuf> {
-    let host = url.host_str().unwrap_or("unknown");
-    let port = url.port_or_known_default().unwrap_or(0);
-    let name: String = format!("{host}-{port}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Ok(data_dir()?.join("openbao").join(name))
+/// helm's own repository config and cache.
+pub fn helm_dir() -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join("helm"))
 }

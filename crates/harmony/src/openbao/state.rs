@@ -108,6 +108,19 @@ impl StateDir {
     pub fn userpass_file(&self, username: &str) -> PathBuf {
         self.0.join(format!("userpass-{username}.json"))
     }
+
+    /// The saved password of a userpass user created by the bootstrap; `None` when there is none.
+    pub async fn userpass_password(
+        &self,
+        username: &str,
+    ) -> Result<Option<SecretString>, OpenbaoError> {
+        load_password(self.userpass_file(username), username.to_owned()).await
+    }
+
+    /// The saved root token (from the keys file written at init); `None` when there is none.
+    pub async fn root_token(&self) -> Result<Option<SecretString>, OpenbaoError> {
+        Ok(load_keys(self.keys_file()).await?.map(|keys| keys.root_token))
+    }
 }
 
 /// Reads the keys file; `None` when it does not exist.

@@ -4,6 +4,11 @@ use indicatif::MultiProgress;
 
 use crate::cli::{Args, Mode};
 
+mod demo;
+mod deploy;
+mod existing;
+mod target;
+
 /// What the modes need to know about the terminal.
 pub struct Ui {
     /// May we prompt and wait for a person?
@@ -12,8 +17,23 @@ pub struct Ui {
     pub multi: MultiProgress,
 }
 
+impl Ui {
+    /// A line for the person on stderr (never data), without tearing spinners.
+    pub fn note(&self, line: String) {
+        self.multi.suspend(|| eprintln!("{line}"));
+    }
+}
+
 /// Run the selected mode.
 pub async fn run(args: &Args, mode: Mode, ui: &Ui) -> anyhow::Result<()> {
-    let _ = (args, ui);
-    anyhow::bail!("mode {mode:?} is being built")
+    match mode {
+        Mode::Deploy => deploy::run(args, ui).await,
+        Mode::BootstrapExisting => existing::run(args, ui).await,
+        Mode::Demo => {
+            let target = target::Target::from_args(args)?;
+            let settings = target.settings().await?;
+            demo::run(settings, ui, "demo").await
+        }
+        other => anyhow::bail!("mode {other:?} is being built"),
+    }
 }

@@ -1,0 +1,191 @@
+//! The default mode: create or reuse the k3d cluster and converge OpenBao, CloudNativePG,
+//! Zitadel, the device-code app and OpenBao's JWT auth.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use harmony::cnpg::{CnpgScore, RetryPolicy};
+use harmony::helm::Helm;
+use harmony::k3d::{EnsureOutcome, K3d};
+use harmony::openbao::{
+    BootstrapOptions, BootstrapReport, JwtAuthOptions, K3D_INGRESS_HOST, OpenbaoScore, StateDir,
+};
+use harmony::tools::Tools;
+use harmony::zitadel::{DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ensure_device_app};
+use secrecy::ExposeSecret as _;
+use tracing::Instrument as _;
+
+use crate::cli::Args;
+use crate::modes::Ui;
+use crate::state;
+
+/// Where the load balancer answers on the host (`-p 8080:80@loadbalancer`).
+const HOST_INGRESS: &str = "http://127.0.0.1:8080";
+
+/// After CoreDNS restarts with the rewrite, `sso.harmony.local` takes a few seconds to resolve
+/// inside the cluster; OpenBao fetches discovery when its JWT config is written.
+const JWT_CONFIG_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 6,
+    delay: Duration::from_secs(10),
+};
+
+pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
+    let cluster = args.cluster_name.as_str();
+    let tools = Tools::from_env().context("preparing the tool directory")?;
+    let k3d = K3d::install(cluster, &tools)
+        .await
+        .context("getting the pinned k3d")?;
+    let outcome = k3d.ensure_cluster().await.with_context(|| {
+        format!("creating or starting the k3d cluster {cluster:?} (is Docker running?)")
+    })?;
+    let k8s = k3d.client().await.context("connecting to the cluster")?;
+    let kubeconfig = k3d
+        .kubeconfig_file()
+        .await
+        .context("writing the cluster's kubeconfig for helm")?;
+    let helm = Helm::install(&tools, kubeconfig)
+        .await
+        .context("getting the pinned helm")?
+        .with_state_dir(state::helm_dir()?);
+
+    let openbao_state = StateDir::for_cluster(cluster)?;
+    let openbao = OpenbaoScore::default();
+    let report = openbao
+        .deploy(&helm, &k8s, BootstrapOptions::local(openbao_state.clone()))
+        .await
+        .context("deploying OpenBao")?;
+
+    let mut sso: Option<SsoClientState> = None;
+    let mut jwt_report: Option<BootstrapReport> = None;
+    if !args.skip_zitadel {
+        // A fresh client per attempt (the CNPG CRD race needs fresh API discovery), built from
+        // the kubeconfig k3d handed out once.
+        let kubeconfig_yaml = k3d.kubeconfig().await.context("reading the cluster's kubeconfig")?;
+        let connect = || {
+            let yaml = kubeconfig_yaml.clone();
+            async move {
+                harmony_k8s::K8sClient::from_kubeconfig_yaml(yaml.expose_secret(), None).await
+            }
+        };
+        CnpgScore::default()
+            .deploy(&helm, connect)
+            .await
+            .context("deploying CloudNativePG and Zitadel's PostgreSQL")?;
+        let zitadel = ZitadelScore::default();
+        let deployed = zitadel
+            .deploy(&helm, connect, RetryPolicy::default())
+            .await
+            .context("deploying Zitadel")?;
+        let api = ZitadelApi::new(url::Url::parse(HOST_INGRESS)?, deployed.pat.clone())?
+            .with_host_header(zitadel.external_domain.clone());
+        api.wait_ready(&deployed.issuer, 30, Duration::from_secs(5))
+            .instrument(tracing::info_span!("zitadel_ready", message = "Waiting for Zitadel to answer"))
+            .await
+            .context("waiting for Zitadel's OIDC discovery through the k3d load balancer")?;
+        let client = ensure_device_app(
+            &api,
+            &DeviceAppSpec::default(),
+            &deployed.issuer,
+            &state::zitadel_dir(cluster)?,
+        )
+        .instrument(tracing::info_span!("zitadel_app", message = "Ensuring the device-code application"))
+        .await
+        .context("creating the Zitadel project and device-code application")?;
+
+        let issuer = url::Url::parse(&deployed.issuer).context("Zitadel's issuer URL")?;
+        let mut options = BootstrapOptions::local(openbao_state.clone());
+        options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client.client_id.clone()]));
+        jwt_report = Some(
+            wire_jwt(&openbao, &helm, &k8s, options)
+                .instrument(tracing::info_span!("openbao_jwt", message = "Wiring OpenBao's JWT auth to Zitadel"))
+                .await?,
+        );
+        sso = Some(client);
+    }
+
+    print_summary(cluster, &outcome, &report, jwt_report.as_ref(), sso.as_ref(), &openbao_state)?;
+    Ok(())
+}
+
+/// The JWT config is written when OpenBao can fetch Zitadel's discovery through the CoreDNS
+/// rewrite; retry a bounded number of times while it cannot.
+async fn wire_jwt(
+    openbao: &OpenbaoScore,
+    helm: &Helm,
+    k8s: &harmony_k8s::K8sClient,
+    options: BootstrapOptions,
+) -> anyhow::Result<BootstrapReport> {
+    let mut attempt = 1;
+    loop {
+        match openbao.deploy(helm, k8s, options.clone()).await {
+            Ok(report) => return Ok(report),
+            Err(e) if attempt < JWT_CONFIG_RETRY.attempts => {
+                tracing::warn!(
+                    attempt,
+                    attempts = JWT_CONFIG_RETRY.attempts,
+                    error = %e,
+                    "OpenBao cannot configure JWT auth yet (waiting for sso.harmony.local to resolve in the cluster)"
+                );
+                tokio::time::sleep(JWT_CONFIG_RETRY.delay).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "configuring OpenBao's JWT auth against Zitadel failed {attempt} times; \
+                     check that CoreDNS serves the sso.harmony.local rewrite (kube-system/coredns-custom)"
+                )));
+            }
+        }
+    }
+}
+
+fn print_summary(
+    cluster: &str,
+    outcome: &EnsureOutcome,
+    openbao: &BootstrapReport,
+    jwt: Option<&BootstrapReport>,
+    sso: Option<&SsoClientState>,
+    openbao_state: &StateDir,
+) -> anyhow::Result<()> {
+    let cluster_line = match outcome {
+        EnsureOutcome::Created => "created",
+        EnsureOutcome::Reused => "reused",
+        EnsureOutcome::Started => "started (was stopped)",
+    };
+    let changes: usize =
+        openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
+    let converged = if openbao.nothing_changed() && jwt.is_none_or(BootstrapReport::nothing_changed) {
+        "already converged: nothing changed".to_owned()
+    } else {
+        format!(
+            "{}{}{} configuration change(s)",
+            if openbao.initialised { "initialised, " } else { "" },
+            if openbao.unsealed { "unsealed, " } else { "" },
+            changes
+        )
+    };
+    println!("Harmony SSO is up on k3d cluster {cluster:?} ({cluster_line}).");
+    println!();
+    println!("  OpenBao   {HOST_INGRESS}  (Host: {K3D_INGRESS_HOST})   {converged}");
+    if let Some(sso) = sso {
+        println!("  Zitadel   {HOST_INGRESS}  (Host: sso.harmony.local)   issuer {}", sso.issuer);
+        println!("  SSO app   client id {}   project {}", sso.client_id, sso.project_id);
+    } else {
+        println!("  Zitadel   skipped (--skip-zitadel)");
+    }
+    println!();
+    println!("Local credentials (mode 0600, never printed):");
+    println!("  {}", openbao_state.path().display());
+    if sso.is_some() {
+        println!("  {}", state::zitadel_dir(cluster)?.display());
+    }
+    println!();
+    println!("Next:");
+    println!("  cargo run -p example-harmony-sso -- --demo        typed config through OpenBao (userpass)");
+    if sso.is_some() {
+        println!("  cargo run -p example-harmony-sso -- --sso-demo    the same, signed in through Zitadel");
+        println!("  (add '127.0.0.1 sso.harmony.local bao.harmony.local' to /etc/hosts for the browser)");
+    }
+    println!("  cargo run -p example-harmony-sso -- --cleanup     delete the cluster and local state");
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `--openbao-url`: bootstrap an existing OpenBao with the same code the deploy uses.
+
+use anyhow::Context as _;
+use harmony::openbao::{BootstrapOptions, JwtAuthOptions, OpenbaoBootstrap, StateDir};
+
+use crate::cli::Args;
+use crate::modes::Ui;
+use crate::modes::target::admin_token_from_env;
+
+pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
+    let url = args
+        .openbao_url
+        .clone()
+        .context("--openbao-url is required for this mode")?;
+    let state = StateDir::for_url(&url)?;
+    let mut options = BootstrapOptions::local(state.clone());
+    options.admin_token = admin_token_from_env();
+    if let (Some(issuer), Some(client_id)) = (&args.sso_url, &args.client_id) {
+        let issuer = url::Url::parse(issuer.as_str().trim_end_matches('/'))?;
+        options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client_id.clone()]));
+    }
+    let report = OpenbaoBootstrap::new(&url, options)?
+        .run()
+        .await
+        .with_context(|| format!("bootstrapping the OpenBao at {url}"))?;
+
+    println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
+    if report.initialised {
+        println!("  initialised (1 key share); keys and root token saved to {} (0600)", state.keys_file().display());
+    }
+    if report.unsealed {
+        println!("  unsealed");
+    }
+    match &report.skipped {
+        Some(why) => println!("  configuration skipped: {why}"),
+        None if report.changes.is_empty() => println!("  configuration: already as wanted, nothing changed"),
+        None => {
+            println!("  configuration changes:");
+            for change in &report.changes {
+                println!("    - {change}");
+            }
+        }
+    }
+    if report.nothing_changed() {
+        println!("nothing changed");
+    }
+    println!();
+    println!("Local state: {}", state.path().display());
+    println!("Next: cargo run -p example-harmony-sso -- --demo --openbao-url {}", url.as_str().trim_end_matches('/'));
+    Ok(())
+}
