@@ -9,7 +9,7 @@ use harmony_env::vars;
 /// unsealed, configured), CloudNativePG + Zitadel, the device-code app, and OpenBao's JWT auth
 /// wired to Zitadel. Re-running changes only what drifted.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "harmony-sso", version, about, long_about = None)]
+#[command(name = "harmony-sso", version, about, long_about = None, max_term_width = 100)]
 #[command(after_help = "Examples:
   harmony-sso                                  deploy or converge the local stack (needs Docker)
   harmony-sso --demo                           typed config round trip through OpenBao

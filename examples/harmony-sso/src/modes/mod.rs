@@ -4,6 +4,7 @@ use indicatif::MultiProgress;
 
 use crate::cli::{Args, Mode};
 
+mod cleanup;
 mod demo;
 mod deploy;
 mod existing;
@@ -34,6 +35,7 @@ pub async fn run(args: &Args, mode: Mode, ui: &Ui) -> anyhow::Result<()> {
             let settings = target.settings().await?;
             demo::run(settings, ui, "demo").await
         }
+        Mode::Cleanup => cleanup::run(args, ui).await,
         other => anyhow::bail!("mode {other:?} is being built"),
     }
 }

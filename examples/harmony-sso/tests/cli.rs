@@ -1,0 +1,279 @@
+//! The `harmony-sso` binary as a user meets it, against real OpenBao servers from the test kit.
+//!
+//! Each test owns its server and its `HARMONY_DATA_DIR`, and runs the binary with every OpenBao
+//! variable of the surrounding environment removed, so a developer's own settings never leak in.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use harmony_env::vars;
+use harmony_testkit::OpenbaoServer;
+use reqwest::Method;
+use serde_json::Value;
+
+/// The binary with a clean environment: its own data dir, no OpenBao or SSO settings.
+fn harmony_sso(data_dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("harmony-sso").expect("binary built");
+    for name in vars::OPENBAO_URL_ALIASES
+        .iter()
+        .chain(vars::OPENBAO_TOKEN_ALIASES.iter())
+        .chain(
+            [
+                vars::OPENBAO_USERNAME,
+                vars::OPENBAO_PASSWORD,
+                vars::OPENBAO_KV_MOUNT,
+                vars::OPENBAO_KV_PREFIX,
+                vars::HARMONY_SSO_URL,
+                vars::HARMONY_SSO_CLIENT_ID,
+                vars::HARMONY_SSO_PROJECT_ID,
+                vars::HARMONY_NON_INTERACTIVE,
+                vars::RUST_LOG,
+            ]
+            .iter(),
+        )
+    {
+        cmd.env_remove(name);
+    }
+    cmd.env(vars::HARMONY_DATA_DIR, data_dir)
+        .timeout(Duration::from_secs(60));
+    cmd
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn help_is_stable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .arg("--help")
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--demo", "--sso-demo"], "--sso-demo"),
+        (&["--cleanup", "--demo"], "--demo"),
+        (&["--yes"], "--yes"),
+        (&["--cluster-name", "Not_Valid"], "--cluster-name"),
+        (&["--openbao-url", "not a url"], "--openbao-url"),
+        (
+            &["--openbao-url", "http://127.0.0.1:1", "--sso-url", "http://127.0.0.1:2"],
+            "--client-id",
+        ),
+        (
+            &["--openbao-url", "http://127.0.0.1:1", "--skip-zitadel"],
+            "--skip-zitadel",
+        ),
+    ];
+    for (args, named) in cases {
+        let output = harmony_sso(data.path()).args(*args).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(named), "{args:?}: {}", stderr(&output));
+    }
+    assert!(
+        files_under(data.path()).is_empty(),
+        "usage errors must not touch local state"
+    );
+}
+
+#[tokio::test]
+async fn openbao_url_bootstraps_a_sealed_server_and_a_second_run_changes_nothing() {
+    let bao = OpenbaoServer::sealed().await.expect("sealed OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let url = bao.url().to_owned();
+
+    let first = harmony_sso(data.path())
+        .args(["--openbao-url", &url])
+        .output()
+        .expect("run");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let out = stdout(&first);
+    assert!(out.contains("initialised"), "{out}");
+    assert!(out.contains("unsealed"), "{out}");
+    assert!(out.contains("created policy harmony-dev"), "{out}");
+
+    // Keys and password are saved 0600, and never shown.
+    let files = files_under(data.path());
+    assert!(files.len() >= 2, "{files:?}");
+    for file in &files {
+        let mode = std::fs::metadata(file).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+        let saved: Value =
+            serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
+        for secret in ["root_token", "password"] {
+            if let Some(s) = saved.get(secret).and_then(Value::as_str) {
+                assert!(!out.contains(s) && !stderr(&first).contains(s), "{secret} leaked");
+            }
+        }
+    }
+
+    let second = harmony_sso(data.path())
+        .args(["--openbao-url", &url])
+        .output()
+        .expect("run");
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stdout(&second).contains("nothing changed"), "{}", stdout(&second));
+    assert!(!stdout(&second).contains("initialised"));
+
+    // The server is really unsealed and configured: the saved userpass login works.
+    let demo = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", &url])
+        .output()
+        .expect("run");
+    assert!(demo.status.success(), "{}", stderr(&demo));
+}
+
+#[tokio::test]
+async fn demo_round_trip_with_an_environment_override() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = bao.root_token().expect("dev token").to_owned();
+
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env("HARMONY_DEMO_WORKERS", "7")
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let resolved: Value = serde_json::from_str(&stdout(&output)).expect("stdout is JSON");
+    assert_eq!(resolved["workers"], 7, "the environment wins for its field");
+    assert_eq!(resolved["app_name"], "harmony-demo", "other fields come from the store");
+    assert_eq!(resolved["database"]["password"], "********", "secrets are masked");
+
+    // The store keeps its own value: the override never leaks into the shared copy.
+    let stored = bao
+        .root_call(Method::GET, "secret/data/harmony/demo", None)
+        .await
+        .expect("read the stored demo config");
+    assert_eq!(stored["data"]["data"]["workers"], 2);
+    assert_eq!(stored["data"]["metadata"]["version"], 1);
+
+    let err = stderr(&output);
+    assert!(err.contains("HARMONY_DEMO_LOG_LEVEL=debug"), "{err}");
+    assert!(!err.contains(&token) && !stdout(&output).contains(&token));
+    assert!(!stdout(&output).contains("demo-password-not-a-real-secret"));
+
+    // A second run writes a new version with check-and-set against the one it read.
+    let again = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .output()
+        .expect("run");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("(version 2)"), "{}", stderr(&again));
+}
+
+#[tokio::test]
+async fn unreachable_openbao_is_a_clear_error_and_a_failure_exit() {
+    let mut bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let url = bao.url().to_owned();
+    bao.stop();
+    let data = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", &url])
+        .env(vars::OPENBAO_TOKEN, "not-a-real-token")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("unreachable"), "{err}");
+    assert!(err.contains(url.trim_end_matches('/')), "{err}");
+    assert!(!err.contains("not-a-real-token"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let output = harmony_sso(data.path())
+        .args(["--openbao-url", &url])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(url.trim_end_matches('/')), "{}", stderr(&output));
+}
+
+#[test]
+fn cleanup_off_a_terminal_needs_yes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .arg("--cleanup")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
+}
+
+/// A fake `k3d` at the pinned version on PATH: records its arguments, knows one cluster.
+fn fake_k3d(dir: &Path, log: &Path) {
+    let script = format!(
+        r#"#!/bin/sh
+echo "$@" >> "{log}"
+case "$1 $2" in
+  "version "*) echo "k3d version {version}"; echo "k3s version v1.31.5-k3s1 (default)";;
+  "cluster list") echo '[{{"name":"harmony","serversRunning":1,"serversCount":1,"agentsRunning":0,"agentsCount":0}}]';;
+  "cluster delete") exit 0;;
+  *) echo "unexpected: $@" >&2; exit 1;;
+esac
+"#,
+        log = log.display(),
+        version = harmony::tools::K3D_VERSION,
+    );
+    let path = dir.join("k3d");
+    std::fs::write(&path, script).expect("write fake k3d");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn cleanup_deletes_the_cluster_and_its_local_state() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = tempfile::tempdir().expect("tempdir");
+    let log = bin.path().join("calls.log");
+    fake_k3d(bin.path(), &log);
+    let openbao_state = data.path().join("openbao/cluster-harmony");
+    std::fs::create_dir_all(&openbao_state).expect("mkdir");
+    std::fs::write(openbao_state.join("init-keys.json"), "{}").expect("write");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let output = harmony_sso(data.path())
+        .args(["--cleanup", "--yes"])
+        .env("PATH", path)
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let calls = std::fs::read_to_string(&log).expect("k3d was called");
+    assert!(calls.lines().any(|l| l == "cluster delete harmony"), "{calls}");
+    assert!(!openbao_state.exists(), "local state removed");
+    assert!(stdout(&output).contains("deleted k3d cluster \"harmony\""));
+}
