@@ -59,3 +59,6 @@ pub const RUST_LOG: &str = "RUST_LOG";
 /// The executable search path: `k3d` and `helm` found there are used when they report the
 /// pinned version (else the verified download under `harmony_data_dir()/bin` is).
 pub const PATH: &str = "PATH";
+
+/// Cluster name the `#[ignore]` live tests of the CLI read state for (default `harmony`).
+pub const HARMONY_LIVE_CLUSTER: &str = "HARMONY_LIVE_CLUSTER";
