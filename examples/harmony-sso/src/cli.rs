@@ -49,6 +49,11 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["demo", "cleanup"])]
     pub sso_demo: bool,
 
+    /// With --sso-demo: start the device flow even when stdin is not a terminal (the URL and
+    /// code still go to stderr), for a person watching a script's output.
+    #[arg(long, requires = "sso_demo", conflicts_with = "non_interactive")]
+    pub allow_device_flow: bool,
+
     /// Delete the k3d cluster and its local state (asks first on a terminal).
     #[arg(long, conflicts_with_all = ["demo", "sso_demo", "skip_zitadel", "openbao_url"])]
     pub cleanup: bool,
@@ -98,13 +103,17 @@ pub enum UsageError {
     )]
     SsoDemoNeedsClientId,
     /// `--sso-url` without `--client-id` (or the reverse) when configuring an existing OpenBao.
-    #[error("--sso-url and --client-id go together: OpenBao's JWT role is bound to the client id as audience")]
+    #[error(
+        "--sso-url and --client-id go together: OpenBao's JWT role is bound to the client id as audience"
+    )]
     SsoUrlWithoutClientId,
     /// `--yes` without `--cleanup`.
     #[error("--yes only applies to --cleanup")]
     YesWithoutCleanup,
     /// `--skip-zitadel` with an existing OpenBao (nothing is deployed then).
-    #[error("--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them")]
+    #[error(
+        "--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them"
+    )]
     SkipZitadelWithExisting,
     /// The cluster name is not a valid k3d cluster name.
     #[error(
@@ -190,7 +199,10 @@ mod tests {
         assert!(err.to_string().contains("--sso-demo"), "{err}");
         let err = parse(&["--cleanup", "--demo"]).expect_err("conflict");
         assert!(err.to_string().contains("--demo"), "{err}");
-        let err = parse(&["--yes"]).expect("parses").mode().expect_err("yes alone");
+        let err = parse(&["--yes"])
+            .expect("parses")
+            .mode()
+            .expect_err("yes alone");
         assert!(err.to_string().contains("--yes"), "{err}");
         let err = parse(&["--openbao-url", "http://x:8200", "--sso-url", "http://i"])
             .expect("parses")

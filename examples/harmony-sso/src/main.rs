@@ -42,7 +42,8 @@ fn main() -> ExitCode {
     match runtime.block_on(modes::run(&args, mode, &ui)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            ui.multi.suspend(|| eprintln!("error: {}", render_chain(&e)));
+            ui.multi
+                .suspend(|| eprintln!("error: {}", render_chain(&e)));
             ExitCode::FAILURE
         }
     }

@@ -98,11 +98,12 @@ where
         }
         let mut visitor = LabelVisitor::default();
         attrs.record(&mut visitor);
-        let depth = ctx
-            .span(id)
-            .map(|s| s.scope().skip(1).count())
-            .unwrap_or(0);
-        let label = format!("{}{}", "  ".repeat(depth), visitor.label(attrs.metadata().name()));
+        let depth = ctx.span(id).map(|s| s.scope().skip(1).count()).unwrap_or(0);
+        let label = format!(
+            "{}{}",
+            "  ".repeat(depth),
+            visitor.label(attrs.metadata().name())
+        );
         let bar = if self.tty {
             let bar = self.multi.add(ProgressBar::new_spinner());
             bar.set_style(
@@ -205,8 +206,12 @@ pub fn init(verbose: u8, tty: bool) -> MultiProgress {
     }
     let default = match verbose {
         0 => "warn",
-        1 => "warn,harmony=debug,harmony_k8s=debug,harmony_secret=debug,harmony_config=debug,harmony_sso=debug",
-        _ => "info,harmony=trace,harmony_k8s=trace,harmony_secret=trace,harmony_config=trace,harmony_sso=trace",
+        1 => {
+            "warn,harmony=debug,harmony_k8s=debug,harmony_secret=debug,harmony_config=debug,harmony_sso=debug"
+        }
+        _ => {
+            "info,harmony=trace,harmony_k8s=trace,harmony_secret=trace,harmony_config=trace,harmony_sso=trace"
+        }
     };
     let filter = EnvFilter::try_from_env(harmony_env::vars::RUST_LOG)
         .unwrap_or_else(|_| EnvFilter::new(default));
@@ -227,6 +232,9 @@ pub fn init(verbose: u8, tty: bool) -> MultiProgress {
             .with_target("harmony_config", Level::INFO)
             .with_target("harmony_sso", Level::INFO),
     );
-    let _ = tracing_subscriber::registry().with(steps).with(logs).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(steps)
+        .with(logs)
+        .try_init();
     multi
 }

@@ -15,7 +15,14 @@ use serde_json::Value;
 
 /// The binary with a clean environment: its own data dir, no OpenBao or SSO settings.
 fn harmony_sso(data_dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("harmony-sso").expect("binary built");
+    let mut cmd = Command::from_std(harmony_sso_std(data_dir));
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// [`harmony_sso`] as a plain process, for tests that watch its output while it runs.
+fn harmony_sso_std(data_dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("harmony-sso"));
     for name in vars::OPENBAO_URL_ALIASES
         .iter()
         .chain(vars::OPENBAO_TOKEN_ALIASES.iter())
@@ -36,8 +43,7 @@ fn harmony_sso(data_dir: &Path) -> Command {
     {
         cmd.env_remove(name);
     }
-    cmd.env(vars::HARMONY_DATA_DIR, data_dir)
-        .timeout(Duration::from_secs(60));
+    cmd.env(vars::HARMONY_DATA_DIR, data_dir);
     cmd
 }
 
@@ -86,7 +92,12 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
         (&["--cluster-name", "Not_Valid"], "--cluster-name"),
         (&["--openbao-url", "not a url"], "--openbao-url"),
         (
-            &["--openbao-url", "http://127.0.0.1:1", "--sso-url", "http://127.0.0.1:2"],
+            &[
+                "--openbao-url",
+                "http://127.0.0.1:1",
+                "--sso-url",
+                "http://127.0.0.1:2",
+            ],
             "--client-id",
         ),
         (
@@ -96,8 +107,17 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
     ];
     for (args, named) in cases {
         let output = harmony_sso(data.path()).args(*args).output().expect("run");
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains(named), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(named),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
     assert!(
         files_under(data.path()).is_empty(),
@@ -131,7 +151,10 @@ async fn openbao_url_bootstraps_a_sealed_server_and_a_second_run_changes_nothing
             serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
         for secret in ["root_token", "password"] {
             if let Some(s) = saved.get(secret).and_then(Value::as_str) {
-                assert!(!out.contains(s) && !stderr(&first).contains(s), "{secret} leaked");
+                assert!(
+                    !out.contains(s) && !stderr(&first).contains(s),
+                    "{secret} leaked"
+                );
             }
         }
     }
@@ -141,7 +164,11 @@ async fn openbao_url_bootstraps_a_sealed_server_and_a_second_run_changes_nothing
         .output()
         .expect("run");
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(stdout(&second).contains("nothing changed"), "{}", stdout(&second));
+    assert!(
+        stdout(&second).contains("nothing changed"),
+        "{}",
+        stdout(&second)
+    );
     assert!(!stdout(&second).contains("initialised"));
 
     // The server is really unsealed and configured: the saved userpass login works.
@@ -167,8 +194,14 @@ async fn demo_round_trip_with_an_environment_override() {
     assert!(output.status.success(), "{}", stderr(&output));
     let resolved: Value = serde_json::from_str(&stdout(&output)).expect("stdout is JSON");
     assert_eq!(resolved["workers"], 7, "the environment wins for its field");
-    assert_eq!(resolved["app_name"], "harmony-demo", "other fields come from the store");
-    assert_eq!(resolved["database"]["password"], "********", "secrets are masked");
+    assert_eq!(
+        resolved["app_name"], "harmony-demo",
+        "other fields come from the store"
+    );
+    assert_eq!(
+        resolved["database"]["password"], "********",
+        "secrets are masked"
+    );
 
     // The store keeps its own value: the override never leaks into the shared copy.
     let stored = bao
@@ -217,7 +250,11 @@ async fn unreachable_openbao_is_a_clear_error_and_a_failure_exit() {
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains(url.trim_end_matches('/')), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(url.trim_end_matches('/')),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -273,7 +310,201 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
         .expect("run");
     assert!(output.status.success(), "{}", stderr(&output));
     let calls = std::fs::read_to_string(&log).expect("k3d was called");
-    assert!(calls.lines().any(|l| l == "cluster delete harmony"), "{calls}");
+    assert!(
+        calls.lines().any(|l| l == "cluster delete harmony"),
+        "{calls}"
+    );
     assert!(!openbao_state.exists(), "local state removed");
     assert!(stdout(&output).contains("deleted k3d cluster \"harmony\""));
+}
+
+/// Runs the binary with piped output, hands every stderr line to `on_line` as it arrives, and
+/// returns (exit status, stdout, stderr) once it ends (bounded by `limit`).
+async fn run_watching_stderr(
+    mut cmd: std::process::Command,
+    limit: Duration,
+    on_line: impl Fn(String) + Send + 'static,
+) -> (std::process::ExitStatus, String, String) {
+    use std::io::{BufRead as _, Read as _};
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn harmony-sso");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let err_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            on_line(line);
+        }
+        all
+    });
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("harmony-sso did not finish within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (
+        status,
+        out_reader.join().expect("stdout reader"),
+        err_reader.join().expect("stderr reader"),
+    )
+}
+
+fn sso_command(data: &Path, bao_url: &str, issuer: &str, client_id: &str) -> std::process::Command {
+    let mut cmd = harmony_sso_std(data);
+    cmd.args([
+        "--sso-demo",
+        "--openbao-url",
+        bao_url,
+        "--sso-url",
+        issuer,
+        "--client-id",
+        client_id,
+    ])
+    .env(vars::HARMONY_SSO_OPEN_BROWSER, "0");
+    cmd
+}
+
+#[tokio::test]
+async fn sso_demo_end_to_end_then_reuses_the_session() {
+    use harmony_testkit::oidc::{OidcProvider, OidcProviderOptions};
+
+    let provider = OidcProvider::start(OidcProviderOptions {
+        interval: Some(Duration::from_secs(1)),
+        ..OidcProviderOptions::default()
+    })
+    .await
+    .expect("test OpenID provider");
+    let bao = OpenbaoServer::sealed().await.expect("sealed OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+
+    // The CLI bootstraps the server and wires its JWT auth to the provider.
+    let boot = harmony_sso(data.path())
+        .args([
+            "--openbao-url",
+            bao.url(),
+            "--sso-url",
+            provider.issuer(),
+            "--client-id",
+            provider.client_id(),
+        ])
+        .output()
+        .expect("run");
+    assert!(boot.status.success(), "{}", stderr(&boot));
+    assert!(stdout(&boot).contains("jwt"), "{}", stdout(&boot));
+
+    // Without a session and without a person, --sso-demo fails fast instead of waiting.
+    let started = Instant::now();
+    let refused = harmony_sso(data.path())
+        .args([
+            "--sso-demo",
+            "--openbao-url",
+            bao.url(),
+            "--sso-url",
+            provider.issuer(),
+            "--client-id",
+            provider.client_id(),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(!stderr(&refused).contains("code:"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("HARMONY_NON_INTERACTIVE")
+            || stderr(&refused).contains("interactive"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // First run: device flow; the test approves the printed code like a person would.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut cmd = sso_command(
+        data.path(),
+        bao.url(),
+        provider.issuer(),
+        provider.client_id(),
+    );
+    cmd.arg("--allow-device-flow");
+    let watcher = run_watching_stderr(cmd, Duration::from_secs(60), move |line| {
+        if let Some(code) = line.trim().strip_prefix("code: ") {
+            let _ = tx.send(code.to_owned());
+        }
+    });
+    let approve = async {
+        let code = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .expect("join")
+            .expect("the user code was printed on stderr");
+        provider
+            .approve_user_code(&code, "alice")
+            .await
+            .expect("approve the code");
+    };
+    let ((status, out, err), ()) = tokio::join!(watcher, approve);
+    assert!(status.success(), "{err}");
+    let resolved: Value = serde_json::from_str(&out).expect("stdout is JSON");
+    assert_eq!(resolved["app_name"], "harmony-demo");
+    assert!(err.contains("DeviceFlow"), "{err}");
+
+    // The session is cached 0600 and holds no token in clear on stderr/stdout.
+    let sessions: Vec<_> = files_under(&data.path().join("sessions"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let mode = std::fs::metadata(&sessions[0])
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let session: Value =
+        serde_json::from_slice(&std::fs::read(&sessions[0]).expect("read")).expect("json");
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    assert!(!token.is_empty(), "{session}");
+    assert!(!out.contains(&token) && !err.contains(&token));
+
+    // Second run, in a new process: no device flow, no code printed.
+    let cmd = sso_command(
+        data.path(),
+        bao.url(),
+        provider.issuer(),
+        provider.client_id(),
+    );
+    let (status, out, err) = run_watching_stderr(cmd, Duration::from_secs(30), |_| {}).await;
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("code:"), "{err}");
+    assert!(err.contains("CachedSession"), "{err}");
+    let resolved: Value = serde_json::from_str(&out).expect("stdout is JSON");
+    assert_eq!(resolved["workers"], 2);
+}
+
+#[test]
+fn sso_demo_without_an_issuer_names_the_flag_before_any_work() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .args(["--sso-demo", "--openbao-url", "http://127.0.0.1:1"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("--sso-url"), "{}", stderr(&output));
+    assert!(stderr(&output).contains(vars::HARMONY_SSO_URL));
 }

@@ -41,7 +41,9 @@ async fn userpass_settings() -> OpenbaoSettings {
         .userpass_password(DEFAULT_USERPASS_USER)
         .await
         .expect("read password file")
-        .expect("the deploy saved a userpass password; run `cargo run -p example-harmony-sso` first");
+        .expect(
+            "the deploy saved a userpass password; run `cargo run -p example-harmony-sso` first",
+        );
     OpenbaoSettings::new(OPENBAO)
         .with_userpass(DEFAULT_USERPASS_USER, password)
         .with_http_client(http())

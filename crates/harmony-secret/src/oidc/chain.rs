@@ -22,7 +22,7 @@ use crate::client::OpenbaoClient;
 use crate::error::{AttemptFailure, AuthError};
 use crate::oidc::{
     DEFAULT_JWT_AUTH_MOUNT, DEFAULT_JWT_ROLE, DeviceCodeNotifier, DeviceFlowOptions, DevicePrompt,
-    JwtLogin, OidcClient, OidcError, SsoSettings, exchange_id_token, http_client,
+    JwtLogin, OidcClient, OidcError, SsoSettings, exchange_id_token,
 };
 use crate::session::{OidcSession, Session, SessionCache};
 
@@ -257,7 +257,8 @@ async fn exchange(
     login: &SsoLogin,
     id_token: &SecretString,
 ) -> Result<JwtLogin, SecretError> {
-    let http = http_client(client.timeout()).map_err(sso_stop)?;
+    let http = super::http::http_client_resolving(client.timeout(), &login.sso.resolve)
+        .map_err(sso_stop)?;
     exchange_id_token(
         &http,
         client.url(),

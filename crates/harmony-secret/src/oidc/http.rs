@@ -52,10 +52,22 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 /// `timeout`, and redirects are never followed (RFC 6749 §3.2 clients must not follow them from
 /// the token endpoint, and a discovery redirect would change whom we trust).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, OidcError> {
-    reqwest::Client::builder()
+    http_client_resolving(timeout, &[])
+}
+
+/// [`http_client`] that resolves the given host names to fixed addresses instead of asking DNS.
+pub(crate) fn http_client_resolving(
+    timeout: Duration,
+    resolve: &[(String, std::net::SocketAddr)],
+) -> Result<reqwest::Client, OidcError> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    for (host, addr) in resolve {
+        builder = builder.resolve(host, *addr);
+    }
+    builder
         .build()
         .map_err(|source| OidcError::HttpClient { source })
 }

@@ -42,6 +42,7 @@ mod exchange;
 mod grant;
 mod http;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -71,6 +72,9 @@ pub struct SsoSettings {
     pub project_id: Option<String>,
     /// Timeout of each request to the provider.
     pub request_timeout: Duration,
+    /// Host names the HTTP client resolves to fixed addresses instead of asking DNS (e.g.
+    /// `sso.harmony.local` → the local k3d load balancer), for the provider and OpenBao's login.
+    pub resolve: Vec<(String, SocketAddr)>,
 }
 
 impl SsoSettings {
@@ -81,6 +85,7 @@ impl SsoSettings {
             client_id: client_id.into(),
             project_id: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            resolve: Vec::new(),
         }
     }
 
@@ -107,6 +112,18 @@ impl SsoSettings {
         let mut settings = Self::new(issuer, client_id);
         settings.project_id = get(vars::HARMONY_SSO_PROJECT_ID);
         Ok(Some(settings))
+    }
+
+    /// Resolve `host` to `addr` without DNS (see [`SsoSettings::resolve`]).
+    pub fn with_resolved_host(mut self, host: impl Into<String>, addr: SocketAddr) -> Self {
+        self.resolve.push((host.into(), addr));
+        self
+    }
+
+    /// The HTTP client for this provider: [`http_client`] with the [`SsoSettings::resolve`]
+    /// overrides.
+    pub fn http_client(&self) -> Result<reqwest::Client, OidcError> {
+        http::http_client_resolving(self.request_timeout, &self.resolve)
     }
 
     /// Add Zitadel's project-audience scope for `project_id`.
@@ -153,7 +170,7 @@ pub struct OidcClient {
 impl OidcClient {
     /// Fetch `<issuer>/.well-known/openid-configuration` and check it describes `issuer`.
     pub async fn discover(settings: &SsoSettings) -> Result<Self, OidcError> {
-        let http = http_client(settings.request_timeout)?;
+        let http = settings.http_client()?;
         let metadata = discovery::discover(&http, &settings.issuer).await?;
         Ok(Self {
             settings: settings.clone(),

@@ -31,7 +31,9 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
                 .join(", ")
         );
         let confirmed = tokio::task::spawn_blocking(move || {
-            inquire::Confirm::new(&question).with_default(false).prompt()
+            inquire::Confirm::new(&question)
+                .with_default(false)
+                .prompt()
         })
         .await
         .context("the confirmation prompt stopped")?

@@ -137,6 +137,9 @@ pub async fn run(settings: OpenbaoSettings, ui: &Ui, title: &str) -> anyhow::Res
         .get()
         .await
         .context("resolving the demo config (environment over store)")?;
-    println!("{}", serde_json::to_string_pretty(&resolved.redacted_json())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&resolved.redacted_json())?
+    );
     Ok(())
 }

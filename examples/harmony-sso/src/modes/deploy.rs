@@ -11,7 +11,9 @@ use harmony::openbao::{
     BootstrapOptions, BootstrapReport, JwtAuthOptions, K3D_INGRESS_HOST, OpenbaoScore, StateDir,
 };
 use harmony::tools::Tools;
-use harmony::zitadel::{DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ensure_device_app};
+use harmony::zitadel::{
+    DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ensure_device_app,
+};
 use secrecy::ExposeSecret as _;
 use tracing::Instrument as _;
 
@@ -60,12 +62,13 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     if !args.skip_zitadel {
         // A fresh client per attempt (the CNPG CRD race needs fresh API discovery), built from
         // the kubeconfig k3d handed out once.
-        let kubeconfig_yaml = k3d.kubeconfig().await.context("reading the cluster's kubeconfig")?;
+        let kubeconfig_yaml = k3d
+            .kubeconfig()
+            .await
+            .context("reading the cluster's kubeconfig")?;
         let connect = || {
             let yaml = kubeconfig_yaml.clone();
-            async move {
-                harmony_k8s::K8sClient::from_kubeconfig_yaml(yaml.expose_secret(), None).await
-            }
+            async move { harmony_k8s::K8sClient::from_kubeconfig_yaml(yaml.expose_secret(), None).await }
         };
         CnpgScore::default()
             .deploy(&helm, connect)
@@ -79,7 +82,10 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         let api = ZitadelApi::new(url::Url::parse(HOST_INGRESS)?, deployed.pat.clone())?
             .with_host_header(zitadel.external_domain.clone());
         api.wait_ready(&deployed.issuer, 30, Duration::from_secs(5))
-            .instrument(tracing::info_span!("zitadel_ready", message = "Waiting for Zitadel to answer"))
+            .instrument(tracing::info_span!(
+                "zitadel_ready",
+                message = "Waiting for Zitadel to answer"
+            ))
             .await
             .context("waiting for Zitadel's OIDC discovery through the k3d load balancer")?;
         let client = ensure_device_app(
@@ -88,7 +94,10 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             &deployed.issuer,
             &state::zitadel_dir(cluster)?,
         )
-        .instrument(tracing::info_span!("zitadel_app", message = "Ensuring the device-code application"))
+        .instrument(tracing::info_span!(
+            "zitadel_app",
+            message = "Ensuring the device-code application"
+        ))
         .await
         .context("creating the Zitadel project and device-code application")?;
 
@@ -97,13 +106,23 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client.client_id.clone()]));
         jwt_report = Some(
             wire_jwt(&openbao, &helm, &k8s, options)
-                .instrument(tracing::info_span!("openbao_jwt", message = "Wiring OpenBao's JWT auth to Zitadel"))
+                .instrument(tracing::info_span!(
+                    "openbao_jwt",
+                    message = "Wiring OpenBao's JWT auth to Zitadel"
+                ))
                 .await?,
         );
         sso = Some(client);
     }
 
-    print_summary(cluster, &outcome, &report, jwt_report.as_ref(), sso.as_ref(), &openbao_state)?;
+    print_summary(
+        cluster,
+        &outcome,
+        &report,
+        jwt_report.as_ref(),
+        sso.as_ref(),
+        &openbao_state,
+    )?;
     Ok(())
 }
 
@@ -152,14 +171,18 @@ fn print_summary(
         EnsureOutcome::Reused => "reused",
         EnsureOutcome::Started => "started (was stopped)",
     };
-    let changes: usize =
-        openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
-    let converged = if openbao.nothing_changed() && jwt.is_none_or(BootstrapReport::nothing_changed) {
+    let changes: usize = openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
+    let converged = if openbao.nothing_changed() && jwt.is_none_or(BootstrapReport::nothing_changed)
+    {
         "already converged: nothing changed".to_owned()
     } else {
         format!(
             "{}{}{} configuration change(s)",
-            if openbao.initialised { "initialised, " } else { "" },
+            if openbao.initialised {
+                "initialised, "
+            } else {
+                ""
+            },
             if openbao.unsealed { "unsealed, " } else { "" },
             changes
         )
@@ -168,8 +191,14 @@ fn print_summary(
     println!();
     println!("  OpenBao   {HOST_INGRESS}  (Host: {K3D_INGRESS_HOST})   {converged}");
     if let Some(sso) = sso {
-        println!("  Zitadel   {HOST_INGRESS}  (Host: sso.harmony.local)   issuer {}", sso.issuer);
-        println!("  SSO app   client id {}   project {}", sso.client_id, sso.project_id);
+        println!(
+            "  Zitadel   {HOST_INGRESS}  (Host: sso.harmony.local)   issuer {}",
+            sso.issuer
+        );
+        println!(
+            "  SSO app   client id {}   project {}",
+            sso.client_id, sso.project_id
+        );
     } else {
         println!("  Zitadel   skipped (--skip-zitadel)");
     }
@@ -181,11 +210,19 @@ fn print_summary(
     }
     println!();
     println!("Next:");
-    println!("  cargo run -p example-harmony-sso -- --demo        typed config through OpenBao (userpass)");
+    println!(
+        "  cargo run -p example-harmony-sso -- --demo        typed config through OpenBao (userpass)"
+    );
     if sso.is_some() {
-        println!("  cargo run -p example-harmony-sso -- --sso-demo    the same, signed in through Zitadel");
-        println!("  (add '127.0.0.1 sso.harmony.local bao.harmony.local' to /etc/hosts for the browser)");
+        println!(
+            "  cargo run -p example-harmony-sso -- --sso-demo    the same, signed in through Zitadel"
+        );
+        println!(
+            "  (add '127.0.0.1 sso.harmony.local bao.harmony.local' to /etc/hosts for the browser)"
+        );
     }
-    println!("  cargo run -p example-harmony-sso -- --cleanup     delete the cluster and local state");
+    println!(
+        "  cargo run -p example-harmony-sso -- --cleanup     delete the cluster and local state"
+    );
     Ok(())
 }

@@ -26,14 +26,19 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
 
     println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
     if report.initialised {
-        println!("  initialised (1 key share); keys and root token saved to {} (0600)", state.keys_file().display());
+        println!(
+            "  initialised (1 key share); keys and root token saved to {} (0600)",
+            state.keys_file().display()
+        );
     }
     if report.unsealed {
         println!("  unsealed");
     }
     match &report.skipped {
         Some(why) => println!("  configuration skipped: {why}"),
-        None if report.changes.is_empty() => println!("  configuration: already as wanted, nothing changed"),
+        None if report.changes.is_empty() => {
+            println!("  configuration: already as wanted, nothing changed")
+        }
         None => {
             println!("  configuration changes:");
             for change in &report.changes {
@@ -46,6 +51,9 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     }
     println!();
     println!("Local state: {}", state.path().display());
-    println!("Next: cargo run -p example-harmony-sso -- --demo --openbao-url {}", url.as_str().trim_end_matches('/'));
+    println!(
+        "Next: cargo run -p example-harmony-sso -- --demo --openbao-url {}",
+        url.as_str().trim_end_matches('/')
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ mod cleanup;
 mod demo;
 mod deploy;
 mod existing;
+mod sso;
 mod target;
 
 /// What the modes need to know about the terminal.
@@ -36,6 +37,6 @@ pub async fn run(args: &Args, mode: Mode, ui: &Ui) -> anyhow::Result<()> {
             demo::run(settings, ui, "demo").await
         }
         Mode::Cleanup => cleanup::run(args, ui).await,
-        other => anyhow::bail!("mode {other:?} is being built"),
+        Mode::SsoDemo => sso::run(args, ui).await,
     }
 }

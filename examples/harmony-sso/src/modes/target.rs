@@ -93,7 +93,8 @@ impl Target {
                 env(name)
             }
         };
-        let mut settings = OpenbaoSettings::from_lookup(lookup)?.with_http_client(self.http_client()?);
+        let mut settings =
+            OpenbaoSettings::from_lookup(lookup)?.with_http_client(self.http_client()?);
         if settings.userpass().is_none()
             && vars::OPENBAO_TOKEN_ALIASES.iter().all(|n| env(n).is_none())
         {
