@@ -119,7 +119,9 @@ impl StateDir {
 
     /// The saved root token (from the keys file written at init); `None` when there is none.
     pub async fn root_token(&self) -> Result<Option<SecretString>, OpenbaoError> {
-        Ok(load_keys(self.keys_file()).await?.map(|keys| keys.root_token))
+        Ok(load_keys(self.keys_file())
+            .await?
+            .map(|keys| keys.root_token))
     }
 }
 
