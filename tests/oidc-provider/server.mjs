@@ -173,6 +173,10 @@ provider.on('server_error', (_ctx, err) => {
 const server = provider.listen(port, '127.0.0.1', () => {
   process.stdout.write(`ready ${issuer}\n`);
 });
+// Node closes idle keep-alive connections after 5 s by default: exactly the gap after a
+// slow_down (interval + 5 s), so a client could reuse a connection the server just closed.
+server.keepAliveTimeout = 65_000;
+server.headersTimeout = 66_000;
 server.on('error', (err) => {
   console.error(`cannot listen on 127.0.0.1:${port}: ${err.message}`);
   process.exit(1);

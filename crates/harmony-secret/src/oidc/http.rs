@@ -63,7 +63,11 @@ pub(crate) fn http_client_resolving(
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::none());
+        .redirect(reqwest::redirect::Policy::none())
+        // Device-flow polls are ≥ 5 s apart, and many servers (Node's default among them) drop
+        // idle keep-alive connections after 5 s: reusing one races with its close and turns a
+        // poll into a transport error. Dropping idle connections first avoids the race.
+        .pool_idle_timeout(Duration::from_secs(4));
     for (host, addr) in resolve {
         builder = builder.resolve(host, *addr);
     }
