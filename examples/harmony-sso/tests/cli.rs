@@ -495,6 +495,39 @@ async fn sso_demo_end_to_end_then_reuses_the_session() {
     assert!(err.contains("CachedSession"), "{err}");
     let resolved: Value = serde_json::from_str(&out).expect("stdout is JSON");
     assert_eq!(resolved["workers"], 2);
+
+    // The OpenBao token dies (revoked with the root token the bootstrap saved): the next run
+    // refreshes silently with the cached refresh token — still no code shown.
+    let keys: Value = serde_json::from_slice(
+        &std::fs::read(
+            files_under(data.path())
+                .into_iter()
+                .find(|p| p.ends_with("init-keys.json"))
+                .expect("keys file saved by the bootstrap"),
+        )
+        .expect("read keys"),
+    )
+    .expect("json");
+    let root = keys["root_token"].as_str().expect("root token").to_owned();
+    let revoke = reqwest::Client::new()
+        .post(format!("{}/v1/auth/token/revoke", bao.url()))
+        .header("X-Vault-Token", &root)
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .expect("revoke");
+    assert!(revoke.status().is_success(), "{}", revoke.status());
+    let cmd = sso_command(
+        data.path(),
+        bao.url(),
+        provider.issuer(),
+        provider.client_id(),
+    );
+    let (status, _out, err) = run_watching_stderr(cmd, Duration::from_secs(30), |_| {}).await;
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("code:"), "{err}");
+    assert!(err.contains("SilentRefresh"), "{err}");
+    assert!(!err.contains(&root));
 }
 
 #[test]
