@@ -541,3 +541,25 @@ fn sso_demo_without_an_issuer_names_the_flag_before_any_work() {
     assert!(stderr(&output).contains("--sso-url"), "{}", stderr(&output));
     assert!(stderr(&output).contains(vars::HARMONY_SSO_URL));
 }
+
+#[test]
+fn demo_without_credentials_says_where_they_come_from() {
+    let data = tempfile::tempdir().expect("tempdir");
+    // The local cluster: the deploy would have saved a login.
+    let output = harmony_sso(data.path())
+        .arg("--demo")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("cargo run -p example-harmony-sso"), "{err}");
+    assert!(err.contains(vars::OPENBAO_TOKEN), "{err}");
+    // An existing server: bootstrapping it would have saved one.
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", "http://127.0.0.1:1"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("--openbao-url http://127.0.0.1:1"), "{err}");
+}

@@ -103,9 +103,29 @@ impl Target {
                 .userpass_password(DEFAULT_USERPASS_USER)
                 .await
                 .context("reading the saved userpass password")?;
-            if let Some(password) = saved {
-                tracing::debug!(state = %self.state.path().display(), "using the saved userpass login");
-                settings = settings.with_userpass(DEFAULT_USERPASS_USER, password);
+            match saved {
+                Some(password) => {
+                    tracing::debug!(state = %self.state.path().display(), "using the saved userpass login");
+                    settings = settings.with_userpass(DEFAULT_USERPASS_USER, password);
+                }
+                None if self.cluster => anyhow::bail!(
+                    "no credentials for the cluster's OpenBao: the deploy saves a userpass login under {}; \
+                     run `cargo run -p example-harmony-sso` first, or set {} (or {} and {})",
+                    self.state.path().display(),
+                    vars::OPENBAO_TOKEN,
+                    vars::OPENBAO_USERNAME,
+                    vars::OPENBAO_PASSWORD
+                ),
+                None => anyhow::bail!(
+                    "no credentials for the OpenBao at {}: set {} (or {} and {}), or bootstrap it \
+                     with `--openbao-url {}`, which saves a userpass login under {}",
+                    self.base(),
+                    vars::OPENBAO_TOKEN,
+                    vars::OPENBAO_USERNAME,
+                    vars::OPENBAO_PASSWORD,
+                    self.base(),
+                    self.state.path().display()
+                ),
             }
         }
         Ok(settings)
