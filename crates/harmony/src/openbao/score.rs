@@ -5,9 +5,9 @@
 //! `OnDelete`, so helm would wait for something only the bootstrap can bring about. The score
 //! waits for the pod to be *Running* instead, then the bootstrap polls `sys/health` itself.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
-use harmony_k8s::K8sClient;
+use harmony_k8s::{K8sClient, K8sError, PortForward};
 use tracing::Instrument;
 use url::Url;
 
@@ -83,6 +83,26 @@ impl OpenbaoScore {
         k8s: &K8sClient,
         options: BootstrapOptions,
     ) -> Result<BootstrapReport, OpenbaoError> {
+        self.deploy_through(helm, k8s, options, |ns, pod, port| async move {
+            k8s.port_forward(&ns, &pod, port).await
+        })
+        .await
+    }
+
+    /// [`Self::deploy`] with `forward(namespace, pod, port)` opening each port-forward. The
+    /// seam exists for tests: the websocket upgrade behind `K8sClient::port_forward` cannot run
+    /// against a mock API server, so a test forwards to a real local OpenBao instead.
+    async fn deploy_through<F, Fut>(
+        &self,
+        helm: &Helm,
+        k8s: &K8sClient,
+        options: BootstrapOptions,
+        forward: F,
+    ) -> Result<BootstrapReport, OpenbaoError>
+    where
+        F: Fn(String, String, u16) -> Fut,
+        Fut: Future<Output = Result<PortForward, K8sError>>,
+    {
         let span = tracing::info_span!(
             "openbao_deploy",
             release = %self.release,
@@ -101,7 +121,7 @@ impl OpenbaoScore {
             let pods = self.pods();
             let mut report = None;
             for (n, pod) in pods.iter().enumerate() {
-                let forward = self.forward_to(k8s, pod).await?;
+                let forward = self.forward_to(k8s, pod, &forward).await?;
                 let url =
                     Url::parse(&forward.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
                         url: forward.local_url(),
@@ -125,11 +145,16 @@ impl OpenbaoScore {
         .await
     }
 
-    async fn forward_to(
+    async fn forward_to<F, Fut>(
         &self,
         k8s: &K8sClient,
         pod: &str,
-    ) -> Result<harmony_k8s::PortForward, OpenbaoError> {
+        forward: &F,
+    ) -> Result<PortForward, OpenbaoError>
+    where
+        F: Fn(String, String, u16) -> Fut,
+        Fut: Future<Output = Result<PortForward, K8sError>>,
+    {
         let ns = &self.namespace;
         k8s.wait_for_pod_running(ns, pod, self.pod_running_timeout)
             .await
@@ -137,7 +162,7 @@ impl OpenbaoScore {
                 what: format!("waiting for pod {ns}/{pod} to run"),
                 source: Some(Box::new(e)),
             })?;
-        k8s.port_forward(ns, pod, API_PORT)
+        forward(ns.clone(), pod.to_owned(), API_PORT)
             .await
             .map_err(|e| OpenbaoError::Kubernetes {
                 what: format!("port-forwarding to {ns}/{pod}:{API_PORT}"),
@@ -169,5 +194,211 @@ mod tests {
         };
         assert_eq!(score.pods(), ["bao-0", "bao-1", "bao-2"]);
         assert_eq!(score.values().server.ha.replicas, 3);
+    }
+
+    /// `deploy`'s glue end to end, with only the cluster replaced: a fake `helm` that records
+    /// its argv and values file, a mock Kubernetes API answering the pod-Running wait, and a
+    /// port-forward to a REAL sealed OpenBao (harmony-testkit) standing in for `openbao-0`.
+    mod deploy_glue {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::path::Path;
+        use std::sync::{Arc, Mutex};
+
+        use anyhow::{Context as _, Result, ensure};
+        use harmony_testkit::OpenbaoServer;
+        use http::{Request, Response, StatusCode};
+        use kube::client::Body;
+        use serde_json::json;
+        use tokio::net::TcpStream;
+        use tracing_test::traced_test;
+
+        use super::*;
+        use crate::helm::KubeconfigFile;
+        use crate::openbao::IMAGE_TAG;
+        use crate::openbao::StateDir;
+
+        const FAKE_HELM: &str = r#"#!/bin/sh
+dir="$(dirname "$0")"
+for a in "$@"; do printf '%s\t' "$a" >> "$dir/calls"; done
+printf '\n' >> "$dir/calls"
+prev=""
+for a in "$@"; do
+  [ "$prev" = "--values" ] && cp "$a" "$dir/values.seen"
+  prev="$a"
+done
+exit 0
+"#;
+
+        fn fake_helm(dir: &Path) -> Helm {
+            let bin = dir.join("helm");
+            std::fs::write(&bin, FAKE_HELM).expect("write fake helm");
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod fake helm");
+            std::fs::write(dir.join("kubeconfig"), "apiVersion: v1\nkind: Config\n")
+                .expect("write kubeconfig");
+            Helm::new(bin, KubeconfigFile::existing(dir.join("kubeconfig")))
+        }
+
+        fn helm_calls(dir: &Path) -> Vec<Vec<String>> {
+            std::fs::read_to_string(dir.join("calls"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| {
+                    l.split('\t')
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .collect()
+        }
+
+        /// Answers `runs` pod-Running waits for `openbao/openbao-0` with a Running, not Ready
+        /// pod (a sealed OpenBao), checking each request is that pod's list.
+        fn mock_api(runs: usize) -> (K8sClient, tokio::task::JoinHandle<Result<()>>) {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let server = tokio::spawn(async move {
+                for _ in 0..runs {
+                    let (request, send) =
+                        tokio::time::timeout(Duration::from_secs(30), handle.next_request())
+                            .await
+                            .context("no pod wait within 30 s")?
+                            .context("client dropped")?;
+                    ensure!(request.uri().path() == "/api/v1/namespaces/openbao/pods");
+                    let query = request.uri().query().unwrap_or_default().to_owned();
+                    ensure!(query.contains("metadata.name%3Dopenbao-0"), "{query}");
+                    let list = json!({
+                        "apiVersion": "v1", "kind": "PodList",
+                        "metadata": {"resourceVersion": "7"},
+                        "items": [{
+                            "apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "openbao-0", "namespace": "openbao",
+                                         "resourceVersion": "7"},
+                            "spec": {"containers": [{"name": "openbao", "image": "openbao"}]},
+                            "status": {"phase": "Running", "conditions":
+                                [{"type": "Ready", "status": "False"}]},
+                        }],
+                    });
+                    let mut response =
+                        Response::new(Body::from(serde_json::to_vec(&list).expect("JSON")));
+                    *response.status_mut() = StatusCode::OK;
+                    send.send_response(response);
+                }
+                Ok(())
+            });
+            (
+                K8sClient::new(kube::Client::new(service, "default")),
+                server,
+            )
+        }
+
+        #[tokio::test]
+        #[traced_test]
+        async fn installs_the_pinned_chart_then_bootstraps_the_pod_through_the_forward()
+        -> Result<()> {
+            let bao = OpenbaoServer::sealed().await?;
+            let bao_addr = Url::parse(bao.url())?
+                .socket_addrs(|| None)?
+                .into_iter()
+                .next()
+                .context("testkit URL has an address")?;
+            let helm_dir = tempfile::tempdir()?;
+            let helm = fake_helm(helm_dir.path());
+            let state = tempfile::tempdir()?;
+            let options = BootstrapOptions::local(StateDir::new(state.path()));
+            let (k8s, api) = mock_api(2);
+            let forwarded = Arc::new(Mutex::new(Vec::new()));
+            let forward = |ns: String, pod: String, port: u16| {
+                let forwarded = Arc::clone(&forwarded);
+                async move {
+                    let target = format!("{ns}/{pod}:{port}");
+                    forwarded.lock().expect("lock").push(target.clone());
+                    PortForward::with_connector(target.clone(), move || {
+                        let target = target.clone();
+                        async move {
+                            TcpStream::connect(bao_addr)
+                                .await
+                                .map_err(|_| K8sError::PortForwardNoStream { target })
+                        }
+                    })
+                    .await
+                }
+            };
+            let score = OpenbaoScore::default();
+
+            let first = score
+                .deploy_through(&helm, &k8s, options.clone(), &forward)
+                .await?;
+            assert!(
+                first.initialised && first.unsealed && first.configured,
+                "{first:?}"
+            );
+            assert!(!first.changes.is_empty(), "{first:?}");
+            let second = score.deploy_through(&helm, &k8s, options, &forward).await?;
+            assert!(second.nothing_changed(), "re-run must converge: {second:?}");
+            api.await??;
+
+            // The real server ends initialised, unsealed and active.
+            let health = reqwest::get(format!("{}/v1/sys/health", bao.url())).await?;
+            assert_eq!(health.status().as_u16(), 200);
+            let keys_file = StateDir::new(state.path()).keys_file();
+            let mode = std::fs::metadata(&keys_file)?.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", keys_file.display());
+            let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys_file)?)?;
+            let root = keys["root_token"]
+                .as_str()
+                .context("root_token in keys file")?;
+            assert!(!logs_contain(root), "the root token reached the logs");
+
+            assert_eq!(
+                *forwarded.lock().expect("lock"),
+                ["openbao/openbao-0:8200", "openbao/openbao-0:8200"]
+            );
+            let calls = helm_calls(helm_dir.path());
+            assert_eq!(calls.len(), 6, "{calls:?}");
+            let kubeconfig = helm_dir.path().join("kubeconfig").display().to_string();
+            let expect = |rest: &[&str]| {
+                let mut v = vec!["--kubeconfig".to_owned(), kubeconfig.clone()];
+                v.extend(rest.iter().map(|s| (*s).to_owned()));
+                v
+            };
+            assert_eq!(
+                calls[0],
+                expect(&[
+                    "repo",
+                    "add",
+                    OPENBAO_REPO_NAME,
+                    OPENBAO_REPO_URL,
+                    "--force-update"
+                ])
+            );
+            assert_eq!(calls[1], expect(&["repo", "update"]));
+            let install = &calls[2];
+            assert_eq!(
+                install[2..9],
+                [
+                    "upgrade",
+                    "--install",
+                    "openbao",
+                    OPENBAO_CHART,
+                    "--namespace",
+                    "openbao",
+                    "--create-namespace",
+                ]
+            );
+            let version = install
+                .iter()
+                .position(|a| a == "--version")
+                .context("--version")?;
+            assert_eq!(install[version + 1], CHART_VERSION);
+            assert!(!install.contains(&"--wait".to_owned()), "{install:?}");
+
+            let values: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(
+                helm_dir.path().join("values.seen"),
+            )?)?;
+            assert_eq!(values["injector"]["enabled"], false);
+            assert_eq!(values["server"]["image"]["tag"], IMAGE_TAG);
+            assert_eq!(values["server"]["ha"]["raft"]["enabled"], true);
+            Ok(())
+        }
     }
 }
