@@ -20,6 +20,8 @@
 // Test-only endpoints (not part of any standard):
 //   GET /harmony-test/polls  JSON list of the device-code polls seen so far:
 //                            [{ "at_ms": <epoch ms>, "outcome": "authorization_pending" | ... }]
+//   GET /harmony-test/refreshes  the same for refresh-token grants: outcome `tokens` or the
+//                            OAuth error (`invalid_grant` for a revoked or already-used token)
 //
 // Prints exactly one line `ready <issuer>` to stdout once listening; logs go to stderr.
 
@@ -138,11 +140,13 @@ const provider = new Provider(issuer, configuration);
 provider.proxy = false;
 
 const polls = [];
+const refreshes = [];
 
 provider.use(async (ctx, next) => {
-  if (ctx.method === 'GET' && ctx.path === '/harmony-test/polls') {
+  const testLogs = { '/harmony-test/polls': polls, '/harmony-test/refreshes': refreshes };
+  if (ctx.method === 'GET' && Object.hasOwn(testLogs, ctx.path)) {
     ctx.type = 'application/json';
-    ctx.body = JSON.stringify(polls);
+    ctx.body = JSON.stringify(testLogs[ctx.path]);
     return;
   }
   await next();
@@ -163,6 +167,11 @@ provider.use(async (ctx, next) => {
     }
     const outcome = ctx.status === 200 ? 'tokens' : (ctx.body?.error ?? `http_${ctx.status}`);
     polls.push({ at_ms: Date.now(), outcome });
+  }
+  if (ctx.method === 'POST' && ctx.path === '/token'
+      && ctx.oidc?.params?.grant_type === 'refresh_token') {
+    const outcome = ctx.status === 200 ? 'tokens' : (ctx.body?.error ?? `http_${ctx.status}`);
+    refreshes.push({ at_ms: Date.now(), outcome });
   }
 });
 

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harmony_secret::oidc::{DevicePrompt, SsoLogin, SsoSettings};
-use harmony_secret::{AuthStep, OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode};
+use harmony_secret::session::SessionCache;
+use harmony_secret::{
+    AuthMethodUsed, AuthStep, OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode,
+};
 use harmony_testkit::OpenbaoServer;
 use harmony_testkit::oidc::{JwtRole, OidcProvider, OidcProviderOptions};
 use secrecy::SecretString;
@@ -149,9 +152,25 @@ async fn main() -> anyhow::Result<()> {
     let mut refresh = Vec::new();
     let mut plain = Vec::new();
     let mut read_only = Vec::new();
+    let cache = SessionCache::new(dir.path());
+    let identity = sso().identity();
     for _ in 0..REFRESH_ROUNDS {
+        // A silent refresh uses a still-valid cached token instead of refreshing: expire it.
+        cache
+            .update(bao.url(), &identity, |s| {
+                s.map(|mut s| {
+                    s.expires_at = Some(0);
+                    s
+                })
+            })
+            .await?;
         let started = Instant::now();
         let store = OpenbaoSecretStore::connect(settings(&[AuthStep::SilentRefresh])).await?;
+        anyhow::ensure!(
+            store.auth_method() == AuthMethodUsed::SilentRefresh,
+            "the bench meant to measure a silent refresh, got {:?}",
+            store.auth_method()
+        );
         store.get("bench/app").await?;
         refresh.push(started.elapsed());
 

@@ -189,7 +189,7 @@ pub async fn authenticate(
 pub(crate) type StepResult = Result<Result<Authenticated, AttemptFailure>, SecretError>;
 
 /// A token rejection becomes a step failure; anything else is server trouble.
-fn rejected(e: SecretError) -> Result<AttemptFailure, SecretError> {
+pub(crate) fn rejected(e: SecretError) -> Result<AttemptFailure, SecretError> {
     match e {
         SecretError::PermissionDenied { message, .. } => Ok(AttemptFailure::Rejected { message }),
         other => Err(other),

@@ -6,8 +6,12 @@
 //! directory and replaced atomically (temp file in the same directory, fsync, rename), so a reader
 //! sees the old or the new session, never half of one. Read-modify-write goes through
 //! [`SessionCache::update`], which holds an exclusive lock on a sidecar `.lock` file, so two
-//! processes refreshing at once cannot lose each other's fields (e.g. the newest refresh token).
-//! Locking and file I/O run on the blocking pool.
+//! processes writing at once cannot lose each other's fields (e.g. the newest refresh token).
+//! A longer critical section that includes network calls (the SSO silent refresh: read the
+//! refresh token, spend it, store its successor) holds a [`SessionLock`] from
+//! [`SessionCache::lock`] across them instead. The lock is an OS file lock (`flock`), so the OS
+//! releases it when its holder exits, however it exits; locking and file I/O run on the
+//! blocking pool.
 //!
 //! A file that cannot be parsed is not an error: it is logged as a warning and treated as absent,
 //! and the next successful login overwrites it.
@@ -25,8 +29,9 @@ use crate::SecretError;
 
 /// Version of the file layout, written into every file.
 const FORMAT_VERSION: u32 = 1;
-/// How long [`SessionCache::update`] waits for another process to release the lock.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long [`SessionCache::update`] waits for another process to release the lock. Longer than
+/// a silent refresh holds it with the default 10 s request timeouts (four requests).
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
 /// A cached OpenBao session: the token a login produced, and what is needed to judge and renew it.
@@ -165,7 +170,7 @@ impl SessionCache {
 
     /// Read-modify-write under an exclusive lock: `change` gets the current session (`None` when
     /// absent or unreadable) and returns the one to store (`None` deletes the file). Returns what
-    /// was stored.
+    /// was stored. Waits at most [`LOCK_WAIT`] for another holder.
     pub async fn update<F>(
         &self,
         url: &str,
@@ -175,36 +180,93 @@ impl SessionCache {
     where
         F: FnOnce(Option<Session>) -> Option<Session> + Send + 'static,
     {
+        self.lock(url, identity, LOCK_WAIT)
+            .await?
+            .update(change)
+            .await
+    }
+
+    /// Take the exclusive lock on the session for (`url`, `identity`), waiting at most `wait`
+    /// for another holder (process or task). Until the returned guard is dropped, every other
+    /// [`SessionCache::update`] or [`SessionCache::lock`] on that session waits; [`SessionCache::load`]
+    /// does not (it sees the old or the new file, never half of one).
+    pub async fn lock(
+        &self,
+        url: &str,
+        identity: &str,
+        wait: Duration,
+    ) -> Result<SessionLock, SecretError> {
         let dir = self.dir.clone();
-        let path = self.file_path(url, identity);
         let lock_path = self.dir.join(format!("{}.lock", file_stem(url, identity)));
-        let (url, identity) = (url.to_owned(), identity.to_owned());
-        run_blocking(move || {
+        let file = run_blocking(move || {
             ensure_private_dir(&dir)?;
-            let _lock = acquire_lock(&lock_path)?;
-            let current = read_session(&path, &url, &identity)?;
-            let next = change(current);
+            acquire_lock(&lock_path, wait)
+        })
+        .await?;
+        Ok(SessionLock {
+            _file: file,
+            path: self.file_path(url, identity),
+            url: url.to_owned(),
+            identity: identity.to_owned(),
+        })
+    }
+
+    /// Forget the session for (`url`, `identity`).
+    pub async fn remove(&self, url: &str, identity: &str) -> Result<(), SecretError> {
+        self.update(url, identity, |_| None).await.map(drop)
+    }
+}
+
+/// An exclusive hold on one session file, from [`SessionCache::lock`]; released when dropped
+/// (on every path, including a cancelled future). Reads and writes through it do not take the
+/// lock again.
+#[derive(Debug)]
+pub struct SessionLock {
+    /// Holds the OS lock; closing it releases the lock.
+    _file: File,
+    path: PathBuf,
+    url: String,
+    identity: String,
+}
+
+impl SessionLock {
+    /// The session as it is now (`None` when absent or unreadable).
+    pub async fn load(&self) -> Result<Option<Session>, SecretError> {
+        let (path, url, identity) = (self.path.clone(), self.url.clone(), self.identity.clone());
+        run_blocking(move || read_session(&path, &url, &identity)).await
+    }
+
+    /// Read-modify-write, as [`SessionCache::update`], under this lock.
+    pub async fn update<F>(&self, change: F) -> Result<Option<Session>, SecretError>
+    where
+        F: FnOnce(Option<Session>) -> Option<Session> + Send + 'static,
+    {
+        let (path, url, identity) = (self.path.clone(), self.url.clone(), self.identity.clone());
+        run_blocking(move || {
+            let next = change(read_session(&path, &url, &identity)?);
             match &next {
                 Some(session) => write_atomically(&path, session)?,
-                None => match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(SecretError::Io {
-                            context: format!("remove session file {}", path.display()),
-                            source,
-                        });
-                    }
-                },
+                None => remove_session_file(&path)?,
             }
             Ok(next)
         })
         .await
     }
 
-    /// Forget the session for (`url`, `identity`).
-    pub async fn remove(&self, url: &str, identity: &str) -> Result<(), SecretError> {
-        self.update(url, identity, |_| None).await.map(drop)
+    /// Replace the session with `session`.
+    pub async fn store(&self, session: Session) -> Result<(), SecretError> {
+        self.update(move |_| Some(session)).await.map(drop)
+    }
+}
+
+fn remove_session_file(path: &Path) -> Result<(), SecretError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(SecretError::Io {
+            context: format!("remove session file {}", path.display()),
+            source,
+        }),
     }
 }
 
@@ -292,8 +354,9 @@ fn ensure_private_dir(dir: &Path) -> Result<(), SecretError> {
     Ok(())
 }
 
-/// An exclusive lock on `path`, released when the returned file is dropped.
-fn acquire_lock(path: &Path) -> Result<File, SecretError> {
+/// An exclusive lock on `path`, released when the returned file is dropped (or its process
+/// exits). Polls for at most `wait`.
+fn acquire_lock(path: &Path, wait: Duration) -> Result<File, SecretError> {
     let io = |context: &str| {
         let context = format!("{context} {}", path.display());
         move |source| SecretError::Io { context, source }
@@ -306,25 +369,28 @@ fn acquire_lock(path: &Path) -> Result<File, SecretError> {
         options.mode(0o600);
     }
     let file = options.open(path).map_err(io("open session lock"))?;
-    let deadline = Instant::now() + LOCK_WAIT;
+    let deadline = Instant::now() + wait;
     let mut logged = false;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => {
                 if Instant::now() >= deadline {
+                    // The OS drops the lock of a process that exits, so the holder is alive:
+                    // deleting the lock file would only let two processes in at once.
                     return Err(SecretError::Io {
                         context: format!(
-                            "another Harmony process held the session lock {} for over {} s; \
-                             if none is running, delete that file",
+                            "another Harmony process has held the session lock {} for over {} s \
+                             (probably a sign-in waiting on a slow network); retry once it has \
+                             finished, or stop it",
                             path.display(),
-                            LOCK_WAIT.as_secs()
+                            wait.as_secs()
                         ),
                         source: std::io::Error::from(std::io::ErrorKind::TimedOut),
                     });
                 }
                 if !logged {
-                    tracing::debug!(path = %path.display(), "waiting for another process to release the session lock");
+                    tracing::info!(path = %path.display(), max_wait_secs = wait.as_secs(), "waiting for another Harmony process to release the session lock");
                     logged = true;
                 }
                 std::thread::sleep(LOCK_POLL);
@@ -477,6 +543,34 @@ mod tests {
             Some("refresh-xyz".to_owned())
         );
         assert!(!format!("{oidc:?}").contains("refresh-xyz"));
+    }
+
+    /// A held lock makes other lockers wait (boundedly, with an error that does not advise
+    /// deleting the lock file), writes through the guard do not deadlock on it, and dropping
+    /// the guard releases it.
+    #[tokio::test]
+    async fn held_lock_blocks_others_until_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(dir.path());
+        let (url, id) = ("http://bao:8200", "jwt:jwt:harmony-developer");
+        let lock = cache.lock(url, id, LOCK_WAIT).await.expect("lock");
+        lock.store(session(url, id, "tok-4"))
+            .await
+            .expect("store under the lock");
+        let err = cache
+            .lock(url, id, Duration::from_millis(100))
+            .await
+            .expect_err("held elsewhere");
+        let text = err.to_string();
+        assert!(text.contains("held the session lock"), "{text}");
+        assert!(!text.contains("delete"), "{text}");
+        drop(lock);
+        let again = cache
+            .lock(url, id, Duration::from_secs(2))
+            .await
+            .expect("released on drop");
+        let loaded = again.load().await.expect("load").expect("present");
+        assert_eq!(loaded.token.expose_secret(), "tok-4");
     }
 
     const CHILD_URL: &str = "http://bao-cross-process:8200";

@@ -171,6 +171,21 @@ impl World {
             .ok_or_else(|| anyhow::anyhow!("no cached SSO session"))
     }
 
+    /// Mark the cached OpenBao token expired (the refresh token stays), so the next sign-in
+    /// needs a silent refresh: a token the cache still holds would be used instead.
+    async fn expire_cached_token(&self) -> anyhow::Result<()> {
+        SessionCache::new(self.sessions())
+            .update(self.bao.url(), "jwt:jwt:harmony-developer", |s| {
+                s.map(|mut s| {
+                    s.expires_at = Some(0);
+                    s
+                })
+            })
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no cached SSO session to expire"))?;
+        Ok(())
+    }
+
     async fn cached_refresh_token(&self) -> anyhow::Result<String> {
         let session = self.cached().await?;
         let oidc = session
@@ -383,13 +398,72 @@ async fn expired_openbao_token_is_replaced_by_silent_refresh_without_a_prompt() 
     Ok(())
 }
 
+/// Two stores (standing in for two processes: the session lock is an OS file lock, which two
+/// opens of one file contend for even in one process) find the cached OpenBao token revoked and
+/// both fall to the silent refresh at the same moment. Presenting the same refresh token twice
+/// would make the provider revoke the whole grant; under the session lock the second store
+/// instead finds the token the first one stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_silent_refreshes_refresh_once_and_keep_the_grant() -> anyhow::Result<()> {
+    let world = World::standard().await?;
+    world.connect(Person::Approves).await?;
+    let revoked = world.cached().await?.token.expose_secret().to_owned();
+    world
+        .bao
+        .root_call(
+            reqwest::Method::POST,
+            "auth/token/revoke",
+            Some(json!({ "token": revoked })),
+        )
+        .await?;
+
+    // Non-interactive: a store that lost its grant could not rescue itself with a device flow.
+    let settings = world.settings(world.sso(Person::Ignores).with_interactive(false));
+    let (a, b) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(
+            OpenbaoSecretStore::connect(settings.clone()),
+            OpenbaoSecretStore::connect(settings.clone()),
+        )
+    })
+    .await?;
+    let (a, b) = (a?, b?);
+    let mut methods = [a.auth_method(), b.auth_method()];
+    methods.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(
+        methods,
+        [AuthMethodUsed::CachedSession, AuthMethodUsed::SilentRefresh],
+        "one store refreshes, the other uses what it stored"
+    );
+    let outcomes: Vec<String> = world
+        .op
+        .refreshes()
+        .await?
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, ["tokens"], "exactly one refresh grant, accepted");
+    assert_eq!(world.prompt_count(), 1, "nobody was asked to sign in again");
+
+    // Both hold a live token, and the grant survived: the cached refresh token still works.
+    a.put("race/a", &json!({"k": 1}), WriteMode::Cas(None))
+        .await?;
+    assert!(b.get("race/a").await?.is_some());
+    let provider =
+        OidcClient::discover(&SsoSettings::new(world.op.issuer(), world.op.client_id())).await?;
+    provider
+        .refresh(&SecretString::from(world.cached_refresh_token().await?))
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn rotated_refresh_token_cache_holds_only_the_newest() -> anyhow::Result<()> {
     let world = World::standard().await?;
     world.connect(Person::Approves).await?;
     let first = world.cached_refresh_token().await?;
 
-    // Force the silent-refresh step (the cached OpenBao token is still valid).
+    // Force the silent-refresh step.
+    world.expire_cached_token().await?;
     let refreshed = OpenbaoSecretStore::connect(
         world
             .settings(world.sso(Person::Ignores))
@@ -418,6 +492,7 @@ async fn revoked_refresh_token_falls_back_to_the_device_flow() -> anyhow::Result
     world.connect(Person::Approves).await?;
     let revoked = world.cached_refresh_token().await?;
     world.op.revoke_refresh_token(&revoked).await?;
+    world.expire_cached_token().await?;
 
     let store = OpenbaoSecretStore::connect(
         world
@@ -447,6 +522,7 @@ async fn expired_refresh_token_falls_back_to_the_device_flow() -> anyhow::Result
     .await?;
     world.connect(Person::Approves).await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.expire_cached_token().await?;
     let store = OpenbaoSecretStore::connect(
         world
             .settings(world.sso(Person::Approves))
@@ -609,6 +685,7 @@ async fn no_token_of_any_kind_in_logs_debug_or_errors() -> anyhow::Result<()> {
     let store = world.connect(Person::Approves).await?;
     let session = world.cached().await?;
     let refresh_first = world.cached_refresh_token().await?;
+    world.expire_cached_token().await?;
     let refreshed = OpenbaoSecretStore::connect(
         world
             .settings(world.sso(Person::Ignores))

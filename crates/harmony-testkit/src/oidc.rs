@@ -64,12 +64,14 @@ impl Default for OidcProviderOptions {
     }
 }
 
-/// One device-code poll the provider saw (from its test-only poll log).
+/// One token request the provider saw (from its test-only logs): a device-code poll
+/// ([`OidcProvider::polls`]) or a refresh-token grant ([`OidcProvider::refreshes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DevicePoll {
     /// When it arrived, milliseconds since the Unix epoch (the provider's clock).
     pub at_ms: u64,
-    /// `tokens` on success, else the OAuth error sent (`authorization_pending`, `slow_down`, ...).
+    /// `tokens` on success, else the OAuth error sent (`authorization_pending`, `slow_down`,
+    /// `invalid_grant`, ...).
     pub outcome: String,
 }
 
@@ -285,7 +287,17 @@ impl OidcProvider {
 
     /// The device-code polls the provider has seen, oldest first.
     pub async fn polls(&self) -> Result<Vec<DevicePoll>, TestkitError> {
-        let url = format!("{}/harmony-test/polls", self.issuer);
+        self.test_log("polls").await
+    }
+
+    /// The refresh-token grants the provider has seen, oldest first (`invalid_grant` marks a
+    /// refresh token presented after it was revoked or already used, which revokes its grant).
+    pub async fn refreshes(&self) -> Result<Vec<DevicePoll>, TestkitError> {
+        self.test_log("refreshes").await
+    }
+
+    async fn test_log(&self, name: &str) -> Result<Vec<DevicePoll>, TestkitError> {
+        let url = format!("{}/harmony-test/{name}", self.issuer);
         let resp = self
             .http
             .get(&url)

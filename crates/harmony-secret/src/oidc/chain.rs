@@ -7,24 +7,30 @@
 //! written the moment the provider issues it (before the JWT login): providers rotate refresh
 //! tokens and revoke the whole grant when an older one is presented again.
 //!
+//! For the same reason the whole silent refresh (read the newest refresh token, spend it, store
+//! its successor and the OpenBao token) runs under the session file's lock, and re-reads the
+//! session once it holds it: when two processes refresh at once, the second finds the token the
+//! first one stored and uses it, instead of presenting a refresh token that has just been spent.
+//!
 //! A refresh the provider refuses moves on to the device flow; an id_token OpenBao refuses stops
 //! the chain with OpenBao's message (a new device flow would produce an id_token with the same
 //! claims, so asking the person would not help).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
 use crate::SecretError;
-use crate::auth::{AuthMethodUsed, Authenticated, StepResult};
+use crate::auth::{AuthMethodUsed, Authenticated, StepResult, lookup_self, rejected};
 use crate::client::OpenbaoClient;
 use crate::error::{AttemptFailure, AuthError};
 use crate::oidc::{
     DEFAULT_JWT_AUTH_MOUNT, DEFAULT_JWT_ROLE, DeviceCodeNotifier, DeviceFlowOptions, DevicePrompt,
     JwtLogin, OidcClient, OidcError, SsoSettings, exchange_id_token,
 };
-use crate::session::{OidcSession, Session, SessionCache};
+use crate::session::{LOCK_WAIT, OidcSession, Session, SessionCache, SessionLock};
 
 /// How the auth chain signs in with SSO: the provider and client, OpenBao's JWT auth mount and
 /// role, and whether (and how) a person may be asked to approve a device flow.
@@ -158,7 +164,7 @@ fn sso_stop(e: OidcError) -> SecretError {
     SecretError::Auth(AuthError::Sso(e))
 }
 
-/// Silent refresh: the cached refresh token → new tokens → JWT login.
+/// Silent refresh: the cached refresh token → new tokens → JWT login, under the session lock.
 pub(crate) async fn silent_refresh(
     client: &OpenbaoClient,
     login: Option<&SsoLogin>,
@@ -168,9 +174,57 @@ pub(crate) async fn silent_refresh(
         return Ok(Err(AttemptFailure::NotConfigured));
     };
     let identity = login.identity();
-    let Some(session) = cache.load(client.url(), &identity).await? else {
+    // Without a refresh token there is nothing to wait for the lock for.
+    let cached = cache.load(client.url(), &identity).await?;
+    if cached
+        .and_then(|s| s.oidc)
+        .and_then(|o| o.refresh_token)
+        .is_none()
+    {
+        return Ok(Err(AttemptFailure::NoSession));
+    }
+    // Released when `lock` drops: on every return below, and if this future is cancelled.
+    let lock = cache
+        .lock(client.url(), &identity, refresh_lock_wait(client, login))
+        .await?;
+    refresh_locked(client, login, &lock).await
+}
+
+/// The longest another process may hold the lock for a refresh: its `lookup-self`, discovery,
+/// refresh grant and JWT login, each bounded by its request timeout, plus file work.
+fn refresh_lock_wait(client: &OpenbaoClient, login: &SsoLogin) -> Duration {
+    let holder = 2 * client.timeout() + 2 * login.sso.request_timeout + Duration::from_secs(5);
+    holder.max(LOCK_WAIT)
+}
+
+async fn refresh_locked(
+    client: &OpenbaoClient,
+    login: &SsoLogin,
+    lock: &SessionLock,
+) -> StepResult {
+    let Some(session) = lock.load().await? else {
         return Ok(Err(AttemptFailure::NoSession));
     };
+    // Whoever held the lock before us may have refreshed already: a token OpenBao accepts is
+    // as good as the one a refresh would bring, and refreshing again would spend for nothing
+    // the refresh token that process just stored.
+    if !session.is_expired() {
+        match lookup_self(&client.clone().with_token(session.token.clone())).await {
+            Ok(_) => {
+                tracing::info!(
+                    url = client.url(),
+                    "the cached SSO session holds a valid token (another process refreshed it); using it"
+                );
+                return Ok(Ok(Authenticated {
+                    token: session.token,
+                    method: AuthMethodUsed::CachedSession,
+                }));
+            }
+            Err(e) => {
+                rejected(e)?;
+            }
+        }
+    }
     let Some((oidc, refresh_token)) = session
         .oidc
         .and_then(|o| o.refresh_token.clone().map(|t| (o, t)))
@@ -182,8 +236,9 @@ pub(crate) async fn silent_refresh(
     {
         return Ok(Err(AttemptFailure::SsoFailed {
             message: format!(
-                "the cached refresh token is for {} (client {}), not the configured provider",
-                oidc.issuer, oidc.client_id
+                "the cached refresh token is for {} (client {}), not the configured provider {} \
+                 (client {}); sign in again with the device flow",
+                oidc.issuer, oidc.client_id, login.sso.issuer, login.sso.client_id
             ),
         }));
     }
@@ -200,7 +255,7 @@ pub(crate) async fn silent_refresh(
         Err(e) => {
             if matches!(e, OidcError::RefreshRejected { .. }) {
                 // Dead for good: forget it, so no later run presents it again.
-                forget_refresh_token(cache, client.url(), &identity).await;
+                set_refresh_token(lock, None).await;
             }
             tracing::info!(error = %e, "silent refresh failed");
             return Ok(Err(AttemptFailure::SsoFailed {
@@ -211,9 +266,9 @@ pub(crate) async fn silent_refresh(
     // The old refresh token is void from now on: record the new one before anything else can
     // fail.
     let newest = tokens.refresh_token.clone().unwrap_or(refresh_token);
-    remember_refresh_token(cache, client.url(), &identity, newest.clone()).await;
+    set_refresh_token(lock, Some(newest.clone())).await;
     let jwt = exchange(client, login, &tokens.id_token).await?;
-    store_session(cache, client.url(), login, &jwt, Some(newest)).await;
+    store_session(lock, client.url(), login, &jwt, Some(newest)).await;
     Ok(Ok(Authenticated {
         token: jwt.token,
         method: AuthMethodUsed::SilentRefresh,
@@ -237,14 +292,20 @@ pub(crate) async fn device_flow(
         .device_flow(login.notifier.as_ref(), &login.device_flow)
         .await
         .map_err(sso_stop)?;
-    if let Some(cache) = cache
+    // Not under the session lock while a person approves (that takes minutes); only the
+    // writes are.
+    let lock = match cache {
+        Some(cache) => lock_or_warn(cache, client.url(), &login.identity()).await,
+        None => None,
+    };
+    if let Some(lock) = &lock
         && let Some(refresh) = tokens.refresh_token.clone()
     {
-        remember_refresh_token(cache, client.url(), &login.identity(), refresh).await;
+        set_refresh_token(lock, Some(refresh)).await;
     }
     let jwt = exchange(client, login, &tokens.id_token).await?;
-    if let Some(cache) = cache {
-        store_session(cache, client.url(), login, &jwt, tokens.refresh_token).await;
+    if let Some(lock) = &lock {
+        store_session(lock, client.url(), login, &jwt, tokens.refresh_token).await;
     }
     Ok(Ok(Authenticated {
         token: jwt.token,
@@ -270,8 +331,20 @@ async fn exchange(
     .map_err(sso_stop)
 }
 
+/// The session lock for storing a sign-in's result; `None` (logged) when it cannot be had, as
+/// the sign-in itself has succeeded and only the next run's reuse is lost.
+async fn lock_or_warn(cache: &SessionCache, url: &str, identity: &str) -> Option<SessionLock> {
+    match cache.lock(url, identity, LOCK_WAIT).await {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not lock the session cache; the SSO session is not cached and the next run will sign in again");
+            None
+        }
+    }
+}
+
 async fn store_session(
-    cache: &SessionCache,
+    lock: &SessionLock,
     url: &str,
     login: &SsoLogin,
     jwt: &JwtLogin,
@@ -291,45 +364,26 @@ async fn store_session(
         client_id: login.sso.client_id.clone(),
         role: login.jwt_role.clone(),
     });
-    if let Err(e) = cache.store(session).await {
+    if let Err(e) = lock.store(session).await {
         tracing::warn!(error = %e, "could not cache the SSO session; the next run will sign in again");
     }
 }
 
-/// Record `refresh_token` as the newest, keeping the rest of the session (or starting one whose
-/// OpenBao token is empty and expired, to be filled by the JWT login that follows).
-async fn remember_refresh_token(
-    cache: &SessionCache,
-    url: &str,
-    identity: &str,
-    refresh_token: SecretString,
-) {
-    let result = cache
-        .update(url, identity, move |current| {
+/// Record `refresh_token` as the newest (`None`: forget a refused one) in the session that
+/// exists, keeping the rest of it. Without a session there is nothing to update: the JWT login
+/// that follows stores a whole one.
+async fn set_refresh_token(lock: &SessionLock, refresh_token: Option<SecretString>) {
+    let result = lock
+        .update(move |current| {
             let mut session = current?;
             if let Some(oidc) = session.oidc.as_mut() {
-                oidc.refresh_token = Some(refresh_token);
+                oidc.refresh_token = refresh_token;
             }
             Some(session)
         })
         .await;
     if let Err(e) = result {
-        tracing::warn!(error = %e, "could not record the new refresh token; the next run may need a new sign-in");
-    }
-}
-
-async fn forget_refresh_token(cache: &SessionCache, url: &str, identity: &str) {
-    let result = cache
-        .update(url, identity, |current| {
-            let mut session = current?;
-            if let Some(oidc) = session.oidc.as_mut() {
-                oidc.refresh_token = None;
-            }
-            Some(session)
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not drop the refused refresh token from the session cache");
+        tracing::warn!(error = %e, "could not record the refresh token in the session cache; the next run may need a new sign-in");
     }
 }
 
