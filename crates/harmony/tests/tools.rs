@@ -179,11 +179,9 @@ fn helm_tarball(member: &str, content: &[u8]) -> Vec<u8> {
     gz.finish().expect("gzip")
 }
 
-#[tokio::test]
-async fn helm_tarball_is_verified_then_its_binary_extracted() {
-    let server = MockServer::start().await;
-    let fake_helm = b"#!/bin/sh\necho v3\n";
-    let tarball = helm_tarball("linux-amd64/helm", fake_helm);
+/// Serves the linux-amd64 helm `tarball` and its `.sha256sum` (helm's release layout); the
+/// tarball is expected to be fetched `tarball_hits` times when given.
+async fn serve_helm(server: &MockServer, tarball: Vec<u8>, tarball_hits: Option<u64>) {
     let asset = format!("helm-{HELM_VERSION}-linux-amd64.tar.gz");
     Mock::given(method("GET"))
         .and(path(format!("/{asset}.sha256sum")))
@@ -191,14 +189,23 @@ async fn helm_tarball_is_verified_then_its_binary_extracted() {
             ResponseTemplate::new(200)
                 .set_body_string(format!("{}  {asset}\n", sha256_hex(&tarball))),
         )
-        .mount(&server)
+        .mount(server)
         .await;
-    Mock::given(method("GET"))
+    let mut tarball_mock = Mock::given(method("GET"))
         .and(path(format!("/{asset}")))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball))
-        .expect(1)
-        .mount(&server)
-        .await;
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball));
+    if let Some(hits) = tarball_hits {
+        tarball_mock = tarball_mock.expect(hits);
+    }
+    tarball_mock.mount(server).await;
+}
+
+#[tokio::test]
+async fn helm_tarball_is_verified_then_its_binary_extracted() {
+    let server = MockServer::start().await;
+    let fake_helm = b"#!/bin/sh\necho v3\n";
+    let tarball = helm_tarball("linux-amd64/helm", fake_helm);
+    serve_helm(&server, tarball, Some(1)).await;
     let data = tempfile::tempdir().expect("tempdir");
 
     let installed = tools(data.path())
@@ -226,20 +233,7 @@ async fn helm_tarball_is_verified_then_its_binary_extracted() {
 async fn tarball_without_the_binary_is_an_error_and_leaves_nothing() {
     let server = MockServer::start().await;
     let tarball = helm_tarball("linux-amd64/not-helm", b"x");
-    let asset = format!("helm-{HELM_VERSION}-linux-amd64.tar.gz");
-    Mock::given(method("GET"))
-        .and(path(format!("/{asset}.sha256sum")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string(format!("{}  {asset}\n", sha256_hex(&tarball))),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/{asset}")))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball))
-        .mount(&server)
-        .await;
+    serve_helm(&server, tarball, None).await;
     let data = tempfile::tempdir().expect("tempdir");
     let err = tools(data.path())
         .ensure(&ToolSpec::helm().with_base_url(server.uri()))

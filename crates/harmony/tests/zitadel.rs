@@ -126,6 +126,22 @@ fn issuer_settings_database_and_secrets() {
     assert_eq!(score.issuer(), ISSUER);
 }
 
+/// The chart names its Service `<release>-zitadel` unless the release name contains
+/// `zitadel`; `fullnameOverride` pins it to the release, which the CoreDNS rewrite targets.
+#[test]
+fn service_is_named_after_any_release() {
+    let score = ZitadelScore {
+        release: "sso".into(),
+        ..ZitadelScore::default()
+    };
+    let v = serde_json::to_value(score.values()).expect("values serialise");
+    assert_eq!(v["fullnameOverride"], "sso");
+    assert_eq!(
+        score.coredns_rewrite().service_fqdn,
+        "sso.zitadel.svc.cluster.local"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // CoreDNS
 

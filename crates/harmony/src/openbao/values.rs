@@ -44,6 +44,11 @@ pub enum OpenbaoProfile {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenbaoValues {
+    /// The release name, so resources are named `<release>…` whatever the release is called.
+    /// Without it the chart names them `<release>-openbao…` unless the release name contains
+    /// `openbao`, and the pod names Harmony waits for and the raft peers' addresses would be
+    /// wrong.
+    pub fullname_override: String,
     /// `global`.
     pub global: GlobalValues,
     /// `injector`.
@@ -202,6 +207,7 @@ impl OpenbaoValues {
             ),
         };
         Self {
+            fullname_override: release.to_owned(),
             global: GlobalValues { tls_disable: true },
             injector: InjectorValues { enabled: false },
             ui: UiValues { enabled: true },
@@ -314,6 +320,13 @@ mod tests {
         // traefik ignores ingresses that name another class: no class, no class annotation.
         assert!(ingress.get("ingressClassName").is_none());
         assert!(ingress.get("annotations").is_none());
+    }
+
+    #[test]
+    fn resources_are_named_after_the_release_whatever_its_name() {
+        // The chart would name them `bao-openbao-…` for release `bao` (no `openbao` inside).
+        let v = OpenbaoValues::new(OpenbaoProfile::HighAvailability { replicas: 3 }, "bao");
+        assert_eq!(v.fullname_override, "bao");
     }
 
     #[test]

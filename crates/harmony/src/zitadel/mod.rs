@@ -114,8 +114,8 @@ impl ZitadelScore {
         format!("{}-pat", self.machine_username)
     }
 
-    /// In-cluster DNS name of Zitadel's Service (the chart names it after a release whose name
-    /// contains `zitadel`).
+    /// In-cluster DNS name of Zitadel's Service (named after the release: the values set
+    /// `fullnameOverride`).
     pub fn service_fqdn(&self) -> String {
         format!("{}.{}.svc.cluster.local", self.release, self.namespace)
     }
@@ -141,6 +141,7 @@ impl ZitadelScore {
             security_context: SecurityContext::zitadel(),
         };
         ZitadelValues {
+            fullname_override: self.release.clone(),
             replica_count: 1,
             zitadel: ZitadelSection {
                 masterkey_secret_name: self.masterkey_secret.clone(),

@@ -35,6 +35,10 @@ pub const ZITADEL_UID: i64 = 1000;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ZitadelValues {
+    /// The release name, so the Service is `<release>` whatever the release is called (without
+    /// it the chart uses `<release>-zitadel` unless the release name contains `zitadel`, and the
+    /// CoreDNS rewrite would point at a Service that does not exist).
+    pub fullname_override: String,
     /// Zitadel API replicas.
     pub replica_count: u32,
     /// `zitadel:` (runtime configuration and masterkey reference).
