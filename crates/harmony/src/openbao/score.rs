@@ -89,6 +89,33 @@ impl OpenbaoScore {
         .await
     }
 
+    /// The bootstrap half of [`Self::deploy`], without touching the chart: for a second pass
+    /// with other [`BootstrapOptions`] (e.g. JWT auth once Zitadel exists), which needs no new
+    /// helm revision.
+    pub async fn bootstrap(
+        &self,
+        k8s: &K8sClient,
+        options: BootstrapOptions,
+    ) -> Result<BootstrapReport, OpenbaoError> {
+        self.bootstrap_through(k8s, options, |ns, pod, port| async move {
+            k8s.port_forward(&ns, &pod, port).await
+        })
+        .await
+    }
+
+    /// The chart half of [`Self::deploy`]: repository, then `helm upgrade --install` of the
+    /// pinned chart without `--wait`.
+    pub async fn install(&self, helm: &Helm) -> Result<(), OpenbaoError> {
+        let helm_err = |e| OpenbaoError::Helm(Box::new(e));
+        helm.repo_add(OPENBAO_REPO_NAME, OPENBAO_REPO_URL)
+            .await
+            .map_err(helm_err)?;
+        helm.repo_update().await.map_err(helm_err)?;
+        helm.upgrade_install(&self.chart_release(), &self.values())
+            .await
+            .map_err(helm_err)
+    }
+
     /// [`Self::deploy`] with `forward(namespace, pod, port)` opening each port-forward. The
     /// seam exists for tests: the websocket upgrade behind `K8sClient::port_forward` cannot run
     /// against a mock API server, so a test forwards to a real local OpenBao instead.
@@ -109,40 +136,44 @@ impl OpenbaoScore {
             namespace = %self.namespace,
         );
         async {
-            let helm_err = |e| OpenbaoError::Helm(Box::new(e));
-            helm.repo_add(OPENBAO_REPO_NAME, OPENBAO_REPO_URL)
-                .await
-                .map_err(helm_err)?;
-            helm.repo_update().await.map_err(helm_err)?;
-            helm.upgrade_install(&self.chart_release(), &self.values())
-                .await
-                .map_err(helm_err)?;
-
-            let pods = self.pods();
-            let mut report = None;
-            for (n, pod) in pods.iter().enumerate() {
-                let forward = self.forward_to(k8s, pod, &forward).await?;
-                let url =
-                    Url::parse(&forward.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
-                        url: forward.local_url(),
-                        reason: e.to_string(),
-                    })?;
-                let bootstrap = OpenbaoBootstrap::new(&url, options.clone())?;
-                if n == 0 {
-                    report = Some(bootstrap.run().await?);
-                } else if bootstrap.unseal().await? {
-                    tracing::info!(pod = %pod, "unsealed replica");
-                }
-                drop(forward);
-            }
-            // `pods()` is never empty, so the first iteration set the report.
-            report.ok_or_else(|| OpenbaoError::Kubernetes {
-                what: format!("finding the pods of release {}", self.release),
-                source: None,
-            })
+            self.install(helm).await?;
+            self.bootstrap_through(k8s, options, forward).await
         }
         .instrument(span)
         .await
+    }
+
+    async fn bootstrap_through<F, Fut>(
+        &self,
+        k8s: &K8sClient,
+        options: BootstrapOptions,
+        forward: F,
+    ) -> Result<BootstrapReport, OpenbaoError>
+    where
+        F: Fn(String, String, u16) -> Fut,
+        Fut: Future<Output = Result<PortForward, K8sError>>,
+    {
+        let pods = self.pods();
+        let mut report = None;
+        for (n, pod) in pods.iter().enumerate() {
+            let forward = self.forward_to(k8s, pod, &forward).await?;
+            let url = Url::parse(&forward.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
+                url: forward.local_url(),
+                reason: e.to_string(),
+            })?;
+            let bootstrap = OpenbaoBootstrap::new(&url, options.clone())?;
+            if n == 0 {
+                report = Some(bootstrap.run().await?);
+            } else if bootstrap.unseal().await? {
+                tracing::info!(pod = %pod, "unsealed replica");
+            }
+            drop(forward);
+        }
+        // `pods()` is never empty, so the first iteration set the report.
+        report.ok_or_else(|| OpenbaoError::Kubernetes {
+            what: format!("finding the pods of release {}", self.release),
+            source: None,
+        })
     }
 
     async fn forward_to<F, Fut>(
@@ -305,7 +336,7 @@ exit 0
             let helm = fake_helm(helm_dir.path());
             let state = tempfile::tempdir()?;
             let options = BootstrapOptions::local(StateDir::new(state.path()));
-            let (k8s, api) = mock_api(2);
+            let (k8s, api) = mock_api(3);
             let forwarded = Arc::new(Mutex::new(Vec::new()));
             let forward = |ns: String, pod: String, port: u16| {
                 let forwarded = Arc::clone(&forwarded);
@@ -333,8 +364,13 @@ exit 0
                 "{first:?}"
             );
             assert!(!first.changes.is_empty(), "{first:?}");
-            let second = score.deploy_through(&helm, &k8s, options, &forward).await?;
+            let second = score
+                .deploy_through(&helm, &k8s, options.clone(), &forward)
+                .await?;
             assert!(second.nothing_changed(), "re-run must converge: {second:?}");
+            // The bootstrap alone (a second pass, e.g. for JWT auth) runs no helm.
+            let third = score.bootstrap_through(&k8s, options, &forward).await?;
+            assert!(third.nothing_changed(), "{third:?}");
             api.await??;
 
             // The real server ends initialised, unsealed and active.
@@ -351,7 +387,7 @@ exit 0
 
             assert_eq!(
                 *forwarded.lock().expect("lock"),
-                ["openbao/openbao-0:8200", "openbao/openbao-0:8200"]
+                ["openbao/openbao-0:8200"; 3]
             );
             let calls = helm_calls(helm_dir.path());
             assert_eq!(calls.len(), 6, "{calls:?}");
