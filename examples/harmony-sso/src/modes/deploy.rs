@@ -8,7 +8,8 @@ use harmony::cnpg::{CnpgScore, RetryPolicy};
 use harmony::helm::Helm;
 use harmony::k3d::{EnsureOutcome, K3d};
 use harmony::openbao::{
-    BootstrapOptions, BootstrapReport, JwtAuthOptions, K3D_INGRESS_HOST, OpenbaoScore, StateDir,
+    BootstrapOptions, BootstrapReport, JwtAuthOptions, K3D_INGRESS_HOST, OpenbaoError,
+    OpenbaoScore, StateDir,
 };
 use harmony::tools::Tools;
 use harmony::zitadel::{
@@ -105,7 +106,7 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         let mut options = BootstrapOptions::local(openbao_state.clone());
         options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client.client_id.clone()]));
         jwt_report = Some(
-            wire_jwt(&openbao, &helm, &k8s, options)
+            wire_jwt(&openbao, &k8s, options)
                 .instrument(tracing::info_span!(
                     "openbao_jwt",
                     message = "Wiring OpenBao's JWT auth to Zitadel"
@@ -127,34 +128,80 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
 }
 
 /// The JWT config is written when OpenBao can fetch Zitadel's discovery through the CoreDNS
-/// rewrite; retry a bounded number of times while it cannot.
+/// rewrite; retry (bootstrap only, no helm) a bounded number of times while it cannot. Any other
+/// error is reported at once.
 async fn wire_jwt(
     openbao: &OpenbaoScore,
-    helm: &Helm,
     k8s: &harmony_k8s::K8sClient,
     options: BootstrapOptions,
 ) -> anyhow::Result<BootstrapReport> {
     let mut attempt = 1;
     loop {
-        match openbao.deploy(helm, k8s, options.clone()).await {
+        match openbao.bootstrap(k8s, options.clone()).await {
             Ok(report) => return Ok(report),
-            Err(e) if attempt < JWT_CONFIG_RETRY.attempts => {
+            Err(e) if is_jwt_discovery_failure(&e) && attempt < JWT_CONFIG_RETRY.attempts => {
                 tracing::warn!(
                     attempt,
                     attempts = JWT_CONFIG_RETRY.attempts,
                     error = %e,
-                    "OpenBao cannot configure JWT auth yet (waiting for sso.harmony.local to resolve in the cluster)"
+                    "OpenBao cannot fetch Zitadel's discovery yet (waiting for sso.harmony.local to resolve in the cluster)"
                 );
                 tokio::time::sleep(JWT_CONFIG_RETRY.delay).await;
                 attempt += 1;
             }
-            Err(e) => {
+            Err(e) if is_jwt_discovery_failure(&e) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "configuring OpenBao's JWT auth against Zitadel failed {attempt} times; \
                      check that CoreDNS serves the sso.harmony.local rewrite (kube-system/coredns-custom)"
                 )));
             }
+            Err(e) => return Err(anyhow::Error::new(e).context("configuring OpenBao's JWT auth")),
         }
+    }
+}
+
+/// OpenBao refusing to write `auth/<mount>/config` because it could not fetch the issuer's
+/// discovery document (the only failure that waiting can fix).
+fn is_jwt_discovery_failure(e: &OpenbaoError) -> bool {
+    matches!(
+        e,
+        OpenbaoError::Server { path, status: 400, message, .. }
+            if path.ends_with("/config") && path.contains("auth/") && message.contains("discovery")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(path: &str, status: u16, message: &str) -> OpenbaoError {
+        OpenbaoError::Server {
+            url: "http://127.0.0.1:8200".into(),
+            method: "POST".into(),
+            path: path.into(),
+            status,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_discovery_failure_is_retried() {
+        // What OpenBao 2.7 answers while the issuer does not resolve yet (measured).
+        assert!(is_jwt_discovery_failure(&server_error(
+            "/v1/auth/jwt/config",
+            400,
+            "error checking oidc discovery URL: Get \"http://sso.harmony.local:8080/.well-known/openid-configuration\": dial tcp: lookup sso.harmony.local: no such host",
+        )));
+        assert!(!is_jwt_discovery_failure(&server_error(
+            "/v1/auth/jwt/config",
+            403,
+            "permission denied"
+        )));
+        assert!(!is_jwt_discovery_failure(&server_error(
+            "/v1/auth/jwt/role/harmony-developer",
+            400,
+            "bound_audiences required"
+        )));
     }
 }
 
