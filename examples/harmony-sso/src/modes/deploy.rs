@@ -170,41 +170,6 @@ fn is_jwt_discovery_failure(e: &OpenbaoError) -> bool {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn server_error(path: &str, status: u16, message: &str) -> OpenbaoError {
-        OpenbaoError::Server {
-            url: "http://127.0.0.1:8200".into(),
-            method: "POST".into(),
-            path: path.into(),
-            status,
-            message: message.into(),
-        }
-    }
-
-    #[test]
-    fn only_the_discovery_failure_is_retried() {
-        // What OpenBao 2.7 answers while the issuer does not resolve yet (measured).
-        assert!(is_jwt_discovery_failure(&server_error(
-            "/v1/auth/jwt/config",
-            400,
-            "error checking oidc discovery URL: Get \"http://sso.harmony.local:8080/.well-known/openid-configuration\": dial tcp: lookup sso.harmony.local: no such host",
-        )));
-        assert!(!is_jwt_discovery_failure(&server_error(
-            "/v1/auth/jwt/config",
-            403,
-            "permission denied"
-        )));
-        assert!(!is_jwt_discovery_failure(&server_error(
-            "/v1/auth/jwt/role/harmony-developer",
-            400,
-            "bound_audiences required"
-        )));
-    }
-}
-
 fn print_summary(
     cluster: &str,
     outcome: &EnsureOutcome,
@@ -272,4 +237,39 @@ fn print_summary(
         "  cargo run -p example-harmony-sso -- --cleanup     delete the cluster and local state"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(path: &str, status: u16, message: &str) -> OpenbaoError {
+        OpenbaoError::Server {
+            url: "http://127.0.0.1:8200".into(),
+            method: "POST".into(),
+            path: path.into(),
+            status,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_discovery_failure_is_retried() {
+        // What OpenBao 2.7 answers while the issuer does not resolve yet (measured).
+        assert!(is_jwt_discovery_failure(&server_error(
+            "/v1/auth/jwt/config",
+            400,
+            "error checking oidc discovery URL: Get \"http://sso.harmony.local:8080/.well-known/openid-configuration\": dial tcp: lookup sso.harmony.local: no such host",
+        )));
+        assert!(!is_jwt_discovery_failure(&server_error(
+            "/v1/auth/jwt/config",
+            403,
+            "permission denied"
+        )));
+        assert!(!is_jwt_discovery_failure(&server_error(
+            "/v1/auth/jwt/role/harmony-developer",
+            400,
+            "bound_audiences required"
+        )));
+    }
 }
