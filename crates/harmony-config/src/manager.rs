@@ -29,13 +29,15 @@ pub struct ConfigManagerBuilder {
 impl fmt::Debug for ConfigManagerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConfigManagerBuilder")
-            .field(
-                "sources",
-                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )
+            .field("sources", &source_names(&self.sources))
             .field("interactive", &self.interactive)
             .finish_non_exhaustive()
     }
+}
+
+/// Sources by name only: a source may hold values (secrets among them).
+fn source_names(sources: &[Box<dyn ConfigSource>]) -> Vec<String> {
+    sources.iter().map(|s| s.name()).collect()
 }
 
 impl ConfigManagerBuilder {
@@ -72,7 +74,13 @@ impl ConfigManagerBuilder {
 
 fn detect_interactive() -> bool {
     let forbidden = std::env::var(HARMONY_NON_INTERACTIVE)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+        // The same values harmony-secret's SSO login accepts, so one setting governs both.
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false);
     !forbidden && std::io::stdin().is_terminal()
 }
@@ -94,10 +102,7 @@ pub struct ConfigManager {
 impl fmt::Debug for ConfigManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConfigManager")
-            .field(
-                "sources",
-                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )
+            .field("sources", &source_names(&self.sources))
             .field("interactive", &self.interactive)
             .finish_non_exhaustive()
     }

@@ -1,13 +1,15 @@
 //! The auth chain: how an [`crate::OpenbaoSecretStore`] gets its OpenBao token.
 //!
 //! The chain is an ordered list of [`AuthStep`]s ([`AuthStep::DEFAULT_CHAIN`]: explicit token →
-//! cached session → userpass). Each step either yields a token OpenBao accepts, or records why it
-//! did not ([`AuthAttempt`]) and hands over to the next; only "OpenBao is sealed / unreachable /
-//! answering nonsense" stops the chain early, since no later step could do better. When every
-//! step has failed, [`AuthError::Exhausted`] lists what each found.
+//! cached session → userpass → SSO silent refresh → SSO device flow; the SSO steps live in
+//! [`crate::oidc`]). Each step either yields a token OpenBao accepts, or records why it did not
+//! ([`AuthAttempt`]) and hands over to the next; only "OpenBao is sealed / unreachable /
+//! answering nonsense" (and an SSO sign-in that ended badly, see [`crate::oidc::SsoLogin`])
+//! stops the chain early, since no later step could do better. When every step has failed,
+//! [`AuthError::Exhausted`] lists what each found.
 //!
-//! New ways to sign in (silent refresh, device flow) are new [`AuthStep`] variants with an arm in
-//! [`authenticate`], plus an identity in [`session_identities`] when they cache a session.
+//! A new way to sign in is a new [`AuthStep`] variant with an arm in [`authenticate`], plus an
+//! identity in [`session_identities`] when it caches a session.
 
 use std::time::Duration;
 
@@ -310,7 +312,10 @@ async fn userpass(
         }) => return Ok(Err(AttemptFailure::Rejected { message })),
         Err(SecretError::NotFound { path }) => {
             return Ok(Err(AttemptFailure::Rejected {
-                message: format!("no userpass auth method at {path}; check OPENBAO_USERPASS_MOUNT"),
+                message: format!(
+                    "no userpass auth method at {path}; check {}",
+                    harmony_env::vars::OPENBAO_USERPASS_MOUNT
+                ),
             }));
         }
         Err(e) => return rejected(e).map(Err),

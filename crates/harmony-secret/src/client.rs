@@ -3,8 +3,8 @@
 //! It does one thing: send a request under `/v1/` with an optional token and turn the answer into
 //! `Ok(Some(json))`, `Ok(None)` (204 / empty body) or a [`SecretError`] that says what happened
 //! (sealed, unreachable, permission denied, not found, check-and-set conflict, bad response).
-//! The store, the auth chain, the OIDC exchange and the deploy's bootstrap all share this mapping,
-//! so a given failure reads the same wherever it happens.
+//! The store, the auth chain and the deploy's bootstrap all share this mapping, so a given
+//! failure reads the same wherever it happens.
 //!
 //! Redirects are never followed: OpenBao's token travels in a custom header that HTTP clients do
 //! not strip on a cross-host redirect.
@@ -175,7 +175,8 @@ impl OpenbaoClient {
         format!("{}/v1/{}", self.base_url, path.trim_start_matches('/'))
     }
 
-    async fn send(
+    /// Any method on `/v1/{path}`, as `LIST` when `list` (the one place requests are built).
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,

@@ -21,7 +21,8 @@ pub enum SecretError {
     },
     /// OpenBao could not be reached (refused, DNS, TLS, or no answer within the timeout).
     #[error(
-        "OpenBao at {url} is unreachable: {reason}; check that it is running and that OPENBAO_URL points at it"
+        "OpenBao at {url} is unreachable: {reason}; check that it is running and that {var} points at it",
+        var = harmony_env::vars::OPENBAO_URL
     )]
     Unreachable {
         /// The server.
@@ -104,12 +105,16 @@ fn version_text(v: Option<u64>) -> String {
 pub enum AuthError {
     /// Every configured step of the auth chain was tried and none yielded a usable token.
     #[error(
-        "could not authenticate to OpenBao at {url} ({attempts}); set {token_var} (or BAO_TOKEN / \
-         VAULT_TOKEN), or {user_var} and {password_var} for userpass",
+        "could not authenticate to OpenBao at {url} ({attempts}); set {token_var} (or {token_aliases}), \
+         or {user_var} and {password_var} for userpass, or {sso_var} and {client_var} for SSO \
+         (sign in once from a terminal)",
         attempts = attempts_text(.attempts),
         token_var = harmony_env::vars::OPENBAO_TOKEN,
+        token_aliases = harmony_env::vars::OPENBAO_TOKEN_ALIASES[1..].join(" / "),
         user_var = harmony_env::vars::OPENBAO_USERNAME,
         password_var = harmony_env::vars::OPENBAO_PASSWORD,
+        sso_var = harmony_env::vars::HARMONY_SSO_URL,
+        client_var = harmony_env::vars::HARMONY_SSO_CLIENT_ID,
     )]
     Exhausted {
         /// The server.

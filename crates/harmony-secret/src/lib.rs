@@ -14,7 +14,11 @@
 //!   [`session`] (0600 file, atomic, locked read-modify-write) and reused, renewed when close to
 //!   expiry. A token OpenBao stops accepting mid-run triggers one new sign-in, not a loop.
 //! - **One error mapping**: [`OpenbaoClient`] turns every OpenBao answer into a [`SecretError`];
-//!   the store, the SSO exchange and the deploy's bootstrap all go through it.
+//!   the store, the auth chain and the deploy's bootstrap all go through it. (The SSO id_token
+//!   exchange has its own, [`oidc::OidcError::JwtLogin`], carrying OpenBao's message.)
+//! - **Refresh once.** A silent SSO refresh holds the session file's lock from reading the
+//!   refresh token to storing its successor, so concurrent processes never present the same
+//!   refresh token twice (providers revoke the whole grant when they see that).
 //!
 //! ```no_run
 //! use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode};

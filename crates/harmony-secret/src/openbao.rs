@@ -122,11 +122,11 @@ impl OpenbaoSecretStore {
         list: bool,
     ) -> Result<Option<Value>, SecretError> {
         let (client, generation) = self.current();
-        match dispatch(&client, method.clone(), path, body, list).await {
+        match client.send(method.clone(), path, body, list).await {
             Err(SecretError::PermissionDenied { .. }) if token_is_dead(&client).await => {
                 self.reauthenticate(generation).await?;
                 let (client, _) = self.current();
-                dispatch(&client, method, path, body, list).await
+                client.send(method, path, body, list).await
             }
             other => other,
         }
@@ -170,31 +170,54 @@ impl OpenbaoSecretStore {
         ])
     }
 
-    /// The document's current version from its metadata (`None` when absent).
-    async fn current_version(&self, path: &str) -> Result<Option<u64>, SecretError> {
+    /// The document's latest version from its metadata (`None` when there is none), and
+    /// whether that version still holds data (it was not deleted or destroyed).
+    async fn latest_version(&self, path: &str) -> Result<Option<LatestVersion>, SecretError> {
         match self
             .send(Method::GET, &self.metadata_path(path), None, false)
             .await
         {
-            Ok(body) => Ok(body.and_then(|b| b["data"]["current_version"].as_u64())),
+            Ok(body) => Ok(body.and_then(|b| {
+                let data = &b["data"];
+                let version = data["current_version"].as_u64().filter(|v| *v > 0)?;
+                let meta = &data["versions"][version.to_string()];
+                let deleted = meta["deletion_time"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty());
+                let destroyed = meta["destroyed"].as_bool().unwrap_or(false);
+                Some(LatestVersion {
+                    version,
+                    live: !deleted && !destroyed,
+                })
+            })),
             Err(SecretError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
+
+    /// One KV v2 write; `cas: None` writes unconditionally.
+    async fn write(&self, full: &str, value: &Value, cas: Option<u64>) -> Result<u64, SecretError> {
+        let body = match cas {
+            Some(cas) => json!({ "data": value, "options": { "cas": cas } }),
+            None => json!({ "data": value }),
+        };
+        self.send(Method::POST, full, Some(&body), false)
+            .await?
+            .and_then(|a| a["data"]["version"].as_u64())
+            .ok_or_else(|| SecretError::BadResponse {
+                path: full.to_owned(),
+                status: 0,
+                message: "the write answer has no data.version".to_owned(),
+            })
+    }
 }
 
-async fn dispatch(
-    client: &OpenbaoClient,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-    list: bool,
-) -> Result<Option<Value>, SecretError> {
-    if list {
-        client.list(path).await
-    } else {
-        client.request(method, path, body).await
-    }
+/// What a document's metadata says about its latest version.
+#[derive(Debug, Clone, Copy)]
+struct LatestVersion {
+    version: u64,
+    /// Not deleted or destroyed: [`SecretStore::get`] returns it.
+    live: bool,
 }
 
 /// Whether a 403 was about the token rather than the path: the token cannot even look itself up
@@ -244,35 +267,40 @@ impl SecretStore for OpenbaoSecretStore {
                 "the document for {full} must be a JSON object (KV v2 stores maps)"
             )));
         }
-        let body = match mode {
-            WriteMode::Cas(expected) => {
-                json!({ "data": value, "options": { "cas": expected.unwrap_or(0) } })
-            }
-            WriteMode::Overwrite => json!({ "data": value }),
+        let (expected, cas) = match mode {
+            WriteMode::Cas(expected) => (expected, Some(expected.unwrap_or(0))),
+            WriteMode::Overwrite => (None, None),
         };
-        match self.send(Method::POST, &full, Some(&body), false).await {
-            Ok(answer) => answer
-                .and_then(|a| a["data"]["version"].as_u64())
-                .ok_or_else(|| SecretError::BadResponse {
-                    path: full,
-                    status: 0,
-                    message: "the write answer has no data.version".to_owned(),
-                }),
-            Err(SecretError::Conflict { .. }) => {
-                let expected = match mode {
-                    WriteMode::Cas(expected) => expected,
-                    WriteMode::Overwrite => None,
-                };
-                // Best effort: the conflict is the news, the exact version is a detail.
-                let actual = self.current_version(path).await.unwrap_or(None);
-                Err(SecretError::Conflict {
-                    path: full,
-                    expected,
-                    actual,
-                })
-            }
-            Err(e) => Err(e),
+        match self.write(&full, value, cas).await {
+            Err(SecretError::Conflict { .. }) => {}
+            other => return other,
         }
+        // Best effort: the conflict is the news, the exact version is a detail.
+        let mut latest = self.latest_version(path).await.unwrap_or(None);
+        // "Must not exist yet" also holds when the latest version was deleted (e.g. `bao kv
+        // delete`): `get` reports such a document absent, but KV v2 then wants that version as
+        // `cas`, and `cas: 0` would conflict forever. The retry is still a check-and-set, so a
+        // write that lands in between is not overwritten.
+        if let (
+            WriteMode::Cas(None),
+            Some(LatestVersion {
+                version,
+                live: false,
+            }),
+        ) = (mode, latest)
+        {
+            match self.write(&full, value, Some(version)).await {
+                Err(SecretError::Conflict { .. }) => {
+                    latest = self.latest_version(path).await.unwrap_or(None);
+                }
+                other => return other,
+            }
+        }
+        Err(SecretError::Conflict {
+            path: full,
+            expected,
+            actual: latest.map(|l| l.version),
+        })
     }
 
     async fn delete(&self, path: &str) -> Result<(), SecretError> {

@@ -18,8 +18,9 @@ pub struct Versioned<T> {
 /// How a write treats what is already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
-    /// Check-and-set: `None` means "must not exist yet"; `Some(v)` means "must still be at
-    /// version `v`". A mismatch is [`SecretError::Conflict`]. This is the default.
+    /// Check-and-set: `None` means "must not exist yet" (as [`SecretStore::get`] sees it: never
+    /// written, or its latest version deleted); `Some(v)` means "must still be at version `v`".
+    /// A mismatch is [`SecretError::Conflict`]. This is the default.
     Cas(Option<u64>),
     /// Write whatever is there. Only for callers that have decided losing a concurrent edit is fine.
     Overwrite,

@@ -2,9 +2,7 @@
 //! reuse of a cached session without logging in, renewal, fall-through on a revoked token,
 //! re-authentication mid-run, and that no token or password reaches `Debug`, errors or logs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use harmony_secret::session::{Session, SessionCache};
@@ -17,44 +15,9 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-const POLICY: &str = r#"
-path "secret/data/harmony/*" { capabilities = ["create", "read", "update", "delete"] }
-path "secret/metadata/harmony/*" { capabilities = ["read", "delete", "list"] }
-"#;
+mod support;
 
-/// Everything any test in this binary logs, at TRACE, from every crate (reqwest and hyper too).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || SharedWriter(writer.clone()))
-            .finish();
-        // Another harness may have installed one; then this binary's logs go there instead and
-        // the leak test below fails loudly rather than passing on an empty buffer.
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct SharedWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{POLICY, captured_logs, captured_text};
 
 /// A dev OpenBao with userpass user `user` / `password` allowed to use `secret/harmony/*`.
 async fn server_with_user(user: &str, password: &str, ttl: &str) -> anyhow::Result<OpenbaoServer> {
@@ -425,8 +388,7 @@ async fn no_secret_in_debug_errors_or_logs() -> anyhow::Result<()> {
     texts.push(format!("{err} {err:?}"));
 
     let root = bao.root_token().unwrap_or_default().to_owned();
-    let log_text =
-        String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let log_text = captured_text(&logs);
     assert!(
         log_text.contains("signed in to OpenBao"),
         "the capture works (else this test proves nothing): {} bytes",

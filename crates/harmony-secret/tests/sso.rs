@@ -4,8 +4,7 @@
 //!
 //! Each test owns its provider, OpenBao and session directory.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harmony_secret::oidc::{
@@ -22,42 +21,9 @@ use harmony_testkit::oidc::{JwtRole, OidcProvider, OidcProviderOptions};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-const POLICY: &str = r#"
-path "secret/data/harmony/*" { capabilities = ["create", "read", "update", "delete"] }
-path "secret/metadata/harmony/*" { capabilities = ["read", "delete", "list"] }
-"#;
+mod support;
 
-/// Everything this test binary logs, at TRACE, from every crate (reqwest and hyper too).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || SharedWriter(writer.clone()))
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct SharedWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{POLICY, captured_logs, captured_text};
 
 /// What the "person" does with a user code shown by the notifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -747,10 +713,7 @@ async fn no_token_of_any_kind_in_logs_debug_or_errors() -> anyhow::Result<()> {
         ("tokens Debug", format!("{tokens:?}")),
         ("exchange error", format!("{refused} / {refused:?}")),
         ("refresh error", format!("{stale} / {stale:?}")),
-        (
-            "logs",
-            String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned(),
-        ),
+        ("logs", captured_text(&logs)),
     ];
     for (secret_name, secret) in &secrets {
         assert!(

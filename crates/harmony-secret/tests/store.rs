@@ -93,6 +93,53 @@ async fn crud_and_list() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A document whose latest version was deleted outside Harmony (`bao kv delete`, a soft
+/// delete that keeps the metadata) reads as absent, so a create-only write must succeed on it,
+/// still as a check-and-set: KV v2 itself would refuse `cas: 0` there forever.
+#[tokio::test]
+async fn create_only_write_succeeds_over_a_soft_deleted_document() -> anyhow::Result<()> {
+    let bao = OpenbaoServer::dev().await?;
+    let store = root_store(&bao, "soft").await?;
+    store
+        .put("app", &json!({"v": 1}), WriteMode::Cas(None))
+        .await?;
+    bao.root_call(reqwest::Method::DELETE, "secret/data/soft/app", None)
+        .await?;
+    assert_eq!(
+        store.get("app").await?,
+        None,
+        "soft-deleted reads as absent"
+    );
+
+    assert_eq!(
+        store
+            .put("app", &json!({"v": 2}), WriteMode::Cas(None))
+            .await?,
+        2
+    );
+    assert_eq!(
+        store.get("app").await?.map(|d| d.value),
+        Some(json!({"v": 2}))
+    );
+    // Live again: create-only conflicts, naming the version it found.
+    let err = store
+        .put("app", &json!({"v": 3}), WriteMode::Cas(None))
+        .await
+        .expect_err("exists");
+    assert!(
+        matches!(
+            err,
+            SecretError::Conflict {
+                expected: None,
+                actual: Some(2),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn cas_conflict_between_two_writers_loses_nothing() -> anyhow::Result<()> {
     let bao = OpenbaoServer::dev().await?;

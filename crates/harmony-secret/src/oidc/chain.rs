@@ -90,18 +90,14 @@ impl SsoLogin {
 
     /// From a variable lookup: `None` unless `HARMONY_SSO_URL` is set; then
     /// `HARMONY_SSO_CLIENT_ID` (required), `HARMONY_SSO_PROJECT_ID`, `OPENBAO_JWT_AUTH_MOUNT`,
-    /// `OPENBAO_JWT_ROLE`, `HARMONY_NON_INTERACTIVE` (`1`/`true`/`yes`: never start a device
-    /// flow) and `HARMONY_SSO_OPEN_BROWSER`.
+    /// `OPENBAO_JWT_ROLE`, `HARMONY_NON_INTERACTIVE` (`1`/`true`/`yes`/`on`: never start a
+    /// device flow) and `HARMONY_SSO_OPEN_BROWSER`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
         use harmony_env::vars;
         let Some(sso) = SsoSettings::from_lookup(&lookup)? else {
             return Ok(None);
         };
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| crate::settings::trimmed_var(&lookup, name);
         let mut login = Self::new(sso);
         if let Some(mount) = get(vars::OPENBAO_JWT_AUTH_MOUNT) {
             login.jwt_mount = mount;
@@ -389,19 +385,11 @@ async fn set_refresh_token(lock: &SessionLock, refresh_token: Option<SecretStrin
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use harmony_env::vars;
 
     use super::*;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::settings::fixed_lookup as lookup;
 
     #[test]
     fn sso_login_from_env() {

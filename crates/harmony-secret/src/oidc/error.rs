@@ -31,7 +31,8 @@ pub enum OidcError {
     },
     /// The provider could not be reached.
     #[error(
-        "the OpenID provider is unreachable ({source}); check that HARMONY_SSO_URL points at it and it is up"
+        "the OpenID provider is unreachable ({source}); check that {var} points at it and it is up",
+        var = harmony_env::vars::HARMONY_SSO_URL
     )]
     Unreachable {
         /// The transport error, with the URL.
@@ -40,7 +41,8 @@ pub enum OidcError {
     },
     /// Discovery answered with a non-success status.
     #[error(
-        "OpenID discovery at {url} answered HTTP {status}; check that HARMONY_SSO_URL is the issuer URL"
+        "OpenID discovery at {url} answered HTTP {status}; check that {var} is the issuer URL",
+        var = harmony_env::vars::HARMONY_SSO_URL
     )]
     DiscoveryStatus {
         /// The discovery URL.
@@ -58,7 +60,8 @@ pub enum OidcError {
     },
     /// Discovery describes a different issuer than the configured one.
     #[error(
-        "the provider at {configured} says its issuer is {reported}; set HARMONY_SSO_URL to exactly {reported}"
+        "the provider at {configured} says its issuer is {reported}; set {var} to exactly {reported}",
+        var = harmony_env::vars::HARMONY_SSO_URL
     )]
     IssuerMismatch {
         /// The issuer from the settings.
@@ -154,7 +157,10 @@ pub enum OidcError {
         message: String,
     },
     /// OpenBao could not be reached for the JWT login.
-    #[error("OpenBao is unreachable for the SSO login ({source}); check OPENBAO_URL")]
+    #[error(
+        "OpenBao is unreachable for the SSO login ({source}); check {var}",
+        var = harmony_env::vars::OPENBAO_URL
+    )]
     OpenbaoUnreachable {
         /// The transport error, with the URL.
         #[source]

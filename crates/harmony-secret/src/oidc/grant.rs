@@ -34,33 +34,26 @@ impl oauth2::ExtraTokenFields for IdTokenFields {}
 
 pub(crate) type IdTokenResponse = StandardTokenResponse<IdTokenFields, BasicTokenType>;
 
-/// The `oauth2` client for our public client: no secret, so the client id goes in the body.
-pub(crate) type Client = oauth2::Client<
+/// The `oauth2` client for our public client (no secret, so the client id goes in the body),
+/// with the token endpoint set; `DeviceUrl` says whether the device authorization endpoint is.
+pub(crate) type OAuthClient<DeviceUrl> = oauth2::Client<
     BasicErrorResponse,
     IdTokenResponse,
     oauth2::basic::BasicTokenIntrospectionResponse,
     oauth2::StandardRevocableToken,
     oauth2::basic::BasicRevocationErrorResponse,
     EndpointNotSet,
-    EndpointNotSet,
+    DeviceUrl,
     EndpointNotSet,
     EndpointNotSet,
     EndpointSet,
 >;
 
-/// `Client` with the device authorization endpoint set as well.
-pub(crate) type DeviceClient = oauth2::Client<
-    BasicErrorResponse,
-    IdTokenResponse,
-    oauth2::basic::BasicTokenIntrospectionResponse,
-    oauth2::StandardRevocableToken,
-    oauth2::basic::BasicRevocationErrorResponse,
-    EndpointNotSet,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
+/// For the refresh grant.
+pub(crate) type Client = OAuthClient<EndpointNotSet>;
+
+/// For the device grant.
+pub(crate) type DeviceClient = OAuthClient<EndpointSet>;
 
 impl OidcClient {
     pub(crate) fn oauth_client(&self) -> Result<Client, OidcError> {

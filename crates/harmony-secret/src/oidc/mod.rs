@@ -94,11 +94,7 @@ impl SsoSettings {
     /// error when the URL is set without a client id. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
         use harmony_env::vars;
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| crate::settings::trimmed_var(&lookup, name);
         let Some(issuer) = get(vars::HARMONY_SSO_URL) else {
             return Ok(None);
         };
@@ -192,19 +188,11 @@ impl OidcClient {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use harmony_env::vars;
 
     use super::*;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::settings::fixed_lookup as lookup;
 
     #[test]
     fn scopes_include_offline_access_and_the_zitadel_project_audience() {
