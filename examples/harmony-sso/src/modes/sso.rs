@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use harmony::zitadel::setup::load_state;
 use harmony_env::vars;
 use harmony_secret::oidc::{DeviceFlowOptions, DevicePrompt, SsoLogin, SsoSettings};
-use harmony_secret::{AuthStep, OpenbaoSettings};
+use harmony_secret::{AttemptFailure, AuthError, AuthStep, OpenbaoSettings, SecretError};
 
 use crate::cli::{Args, UsageError};
 use crate::modes::target::{LOADBALANCER, Target};
@@ -106,5 +106,23 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
             AuthStep::SilentRefresh,
             AuthStep::DeviceFlow,
         ]);
-    demo::run(settings, ui, "sso-demo").await
+    let result = demo::run(settings, ui, "sso-demo").await;
+    match result {
+        Err(e) if needed_a_person(&e) => Err(e.context(
+            "--sso-demo has no session yet and nobody to approve a sign-in: run it once from a \
+             terminal, or pass --allow-device-flow if someone watches this command's stderr",
+        )),
+        other => other,
+    }
+}
+
+/// Whether the chain stopped only because the device flow needs a person.
+fn needed_a_person(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<SecretError>(),
+            Some(SecretError::Auth(AuthError::Exhausted { attempts, .. }))
+                if attempts.iter().any(|a| a.failure == AttemptFailure::NonInteractive)
+        )
+    })
 }
