@@ -297,6 +297,21 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
     let openbao_state = data.path().join("openbao/cluster-harmony");
     std::fs::create_dir_all(&openbao_state).expect("mkdir");
     std::fs::write(openbao_state.join("init-keys.json"), "{}").expect("write");
+    let sessions = data.path().join("sessions");
+    std::fs::create_dir_all(&sessions).expect("mkdir");
+    let ours = sessions.join("a.json");
+    let theirs = sessions.join("b.json");
+    std::fs::write(
+        &ours,
+        r#"{"url":"http://bao.harmony.local:8080","identity":"x"}"#,
+    )
+    .expect("write");
+    std::fs::write(sessions.join("a.lock"), "").expect("write");
+    std::fs::write(
+        &theirs,
+        r#"{"url":"https://bao.example.com","identity":"x"}"#,
+    )
+    .expect("write");
     let path = format!(
         "{}:{}",
         bin.path().display(),
@@ -315,6 +330,9 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
         "{calls}"
     );
     assert!(!openbao_state.exists(), "local state removed");
+    assert!(!ours.exists(), "the cluster's cached session removed");
+    assert!(!sessions.join("a.lock").exists());
+    assert!(theirs.exists(), "another server's session kept");
     assert!(stdout(&output).contains("deleted k3d cluster \"harmony\""));
 }
 

@@ -7,6 +7,7 @@ use harmony::tools::Tools;
 
 use crate::cli::Args;
 use crate::modes::Ui;
+use crate::modes::target::CLUSTER_OPENBAO_URL;
 use crate::state;
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
@@ -61,10 +62,45 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
             }
         }
     }
+    let sessions = remove_sessions_for(CLUSTER_OPENBAO_URL)?;
+    if sessions > 0 {
+        println!("removed {sessions} cached session(s) for {CLUSTER_OPENBAO_URL}");
+    }
     if existed {
         println!("deleted k3d cluster {cluster:?}");
     } else {
         println!("k3d cluster {cluster:?} did not exist");
     }
     Ok(())
+}
+
+/// Deletes the cached sessions (and their lock files) whose server is `url`: they belong to the
+/// cluster being deleted. Other servers' sessions are left alone. Returns how many were removed.
+fn remove_sessions_for(url: &str) -> anyhow::Result<usize> {
+    let dir = state::data_dir()?.join("sessions");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut removed = 0;
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        // A file that cannot be read or parsed is not ours to judge: leave it.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(session) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if session.get("url").and_then(|u| u.as_str()) != Some(url) {
+            continue;
+        }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        let _ = std::fs::remove_file(path.with_extension("lock"));
+        removed += 1;
+    }
+    Ok(removed)
 }
