@@ -8,6 +8,7 @@ use harmony_config::{Config, ConfigError, ConfigManager, EnvSource, StoreSource}
 use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::modes::Ui;
 
@@ -77,6 +78,10 @@ const OVERRIDE_VAR: &str = "HARMONY_DEMO_LOG_LEVEL";
 pub async fn run(settings: OpenbaoSettings, ui: &Ui, title: &str) -> anyhow::Result<()> {
     let url = settings.url().to_owned();
     let store = OpenbaoSecretStore::connect(settings)
+        .instrument(tracing::info_span!(
+            "sign_in",
+            message = %format!("Signing in to OpenBao at {url}")
+        ))
         .await
         .with_context(|| format!("signing in to OpenBao at {url}"))?;
     let method = store.auth_method();
