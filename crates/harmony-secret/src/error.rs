@@ -13,7 +13,7 @@ use crate::auth::AuthStep;
 pub enum SecretError {
     /// OpenBao answered that it is sealed.
     #[error(
-        "OpenBao at {url} is sealed; unseal it (e.g. re-run the deploy, which unseals) and retry"
+        "OpenBao at {url} is sealed; unseal it and retry: re-running the deploy unseals the local cluster, `harmony-sso --openbao-url {url}` an existing server"
     )]
     Sealed {
         /// The server.

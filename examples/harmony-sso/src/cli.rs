@@ -9,7 +9,7 @@ use harmony_env::vars;
 /// unsealed, configured), CloudNativePG + Zitadel, the device-code app, and OpenBao's JWT auth
 /// wired to Zitadel. Re-running changes only what drifted.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "harmony-sso", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "harmony-sso", version, long_about = None, max_term_width = 100)]
 #[command(after_help = "Examples:
   harmony-sso                                  deploy or converge the local stack (needs Docker)
   harmony-sso --demo                           typed config round trip through OpenBao
@@ -107,6 +107,11 @@ pub enum UsageError {
         "--sso-url and --client-id go together: OpenBao's JWT role is bound to the client id as audience"
     )]
     SsoUrlWithoutClientId,
+    /// `--cleanup` off a terminal without `--yes`.
+    #[error(
+        "--cleanup deletes the k3d cluster {0:?} and its unseal keys; pass --yes to confirm when not running on a terminal"
+    )]
+    CleanupNeedsYes(String),
     /// `--yes` without `--cleanup`.
     #[error("--yes only applies to --cleanup")]
     YesWithoutCleanup,

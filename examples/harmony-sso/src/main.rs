@@ -44,7 +44,12 @@ fn main() -> ExitCode {
         Err(e) => {
             ui.multi
                 .suspend(|| eprintln!("error: {}", render_chain(&e)));
-            ExitCode::FAILURE
+            // A setting found missing once the mode knew what it needs is still wrong usage.
+            if e.chain().any(|c| c.is::<cli::UsageError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

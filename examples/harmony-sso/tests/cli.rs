@@ -264,7 +264,7 @@ fn cleanup_off_a_terminal_needs_yes() {
         .arg("--cleanup")
         .output()
         .expect("run");
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
 }
 
@@ -547,7 +547,7 @@ fn sso_demo_without_an_issuer_names_the_flag_before_any_work() {
         .args(["--sso-demo", "--openbao-url", "http://127.0.0.1:1"])
         .output()
         .expect("run");
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--sso-url"), "{}", stderr(&output));
     assert!(stderr(&output).contains(vars::HARMONY_SSO_URL));
 }

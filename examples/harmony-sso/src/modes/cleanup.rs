@@ -5,7 +5,7 @@ use harmony::k3d::K3d;
 use harmony::openbao::StateDir;
 use harmony::tools::Tools;
 
-use crate::cli::Args;
+use crate::cli::{Args, UsageError};
 use crate::modes::Ui;
 use crate::modes::target::CLUSTER_OPENBAO_URL;
 use crate::state;
@@ -18,10 +18,7 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
 
     if !args.yes {
         if !ui.interactive {
-            anyhow::bail!(
-                "--cleanup deletes the k3d cluster {cluster:?} and its unseal keys; \
-                 pass --yes to confirm when not running on a terminal"
-            );
+            return Err(UsageError::CleanupNeedsYes(cluster).into());
         }
         let question = format!(
             "Delete the k3d cluster {cluster:?} and its local state ({})? The OpenBao data and unseal keys are gone for good.",

@@ -22,7 +22,12 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     let report = OpenbaoBootstrap::new(&url, options)?
         .run()
         .await
-        .with_context(|| format!("bootstrapping the OpenBao at {url}"))?;
+        .with_context(|| {
+            format!(
+                "bootstrapping the OpenBao at {}",
+                url.as_str().trim_end_matches('/')
+            )
+        })?;
 
     println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
     if report.initialised {
@@ -45,9 +50,6 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
                 println!("    - {change}");
             }
         }
-    }
-    if report.nothing_changed() {
-        println!("nothing changed");
     }
     println!();
     println!("Local state: {}", state.path().display());
