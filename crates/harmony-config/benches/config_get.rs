@@ -84,7 +84,7 @@ async fn run() -> anyhow::Result<()> {
         .source(StoreSource::new(store))
         .interactive(false)
         .build();
-    manager.set(&demo()).await?;
+    manager.set(&harmony_config::Snapshot::new(demo())).await?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -59,7 +59,7 @@ mod store;
 
 pub use env::{EnvSource, parse_value};
 pub use error::{ConfigError, MissingField, MissingFields, Problem, PromptError};
-pub use manager::{ConfigManager, ConfigManagerBuilder};
+pub use manager::{ConfigManager, ConfigManagerBuilder, Snapshot};
 pub use merge::{merge_layers, merge_under};
 pub use prompt::{InquirePrompter, PromptSource, Prompter, Question, ScriptedPrompter};
 pub use schema::{ConfigSchema, Field, FieldKind};
@@ -80,6 +80,13 @@ pub trait Config: Serialize + DeserializeOwned + JsonSchema + Send + 'static {
     /// stored copy.
     const KEY: &'static str;
 }
+
+/// The folder of the store, beside the documents, where [`ConfigManager`] keeps each config's JSON
+/// schema: config `KEY`'s schema is the document `_schema/KEY` (e.g.
+/// `secret/data/harmony/_schema/my-app`). Tools that lack the Rust type (the `harmony` CLI) read
+/// it to type values, validate edits and mask `x-secret` fields. No [`Config::KEY`] can collide
+/// with it: keys start with a letter or digit.
+pub const SCHEMA_FOLDER: &str = "_schema";
 
 /// Longest accepted key (it becomes a path segment and part of variable names).
 const MAX_KEY_LEN: usize = 64;

@@ -108,6 +108,34 @@ impl fmt::Debug for ConfigManager {
     }
 }
 
+/// A config value together with the version of the stored document it was based on.
+#[derive(Clone, PartialEq)]
+pub struct Snapshot<T> {
+    /// The config (sources merged, defaults filled).
+    pub value: T,
+    /// The stored document's version (`None`: nothing was stored).
+    pub version: Option<u64>,
+}
+
+impl<T> Snapshot<T> {
+    /// A value to create: saving it with [`ConfigManager::set`] requires that nothing is stored.
+    pub fn new(value: T) -> Self {
+        Self {
+            value,
+            version: None,
+        }
+    }
+}
+
+/// Only the version: the value may hold secrets.
+impl<T> fmt::Debug for Snapshot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the sources returned for one config.
 struct Loaded {
     /// One partial per source, in priority order (empty when a source had nothing).
@@ -142,23 +170,35 @@ impl ConfigManager {
         self.resolve::<T>(true).await
     }
 
-    /// Save the whole value to the writable source with check-and-set against the version last
-    /// read (or "must not exist yet" when it was never read).
-    pub async fn set<T: Config>(&self, value: &T) -> Result<u64, ConfigError> {
-        let writable = self.writable_for(T::KEY)?;
-        let mode = WriteMode::Cas(writable.last_version(T::KEY).flatten());
-        self.set_with_mode(value, mode).await
+    /// Like [`ConfigManager::get`], together with the version of the stored document the value
+    /// is based on: hand it back to [`ConfigManager::set`] to save a change with check-and-set
+    /// against exactly what *this caller* read.
+    pub async fn get_versioned<T: Config>(&self) -> Result<Snapshot<T>, ConfigError> {
+        self.resolve_versioned::<T>(self.interactive).await
+    }
+
+    /// Save `snapshot.value` with check-and-set against `snapshot.version` (the version the caller
+    /// read; `None`: nothing may be stored yet). A concurrent save by anyone, in this process or
+    /// another, is a [`SecretError::Conflict`] inside [`ConfigError::Store`]: re-read and retry.
+    ///
+    /// Fields of the stored document that `T` does not declare (written by a newer version of the
+    /// application) are kept. The value is saved as given: values that came from the environment
+    /// are saved too. Returns the new version.
+    pub async fn set<T: Config>(&self, snapshot: &Snapshot<T>) -> Result<u64, ConfigError> {
+        self.set_with_mode(&snapshot.value, WriteMode::Cas(snapshot.version))
+            .await
     }
 
     /// Save with an explicit write mode ([`WriteMode::Overwrite`] to discard concurrent edits).
+    /// Undeclared fields of the stored document are kept, as with [`ConfigManager::set`].
     pub async fn set_with_mode<T: Config>(
         &self,
         value: &T,
         mode: WriteMode,
     ) -> Result<u64, ConfigError> {
-        validate_key(T::KEY)?;
+        let schema = self.schema::<T>()?;
         let writable = self.writable_for(T::KEY)?;
-        let doc = match serde_json::to_value(value) {
+        let mut doc = match serde_json::to_value(value) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
                 return Err(ConfigError::UnsupportedSchema {
@@ -173,9 +213,46 @@ impl ConfigManager {
                 });
             }
         };
+        // Start from the stored document so a newer app's fields survive. Under check-and-set
+        // a stored version other than the expected one is already the conflict the write would
+        // meet; say so without writing.
+        let stored = writable.read(T::KEY).await?;
+        if let WriteMode::Cas(expected) = mode {
+            let actual = stored.as_ref().map(|d| d.version);
+            if actual != expected {
+                return Err(ConfigError::Store {
+                    key: T::KEY.to_owned(),
+                    action: "writing",
+                    location: writable.describe(T::KEY),
+                    source: Box::new(SecretError::Conflict {
+                        path: writable.describe(T::KEY),
+                        expected,
+                        actual,
+                    }),
+                });
+            }
+        }
+        if let Some(stored) = &stored {
+            schema.keep_undeclared(&stored.value, &mut doc);
+        }
         let version = writable.write(T::KEY, &doc, mode).await?;
         tracing::info!(config = T::KEY, at = %writable.describe(T::KEY), version, "config saved");
+        self.save_schema(writable, &schema).await;
         Ok(version)
+    }
+
+    /// Keep the schema beside the document for tools without the Rust type (the `harmony` CLI).
+    /// The document is what matters: failing to store its schema is a warning, not an error.
+    async fn save_schema(&self, writable: &dyn WritableSource, schema: &ConfigSchema) {
+        match writable.save_schema(schema.key(), schema.json()).await {
+            Ok(true) => tracing::debug!(config = schema.key(), "stored the config's schema"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                config = schema.key(),
+                error = %e,
+                "the config was saved but its schema was not; the harmony CLI will treat it as untyped"
+            ),
+        }
     }
 
     fn writable(&self) -> Option<&dyn WritableSource> {
@@ -235,6 +312,10 @@ impl ConfigManager {
     }
 
     async fn resolve<T: Config>(&self, prompt: bool) -> Result<T, ConfigError> {
+        Ok(self.resolve_versioned::<T>(prompt).await?.value)
+    }
+
+    async fn resolve_versioned<T: Config>(&self, prompt: bool) -> Result<Snapshot<T>, ConfigError> {
         let schema = self.schema::<T>()?;
         let key = schema.key();
         let mut loaded = self.load_all(&schema).await?;
@@ -242,7 +323,10 @@ impl ConfigManager {
         schema.fill_defaults(&mut merged);
         let missing: Vec<Field> = schema.missing(&merged).into_iter().cloned().collect();
         if missing.is_empty() {
-            return finish::<T>(&schema, merged);
+            return Ok(Snapshot {
+                value: finish::<T>(&schema, merged)?,
+                version: loaded.stored_version,
+            });
         }
         if !prompt {
             return Err(self.missing_error(&schema, &missing));
@@ -256,7 +340,10 @@ impl ConfigManager {
             );
             let mut full = merge_layers(loaded.layers.iter().chain([&answers]));
             schema.fill_defaults(&mut full);
-            return self.complete::<T>(&schema, full);
+            return Ok(Snapshot {
+                value: self.complete::<T>(&schema, full)?,
+                version: None,
+            });
         };
 
         // One retry on conflict: a teammate saving at the same moment is expected; twice in a
@@ -280,7 +367,11 @@ impl ConfigManager {
                         fields = ?missing.iter().map(Field::dotted).collect::<Vec<_>>(),
                         "saved the prompted fields"
                     );
-                    return Ok(value);
+                    self.save_schema(writable, &schema).await;
+                    return Ok(Snapshot {
+                        value,
+                        version: Some(version),
+                    });
                 }
                 Err(ConfigError::Store { source, .. })
                     if !retried && matches!(*source, SecretError::Conflict { .. }) =>

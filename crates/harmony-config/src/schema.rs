@@ -131,6 +131,8 @@ enum Shape {
 #[derive(Debug, Clone)]
 pub struct ConfigSchema {
     key: String,
+    /// The JSON schema as generated (what is stored beside the document for the CLI).
+    json: Value,
     root: Node,
     fields: Vec<Field>,
 }
@@ -165,9 +167,23 @@ impl ConfigSchema {
         collect_fields(&root, &mut Vec::new(), false, None, &mut fields);
         Ok(Self {
             key: key.to_owned(),
+            json: schema.clone(),
             root,
             fields,
         })
+    }
+
+    /// The JSON schema this was built from: what [`crate::ConfigManager`] stores beside the
+    /// document (at `_schema/<KEY>`) so tools without the Rust type can type, check and mask it.
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+
+    /// Copy into `new` every field of `stored` that this schema does not declare (at any depth of
+    /// declared structs): fields written by a newer version of the application survive a write by
+    /// an older one. Declared fields are left as `new` has them.
+    pub fn keep_undeclared(&self, stored: &Map<String, Value>, new: &mut Map<String, Value>) {
+        keep_undeclared(&self.root, stored, new);
     }
 
     /// The config key this schema belongs to.
@@ -228,6 +244,26 @@ impl ConfigSchema {
         // Longest first so a secret containing another is replaced whole.
         out.sort_by_key(|s| std::cmp::Reverse(s.len()));
         out
+    }
+}
+
+fn keep_undeclared(node: &Node, stored: &Map<String, Value>, new: &mut Map<String, Value>) {
+    let Shape::Struct { props, .. } = &node.shape else {
+        return;
+    };
+    for (name, value) in stored {
+        match props.iter().find(|(p, _)| p == name) {
+            None => {
+                new.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+            Some((_, child)) => {
+                if let (Value::Object(stored_child), Some(Value::Object(new_child))) =
+                    (value, new.get_mut(name))
+                {
+                    keep_undeclared(child, stored_child, new_child);
+                }
+            }
+        }
     }
 }
 

@@ -44,14 +44,17 @@ pub trait ConfigSource: Send + Sync {
 }
 
 /// A source that can also save whole configs with check-and-set.
+///
+/// Versions are never remembered here: each caller passes the version *it* read, so two tasks
+/// sharing one source cannot overwrite each other's saves.
 pub trait WritableSource: Send + Sync {
-    /// Read the stored document of `key` with its version (and remember the version).
+    /// Read the stored document of `key` with its version.
     fn read<'a>(
         &'a self,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Versioned<Partial>>, ConfigError>>;
 
-    /// Save the whole document of `key`; returns the new version (and remembers it).
+    /// Save the whole document of `key`; returns the new version.
     fn write<'a>(
         &'a self,
         key: &'a str,
@@ -59,9 +62,17 @@ pub trait WritableSource: Send + Sync {
         mode: WriteMode,
     ) -> BoxFuture<'a, Result<u64, ConfigError>>;
 
-    /// The version last read or written for `key`: `None` when never seen, `Some(None)` when it
-    /// was read and absent.
-    fn last_version(&self, key: &str) -> Option<Option<u64>>;
+    /// Store the JSON schema of `key` beside its document (see [`crate::SCHEMA_FOLDER`]) when
+    /// the stored one differs. Returns whether it wrote. A source that cannot keep schemas
+    /// returns `Ok(false)`.
+    fn save_schema<'a>(
+        &'a self,
+        key: &'a str,
+        schema: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<bool, ConfigError>> {
+        let _ = (key, schema);
+        Box::pin(async { Ok(false) })
+    }
 
     /// Where `key` is stored, for messages (e.g. `secret/data/harmony/demo-app`).
     fn describe(&self, key: &str) -> String;

@@ -1,12 +1,12 @@
 //! Configuration stored in a [`SecretStore`] (OpenBao KV v2 in production): the team's shared
 //! copy.
 //!
-//! The document of config `KEY` lives at path `KEY` of the store. Every read remembers the
-//! version it saw, so the next write is a check-and-set against exactly what this process based
-//! its change on; a teammate's concurrent edit then surfaces as a conflict instead of being
-//! overwritten.
+//! The document of config `KEY` lives at path `KEY` of the store, its JSON schema at
+//! `_schema/KEY` ([`crate::SCHEMA_FOLDER`]). Reads hand back the version they saw and writes are
+//! check-and-set against the version the caller passes, so a teammate's concurrent edit surfaces
+//! as a conflict instead of being overwritten.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -19,8 +19,8 @@ use crate::{ConfigError, ConfigSchema, Field};
 /// A config source and sink backed by a [`SecretStore`].
 pub struct StoreSource<S> {
     store: S,
-    /// Last version seen per key (`None`: read and absent).
-    versions: Mutex<HashMap<String, Option<u64>>>,
+    /// Keys whose stored schema this process has already checked or written.
+    schemas_known: Mutex<HashSet<String>>,
 }
 
 impl<S: SecretStore> fmt::Debug for StoreSource<S> {
@@ -36,7 +36,7 @@ impl<S: SecretStore> StoreSource<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            versions: Mutex::new(HashMap::new()),
+            schemas_known: Mutex::new(HashSet::new()),
         }
     }
 
@@ -45,13 +45,7 @@ impl<S: SecretStore> StoreSource<S> {
         &self.store
     }
 
-    fn remember(&self, key: &str, version: Option<u64>) {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
-        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        versions.insert(key.to_owned(), version);
-    }
-
-    /// Read the document of `key` and remember its version.
+    /// Read the document of `key` with its version.
     pub async fn read_versioned(
         &self,
         key: &str,
@@ -68,10 +62,8 @@ impl<S: SecretStore> StoreSource<S> {
                 source: Box::new(source),
             })?;
         let Some(doc) = doc else {
-            self.remember(key, None);
             return Ok(None);
         };
-        self.remember(key, Some(doc.version));
         match doc.value {
             Value::Object(map) => Ok(Some(Versioned {
                 value: map,
@@ -84,7 +76,7 @@ impl<S: SecretStore> StoreSource<S> {
         }
     }
 
-    /// Write the whole document of `key`; remembers and returns the new version.
+    /// Write the whole document of `key`; returns the new version.
     pub async fn write_doc(
         &self,
         key: &str,
@@ -102,8 +94,50 @@ impl<S: SecretStore> StoreSource<S> {
                     location: self.store.describe(key),
                     source: Box::new(source),
                 })?;
-        self.remember(key, Some(version));
         Ok(version)
+    }
+
+    /// Store `schema` at `_schema/<key>` unless it is already there (checked once per process).
+    pub async fn store_schema(&self, key: &str, schema: &Value) -> Result<bool, ConfigError> {
+        if self.schema_known(key) {
+            return Ok(false);
+        }
+        let path = format!("{}/{key}", crate::SCHEMA_FOLDER);
+        let store_error = |action: &'static str, source| ConfigError::Store {
+            key: key.to_owned(),
+            action,
+            location: self.store.describe(&path),
+            source: Box::new(source),
+        };
+        let current = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| store_error("reading the schema of", e))?;
+        let wrote = match current {
+            Some(doc) if &doc.value == schema => false,
+            current => {
+                let mode = WriteMode::Cas(current.map(|d| d.version));
+                self.store
+                    .put(&path, schema, mode)
+                    .await
+                    .map_err(|e| store_error("writing the schema of", e))?;
+                true
+            }
+        };
+        self.schemas_known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
+        Ok(wrote)
+    }
+
+    fn schema_known(&self, key: &str) -> bool {
+        // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
+        self.schemas_known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
     }
 }
 
@@ -150,9 +184,12 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
         Box::pin(self.write_doc(key, value, mode))
     }
 
-    fn last_version(&self, key: &str) -> Option<Option<u64>> {
-        let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        versions.get(key).copied()
+    fn save_schema<'a>(
+        &'a self,
+        key: &'a str,
+        schema: &'a Value,
+    ) -> BoxFuture<'a, Result<bool, ConfigError>> {
+        Box::pin(self.store_schema(key, schema))
     }
 
     fn describe(&self, key: &str) -> String {

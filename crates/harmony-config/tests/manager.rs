@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use harmony_config::{
     Config, ConfigError, ConfigManager, EnvSource, PromptError, Prompter, Question,
-    ScriptedPrompter, StoreSource,
+    ScriptedPrompter, Snapshot, StoreSource,
 };
 use harmony_secret::WriteMode;
 use schemars::JsonSchema;
@@ -123,6 +123,11 @@ async fn prompted_fields_are_written_back_with_cas_without_env_overrides() -> an
     assert_eq!(
         store.0.puts(),
         [("demo-app".to_owned(), WriteMode::Cas(Some(v1)))]
+    );
+    // ... and the schema stored beside it, once.
+    assert_eq!(
+        store.0.all_puts().last(),
+        Some(&("_schema/demo-app".to_owned(), WriteMode::Cas(None)))
     );
     let (doc, version) = store.0.doc("demo-app").expect("written");
     assert_eq!(version, v1 + 1);
@@ -270,25 +275,28 @@ async fn set_uses_cas_against_the_version_read() -> anyhow::Result<()> {
     let store = Shared::default();
     let m = manager(&[], &store).interactive(false).build();
 
-    // Never read, nothing stored: Cas(None) creates it.
-    assert_eq!(m.set(&demo()).await?, 1);
-    assert_eq!(m.get::<DemoApp>().await?, demo());
+    // Nothing stored: a new snapshot (version None) creates it.
+    assert_eq!(m.set(&Snapshot::new(demo())).await?, 1);
+    let read = m.get_versioned::<DemoApp>().await?;
+    assert_eq!((read.value.clone(), read.version), (demo(), Some(1)));
 
     // Read at 1, then a teammate writes 2: our set must conflict, not overwrite.
     store.0.insert("demo-app", serde_json::to_value(demo())?);
-    let mut mine = demo();
-    mine.greeting = "mine".into();
+    let mut mine = read;
+    mine.value.greeting = "mine".into();
     let err = m.set(&mine).await.expect_err("stale version");
     assert!(err.to_string().contains("changed concurrently"), "{err}");
+    assert_eq!(store.0.puts().len(), 1, "a stale set writes nothing");
 
     // After re-reading it succeeds; an explicit overwrite always does.
-    let _: DemoApp = m.get().await?;
-    assert_eq!(m.set(&mine).await?, 3);
+    let mut fresh = m.get_versioned::<DemoApp>().await?;
+    assert_eq!(fresh.version, Some(2));
+    fresh.value.greeting = "mine".into();
+    assert_eq!(m.set(&fresh).await?, 3);
     assert_eq!(m.set_with_mode(&demo(), WriteMode::Overwrite).await?, 4);
 
-    // A fresh manager that never read cannot blindly replace an existing document.
-    let fresh = manager(&[], &store).interactive(false).build();
-    assert!(fresh.set(&mine).await.is_err());
+    // A caller that read nothing cannot blindly replace an existing document.
+    assert!(m.set(&Snapshot::new(demo())).await.is_err());
     Ok(())
 }
 
@@ -298,7 +306,7 @@ async fn set_without_a_store_says_what_to_add() {
         .source(EnvSource::from_map(Vec::<(String, String)>::new()))
         .interactive(false)
         .build();
-    let err = m.set(&demo()).await.expect_err("no store");
+    let err = m.set(&Snapshot::new(demo())).await.expect_err("no store");
     assert!(err.to_string().contains("add a StoreSource"), "{err}");
 }
 
@@ -379,7 +387,7 @@ async fn invalid_key_is_rejected_before_any_io() {
     let m = manager(&[], &store).interactive(false).build();
     let err = m.get::<BadKey>().await.expect_err("bad key");
     assert!(matches!(err, ConfigError::InvalidKey { .. }), "{err:?}");
-    assert!(m.set(&BadKey { a: 1 }).await.is_err());
+    assert!(m.set(&Snapshot::new(BadKey { a: 1 })).await.is_err());
     assert!(store.0.puts().is_empty());
 }
 

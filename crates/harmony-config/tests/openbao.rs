@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use harmony_config::{
-    ConfigError, ConfigManager, EnvSource, PromptError, Prompter, Question, ScriptedPrompter,
-    StoreSource,
+    ConfigError, ConfigManager, EnvSource, PromptError, Prompter, Question, SCHEMA_FOLDER,
+    ScriptedPrompter, Snapshot, StoreSource,
 };
 use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode};
 use harmony_testkit::OpenbaoServer;
@@ -71,7 +71,7 @@ async fn env_overrides_one_field_of_a_stored_config() -> anyhow::Result<()> {
         .await?
         .interactive(false)
         .build()
-        .set(&demo())
+        .set(&Snapshot::new(demo()))
         .await?;
 
     let m = bao
@@ -100,16 +100,17 @@ async fn env_overrides_one_field_of_a_stored_config() -> anyhow::Result<()> {
 async fn set_get_round_trip_with_cas() -> anyhow::Result<()> {
     let bao = Bao::start().await?;
     let m = bao.manager(&[]).await?.interactive(false).build();
-    assert_eq!(m.set(&demo()).await?, 1);
+    assert_eq!(m.set(&Snapshot::new(demo())).await?, 1);
+    let mine = m.get_versioned::<DemoApp>().await?;
 
     let other = bao.manager(&[]).await?.interactive(false).build();
-    assert_eq!(other.get::<DemoApp>().await?, demo());
+    let mut theirs = other.get_versioned::<DemoApp>().await?;
+    assert_eq!((&theirs.value, theirs.version), (&demo(), Some(1)));
 
-    // `other` read version 1 and saves 2; `m` still holds 1, so its blind save is refused.
-    let mut changed = demo();
-    changed.greeting = "changed by other".into();
-    assert_eq!(other.set(&changed).await?, 2);
-    let err = m.set(&demo()).await.expect_err("stale write must conflict");
+    // `other` read version 1 and saves 2; `m` still holds 1, so its save is refused.
+    theirs.value.greeting = "changed by other".into();
+    assert_eq!(other.set(&theirs).await?, 2);
+    let err = m.set(&mine).await.expect_err("stale write must conflict");
     assert!(
         err.to_string().contains("changed concurrently")
             && err.to_string().contains("secret/data/harmony/demo-app"),
@@ -262,5 +263,110 @@ async fn concurrent_write_back_conflict_keeps_the_other_writers_data() -> anyhow
     );
     assert_eq!(stored.value["log_level"], "info");
     assert_eq!(got.greeting, "teammate");
+    Ok(())
+}
+
+/// Review finding 7: two tasks share one manager; each must check-and-set against the version
+/// *it* read, not the last version the process saw.
+#[tokio::test]
+async fn stale_writer_in_another_task_of_the_same_manager_conflicts() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let m = Arc::new(bao.manager(&[]).await?.interactive(false).build());
+    m.set(&Snapshot::new(demo())).await?;
+
+    // Task A reads version 1 and takes its time.
+    let a_read = m.get_versioned::<DemoApp>().await?;
+    // Task B reads, changes and saves: version 2.
+    let b = {
+        let m = Arc::clone(&m);
+        tokio::spawn(async move {
+            let mut b = m.get_versioned::<DemoApp>().await?;
+            b.value.greeting = "saved by task B".into();
+            m.set(&b).await
+        })
+    };
+    assert_eq!(b.await??, 2);
+
+    // Task A saves what it based on version 1: refused, B's save survives.
+    let mut a = a_read;
+    a.value.beta = true;
+    let err = m.set(&a).await.expect_err("task A never saw version 2");
+    assert!(err.to_string().contains("changed concurrently"), "{err}");
+    let stored = bao
+        .store()
+        .await?
+        .get("demo-app")
+        .await?
+        .context("stored")?;
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.value["greeting"], "saved by task B");
+    Ok(())
+}
+
+/// Review finding 8: a write keeps the fields of the stored document that the writing type does
+/// not declare (written by a newer version of the app), at the top level and nested.
+#[tokio::test]
+async fn set_keeps_fields_a_newer_app_wrote() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let mut newer = serde_json::to_value(demo())?;
+    newer["feature_flags"] = json!({"dark_mode": true});
+    newer["database"]["pool_size"] = json!(9);
+    bao.store()
+        .await?
+        .put("demo-app", &newer, WriteMode::Cas(None))
+        .await?;
+
+    let m = bao.manager(&[]).await?.interactive(false).build();
+    let mut mine = m.get_versioned::<DemoApp>().await?;
+    mine.value.database.port = 6000;
+    m.set(&mine).await?;
+
+    let stored = bao
+        .store()
+        .await?
+        .get("demo-app")
+        .await?
+        .context("stored")?;
+    assert_eq!(stored.value["database"]["port"], 6000, "my change is saved");
+    assert_eq!(stored.value["feature_flags"], json!({"dark_mode": true}));
+    assert_eq!(stored.value["database"]["pool_size"], 9);
+    Ok(())
+}
+
+/// The schema lives in the store: every write stores the config's JSON schema at
+/// `_schema/<KEY>`, and only when it changed (a second save writes no new schema version).
+#[tokio::test]
+async fn writes_store_the_schema_beside_the_document_once() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let schema_path = format!("{SCHEMA_FOLDER}/demo-app");
+    let m = bao.manager(&[]).await?.interactive(false).build();
+    m.set(&Snapshot::new(demo())).await?;
+
+    let store = bao.store().await?;
+    let stored = store.get(&schema_path).await?.context("schema stored")?;
+    assert_eq!(stored.version, 1);
+    let want = harmony_config::ConfigSchema::of::<DemoApp>("demo-app")?;
+    assert_eq!(&stored.value, want.json());
+    // What tools without the Rust type need is there: secret markers and descriptions.
+    let text = stored.value.to_string();
+    assert!(
+        text.contains("x-secret") && text.contains("writeOnly"),
+        "{text}"
+    );
+    assert!(text.contains("TCP port of the PostgreSQL server"), "{text}");
+    // ... and the schema can be read back into the same field tree.
+    let back = harmony_config::ConfigSchema::from_json("demo-app", &stored.value)?;
+    assert_eq!(back.fields(), want.fields());
+
+    // Another process saving the same type does not write the schema again.
+    let again = bao.manager(&[]).await?.interactive(false).build();
+    let mut read = again.get_versioned::<DemoApp>().await?;
+    read.value.beta = true;
+    again.set(&read).await?;
+    assert_eq!(store.get(&schema_path).await?.context("schema")?.version, 1);
+
+    // The folder is not a config: listing the prefix shows it as a folder apart.
+    let names = store.list("").await?;
+    assert!(names.contains(&"_schema/".to_owned()), "{names:?}");
     Ok(())
 }

@@ -129,7 +129,10 @@ async fn test_config_manager_openbao_backend() {
         name: "live".into(),
         replicas: 1,
     };
-    manager.set(&value).await.expect("set with check-and-set");
+    manager
+        .set(&harmony_config::Snapshot::new(value))
+        .await
+        .expect("set with check-and-set");
     let resolved: LiveConfig = manager.get().await.expect("get");
     assert_eq!(resolved.name, "live");
     assert_eq!(resolved.replicas, 9, "the environment wins field by field");

@@ -109,7 +109,16 @@ impl MemoryStore {
         version
     }
 
+    /// The writes of documents, in order (the schemas kept beside them are left out).
     pub fn puts(&self) -> Vec<(String, WriteMode)> {
+        self.all_puts()
+            .into_iter()
+            .filter(|(path, _)| !path.starts_with("_schema/"))
+            .collect()
+    }
+
+    /// Every write, schemas included.
+    pub fn all_puts(&self) -> Vec<(String, WriteMode)> {
         self.puts.lock().expect("lock").clone()
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use harmony_config::{Config, ConfigError, ConfigManager, EnvSource, StoreSource};
+use harmony_config::{Config, ConfigManager, EnvSource, Snapshot, StoreSource};
 use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ pub struct DemoConfig {
 }
 
 /// Database settings of the demo application.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DemoDatabase {
     /// Host name of the PostgreSQL server.
     pub host: String,
@@ -36,6 +36,17 @@ pub struct DemoDatabase {
     /// Password of the application's database user.
     #[schemars(extend("x-secret" = true))]
     pub password: String,
+}
+
+/// The password is a secret: never shown, not even in debug output.
+impl std::fmt::Debug for DemoDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoDatabase")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &"[redacted]")
+            .finish()
+    }
 }
 
 fn default_log_level() -> String {
@@ -94,13 +105,18 @@ pub async fn run(settings: OpenbaoSettings, ui: &Ui, title: &str) -> anyhow::Res
         .source(StoreSource::new(Arc::clone(&store)))
         .interactive(false)
         .build();
-    match writer.get::<DemoConfig>().await {
-        Ok(_) | Err(ConfigError::Missing(_)) => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {location}")),
-    }
+    // The version stored now (even when the stored value is incomplete for `DemoConfig`).
+    let read_at = store
+        .get(DemoConfig::KEY)
+        .await
+        .with_context(|| format!("reading {location}"))?
+        .map(|doc| doc.version);
     let sample = DemoConfig::sample();
     let version = writer
-        .set(&sample)
+        .set(&Snapshot {
+            value: sample.clone(),
+            version: read_at,
+        })
         .await
         .with_context(|| format!("writing the demo config to {location}"))?;
     ui.note(format!("wrote {location} (version {version})"));
@@ -147,4 +163,21 @@ pub async fn run(settings: OpenbaoSettings, ui: &Ui, title: &str) -> anyhow::Res
         serde_json::to_string_pretty(&resolved.redacted_json())?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review finding 9: `Debug` of the demo config must not show the database password.
+    #[test]
+    fn debug_masks_the_database_password() {
+        let sample = DemoConfig::sample();
+        let shown = format!("{sample:?} {:#?}", sample.database);
+        assert!(!shown.contains(&sample.database.password), "{shown}");
+        assert!(
+            shown.contains("db.harmony.local") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+    }
 }
