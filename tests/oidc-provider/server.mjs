@@ -22,10 +22,19 @@
 //                            [{ "at_ms": <epoch ms>, "outcome": "authorization_pending" | ... }]
 //   GET /harmony-test/refreshes  the same for refresh-token grants: outcome `tokens` or the
 //                            OAuth error (`invalid_grant` for a revoked or already-used token)
+//   GET /harmony-test/ci-jobs?claims=<JSON object>  registers a CI job whose id_tokens carry
+//                            those claims (e.g. repository, ref, job_workflow_ref); answers
+//                            {"request_token": "..."}
+//   GET /harmony-test/github/token?audience=AUD  with `Authorization: Bearer <request_token>`:
+//                            a CI id_token as GitHub Actions' token endpoint hands it out,
+//                            {"value": "<JWT>"} — signed with this provider's key (so OpenBao
+//                            verifies it through this issuer's discovery), `iss` this issuer,
+//                            `aud` AUD (GitHub's default when absent: https://github.com/<owner>),
+//                            5 minutes of life; 401 for an unknown request token
 //
 // Prints exactly one line `ready <issuer>` to stdout once listening; logs go to stderr.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
@@ -141,6 +150,65 @@ provider.proxy = false;
 
 const polls = [];
 const refreshes = [];
+const ciJobs = new Map();
+
+function base64url(value) {
+  return Buffer.from(value).toString('base64url');
+}
+
+// A CI job's id_token: a JWT signed with the provider's own key, as a CI platform signs its own.
+function ciIdToken(claims, audience) {
+  const now = Math.floor(Date.now() / 1000);
+  const header = { alg: 'RS256', typ: 'JWT', kid: signingKey.kid };
+  const payload = {
+    ...claims,
+    iss: issuer,
+    aud: audience,
+    iat: now,
+    nbf: now - 5,
+    exp: now + 300,
+    jti: randomBytes(16).toString('hex'),
+  };
+  const input = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(payload))}`;
+  const signature = createSign('RSA-SHA256').update(input).sign(privateKey).toString('base64url');
+  return `${input}.${signature}`;
+}
+
+function ciEndpoints(ctx) {
+  if (ctx.method !== 'GET') return false;
+  if (ctx.path === '/harmony-test/ci-jobs') {
+    let claims;
+    try {
+      claims = JSON.parse(ctx.query.claims ?? '{}');
+    } catch {
+      claims = undefined;
+    }
+    if (!claims || typeof claims !== 'object' || Array.isArray(claims)) {
+      ctx.status = 400;
+      ctx.body = { error: 'claims must be a JSON object' };
+      return true;
+    }
+    const requestToken = randomBytes(24).toString('hex');
+    ciJobs.set(requestToken, claims);
+    ctx.body = { request_token: requestToken };
+    return true;
+  }
+  if (ctx.path === '/harmony-test/github/token') {
+    const auth = ctx.get('authorization');
+    const match = /^bearer\s+(.+)$/i.exec(auth);
+    const claims = match ? ciJobs.get(match[1]) : undefined;
+    if (!claims) {
+      ctx.status = 401;
+      ctx.body = { message: 'Bad credentials' };
+      return true;
+    }
+    const owner = String(claims.repository_owner ?? claims.repository ?? '').split('/')[0];
+    const audience = ctx.query.audience ?? `https://github.com/${owner}`;
+    ctx.body = { count: 1, value: ciIdToken(claims, audience) };
+    return true;
+  }
+  return false;
+}
 
 provider.use(async (ctx, next) => {
   const testLogs = { '/harmony-test/polls': polls, '/harmony-test/refreshes': refreshes };
@@ -149,6 +217,7 @@ provider.use(async (ctx, next) => {
     ctx.body = JSON.stringify(testLogs[ctx.path]);
     return;
   }
+  if (ciEndpoints(ctx)) return;
   await next();
   if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200
       && interval !== undefined && ctx.body && typeof ctx.body === 'object') {

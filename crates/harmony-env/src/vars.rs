@@ -62,3 +62,24 @@ pub const PATH: &str = "PATH";
 
 /// Cluster name the `#[ignore]` live tests of the CLI read state for (default `harmony`).
 pub const HARMONY_LIVE_CLUSTER: &str = "HARMONY_LIVE_CLUSTER";
+
+/// GitHub Actions: the URL a job requests its OIDC id_token from (set when the workflow has
+/// `permissions: id-token: write`).
+pub const ACTIONS_ID_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+/// GitHub Actions: the bearer token for [`ACTIONS_ID_TOKEN_REQUEST_URL`].
+pub const ACTIONS_ID_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+/// GitHub Actions: `OWNER/REPO` of the running workflow (names the default CI role).
+pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+/// GitLab CI: `GROUP/PROJECT` of the running pipeline (names the default CI role).
+pub const CI_PROJECT_PATH: &str = "CI_PROJECT_PATH";
+/// A CI job's OIDC id_token itself (GitLab `id_tokens:`, or any CI), for the `jwt-ci` login.
+pub const HARMONY_OIDC_TOKEN: &str = "HARMONY_OIDC_TOKEN";
+/// A file holding a CI job's OIDC id_token (read at sign-in).
+pub const HARMONY_OIDC_TOKEN_FILE: &str = "HARMONY_OIDC_TOKEN_FILE";
+/// The OpenBao JWT role a CI job signs in with (default: derived from the repository, as the
+/// bootstrap's `--ci` names it, e.g. `github-acme-app`).
+pub const HARMONY_CI_ROLE: &str = "HARMONY_CI_ROLE";
+/// The audience a CI id_token is requested for and bound to (default: the OpenBao URL).
+pub const HARMONY_CI_AUDIENCE: &str = "HARMONY_CI_AUDIENCE";
+/// The JWT auth mount trusting CI issuers (default `jwt-ci`).
+pub const HARMONY_CI_AUTH_MOUNT: &str = "HARMONY_CI_AUTH_MOUNT";

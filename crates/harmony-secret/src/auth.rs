@@ -38,6 +38,8 @@ pub enum AuthStep {
     /// The OIDC device flow (a person approves in the browser) → JWT login. Only when
     /// interactive or explicitly allowed.
     DeviceFlow,
+    /// A CI job's own OIDC id_token → JWT login at the CI mount (see [`crate::ci`]).
+    CiIdentity,
 }
 
 impl AuthStep {
@@ -49,6 +51,14 @@ impl AuthStep {
         AuthStep::SilentRefresh,
         AuthStep::DeviceFlow,
     ];
+
+    /// The chain in CI ([`crate::OpenbaoSettings::with_ci`]): nothing cached, nothing that
+    /// needs a person.
+    pub const CI_CHAIN: &'static [AuthStep] = &[
+        AuthStep::ExplicitToken,
+        AuthStep::CiIdentity,
+        AuthStep::Userpass,
+    ];
 }
 
 impl std::fmt::Display for AuthStep {
@@ -59,6 +69,7 @@ impl std::fmt::Display for AuthStep {
             AuthStep::Userpass => "userpass login",
             AuthStep::SilentRefresh => "SSO silent refresh",
             AuthStep::DeviceFlow => "SSO device flow",
+            AuthStep::CiIdentity => "CI identity (OIDC id_token)",
         })
     }
 }
@@ -77,6 +88,8 @@ pub enum AuthMethodUsed {
     SilentRefresh,
     /// A JWT login with an id_token from an SSO device flow.
     DeviceFlow,
+    /// A JWT login with the CI job's own id_token.
+    CiIdentity,
 }
 
 /// A token the chain settled on.
@@ -144,7 +157,7 @@ pub fn session_identities(settings: &OpenbaoSettings) -> Vec<String> {
                     }
                 }
             }
-            AuthStep::ExplicitToken | AuthStep::CachedSession => {}
+            AuthStep::ExplicitToken | AuthStep::CachedSession | AuthStep::CiIdentity => {}
         }
     }
     identities
@@ -168,6 +181,7 @@ pub async fn authenticate(
             AuthStep::DeviceFlow => {
                 crate::oidc::chain::device_flow(client, settings.sso(), cache).await?
             }
+            AuthStep::CiIdentity => ci_identity(client, settings).await?,
         };
         match outcome {
             Ok(authenticated) => {
@@ -196,6 +210,21 @@ pub(crate) fn rejected(e: SecretError) -> Result<AttemptFailure, SecretError> {
         SecretError::PermissionDenied { message, .. } => Ok(AttemptFailure::Rejected { message }),
         other => Err(other),
     }
+}
+
+/// A refusal stops the chain: the job was set up for CI sign-in, and falling through to other
+/// steps would hide which claim did not match.
+async fn ci_identity(client: &OpenbaoClient, settings: &OpenbaoSettings) -> StepResult {
+    let Some(ci) = settings.ci() else {
+        return Ok(Err(AttemptFailure::NotConfigured));
+    };
+    let http = crate::oidc::http_client(settings.timeout())
+        .map_err(|e| SecretError::Config(e.to_string()))?;
+    let token = crate::ci::login(client, &http, ci).await?;
+    Ok(Ok(Authenticated {
+        token,
+        method: AuthMethodUsed::CiIdentity,
+    }))
 }
 
 async fn explicit_token(client: &OpenbaoClient, settings: &OpenbaoSettings) -> StepResult {

@@ -130,6 +130,9 @@ pub enum AuthError {
     /// refused the id_token (with OpenBao's message).
     #[error(transparent)]
     Sso(#[from] crate::oidc::OidcError),
+    /// A CI job could not get its id_token, or OpenBao refused it (with the token's claims).
+    #[error(transparent)]
+    Ci(#[from] crate::ci::CiError),
 }
 
 /// One step of the auth chain that did not yield a token, and why.

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod auth;
+pub mod ci;
 pub mod client;
 mod error;
 pub mod oidc;

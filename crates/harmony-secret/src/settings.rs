@@ -70,6 +70,7 @@ pub struct OpenbaoSettings {
     pub(crate) auth_steps: Vec<AuthStep>,
     pub(crate) http: Option<reqwest::Client>,
     pub(crate) sso: Option<crate::oidc::SsoLogin>,
+    pub(crate) ci: Option<crate::ci::CiLogin>,
 }
 
 impl OpenbaoSettings {
@@ -87,6 +88,7 @@ impl OpenbaoSettings {
             auth_steps: AuthStep::DEFAULT_CHAIN.to_vec(),
             http: None,
             sso: None,
+            ci: None,
         }
     }
 
@@ -147,7 +149,25 @@ impl OpenbaoSettings {
         }
         settings.sso = crate::oidc::SsoLogin::from_lookup(&lookup)
             .map_err(|e| SecretError::Config(e.to_string()))?;
+        let url = settings.url.clone();
+        if let Some(ci) = crate::ci::CiLogin::from_lookup(&lookup, &url)? {
+            settings = settings.with_ci(ci);
+        }
         Ok(settings)
+    }
+
+    /// Sign in as a CI job with its own OIDC id_token (see [`crate::ci`]). The chain becomes
+    /// explicit token → CI identity → userpass: no cached session (a runner may serve several
+    /// jobs), no SSO refresh, never a device flow.
+    pub fn with_ci(mut self, login: crate::ci::CiLogin) -> Self {
+        self.ci = Some(login);
+        self.auth_steps = AuthStep::CI_CHAIN.to_vec();
+        self
+    }
+
+    /// The CI sign-in, when this runs in CI.
+    pub fn ci(&self) -> Option<&crate::ci::CiLogin> {
+        self.ci.as_ref()
     }
 
     /// Sign in with SSO (silent refresh, then device flow) when the earlier steps yield nothing.

@@ -296,6 +296,66 @@ impl OidcProvider {
         self.test_log("refreshes").await
     }
 
+    /// Register a CI job whose id_tokens carry `claims` (e.g. `repository`, `ref`,
+    /// `job_workflow_ref`); returns the job's request token, what GitHub Actions puts in
+    /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.
+    pub async fn ci_job(&self, claims: &serde_json::Value) -> Result<String, TestkitError> {
+        let url = format!("{}/harmony-test/ci-jobs", self.issuer);
+        let resp = self
+            .http
+            .get(&url)
+            .query(&[("claims", claims.to_string())])
+            .send()
+            .await
+            .map_err(http_err(format!("GET {url}")))?;
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(http_err(format!("decode {url}")))?;
+        body["request_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| TestkitError::Http {
+                context: format!("GET {url}"),
+                message: format!("no request_token in {body}"),
+            })
+    }
+
+    /// The provider's GitHub-Actions-style id_token endpoint (what GitHub puts in
+    /// `ACTIONS_ID_TOKEN_REQUEST_URL`, with its `api-version` query as GitHub does).
+    pub fn github_token_url(&self) -> String {
+        format!("{}/harmony-test/github/token?api-version=2.0", self.issuer)
+    }
+
+    /// A CI job's id_token for `audience`, fetched as a job would (a GitLab job gets the same
+    /// kind of token in a variable).
+    pub async fn ci_id_token(
+        &self,
+        request_token: &str,
+        audience: &str,
+    ) -> Result<String, TestkitError> {
+        let url = self.github_token_url();
+        let resp = self
+            .http
+            .get(&url)
+            .query(&[("audience", audience)])
+            .bearer_auth(request_token)
+            .send()
+            .await
+            .map_err(http_err(format!("GET {url}")))?;
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(http_err(format!("decode {url}")))?;
+        body["value"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| TestkitError::Http {
+                context: format!("GET {url}"),
+                message: "no `value` (id_token) in the answer".to_owned(),
+            })
+    }
+
     async fn test_log(&self, name: &str) -> Result<Vec<DevicePoll>, TestkitError> {
         let url = format!("{}/harmony-test/{name}", self.issuer);
         let resp = self

@@ -40,6 +40,12 @@ pub struct Args {
     #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
     pub client_id: Option<String>,
 
+    /// With --openbao-url: let this CI repository's jobs read the team's config with their own
+    /// OIDC id_token (JWT auth at jwt-ci, role per repository, read-only policy harmony-ci).
+    /// Repeatable. SPEC: github[=ISSUER]:OWNER/REPO[@REF] or gitlab[=ISSUER]:GROUP/PROJECT[@REF].
+    #[arg(long = "ci", value_name = "SPEC", requires = "openbao_url")]
+    pub ci: Vec<harmony::openbao::CiTrust>,
+
     /// Write a typed demo config to OpenBao and read it back (token or userpass auth).
     #[arg(long, conflicts_with_all = ["sso_demo", "cleanup"])]
     pub demo: bool,
@@ -120,6 +126,9 @@ pub enum UsageError {
         "--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them"
     )]
     SkipZitadelWithExisting,
+    /// `--ci` entries that cannot be set up together.
+    #[error(transparent)]
+    Ci(#[from] harmony::openbao::CiSpecError),
     /// The cluster name is not a valid k3d cluster name.
     #[error(
         "--cluster-name {0:?} is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter"
@@ -152,9 +161,23 @@ impl Args {
             if self.sso_url.is_some() != self.client_id.is_some() {
                 return Err(UsageError::SsoUrlWithoutClientId);
             }
+            self.ci_options()?;
             return Ok(Mode::BootstrapExisting);
         }
         Ok(Mode::Deploy)
+    }
+}
+
+impl Args {
+    /// The CI trust `--ci` asks for (audience: the OpenBao URL), `None` without `--ci`.
+    pub fn ci_options(&self) -> Result<Option<harmony::openbao::CiOptions>, UsageError> {
+        match (&self.openbao_url, self.ci.is_empty()) {
+            (Some(url), false) => Ok(Some(harmony::openbao::CiOptions::new(
+                self.ci.clone(),
+                url.as_str(),
+            )?)),
+            _ => Ok(None),
+        }
     }
 }
 

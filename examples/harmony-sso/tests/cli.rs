@@ -104,6 +104,22 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
             &["--openbao-url", "http://127.0.0.1:1", "--skip-zitadel"],
             "--skip-zitadel",
         ),
+        (&["--ci", "github:acme/app"], "--openbao-url"),
+        (
+            &["--openbao-url", "http://127.0.0.1:1", "--ci", "github:acme"],
+            "OWNER/REPO",
+        ),
+        (
+            &[
+                "--openbao-url",
+                "http://127.0.0.1:1",
+                "--ci",
+                "github:acme/app",
+                "--ci",
+                "gitlab:group/project",
+            ],
+            "one issuer",
+        ),
     ];
     for (args, named) in cases {
         let output = harmony_sso(data.path()).args(*args).output().expect("run");

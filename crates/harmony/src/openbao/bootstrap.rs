@@ -25,6 +25,12 @@ use super::client::{BaoClient, REQUEST_TIMEOUT};
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
 
+mod ci;
+pub use ci::{
+    CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER,
+    HARMONY_CI_POLICY, harmony_ci_policy_hcl,
+};
+
 /// `sys/init` on raft storage can take several seconds (leader election before the barrier
 /// is written), far longer than an ordinary request.
 const INIT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -60,6 +66,9 @@ pub struct BootstrapOptions {
     /// A token allowed to configure the server. Without it, the root token from the keys file is
     /// used; with neither, configuring is skipped.
     pub admin_token: Option<SecretString>,
+    /// CI jobs allowed to read the team's config with their own OIDC identity; `None` leaves
+    /// the CI mount alone.
+    pub ci: Option<CiOptions>,
 }
 
 impl BootstrapOptions {
@@ -73,6 +82,7 @@ impl BootstrapOptions {
             userpass_token_ttl: Duration::from_secs(3600),
             jwt: None,
             admin_token: None,
+            ci: None,
         }
     }
 }
@@ -429,7 +439,25 @@ impl OpenbaoBootstrap {
             note(self.ensure_jwt_config(token, jwt).await?);
             note(self.ensure_jwt_role(token, jwt).await?);
         }
+        if let Some(ci) = &self.options.ci {
+            for change in self.ensure_ci(token, ci).await? {
+                note(Some(change));
+            }
+        }
         Ok(changes)
+    }
+
+    /// One configuration write of the CI trust.
+    async fn write_ci(
+        &self,
+        token: &SecretString,
+        path: &str,
+        body: &Value,
+    ) -> Result<(), OpenbaoError> {
+        self.client
+            .write(Method::POST, path, Some(token), body, REQUEST_TIMEOUT)
+            .await?;
+        Ok(())
     }
 
     #[tracing::instrument(name = "openbao_kv_v2", skip_all)]

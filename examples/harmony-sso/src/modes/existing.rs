@@ -15,10 +15,12 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     let state = StateDir::for_url(&url)?;
     let mut options = BootstrapOptions::local(state.clone());
     options.admin_token = admin_token_from_env();
+    options.ci = args.ci_options()?;
     if let (Some(issuer), Some(client_id)) = (&args.sso_url, &args.client_id) {
         let issuer = url::Url::parse(issuer.as_str().trim_end_matches('/'))?;
         options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client_id.clone()]));
     }
+    let options_ci = options.ci.clone();
     let report = OpenbaoBootstrap::new(&url, options)?
         .run()
         .await
@@ -50,6 +52,23 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
                 println!("    - {change}");
             }
         }
+    }
+    if let Some(ci) = &options_ci {
+        println!();
+        println!(
+            "CI jobs of {} sign in with their own OIDC id_token (auth/{}/, read-only policy {}),",
+            ci.trusts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            ci.mount,
+            harmony::openbao::HARMONY_CI_POLICY
+        );
+        println!(
+            "  audience {} — set OPENBAO_URL={} in the job; see the README's CI section.",
+            ci.audience, ci.audience
+        );
     }
     println!();
     println!("Local state: {}", state.path().display());

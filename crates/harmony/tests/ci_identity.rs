@@ -1,0 +1,216 @@
+//! CI identity end to end against a REAL OpenBao dev server, with the project's test OpenID
+//! provider acting as the CI platform's issuer (its GitHub-style id_token endpoint signs job
+//! tokens with the provider's key, so OpenBao verifies them through the issuer's discovery):
+//! the bootstrap's `--ci` trust, then `OpenbaoSecretStore::connect` inside a "job".
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use harmony::openbao::{BootstrapOptions, CiOptions, CiTrust, OpenbaoBootstrap, StateDir};
+use harmony_secret::{
+    AuthMethodUsed, OpenbaoSecretStore, OpenbaoSettings, SecretError, SecretStore, WriteMode,
+};
+use harmony_testkit::OpenbaoServer;
+use harmony_testkit::oidc::{OidcProvider, OidcProviderOptions};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+struct Setup {
+    bao: OpenbaoServer,
+    provider: OidcProvider,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Result<Self> {
+        Ok(Self {
+            bao: OpenbaoServer::dev().await.context("OpenBao dev server")?,
+            provider: OidcProvider::start(OidcProviderOptions::default())
+                .await
+                .context("test OpenID provider")?,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    fn ci(&self, specs: &[String]) -> Result<CiOptions> {
+        let trusts = specs
+            .iter()
+            .map(|s| s.parse::<CiTrust>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CiOptions::new(trusts, self.bao.url())?)
+    }
+
+    async fn bootstrap(&self, ci: CiOptions) -> Result<Vec<String>> {
+        let mut options = BootstrapOptions::local(StateDir::new(self.dir.path().join("state")));
+        options.admin_token = Some(SecretString::from(
+            self.bao.root_token().context("dev root token")?.to_owned(),
+        ));
+        options.ci = Some(ci);
+        let url = url::Url::parse(self.bao.url())?;
+        Ok(OpenbaoBootstrap::new(&url, options)?.run().await?.changes)
+    }
+
+    /// Settings as a job's environment gives them.
+    fn job_settings(&self, env: &[(&str, String)]) -> Result<OpenbaoSettings> {
+        let mut map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        map.insert("OPENBAO_URL".into(), self.bao.url().to_owned());
+        Ok(OpenbaoSettings::from_lookup(|k| map.get(k).cloned())?
+            .with_session_dir(self.dir.path().join("sessions")))
+    }
+
+    async fn github_job(&self, claims: Value) -> Result<Vec<(&'static str, String)>> {
+        let request_token = self.provider.ci_job(&claims).await?;
+        Ok(vec![
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                self.provider.github_token_url(),
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", request_token),
+            ("GITHUB_REPOSITORY", "acme/app".to_owned()),
+        ])
+    }
+}
+
+fn github_claims(repository: &str, git_ref: &str) -> Value {
+    json!({
+        "repository": repository,
+        "repository_owner": repository.split('/').next(),
+        "ref": git_ref,
+        "sub": format!("repo:{repository}:ref:{git_ref}"),
+        "job_workflow_ref": format!("{repository}/.github/workflows/ci.yml@{git_ref}"),
+    })
+}
+
+#[tokio::test]
+async fn github_job_reads_with_its_own_identity_and_nothing_else_gets_in() -> Result<()> {
+    let s = Setup::start().await?;
+    let issuer = s.provider.issuer().to_owned();
+    let ci = s.ci(&[format!("github={issuer}:acme/app@main")])?;
+
+    // The bootstrap creates the mount, the issuer config, the policy and the role ...
+    let changes = s.bootstrap(ci.clone()).await?;
+    let text = changes.join("\n");
+    for want in ["jwt-ci", "harmony-ci", "github-acme-app", "refs/heads/main"] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    // ... and a second run changes nothing.
+    assert_eq!(s.bootstrap(ci).await?, Vec::<String>::new());
+
+    // The team's config, written by a person.
+    let admin = OpenbaoSecretStore::connect(
+        OpenbaoSettings::new(s.bao.url())
+            .with_token(SecretString::from(
+                s.bao.root_token().context("root")?.to_owned(),
+            ))
+            .with_session_dir(s.dir.path().join("admin-sessions")),
+    )
+    .await?;
+    admin
+        .put("my-app", &json!({"port": 8080}), WriteMode::Cas(None))
+        .await?;
+
+    // A job of acme/app on main reads it, signed in with its own id_token.
+    let env = s
+        .github_job(github_claims("acme/app", "refs/heads/main"))
+        .await?;
+    let job = OpenbaoSecretStore::connect(s.job_settings(&env)?).await?;
+    assert_eq!(job.auth_method(), AuthMethodUsed::CiIdentity);
+    let doc = job.get("my-app").await?.context("readable")?;
+    assert_eq!(doc.value, json!({"port": 8080}));
+    // Nothing was cached for the job: a runner may be shared.
+    assert!(
+        !s.dir.path().join("sessions").exists()
+            || std::fs::read_dir(s.dir.path().join("sessions"))?
+                .next()
+                .is_none()
+    );
+
+    // Read-only: a write is refused with OpenBao's permission error naming the path.
+    let err = job
+        .put("my-app", &json!({"port": 1}), WriteMode::Cas(Some(1)))
+        .await
+        .expect_err("CI is read-only");
+    assert!(matches!(err, SecretError::PermissionDenied { .. }), "{err}");
+    assert!(err.to_string().contains("my-app"), "{err}");
+
+    // Another repository presenting acme/app's role: refused, naming its claims.
+    let env = s
+        .github_job(github_claims("acme/other", "refs/heads/main"))
+        .await?;
+    let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
+        .await
+        .expect_err("wrong repository");
+    let text = err.to_string();
+    assert!(
+        text.contains("repository=acme/other") && text.contains("github-acme-app"),
+        "{text}"
+    );
+    assert!(
+        text.to_lowercase().contains("claim"),
+        "OpenBao's own reason: {text}"
+    );
+
+    // The right repository on another branch: refused too (the role binds the ref).
+    let env = s
+        .github_job(github_claims("acme/app", "refs/heads/feature"))
+        .await?;
+    let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
+        .await
+        .expect_err("wrong ref");
+    assert!(err.to_string().contains("ref=refs/heads/feature"), "{err}");
+
+    // A token for another audience: refused.
+    let mut env = s
+        .github_job(github_claims("acme/app", "refs/heads/main"))
+        .await?;
+    env.push(("HARMONY_CI_AUDIENCE", "https://somewhere-else".to_owned()));
+    let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
+        .await
+        .expect_err("wrong audience");
+    let text = err.to_string();
+    assert!(text.contains("aud=https://somewhere-else"), "{text}");
+
+    // No id_token request token or id_token ever shows up in an error.
+    assert!(!text.contains("eyJ"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn gitlab_job_token_from_a_variable_or_a_file() -> Result<()> {
+    let s = Setup::start().await?;
+    let issuer = s.provider.issuer().to_owned();
+    s.bootstrap(s.ci(&[format!("gitlab={issuer}:group/sub/project")])?)
+        .await?;
+    let claims = json!({
+        "project_path": "group/sub/project",
+        "ref": "main",
+        "sub": "project_path:group/sub/project:ref_type:branch:ref:main",
+    });
+    let request = s.provider.ci_job(&claims).await?;
+    let id_token = s.provider.ci_id_token(&request, s.bao.url()).await?;
+
+    let env = vec![
+        ("HARMONY_OIDC_TOKEN", id_token.clone()),
+        ("CI_PROJECT_PATH", "group/sub/project".to_owned()),
+    ];
+    let job = OpenbaoSecretStore::connect(s.job_settings(&env)?).await?;
+    assert_eq!(job.auth_method(), AuthMethodUsed::CiIdentity);
+    assert_eq!(
+        job.get("absent").await?,
+        None,
+        "signed in and allowed to read"
+    );
+
+    let file = s.dir.path().join("id_token");
+    std::fs::write(&file, format!("{id_token}\n"))?;
+    let env = vec![
+        ("HARMONY_OIDC_TOKEN_FILE", file.display().to_string()),
+        ("CI_PROJECT_PATH", "group/sub/project".to_owned()),
+    ];
+    let job = OpenbaoSecretStore::connect(s.job_settings(&env)?).await?;
+    assert_eq!(job.auth_method(), AuthMethodUsed::CiIdentity);
+    Ok(())
+}
