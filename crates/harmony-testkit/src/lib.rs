@@ -18,9 +18,11 @@
 mod locate;
 pub mod oidc;
 mod openbao;
+mod raft;
 
 pub use locate::{bao_binary, workspace_root};
 pub use openbao::{InitKeys, OpenbaoServer};
+pub use raft::OpenbaoCluster;
 
 use std::path::PathBuf;
 

@@ -50,6 +50,9 @@ pub struct OpenbaoServer {
     root_token: Option<String>,
     dir: tempfile::TempDir,
     http: reqwest::Client,
+    /// Raft: this node's id, and the API address of the node it joins (`retry_join`).
+    raft_node_id: String,
+    raft_join: Option<String>,
 }
 
 impl std::fmt::Debug for OpenbaoServer {
@@ -77,7 +80,23 @@ impl OpenbaoServer {
         Self::start(Mode::Raft, None).await
     }
 
+    /// One node of a raft cluster (see [`crate::OpenbaoCluster`]): uninitialised and sealed;
+    /// with `join`, it keeps trying to join the node whose API address that is (`retry_join`)
+    /// and completes the join when it is unsealed with that cluster's keys.
+    pub async fn raft_node(node_id: &str, join: Option<&str>) -> Result<Self, TestkitError> {
+        Self::start_node(Mode::Raft, None, node_id, join).await
+    }
+
     async fn start(mode: Mode, root_token: Option<String>) -> Result<Self, TestkitError> {
+        Self::start_node(mode, root_token, "harmony-test", None).await
+    }
+
+    async fn start_node(
+        mode: Mode,
+        root_token: Option<String>,
+        node_id: &str,
+        join: Option<&str>,
+    ) -> Result<Self, TestkitError> {
         let dir = tempfile::Builder::new()
             .prefix("harmony-openbao-")
             .tempdir()
@@ -98,6 +117,8 @@ impl OpenbaoServer {
             root_token,
             dir,
             http,
+            raft_node_id: node_id.to_owned(),
+            raft_join: join.map(str::to_owned),
         };
         // A port picked by free_port can be taken by someone else before bao binds it; try a
         // few times with fresh ports.
@@ -146,12 +167,17 @@ impl OpenbaoServer {
     fn write_raft_config(&self) -> Result<PathBuf, TestkitError> {
         let data = self.dir.path().join("raft");
         std::fs::create_dir_all(&data).map_err(io_err("create raft dir"))?;
+        let join = self
+            .raft_join
+            .as_ref()
+            .map(|leader| format!("  retry_join {{\n    leader_api_addr = \"{leader}\"\n  }}\n"))
+            .unwrap_or_default();
         let config = format!(
             r#"storage "raft" {{
   path = "{data}"
-  node_id = "harmony-test"
+  node_id = "{node_id}"
   performance_multiplier = 1
-}}
+{join}}}
 listener "tcp" {{
   address = "127.0.0.1:{port}"
   cluster_address = "127.0.0.1:{cport}"
@@ -165,6 +191,7 @@ ui = false
             data = data.display(),
             port = self.port,
             cport = self.cluster_port,
+            node_id = self.raft_node_id,
         );
         let path = self.dir.path().join("server.hcl");
         std::fs::write(&path, config).map_err(io_err("write server.hcl"))?;

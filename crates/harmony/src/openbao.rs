@@ -37,9 +37,9 @@ mod values;
 
 pub use bootstrap::{
     BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust,
-    DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER,
-    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, OpenbaoBootstrap, USERPASS_MOUNT,
-    harmony_ci_policy_hcl,
+    ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER,
+    GITLAB_COM_ISSUER, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
+    OpenbaoClusterBootstrap, USERPASS_MOUNT, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};

@@ -26,10 +26,12 @@ use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
 
 mod ci;
+mod ha;
 pub use ci::{
     CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER,
     HARMONY_CI_POLICY, harmony_ci_policy_hcl,
 };
+pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 
 /// `sys/init` on raft storage can take several seconds (leader election before the barrier
 /// is written), far longer than an ordinary request.

@@ -112,6 +112,36 @@ pub enum OpenbaoError {
         /// The last `sys/health` HTTP status seen (0: no answer).
         last_status: u16,
     },
+    /// A node of a cluster still says it is uninitialised long after the cluster was.
+    #[error(
+        "the OpenBao node {url} still reports itself uninitialised {seconds} s after its cluster was \
+         initialised: it has not joined the raft cluster; check its retry_join (leader_api_addr) \
+         and its log, or leave it out of the node list"
+    )]
+    NotJoined {
+        /// The node's base URL.
+        url: String,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// Raft did not list every reachable node as a voter in time.
+    #[error(
+        "the OpenBao raft cluster at {url} lists {voters} voters of {servers} servers after {seconds} s, \
+         {wanted} wanted; autopilot promotes a follower once it has been healthy for its server \
+         stabilization time: check the followers' logs (sys/storage/raft/autopilot/state) and re-run"
+    )]
+    VotersMissing {
+        /// The active node's base URL.
+        url: String,
+        /// Voters listed.
+        voters: usize,
+        /// Servers listed.
+        servers: usize,
+        /// Voters wanted (the reachable nodes).
+        wanted: usize,
+        /// How long we waited.
+        seconds: u64,
+    },
     /// Something is mounted at a path we need, but it is of another kind.
     #[error(
         "OpenBao at {url} has a {found} mount at {path} where Harmony needs {wanted}; \
