@@ -36,10 +36,11 @@ mod state;
 mod values;
 
 pub use bootstrap::{
-    BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust,
-    ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER,
-    GITLAB_COM_ISSUER, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
-    OpenbaoClusterBootstrap, USERPASS_MOUNT, harmony_ci_policy_hcl,
+    ADMIN_TOKEN_PERIOD, BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiOptions, CiSpecError,
+    CiTrust, ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER,
+    GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions,
+    NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, USERPASS_MOUNT,
+    harmony_admin_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};

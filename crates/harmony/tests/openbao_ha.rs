@@ -14,6 +14,8 @@ fn options(dir: &std::path::Path) -> BootstrapOptions {
     // Production-like: five shares, any three unseal.
     options.shares = 5;
     options.threshold = 3;
+    // ... and the root token retired once configured: re-runs use the harmony-admin token.
+    options.revoke_root = true;
     options
 }
 
@@ -56,7 +58,10 @@ async fn three_node_raft_cluster_converges_and_recovers_restarted_nodes() -> Res
     ensure!(first.bootstrap.initialised, "{first:?}");
     assert_eq!(unsealed(&first), [0, 1, 2]);
     assert_eq!(first.voters, 3);
-    assert!(!first.bootstrap.changes.is_empty(), "configured: {first:?}");
+    assert!(
+        first.bootstrap.changes.iter().any(|c| c.contains("revoked the root token")),
+        "configured, root retired: {first:?}"
+    );
     let keys = std::fs::read(&keys_file)?;
     let saved: serde_json::Value = serde_json::from_slice(&keys)?;
     assert_eq!(saved["keys_base64"].as_array().map(Vec::len), Some(5));

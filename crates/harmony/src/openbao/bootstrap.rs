@@ -25,8 +25,10 @@ use super::client::{BaoClient, REQUEST_TIMEOUT};
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
 
+mod admin;
 mod ci;
 mod ha;
+pub use admin::{ADMIN_TOKEN_PERIOD, HARMONY_ADMIN_POLICY, harmony_admin_policy_hcl};
 pub use ci::{
     CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER,
     HARMONY_CI_POLICY, harmony_ci_policy_hcl,
@@ -71,6 +73,9 @@ pub struct BootstrapOptions {
     /// CI jobs allowed to read the team's config with their own OIDC identity; `None` leaves
     /// the CI mount alone.
     pub ci: Option<CiOptions>,
+    /// Once configured with the root token, hand over to a `harmony-admin` token and revoke the
+    /// root token (production; off for a local cluster).
+    pub revoke_root: bool,
 }
 
 impl BootstrapOptions {
@@ -85,6 +90,7 @@ impl BootstrapOptions {
             jwt: None,
             admin_token: None,
             ci: None,
+            revoke_root: false,
         }
     }
 }
@@ -208,13 +214,14 @@ impl OpenbaoBootstrap {
             self.wait_active().await?;
 
             let token = self
-                .options
-                .admin_token
-                .clone()
-                .or_else(|| keys.map(|k| k.root_token));
+                .configuring_token(keys.map(|k| k.root_token), report.initialised)
+                .await?;
             match token {
-                Some(token) => {
+                Some((token, is_root)) => {
                     report.changes = self.configure(&token).await?;
+                    if is_root && self.options.revoke_root {
+                        report.changes.extend(self.retire_root(&token).await?);
+                    }
                     report.configured = true;
                 }
                 None => {

@@ -112,6 +112,38 @@ pub enum OpenbaoError {
         /// The last `sys/health` HTTP status seen (0: no answer).
         last_status: u16,
     },
+    /// The saved admin token no longer works (expired, revoked, or from another server).
+    #[error(
+        "OpenBao at {url} refused the saved {what} ({}): {reason}; recover with \
+         --regenerate-root (it uses the saved key shares), or pass an admin token in OPENBAO_TOKEN",
+         file.display()
+    )]
+    AdminTokenRejected {
+        /// The server's base URL.
+        url: String,
+        /// Which token: "harmony-admin token" or "root token".
+        what: &'static str,
+        /// The admin token file.
+        file: PathBuf,
+        /// OpenBao's answer.
+        reason: String,
+    },
+    /// Neither root token generation flow is open to us.
+    #[error(
+        "OpenBao at {url} refused to start a root token generation ({reason}): there is no usable \
+         harmony-recovery token at {} (it expires when no run renewed it for 32 days) and this \
+         server disables the unauthenticated sys/generate-root endpoints (the default since OpenBao \
+         2.5.3); set disable_unauthed_generate_root_endpoints = false in the listener for a moment, \
+         or use an admin token in OPENBAO_TOKEN", recovery_file.display()
+    )]
+    RootGenerationUnavailable {
+        /// The server's base URL.
+        url: String,
+        /// OpenBao's answer.
+        reason: String,
+        /// Where the recovery token was looked for.
+        recovery_file: PathBuf,
+    },
     /// A node of a cluster still says it is uninitialised long after the cluster was.
     #[error(
         "the OpenBao node {url} still reports itself uninitialised {seconds} s after its cluster was \

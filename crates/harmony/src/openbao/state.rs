@@ -117,6 +117,26 @@ impl StateDir {
         load_password(self.userpass_file(username), username.to_owned()).await
     }
 
+    /// The file holding the `harmony-admin` token that replaces the root token once it is revoked.
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.0.join("admin-token.json")
+    }
+
+    /// The saved `harmony-admin` token; `None` when there is none.
+    pub async fn admin_token(&self) -> Result<Option<SecretString>, OpenbaoError> {
+        load_password(self.admin_token_file(), ADMIN_TOKEN_ENTRY.to_owned()).await
+    }
+
+    /// The file holding the `harmony-recovery` token (root token generation with the key shares).
+    pub fn recovery_token_file(&self) -> PathBuf {
+        self.0.join("recovery-token.json")
+    }
+
+    /// The saved `harmony-recovery` token; `None` when there is none.
+    pub async fn recovery_token(&self) -> Result<Option<SecretString>, OpenbaoError> {
+        load_password(self.recovery_token_file(), RECOVERY_TOKEN_ENTRY.to_owned()).await
+    }
+
     /// The saved root token (from the keys file written at init); `None` when there is none.
     pub async fn root_token(&self) -> Result<Option<SecretString>, OpenbaoError> {
         Ok(load_keys(self.keys_file())
@@ -181,6 +201,11 @@ pub(crate) async fn load_password(
     })
     .await
 }
+
+/// The name under which the admin token file stores its token (same format as a password file).
+pub(crate) const ADMIN_TOKEN_ENTRY: &str = "harmony-admin-token";
+/// The same for the recovery token file.
+pub(crate) const RECOVERY_TOKEN_ENTRY: &str = "harmony-recovery-token";
 
 /// Writes the password file (atomic, 0600).
 pub(crate) async fn save_password(

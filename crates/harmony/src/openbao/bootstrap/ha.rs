@@ -174,16 +174,22 @@ impl OpenbaoClusterBootstrap {
 
         let active = self.wait_for_active().await?;
         report.active = active.client.url();
-        let token = options
-            .admin_token
-            .clone()
-            .or_else(|| keys.map(|k| k.root_token));
+        let token = active
+            .configuring_token(keys.map(|k| k.root_token), report.bootstrap.initialised)
+            .await?;
         match token {
-            Some(token) => {
+            Some((token, is_root)) => {
                 report.bootstrap.changes = active.configure(&token).await?;
                 report.bootstrap.configured = true;
                 let reachable = report.nodes.iter().filter(|n| !n.unreachable).count();
                 report.voters = active.wait_for_voters(&token, reachable).await?;
+                // Last: the voter check above still needed the root token.
+                if is_root && options.revoke_root {
+                    report
+                        .bootstrap
+                        .changes
+                        .extend(active.retire_root(&token).await?);
+                }
             }
             None => {
                 report.bootstrap.skipped = Some(format!(
