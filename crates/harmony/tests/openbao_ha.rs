@@ -59,7 +59,11 @@ async fn three_node_raft_cluster_converges_and_recovers_restarted_nodes() -> Res
     assert_eq!(unsealed(&first), [0, 1, 2]);
     assert_eq!(first.voters, 3);
     assert!(
-        first.bootstrap.changes.iter().any(|c| c.contains("revoked the root token")),
+        first
+            .bootstrap
+            .changes
+            .iter()
+            .any(|c| c.contains("revoked the root token")),
         "configured, root retired: {first:?}"
     );
     let keys = std::fs::read(&keys_file)?;
