@@ -151,6 +151,9 @@ pub struct Health {
     pub sealed: bool,
     /// The server is a standby node.
     pub standby: bool,
+    /// The HTTP status `sys/health` answered with (200 active, 429 standby, 501
+    /// uninitialised, 503 sealed).
+    pub status: u16,
 }
 
 impl OpenbaoClient {
@@ -378,6 +381,7 @@ impl OpenbaoClient {
             initialized: body["initialized"].as_bool().unwrap_or(false),
             sealed: body["sealed"].as_bool().unwrap_or(false),
             standby: body["standby"].as_bool().unwrap_or(false),
+            status,
         })
     }
 
