@@ -3,6 +3,7 @@
 //! (`sys/namespaces`) for the store and for logins.
 
 use harmony_env::vars;
+use harmony_secret::oidc::{OidcClient, OidcError, SsoSettings};
 use harmony_secret::{
     AuthMethodUsed, AuthStep, OpenbaoSecretStore, OpenbaoSettings, SecretError, SecretStore,
     TlsSettings, WriteMode,
@@ -252,5 +253,92 @@ async fn userpass_login_in_a_namespace_works_and_is_cached_apart() -> anyhow::Re
     let text = err.to_string();
     assert!(text.contains("userpass login: rejected"), "{text}");
     assert!(text.contains("cached session: no cached session"), "{text}");
+    Ok(())
+}
+
+/// The OpenID provider's HTTPS trusts the system roots plus `HARMONY_SSO_CACERT`. The provider
+/// here is OpenBao's own (its `identity/oidc/provider/default` serves discovery over the
+/// dev-tls listener, signed by the dev CA): with the CA discovery succeeds, without it the
+/// error names the variable.
+#[tokio::test]
+async fn the_sso_providers_https_trusts_harmony_sso_cacert() -> anyhow::Result<()> {
+    let bao = OpenbaoServer::dev_tls().await?;
+    let ca = bao
+        .ca_cert()
+        .ok_or_else(|| anyhow::anyhow!("dev-tls has a CA"))?;
+    let issuer = format!("{}/v1/identity/oidc/provider/default", bao.url());
+    let lookup = |with_ca: bool| {
+        let (issuer, ca) = (issuer.clone(), ca.display().to_string());
+        move |name: &str| match name {
+            vars::HARMONY_SSO_URL => Some(issuer.clone()),
+            vars::HARMONY_SSO_CLIENT_ID => Some("harmony-cli".to_owned()),
+            vars::HARMONY_SSO_CACERT if with_ca => Some(ca.clone()),
+            _ => None,
+        }
+    };
+    let with_ca =
+        SsoSettings::from_lookup(lookup(true))?.ok_or_else(|| anyhow::anyhow!("configured"))?;
+    let provider = OidcClient::discover(&with_ca).await?;
+    assert_eq!(provider.metadata().issuer, issuer);
+    assert!(provider.metadata().token_endpoint.starts_with("https://"));
+
+    let without =
+        SsoSettings::from_lookup(lookup(false))?.ok_or_else(|| anyhow::anyhow!("configured"))?;
+    let err = OidcClient::discover(&without)
+        .await
+        .expect_err("the dev CA is not a system root");
+    assert!(matches!(err, OidcError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains(vars::HARMONY_SSO_CACERT), "{err}");
+    Ok(())
+}
+
+/// A client certificate and key are read and presented (the dev-tls listener does not ask for
+/// one, so this proves the files are loaded and the TLS setup still connects).
+#[tokio::test]
+async fn a_client_certificate_is_loaded_from_pem_files() -> anyhow::Result<()> {
+    let bao = OpenbaoServer::dev_tls().await?;
+    let ca = bao
+        .ca_cert()
+        .ok_or_else(|| anyhow::anyhow!("dev-tls has a CA"))?;
+    let tls_dir = ca
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("CA in a directory"))?;
+    let dir = tempfile::tempdir()?;
+    let settings = env_settings(&[
+        (vars::OPENBAO_URL, bao.url().to_owned()),
+        (
+            vars::OPENBAO_TOKEN,
+            bao.root_token().unwrap_or_default().to_owned(),
+        ),
+        (vars::BAO_CACERT, ca.display().to_string()),
+        (
+            vars::BAO_CLIENT_CERT,
+            tls_dir.join("vault-cert.pem").display().to_string(),
+        ),
+        (
+            vars::BAO_CLIENT_KEY,
+            tls_dir.join("vault-key.pem").display().to_string(),
+        ),
+    ])?
+    .with_session_dir(dir.path().join("sessions"));
+    OpenbaoSecretStore::connect(settings).await?;
+
+    // A key file that is not a key: a clear error naming both variables.
+    let settings = env_settings(&[
+        (vars::OPENBAO_URL, bao.url().to_owned()),
+        (
+            vars::BAO_CLIENT_CERT,
+            tls_dir.join("vault-cert.pem").display().to_string(),
+        ),
+        (vars::BAO_CLIENT_KEY, ca.display().to_string()),
+    ])?;
+    let err = OpenbaoSecretStore::connect(settings)
+        .await
+        .expect_err("no private key");
+    let text = err.to_string();
+    assert!(
+        text.contains(vars::BAO_CLIENT_CERT) && text.contains(vars::BAO_CLIENT_KEY),
+        "{text}"
+    );
     Ok(())
 }

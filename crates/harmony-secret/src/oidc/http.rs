@@ -36,7 +36,13 @@ impl HttpError {
 
 /// A short, token-free description of a transport error.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if untrusted_certificate(e) {
+        format!(
+            "the provider's TLS certificate is signed by a CA this machine does not trust; set {} \
+             to that CA's PEM file",
+            harmony_env::vars::HARMONY_SSO_CACERT
+        )
+    } else if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
         "could not connect".to_owned()
@@ -47,6 +53,19 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     } else {
         "transport error".to_owned()
     }
+}
+
+/// Whether `e` (or a cause) is a certificate from an unknown CA.
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 /// The HTTP client for talking to an OpenID provider: every request has `timeout`, and
