@@ -670,6 +670,32 @@ mod tests {
         assert!(root.headers().get(NAMESPACE_HEADER).is_none());
     }
 
+    /// Regression (review finding 2): the raw body of an error answer went into
+    /// `PermissionDenied` / `BadResponse` uncapped and unscrubbed.
+    #[tokio::test]
+    async fn error_answers_are_scrubbed_and_capped() {
+        let client = OpenbaoClient::new("http://127.0.0.1:1", reqwest::Client::new());
+        let body = format!(
+            r#"{{"auth":{{"client_token":"hvs.AAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},"keys":["unseal-1"],"pad":"{}"}}"#,
+            "x".repeat(10_000)
+        );
+        for status in [StatusCode::FORBIDDEN, StatusCode::INTERNAL_SERVER_ERROR] {
+            let err = client.status_error("sys/x", status, body.as_bytes()).await;
+            let message = match &err {
+                SecretError::PermissionDenied { message, .. }
+                | SecretError::BadResponse { message, .. } => message.clone(),
+                other => panic!("unexpected {other:?}"),
+            };
+            assert!(!message.contains("hvs.AAAA"), "{message}");
+            assert!(!message.contains("unseal-1"), "{message}");
+            assert!(
+                message.chars().count() <= redact::MAX_MESSAGE_CHARS + 40,
+                "{}",
+                message.len()
+            );
+        }
+    }
+
     #[test]
     fn server_name_rewrites_the_request_host_but_not_the_url() {
         let options = ClientOptions::default()
