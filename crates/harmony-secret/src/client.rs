@@ -74,7 +74,7 @@ impl ClientOptions {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SecretError> {
         let namespace = harmony_env::vars::OPENBAO_NAMESPACE_ALIASES
             .iter()
-            .find_map(|n| crate::settings::trimmed_var(&lookup, n));
+            .find_map(|n| crate::lookup::trimmed_var(&lookup, n));
         Ok(Self {
             tls: TlsSettings::from_lookup(&lookup)?,
             namespace: namespace.and_then(|n| normalize_namespace(&n)),
@@ -714,7 +714,7 @@ mod tests {
     #[test]
     fn namespaces_come_from_the_environment() {
         let lookup =
-            crate::settings::fixed_lookup(&[("VAULT_NAMESPACE", "ops/"), ("BAO_NAMESPACE", " ")]);
+            crate::lookup::fixed_lookup(&[("VAULT_NAMESPACE", "ops/"), ("BAO_NAMESPACE", " ")]);
         let options = ClientOptions::from_lookup(lookup).expect("options");
         assert_eq!(options.namespace.as_deref(), Some("ops"));
     }

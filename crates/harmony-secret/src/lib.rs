@@ -36,6 +36,7 @@
 pub mod auth;
 pub mod client;
 mod error;
+mod lookup;
 pub mod oidc;
 mod openbao;
 mod path;

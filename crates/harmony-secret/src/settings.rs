@@ -21,24 +21,6 @@ pub const DEFAULT_KV_PREFIX: &str = "harmony";
 /// Default mount of the userpass auth method.
 pub const DEFAULT_USERPASS_MOUNT: &str = "userpass";
 
-/// `name`'s value from `lookup`, trimmed; `None` when unset or blank. (Not for passwords, whose
-/// spaces may be meant.)
-pub(crate) fn trimmed_var(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    lookup(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// A variable lookup over fixed pairs, for tests.
-#[cfg(test)]
-pub(crate) fn fixed_lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: std::collections::HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    move |name| map.get(name).cloned()
-}
-
 /// Username and password for OpenBao's userpass auth method.
 #[derive(Debug, Clone)]
 pub struct UserpassLogin {
@@ -359,7 +341,7 @@ mod tests {
 
     use super::*;
 
-    use super::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn missing_url_names_the_variables() {

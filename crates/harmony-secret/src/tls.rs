@@ -288,7 +288,7 @@ pub(crate) fn tls_hint(e: &(dyn std::error::Error + 'static), server_name: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn bao_names_win_over_vault_names() {

@@ -97,7 +97,7 @@ impl SsoLogin {
         let Some(sso) = SsoSettings::from_lookup(&lookup)? else {
             return Ok(None);
         };
-        let get = |name: &str| crate::settings::trimmed_var(&lookup, name);
+        let get = |name: &str| crate::lookup::trimmed_var(&lookup, name);
         let mut login = Self::new(sso);
         if let Some(mount) = get(vars::OPENBAO_JWT_AUTH_MOUNT) {
             login.jwt_mount = mount;
@@ -388,7 +388,7 @@ mod tests {
 
     use super::*;
 
-    use crate::settings::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn sso_login_from_env() {

@@ -101,7 +101,7 @@ impl SsoSettings {
     /// error when the URL is set without a client id. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
         use harmony_env::vars;
-        let get = |name: &str| crate::settings::trimmed_var(&lookup, name);
+        let get = |name: &str| crate::lookup::trimmed_var(&lookup, name);
         let Some(issuer) = get(vars::HARMONY_SSO_URL) else {
             return Ok(None);
         };
@@ -207,7 +207,7 @@ mod tests {
 
     use super::*;
 
-    use crate::settings::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn scopes_include_offline_access_and_the_zitadel_project_audience() {
