@@ -569,8 +569,13 @@ async fn tls_server_is_configured_inside_a_namespace() -> Result<()> {
         "BAO_NAMESPACE" => Some("team-a".to_owned()),
         _ => None,
     };
+    let op = OidcProvider::start(OidcProviderOptions::default()).await?;
     let mut options = local_options(state.path()).with_connection_from_lookup(lookup)?;
     options.admin_token = Some(SecretString::from(root.clone()));
+    options.jwt = Some(JwtAuthOptions::oidc(
+        url::Url::parse(op.issuer())?,
+        vec![op.client_id().to_owned()],
+    ));
     assert_eq!(options.namespace.as_deref(), Some("team-a"));
 
     let report = run(&bao, options.clone()).await?;
@@ -582,6 +587,9 @@ async fn tls_server_is_configured_inside_a_namespace() -> Result<()> {
             "created policy harmony-dev",
             "enabled the userpass auth method at auth/userpass/",
             "created userpass user harmony",
+            "enabled the jwt auth method at auth/jwt/",
+            "wrote the JWT auth config at auth/jwt/config",
+            "created JWT role harmony-developer",
         ]
     );
     assert!(run(&bao, options.clone()).await?.nothing_changed());
@@ -610,6 +618,23 @@ async fn tls_server_is_configured_inside_a_namespace() -> Result<()> {
         root_auths["data"].get("userpass/").is_none(),
         "userpass was enabled in team-a only: {root_auths}"
     );
+
+    // The JWT login works in team-a, through the one client (CA + namespace).
+    let id_token = SecretString::from(id_token_from_device_flow(&op, "alice").await?);
+    let client = harmony_secret::OpenbaoClient::build(
+        bao.url(),
+        &harmony_secret::ClientOptions::default()
+            .with_tls(harmony_secret::TlsSettings::default().with_ca_cert(&ca))
+            .with_namespace(Some("team-a".to_owned())),
+    )?;
+    let login = harmony_secret::oidc::exchange_id_token(
+        &client,
+        "jwt",
+        harmony::openbao::DEFAULT_JWT_ROLE,
+        &id_token,
+    )
+    .await?;
+    assert_eq!(login.policies, ["default", "harmony-dev"]);
 
     // Without the CA: unreachable, and the chain says which variable to set.
     let mut no_ca = local_options(state.path());
