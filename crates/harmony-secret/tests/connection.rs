@@ -154,6 +154,21 @@ async fn a_wrong_tls_server_name_fails_clearly_and_a_right_one_works() -> anyhow
     store
         .put("named", &json!({"n": 1}), WriteMode::Cas(None))
         .await?;
+
+    // A URL with a DNS name: the server name (`localhost6`, also in the certificate, not
+    // resolvable here) is connected to at the address the URL's host resolves to.
+    let by_name = bao.url().replace("127.0.0.1", "localhost");
+    let token = bao.root_token().unwrap_or_default().to_owned();
+    let named = OpenbaoSettings::new(by_name)
+        .with_token(SecretString::from(token))
+        .with_auth_steps([AuthStep::ExplicitToken])
+        .with_tls(
+            TlsSettings::default()
+                .with_ca_cert(&ca)
+                .with_server_name("localhost6"),
+        );
+    let store = OpenbaoSecretStore::connect(named).await?;
+    assert!(store.get("named").await?.is_some());
     Ok(())
 }
 
