@@ -16,6 +16,38 @@ pub const OPENBAO_TOKEN: &str = "OPENBAO_TOKEN";
 /// Names accepted for the OpenBao token, first set wins.
 pub const OPENBAO_TOKEN_ALIASES: [&str; 3] = [OPENBAO_TOKEN, "BAO_TOKEN", "VAULT_TOKEN"];
 
+/// The OpenBao namespace every request is sent to (header `X-Vault-Namespace`), e.g. `team-a`.
+pub const BAO_NAMESPACE: &str = "BAO_NAMESPACE";
+/// Names accepted for the OpenBao namespace, first set wins.
+pub const OPENBAO_NAMESPACE_ALIASES: [&str; 2] = [BAO_NAMESPACE, "VAULT_NAMESPACE"];
+
+/// A PEM file of the CA certificate(s) that signed OpenBao's TLS certificate (replaces the
+/// system roots for OpenBao).
+pub const BAO_CACERT: &str = "BAO_CACERT";
+/// Names accepted for OpenBao's CA file, first set wins.
+pub const OPENBAO_CACERT_ALIASES: [&str; 2] = [BAO_CACERT, "VAULT_CACERT"];
+/// A directory of PEM CA certificates for OpenBao's TLS.
+pub const BAO_CAPATH: &str = "BAO_CAPATH";
+/// Names accepted for OpenBao's CA directory, first set wins.
+pub const OPENBAO_CAPATH_ALIASES: [&str; 2] = [BAO_CAPATH, "VAULT_CAPATH"];
+/// A PEM client certificate presented to OpenBao (with [`BAO_CLIENT_KEY`]).
+pub const BAO_CLIENT_CERT: &str = "BAO_CLIENT_CERT";
+/// Names accepted for the client certificate, first set wins.
+pub const OPENBAO_CLIENT_CERT_ALIASES: [&str; 2] = [BAO_CLIENT_CERT, "VAULT_CLIENT_CERT"];
+/// The PEM private key of [`BAO_CLIENT_CERT`].
+pub const BAO_CLIENT_KEY: &str = "BAO_CLIENT_KEY";
+/// Names accepted for the client key, first set wins.
+pub const OPENBAO_CLIENT_KEY_ALIASES: [&str; 2] = [BAO_CLIENT_KEY, "VAULT_CLIENT_KEY"];
+/// The name OpenBao's certificate is checked against when it is not the URL's host.
+pub const BAO_TLS_SERVER_NAME: &str = "BAO_TLS_SERVER_NAME";
+/// Names accepted for the TLS server name, first set wins.
+pub const OPENBAO_TLS_SERVER_NAME_ALIASES: [&str; 2] =
+    [BAO_TLS_SERVER_NAME, "VAULT_TLS_SERVER_NAME"];
+/// `true` turns off OpenBao certificate verification (warned about on every run).
+pub const BAO_SKIP_VERIFY: &str = "BAO_SKIP_VERIFY";
+/// Names accepted for skipping verification, first set wins.
+pub const OPENBAO_SKIP_VERIFY_ALIASES: [&str; 2] = [BAO_SKIP_VERIFY, "VAULT_SKIP_VERIFY"];
+
 /// Username for OpenBao's userpass auth method.
 pub const OPENBAO_USERNAME: &str = "OPENBAO_USERNAME";
 /// Password for OpenBao's userpass auth method.
@@ -39,6 +71,9 @@ pub const HARMONY_SSO_URL: &str = "HARMONY_SSO_URL";
 pub const HARMONY_SSO_CLIENT_ID: &str = "HARMONY_SSO_CLIENT_ID";
 /// Zitadel project id: adds the project-audience scope to the device-code request.
 pub const HARMONY_SSO_PROJECT_ID: &str = "HARMONY_SSO_PROJECT_ID";
+/// A PEM file of extra CA certificates the OpenID provider's HTTPS is checked against (in
+/// addition to the system roots).
+pub const HARMONY_SSO_CACERT: &str = "HARMONY_SSO_CACERT";
 /// Set to `0`/`false` to never open a browser during the device flow.
 pub const HARMONY_SSO_OPEN_BROWSER: &str = "HARMONY_SSO_OPEN_BROWSER";
 

@@ -18,125 +18,11 @@ use serde_json::{Value, json};
 
 use crate::SecretError;
 use crate::client::OpenbaoClient;
-use crate::error::{AttemptFailure, AuthAttempt, AuthError};
+pub use crate::client::{TokenInfo, lookup_self};
+use crate::error::{AttemptFailure, AuthAttempt, AuthError, StepResult, rejected};
 use crate::session::{Session, SessionCache};
 use crate::settings::OpenbaoSettings;
-
-/// One way of obtaining a token, in the order the chain tries them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AuthStep {
-    /// The token given in the settings (`OPENBAO_TOKEN`), checked with `lookup-self`.
-    ExplicitToken,
-    /// A token cached by an earlier login, checked with `lookup-self` and renewed when it is
-    /// renewable and has less than a third of its TTL left.
-    CachedSession,
-    /// `POST auth/<mount>/login/<username>` with the configured password.
-    Userpass,
-    /// The cached SSO refresh token → new id_token → JWT login; no user interaction.
-    SilentRefresh,
-    /// The OIDC device flow (a person approves in the browser) → JWT login. Only when
-    /// interactive or explicitly allowed.
-    DeviceFlow,
-    /// A CI job's own OIDC id_token → JWT login at the CI mount (see [`crate::ci`]).
-    CiIdentity,
-}
-
-impl AuthStep {
-    /// The chain used unless the settings say otherwise.
-    pub const DEFAULT_CHAIN: &'static [AuthStep] = &[
-        AuthStep::ExplicitToken,
-        AuthStep::CachedSession,
-        AuthStep::Userpass,
-        AuthStep::SilentRefresh,
-        AuthStep::DeviceFlow,
-    ];
-
-    /// The chain in CI ([`crate::OpenbaoSettings::with_ci`]): nothing cached, nothing that
-    /// needs a person.
-    pub const CI_CHAIN: &'static [AuthStep] = &[
-        AuthStep::ExplicitToken,
-        AuthStep::CiIdentity,
-        AuthStep::Userpass,
-    ];
-}
-
-impl std::fmt::Display for AuthStep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AuthStep::ExplicitToken => "explicit token",
-            AuthStep::CachedSession => "cached session",
-            AuthStep::Userpass => "userpass login",
-            AuthStep::SilentRefresh => "SSO silent refresh",
-            AuthStep::DeviceFlow => "SSO device flow",
-            AuthStep::CiIdentity => "CI identity (OIDC id_token)",
-        })
-    }
-}
-
-/// How the store's current token was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AuthMethodUsed {
-    /// The explicit token from the settings.
-    Token,
-    /// A cached session from an earlier login (possibly renewed).
-    CachedSession,
-    /// A fresh userpass login.
-    Userpass,
-    /// A JWT login with an id_token from the SSO refresh-token grant.
-    SilentRefresh,
-    /// A JWT login with an id_token from an SSO device flow.
-    DeviceFlow,
-    /// A JWT login with the CI job's own id_token.
-    CiIdentity,
-}
-
-/// A token the chain settled on.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    /// The OpenBao token.
-    pub token: SecretString,
-    /// Which step produced it.
-    pub method: AuthMethodUsed,
-}
-
-/// What `auth/token/lookup-self` says about a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenInfo {
-    /// Seconds left (0: never expires).
-    pub ttl: u64,
-    /// The TTL it was created with (0: never expires).
-    pub creation_ttl: u64,
-    /// Whether it can be renewed.
-    pub renewable: bool,
-}
-
-impl TokenInfo {
-    /// Renewable and less than a third of its life left.
-    pub fn wants_renewal(&self) -> bool {
-        self.renewable && self.creation_ttl > 0 && self.ttl.saturating_mul(3) < self.creation_ttl
-    }
-}
-
-/// Ask OpenBao about `client`'s token. A rejected token is [`SecretError::PermissionDenied`].
-pub async fn lookup_self(client: &OpenbaoClient) -> Result<TokenInfo, SecretError> {
-    let path = "auth/token/lookup-self";
-    let body = client.get(path).await?.unwrap_or(Value::Null);
-    let data = &body["data"];
-    if !data.is_object() {
-        return Err(SecretError::BadResponse {
-            path: path.to_owned(),
-            status: 0,
-            message: "the answer has no `data` object".to_owned(),
-        });
-    }
-    Ok(TokenInfo {
-        ttl: data["ttl"].as_u64().unwrap_or(0),
-        creation_ttl: data["creation_ttl"].as_u64().unwrap_or(0),
-        renewable: data["renewable"].as_bool().unwrap_or(false),
-    })
-}
+pub use crate::steps::{AuthMethodUsed, AuthStep, Authenticated};
 
 /// The identities whose cached sessions the [`AuthStep::CachedSession`] step looks for: one per
 /// configured login step, in chain order.
@@ -201,17 +87,6 @@ pub async fn authenticate(
     .into())
 }
 
-/// The outer `Result` stops the chain (server trouble); the inner one moves on to the next step.
-pub(crate) type StepResult = Result<Result<Authenticated, AttemptFailure>, SecretError>;
-
-/// A token rejection becomes a step failure; anything else is server trouble.
-pub(crate) fn rejected(e: SecretError) -> Result<AttemptFailure, SecretError> {
-    match e {
-        SecretError::PermissionDenied { message, .. } => Ok(AttemptFailure::Rejected { message }),
-        other => Err(other),
-    }
-}
-
 /// A refusal stops the chain: the job was set up for CI sign-in, and falling through to other
 /// steps would hide which claim did not match.
 async fn ci_identity(client: &OpenbaoClient, settings: &OpenbaoSettings) -> StepResult {
@@ -258,6 +133,7 @@ async fn cached_session(
     };
     let mut failure = AttemptFailure::NoSession;
     for identity in identities {
+        let identity = client.session_identity(&identity);
         let Some(session) = cache.load(client.url(), &identity).await? else {
             continue;
         };
@@ -310,7 +186,7 @@ async fn renew(authed: &OpenbaoClient, cache: &SessionCache, identity: &str, inf
     let result = cache
         .update(authed.url(), identity, move |current| {
             current.map(|mut s| {
-                s.expires_at = (lease > 0).then(|| crate::session::unix_now() + lease);
+                s.expires_at = (lease > 0).then(|| crate::session::expiry_after(lease));
                 s.renewable = renewable;
                 s
             })
@@ -360,16 +236,17 @@ async fn userpass(
     let token = SecretString::from(token);
     let lease = auth["lease_duration"].as_u64().unwrap_or(0);
     if let Some(cache) = cache {
+        let identity = client.session_identity(&login.identity());
         let mut session = Session::new(
             client.url(),
-            login.identity(),
+            identity.clone(),
             token.clone(),
             (lease > 0).then(|| Duration::from_secs(lease)),
             auth["renewable"].as_bool().unwrap_or(false),
         );
         session.accessor = auth["accessor"].as_str().map(str::to_owned);
         let result = cache
-            .update(client.url(), &login.identity(), move |previous| {
+            .update(client.url(), &identity, move |previous| {
                 // Keep what other steps stored alongside (e.g. SSO refresh state).
                 session.oidc = previous.and_then(|p| p.oidc);
                 Some(session)

@@ -414,7 +414,7 @@ fn shown_claims(jwt: &SecretString) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::fixed_lookup;
+    use crate::lookup::fixed_lookup;
 
     #[test]
     fn role_names_are_path_safe_and_stable() {

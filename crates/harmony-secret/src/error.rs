@@ -3,7 +3,7 @@
 //! [`SecretError`] is what every store operation returns; [`AuthError`] is its authentication
 //! part, kept apart so the CLI can tell "sign in differently" from "OpenBao is down".
 
-use crate::auth::AuthStep;
+use crate::steps::{AuthStep, Authenticated};
 
 /// Everything that can go wrong talking to the secret store.
 ///
@@ -197,4 +197,15 @@ fn attempts_text(attempts: &[AuthAttempt]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The outer `Result` stops the chain (server trouble); the inner one moves on to the next step.
+pub(crate) type StepResult = Result<Result<Authenticated, AttemptFailure>, SecretError>;
+
+/// A token rejection becomes a step failure; anything else is server trouble.
+pub(crate) fn rejected(e: SecretError) -> Result<AttemptFailure, SecretError> {
+    match e {
+        SecretError::PermissionDenied { message, .. } => Ok(AttemptFailure::Rejected { message }),
+        other => Err(other),
+    }
 }

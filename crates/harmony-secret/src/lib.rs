@@ -13,9 +13,10 @@
 //!   explicit token → cached session → userpass → SSO); a token from a login is cached in
 //!   [`session`] (0600 file, atomic, locked read-modify-write) and reused, renewed when close to
 //!   expiry. A token OpenBao stops accepting mid-run triggers one new sign-in, not a loop.
-//! - **One error mapping**: [`OpenbaoClient`] turns every OpenBao answer into a [`SecretError`];
-//!   the store, the auth chain and the deploy's bootstrap all go through it. (The SSO id_token
-//!   exchange has its own, [`oidc::OidcError::JwtLogin`], carrying OpenBao's message.)
+//! - **One OpenBao client**: [`OpenbaoClient`] (timeouts, TLS from [`TlsSettings`], the
+//!   namespace header, redirects off, a sensitive token header, capped and scrubbed bodies)
+//!   turns every OpenBao answer into a [`SecretError`]; the store, the auth chain, the SSO
+//!   id_token exchange and the deploy's bootstrap all go through it.
 //! - **Refresh once.** A silent SSO refresh holds the session file's lock from reading the
 //!   refresh token to storing its successor, so concurrent processes never present the same
 //!   refresh token twice (providers revoke the whole grant when they see that).
@@ -36,16 +37,21 @@ pub mod auth;
 pub mod ci;
 pub mod client;
 mod error;
+mod lookup;
 pub mod oidc;
 mod openbao;
 mod path;
+pub mod redact;
 pub mod session;
 mod settings;
+mod steps;
 mod store;
+mod tls;
 
 pub use auth::{AuthMethodUsed, AuthStep};
-pub use client::OpenbaoClient;
+pub use client::{ClientOptions, OpenbaoClient};
 pub use error::{AttemptFailure, AuthAttempt, AuthError, SecretError};
 pub use openbao::OpenbaoSecretStore;
 pub use settings::{OpenbaoSettings, UserpassLogin};
 pub use store::{SecretStore, Versioned, WriteMode};
+pub use tls::TlsSettings;

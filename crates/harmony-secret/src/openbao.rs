@@ -41,6 +41,7 @@ impl std::fmt::Debug for OpenbaoSecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenbaoSecretStore")
             .field("url", &self.client.url())
+            .field("namespace", &self.client.namespace())
             .field("kv_mount", &self.settings.kv_mount())
             .field("kv_prefix", &self.settings.kv_prefix())
             .field("auth_method", &self.auth_method())
@@ -52,11 +53,12 @@ impl OpenbaoSecretStore {
     /// Validate `settings`, run the auth chain and return a store holding the token it found.
     pub async fn connect(settings: OpenbaoSettings) -> Result<Self, SecretError> {
         settings.validate()?;
-        let http = match settings.http.clone() {
-            Some(http) => http,
-            None => OpenbaoClient::http_client()?,
+        let client = match settings.http.clone() {
+            Some(http) => OpenbaoClient::new(settings.url(), http)
+                .with_timeout(settings.timeout())
+                .with_namespace(settings.namespace.clone()),
+            None => OpenbaoClient::build(settings.url(), &settings.client_options())?,
         };
-        let client = OpenbaoClient::new(settings.url(), http).with_timeout(settings.timeout());
         let cache = if auth::session_identities(&settings).is_empty() {
             None
         } else {

@@ -105,7 +105,7 @@ impl Session {
             identity: identity.into(),
             token,
             accessor: None,
-            expires_at: ttl.map(|ttl| unix_now() + ttl.as_secs()),
+            expires_at: ttl.map(|ttl| expiry_after(ttl.as_secs())),
             renewable,
             oidc: None,
         }
@@ -115,6 +115,11 @@ impl Session {
     pub fn is_expired(&self) -> bool {
         self.expires_at.is_some_and(|at| at <= unix_now())
     }
+}
+
+/// The unix time `seconds` from now, saturating (a server-supplied lease can be anything).
+pub(crate) fn expiry_after(seconds: u64) -> u64 {
+    unix_now().saturating_add(seconds)
 }
 
 /// Seconds since the unix epoch (0 if the clock is before it).
@@ -305,7 +310,7 @@ fn read_session(path: &Path, url: &str, identity: &str) -> Result<Option<Session
             });
         }
     };
-    match serde_json::from_str::<Session>(&text) {
+    match crate::redact::from_json_slice::<Session>(text.as_bytes()) {
         Ok(session)
             if session.url.trim_end_matches('/') == url.trim_end_matches('/')
                 && session.identity == identity =>
@@ -317,7 +322,7 @@ fn read_session(path: &Path, url: &str, identity: &str) -> Result<Option<Session
             Ok(None)
         }
         Err(e) => {
-            // serde_json's message names the position and expected token, never the content.
+            // Field path and position only: serde_json's own message quotes the value.
             tracing::warn!(path = %path.display(), error = %e, "session file is corrupt; ignoring it (the next login overwrites it)");
             Ok(None)
         }
@@ -519,6 +524,43 @@ mod tests {
         cache.store(session(url, id, "tok-2")).await.expect("store");
         let loaded = cache.load(url, id).await.expect("load").expect("present");
         assert_eq!(loaded.token.expose_secret(), "tok-2");
+    }
+
+    /// Regression (review finding 4): a server-supplied TTL near `u64::MAX` seconds overflowed
+    /// `unix_now() + ttl` (a panic in debug builds, a wrapped past expiry in release).
+    #[test]
+    fn huge_ttls_saturate() {
+        let s = Session::new(
+            "http://bao:8200",
+            "userpass:userpass:x",
+            SecretString::from("t"),
+            Some(Duration::from_secs(u64::MAX)),
+            true,
+        );
+        assert_eq!(s.expires_at, Some(u64::MAX));
+        assert!(!s.is_expired());
+    }
+
+    /// Regression (review finding 1): a session file with a wrong-typed field made serde_json
+    /// quote the value (the token) in the warning that was logged.
+    #[test]
+    #[tracing_test::traced_test]
+    fn a_wrong_typed_field_is_reported_without_its_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SessionCache::new(dir.path());
+        let (url, id) = ("http://bao:8200", "userpass:userpass:frank");
+        std::fs::write(
+            cache.file_path(url, id),
+            br#"{"url": "http://bao:8200", "identity": "userpass:userpass:frank",
+                "token": "s.session-token-secret", "expires_at": "hvs.expiry-secret-value"}"#,
+        )
+        .expect("write");
+        let read = read_session(&cache.file_path(url, id), url, id).expect("read");
+        assert!(read.is_none());
+        assert!(logs_contain("session file is corrupt"));
+        assert!(logs_contain("expires_at"), "the field path is named");
+        assert!(!logs_contain("expiry-secret-value"));
+        assert!(!logs_contain("session-token-secret"));
     }
 
     #[tokio::test]

@@ -10,8 +10,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::SecretError;
-use crate::auth::AuthStep;
-use crate::client::DEFAULT_TIMEOUT;
+use crate::client::{ClientOptions, DEFAULT_TIMEOUT};
+use crate::steps::AuthStep;
+use crate::tls::TlsSettings;
 
 /// Default KV v2 mount.
 pub const DEFAULT_KV_MOUNT: &str = "secret";
@@ -19,24 +20,6 @@ pub const DEFAULT_KV_MOUNT: &str = "secret";
 pub const DEFAULT_KV_PREFIX: &str = "harmony";
 /// Default mount of the userpass auth method.
 pub const DEFAULT_USERPASS_MOUNT: &str = "userpass";
-
-/// `name`'s value from `lookup`, trimmed; `None` when unset or blank. (Not for passwords, whose
-/// spaces may be meant.)
-pub(crate) fn trimmed_var(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    lookup(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// A variable lookup over fixed pairs, for tests.
-#[cfg(test)]
-pub(crate) fn fixed_lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: std::collections::HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    move |name| map.get(name).cloned()
-}
 
 /// Username and password for OpenBao's userpass auth method.
 #[derive(Debug, Clone)]
@@ -71,6 +54,9 @@ pub struct OpenbaoSettings {
     pub(crate) http: Option<reqwest::Client>,
     pub(crate) sso: Option<crate::oidc::SsoLogin>,
     pub(crate) ci: Option<crate::ci::CiLogin>,
+    pub(crate) tls: TlsSettings,
+    pub(crate) namespace: Option<String>,
+    pub(crate) resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl OpenbaoSettings {
@@ -89,6 +75,9 @@ impl OpenbaoSettings {
             http: None,
             sso: None,
             ci: None,
+            tls: TlsSettings::default(),
+            namespace: None,
+            resolve: Vec::new(),
         }
     }
 
@@ -100,7 +89,10 @@ impl OpenbaoSettings {
     /// Settings from a variable lookup: the URL from `OPENBAO_URL` (or `BAO_ADDR`,
     /// `VAULT_ADDR`), the token from `OPENBAO_TOKEN` (or `BAO_TOKEN`, `VAULT_TOKEN`), userpass from
     /// `OPENBAO_USERNAME` + `OPENBAO_PASSWORD` (mount `OPENBAO_USERPASS_MOUNT`), and the KV
-    /// location from `OPENBAO_KV_MOUNT` / `OPENBAO_KV_PREFIX`. Empty values count as unset.
+    /// location from `OPENBAO_KV_MOUNT` / `OPENBAO_KV_PREFIX`, the namespace from `BAO_NAMESPACE`
+    /// (or `VAULT_NAMESPACE`), TLS from `BAO_CACERT`, `BAO_CAPATH`, `BAO_CLIENT_CERT` +
+    /// `BAO_CLIENT_KEY`, `BAO_TLS_SERVER_NAME`, `BAO_SKIP_VERIFY` (or their `VAULT_` names).
+    /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SecretError> {
         use harmony_env::vars;
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
@@ -147,6 +139,9 @@ impl OpenbaoSettings {
             // An explicitly empty prefix is meaningful: documents at the mount's root.
             settings = settings.with_kv_prefix(prefix.trim());
         }
+        let options = ClientOptions::from_lookup(&lookup)?;
+        settings.tls = options.tls;
+        settings.namespace = options.namespace;
         settings.sso = crate::oidc::SsoLogin::from_lookup(&lookup)
             .map_err(|e| SecretError::Config(e.to_string()))?;
         let url = settings.url.clone();
@@ -240,11 +235,56 @@ impl OpenbaoSettings {
         self
     }
 
-    /// Use this HTTP client (it should not follow redirects); default
-    /// [`crate::OpenbaoClient::http_client`].
+    /// Use this HTTP client (it should not follow redirects) instead of the one built from the
+    /// TLS settings and resolved hosts ([`crate::OpenbaoClient::build`]).
     pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
+    }
+
+    /// TLS settings for OpenBao (default: system roots, no client certificate).
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The namespace every request goes to (`X-Vault-Namespace`); `None`: the root namespace.
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// Resolve `host` to `addr` without DNS, for OpenBao and the SSO JWT login (e.g. a local
+    /// cluster's ingress names → its load balancer).
+    pub fn with_resolved_host(
+        mut self,
+        host: impl Into<String>,
+        addr: std::net::SocketAddr,
+    ) -> Self {
+        self.resolve.push((host.into(), addr));
+        self
+    }
+
+    /// The TLS settings.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    /// The namespace, when one is set.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// How the OpenBao client is built: TLS, namespace, timeout, resolved hosts.
+    pub fn client_options(&self) -> ClientOptions {
+        let mut options = ClientOptions::default()
+            .with_tls(self.tls.clone())
+            .with_namespace(self.namespace.clone())
+            .with_timeout(self.timeout);
+        for (host, addr) in &self.resolve {
+            options = options.with_resolved_host(host.clone(), *addr);
+        }
+        options
     }
 
     /// The server URL.
@@ -321,7 +361,7 @@ mod tests {
 
     use super::*;
 
-    use super::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn missing_url_names_the_variables() {

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use harmony_secret::oidc::{
     DeviceCodeNotifier, DevicePrompt, OidcClient, OidcError, SsoLogin, SsoSettings,
-    exchange_id_token, http_client,
+    exchange_id_token,
 };
 use harmony_secret::session::{Session, SessionCache};
 use harmony_secret::{
-    AttemptFailure, AuthError, AuthMethodUsed, AuthStep, OpenbaoSecretStore, OpenbaoSettings,
-    SecretError, SecretStore, WriteMode,
+    AttemptFailure, AuthError, AuthMethodUsed, AuthStep, ClientOptions, OpenbaoClient,
+    OpenbaoSecretStore, OpenbaoSettings, SecretError, SecretStore, WriteMode,
 };
 use harmony_testkit::OpenbaoServer;
 use harmony_testkit::oidc::{JwtRole, OidcProvider, OidcProviderOptions};
@@ -677,16 +677,13 @@ async fn no_token_of_any_kind_in_logs_debug_or_errors() -> anyhow::Result<()> {
         .expect("refresh token")
         .expose_secret()
         .to_owned();
-    let http = http_client(Duration::from_secs(5))?;
-    let refused = exchange_id_token(
-        &http,
+    let openbao = OpenbaoClient::build(
         world.bao.url(),
-        "jwt",
-        "no-such-role",
-        &tokens.id_token,
-    )
-    .await
-    .expect_err("unknown role");
+        &ClientOptions::default().with_timeout(Duration::from_secs(5)),
+    )?;
+    let refused = exchange_id_token(&openbao, "jwt", "no-such-role", &tokens.id_token)
+        .await
+        .expect_err("unknown role");
     let stale = provider
         .refresh(&SecretString::from(refresh_first.clone()))
         .await
@@ -732,5 +729,81 @@ async fn no_token_of_any_kind_in_logs_debug_or_errors() -> anyhow::Result<()> {
         texts[6].1.contains("sign-in approved"),
         "logs were not captured"
     );
+    Ok(())
+}
+
+/// Regression (review finding 5): the id_token exchange built its own HTTP client, so the
+/// OpenBao TLS settings (CA) and the namespace did not apply to it. Here OpenBao speaks HTTPS
+/// with its own CA and the JWT auth lives in namespace `team-a`: the device flow's id_token
+/// is exchanged through the store's one client, and the session works in the namespace.
+#[tokio::test]
+async fn sso_sign_in_reaches_a_tls_openbao_in_a_namespace() -> anyhow::Result<()> {
+    captured_logs();
+    let op = Arc::new(OidcProvider::start(fast_provider()).await?);
+    let bao = OpenbaoServer::dev_tls().await?;
+    bao.create_namespace("team-a").await?;
+    for (path, body) in [
+        ("sys/policies/acl/harmony-dev", json!({ "policy": POLICY })),
+        ("sys/auth/jwt", json!({ "type": "jwt" })),
+        (
+            "auth/jwt/config",
+            json!({ "oidc_discovery_url": op.issuer() }),
+        ),
+        (
+            "auth/jwt/role/harmony-developer",
+            json!({
+                "role_type": "jwt",
+                "bound_audiences": [op.client_id()],
+                "user_claim": "sub",
+                "token_policies": ["harmony-dev"],
+                "token_ttl": "1h",
+            }),
+        ),
+    ] {
+        bao.root_call_in("team-a", reqwest::Method::POST, path, Some(body))
+            .await?;
+    }
+    let ca = bao
+        .ca_cert()
+        .ok_or_else(|| anyhow::anyhow!("dev-tls has a CA"))?;
+    let dir = tempfile::tempdir()?;
+    let notifier: Arc<dyn DeviceCodeNotifier> = {
+        let op = op.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(move |prompt: &DevicePrompt| {
+            let (op, code) = (op.clone(), prompt.user_code.clone());
+            runtime.spawn(async move {
+                if let Err(e) = op.approve_user_code(&code, "alice").await {
+                    eprintln!("could not approve {code}: {e}");
+                }
+            });
+        })
+    };
+    let settings = OpenbaoSettings::new(bao.url())
+        .with_tls(harmony_secret::TlsSettings::default().with_ca_cert(&ca))
+        .with_namespace(Some("team-a".to_owned()))
+        .with_session_dir(dir.path().join("sessions"))
+        .with_sso(
+            SsoLogin::new(SsoSettings::new(op.issuer(), op.client_id()))
+                .with_interactive(true)
+                .with_notifier(notifier),
+        );
+    let store = OpenbaoSecretStore::connect(settings.clone()).await?;
+    assert_eq!(store.auth_method(), AuthMethodUsed::DeviceFlow);
+    store
+        .put("sso-ns", &json!({"who": "alice"}), WriteMode::Cas(None))
+        .await?;
+    let raw = bao
+        .root_call_in(
+            "team-a",
+            reqwest::Method::GET,
+            "secret/data/harmony/sso-ns",
+            None,
+        )
+        .await?;
+    assert_eq!(raw["data"]["data"], json!({"who": "alice"}));
+    // The next run reuses the namespace's session.
+    let again = OpenbaoSecretStore::connect(settings).await?;
+    assert_eq!(again.auth_method(), AuthMethodUsed::CachedSession);
     Ok(())
 }

@@ -16,6 +16,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Dev,
+    /// Dev mode over HTTPS with a CA of its own (`-dev-tls`).
+    DevTls,
     Raft,
 }
 
@@ -73,6 +75,15 @@ impl OpenbaoServer {
         Self::start(Mode::Dev, Some(token)).await
     }
 
+    /// A dev-mode server over HTTPS (`bao server -dev -dev-tls -dev-tls-cert-dir=DIR`): its
+    /// certificate is signed by a CA it generates, written to [`OpenbaoServer::ca_cert`]
+    /// (`vault-ca.pem`), valid for `localhost` and `127.0.0.1`. The URL is
+    /// `https://127.0.0.1:<port>`. Otherwise as [`OpenbaoServer::dev`].
+    pub async fn dev_tls() -> Result<Self, TestkitError> {
+        let token = format!("root-{:016x}", rand_u64());
+        Self::start(Mode::DevTls, Some(token)).await
+    }
+
     /// A real server on raft storage in a temporary directory: **uninitialised and sealed**.
     /// Use [`OpenbaoServer::init`] and [`OpenbaoServer::unseal`] (or the code under test) to
     /// bring it up, and [`OpenbaoServer::restart`] to see it come back sealed.
@@ -126,7 +137,12 @@ impl OpenbaoServer {
         for _ in 0..3 {
             server.port = free_port()?;
             server.cluster_port = free_port()?;
-            server.url = format!("http://127.0.0.1:{}", server.port);
+            let scheme = if mode == Mode::DevTls {
+                "https"
+            } else {
+                "http"
+            };
+            server.url = format!("{scheme}://127.0.0.1:{}", server.port);
             match server.spawn_and_wait().await {
                 Ok(()) => return Ok(server),
                 Err(e) => {
@@ -145,11 +161,57 @@ impl OpenbaoServer {
         self.dir.path().join("bao.log")
     }
 
+    fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// The CA certificate (PEM) of a [`OpenbaoServer::dev_tls`] server; `None` for the others.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        (self.mode == Mode::DevTls).then(|| self.tls_dir().join("vault-ca.pem"))
+    }
+
+    /// Once a dev-tls server has written its CA: a client of ours that trusts it.
+    fn trust_own_ca(&mut self) -> Result<bool, TestkitError> {
+        let Some(ca) = self.ca_cert() else {
+            return Ok(true);
+        };
+        let Ok(pem) = std::fs::read(&ca) else {
+            return Ok(false);
+        };
+        let Ok(certs) = reqwest::Certificate::from_pem_bundle(&pem) else {
+            return Ok(false); // Still being written.
+        };
+        if certs.is_empty() {
+            return Ok(false);
+        }
+        self.http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| TestkitError::Http {
+                context: "build HTTP client trusting the dev-tls CA".into(),
+                message: e.to_string(),
+            })?;
+        Ok(true)
+    }
+
     fn spawn_and_wait_args(&self) -> Result<Vec<String>, TestkitError> {
         Ok(match self.mode {
             Mode::Dev => vec![
                 "server".into(),
                 "-dev".into(),
+                format!(
+                    "-dev-root-token-id={}",
+                    self.root_token.as_deref().unwrap_or_default()
+                ),
+                format!("-dev-listen-address=127.0.0.1:{}", self.port),
+                "-dev-no-store-token".into(),
+            ],
+            Mode::DevTls => vec![
+                "server".into(),
+                "-dev".into(),
+                "-dev-tls".into(),
+                format!("-dev-tls-cert-dir={}", self.tls_dir().display()),
                 format!(
                     "-dev-root-token-id={}",
                     self.root_token.as_deref().unwrap_or_default()
@@ -200,6 +262,11 @@ ui = false
 
     async fn spawn_and_wait(&mut self) -> Result<(), TestkitError> {
         let bao = locate::bao_binary()?;
+        if self.mode == Mode::DevTls {
+            // A fresh CA per start: the old one would not match the new certificate.
+            let _ = std::fs::remove_dir_all(self.tls_dir());
+            std::fs::create_dir_all(self.tls_dir()).map_err(io_err("create tls dir"))?;
+        }
         let args = self.spawn_and_wait_args()?;
         let log = std::fs::File::create(self.log_path()).map_err(io_err("create bao.log"))?;
         let log_err = log.try_clone().map_err(io_err("clone log handle"))?;
@@ -233,8 +300,19 @@ ui = false
                     log_tail: format!("(exited with {status})\n{}", log_tail(&self.log_path(), 20)),
                 });
             }
+            if !self.trust_own_ca()? {
+                if Instant::now() >= deadline {
+                    return Err(TestkitError::NotReady {
+                        what: "OpenBao (dev-tls CA file)",
+                        seconds: READY_TIMEOUT.as_secs(),
+                        log_tail: log_tail(&self.log_path(), 20),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             let wanted_status = match self.mode {
-                Mode::Dev => |s: u16| s == 200,
+                Mode::Dev | Mode::DevTls => |s: u16| s == 200,
                 // 501 uninitialised, 503 sealed, 200 once someone unsealed it.
                 Mode::Raft => |s: u16| matches!(s, 200 | 429 | 501 | 503),
             };
@@ -259,7 +337,7 @@ ui = false
         }
     }
 
-    /// The base URL, `http://127.0.0.1:<port>`.
+    /// The base URL, `http://127.0.0.1:<port>` (`https://` for [`OpenbaoServer::dev_tls`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -373,8 +451,51 @@ ui = false
         self.call(method, path, token.as_deref(), body).await
     }
 
+    /// [`OpenbaoServer::root_call`] inside `namespace` (header `X-Vault-Namespace`).
+    pub async fn root_call_in(
+        &self,
+        namespace: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, TestkitError> {
+        let token = self.root_token.clone();
+        self.call_in(Some(namespace), method, path, token.as_deref(), body)
+            .await
+    }
+
+    /// Create the namespace `name` (`sys/namespaces/<name>`) with a KV v2 engine at `secret/`
+    /// inside it, as dev mode has at the root.
+    pub async fn create_namespace(&self, name: &str) -> Result<(), TestkitError> {
+        self.root_call(
+            reqwest::Method::POST,
+            &format!("sys/namespaces/{name}"),
+            Some(json!({})),
+        )
+        .await?;
+        self.root_call_in(
+            name,
+            reqwest::Method::POST,
+            "sys/mounts/secret",
+            Some(json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn call(
         &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value, TestkitError> {
+        self.call_in(None, method, path, token, body).await
+    }
+
+    async fn call_in(
+        &self,
+        namespace: Option<&str>,
         method: reqwest::Method,
         path: &str,
         token: Option<&str>,
@@ -384,6 +505,9 @@ ui = false
         let mut req = self.http.request(method.clone(), &url);
         if let Some(token) = token {
             req = req.header("X-Vault-Token", token);
+        }
+        if let Some(namespace) = namespace {
+            req = req.header("X-Vault-Namespace", namespace);
         }
         if let Some(body) = body {
             req = req.json(&body);

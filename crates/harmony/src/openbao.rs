@@ -5,6 +5,8 @@
 //! - **The bootstrap only needs a URL** ([`OpenbaoBootstrap`]): the deploy reaches the in-cluster
 //!   server through a port-forward, and the CLI's `--openbao-url` points the very same code at an
 //!   existing server. Nothing execs `bao` in a pod, so all of it is tested against a real OpenBao.
+//!   Every request goes through harmony-secret's one [`harmony_secret::OpenbaoClient`] (TLS,
+//!   namespace, timeouts, sensitive token header, one error mapping).
 //! - **Idempotent, with a report**: every run reads what is there, writes only what differs and
 //!   says what it changed ([`BootstrapReport`]), so a re-run is cheap and visibly a no-op, and a
 //!   restarted (sealed) server is simply unsealed again.
@@ -28,7 +30,6 @@
 //! ```
 
 mod bootstrap;
-mod client;
 mod error;
 mod policy;
 mod score;

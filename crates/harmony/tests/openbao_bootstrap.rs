@@ -437,9 +437,27 @@ async fn existing_server_with_admin_token_is_configured_and_drift_is_repaired() 
         ]
     );
 
-    // The password file is lost: the password is reset and stored again.
+    // Regression (review finding 6): a teammate's machine has no password file. The user's
+    // password is NOT reset (that would break every other machine's saved login); the report
+    // says where the password lives and how to get a new one.
     let pw_file = StateDir::new(state.path()).userpass_file("harmony");
+    let original = read_json(&pw_file)?["password"]
+        .as_str()
+        .context("pw")?
+        .to_owned();
     std::fs::remove_file(&pw_file)?;
+    let report = run(&bao, options.clone()).await?;
+    assert!(report.changes.is_empty(), "{report:?}");
+    assert!(!pw_file.exists(), "no new password file: {report:?}");
+    let note = report.notes.join("\n");
+    assert!(note.contains(&pw_file.display().to_string()), "{note}");
+    assert!(note.contains("--reset-userpass"), "{note}");
+    userpass_login(&bao, "harmony", &original)
+        .await
+        .context("the existing password still works")?;
+
+    // Only on request: a new password, stored again; the old one stops working.
+    options.reset_userpass = true;
     let report = run(&bao, options.clone()).await?;
     assert_eq!(report.changes.len(), 1, "{report:?}");
     assert!(
@@ -449,6 +467,7 @@ async fn existing_server_with_admin_token_is_configured_and_drift_is_repaired() 
     let creds = read_json(&pw_file)?;
     let token = userpass_login(&bao, "harmony", creds["password"].as_str().context("pw")?).await?;
     assert_harmony_dev_scope(&bao, &token).await?;
+    assert!(userpass_login(&bao, "harmony", &original).await.is_err());
     assert!(run(&bao, options).await?.nothing_changed());
     Ok(())
 }
@@ -532,5 +551,96 @@ async fn unreachable_server_names_the_url() -> Result<()> {
         .expect_err("nobody listens");
     assert!(matches!(err, OpenbaoError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains(&url), "{err}");
+    Ok(())
+}
+
+/// An existing OpenBao over HTTPS with its own CA, configured inside a namespace: the
+/// bootstrap reaches it through the one client with the CA (`BAO_CACERT`), creates the
+/// namespace, configures everything inside it, and the saved userpass login works there (and
+/// only there). Without the CA the error names the variable to set.
+#[tokio::test]
+async fn tls_server_is_configured_inside_a_namespace() -> Result<()> {
+    let bao = OpenbaoServer::dev_tls().await?;
+    let ca = bao.ca_cert().context("dev-tls CA")?;
+    let state = tempfile::tempdir()?;
+    let root = bao.root_token().context("dev root token")?.to_owned();
+    let lookup = |name: &str| match name {
+        "BAO_CACERT" => Some(ca.display().to_string()),
+        "BAO_NAMESPACE" => Some("team-a".to_owned()),
+        _ => None,
+    };
+    let op = OidcProvider::start(OidcProviderOptions::default()).await?;
+    let mut options = local_options(state.path()).with_connection_from_lookup(lookup)?;
+    options.admin_token = Some(SecretString::from(root.clone()));
+    options.jwt = Some(JwtAuthOptions::oidc(
+        url::Url::parse(op.issuer())?,
+        vec![op.client_id().to_owned()],
+    ));
+    assert_eq!(options.namespace.as_deref(), Some("team-a"));
+
+    let report = run(&bao, options.clone()).await?;
+    assert_eq!(
+        report.changes,
+        [
+            "created namespace team-a",
+            "enabled the KV v2 secrets engine at secret/",
+            "created policy harmony-dev",
+            "enabled the userpass auth method at auth/userpass/",
+            "created userpass user harmony",
+            "enabled the jwt auth method at auth/jwt/",
+            "wrote the JWT auth config at auth/jwt/config",
+            "created JWT role harmony-developer",
+        ]
+    );
+    assert!(run(&bao, options.clone()).await?.nothing_changed());
+
+    // The saved login works in team-a through the store, and the root namespace is untouched.
+    let password = StateDir::new(state.path())
+        .userpass_password("harmony")
+        .await?
+        .context("password saved")?;
+    let sessions = tempfile::tempdir()?;
+    let settings = harmony_secret::OpenbaoSettings::new(bao.url())
+        .with_tls(harmony_secret::TlsSettings::default().with_ca_cert(&ca))
+        .with_namespace(Some("team-a".to_owned()))
+        .with_userpass("harmony", password)
+        .with_session_dir(sessions.path().to_owned());
+    let store = harmony_secret::OpenbaoSecretStore::connect(settings).await?;
+    harmony_secret::SecretStore::put(
+        &store,
+        "app",
+        &json!({"ns": "team-a"}),
+        harmony_secret::WriteMode::Cas(None),
+    )
+    .await?;
+    let root_auths = bao.root_call(Method::GET, "sys/auth", None).await?;
+    assert!(
+        root_auths["data"].get("userpass/").is_none(),
+        "userpass was enabled in team-a only: {root_auths}"
+    );
+
+    // The JWT login works in team-a, through the one client (CA + namespace).
+    let id_token = SecretString::from(id_token_from_device_flow(&op, "alice").await?);
+    let client = harmony_secret::OpenbaoClient::build(
+        bao.url(),
+        &harmony_secret::ClientOptions::default()
+            .with_tls(harmony_secret::TlsSettings::default().with_ca_cert(&ca))
+            .with_namespace(Some("team-a".to_owned())),
+    )?;
+    let login = harmony_secret::oidc::exchange_id_token(
+        &client,
+        "jwt",
+        harmony::openbao::DEFAULT_JWT_ROLE,
+        &id_token,
+    )
+    .await?;
+    assert_eq!(login.policies, ["default", "harmony-dev"]);
+
+    // Without the CA: unreachable, and the chain says which variable to set.
+    let mut no_ca = local_options(state.path());
+    no_ca.admin_token = Some(SecretString::from(root));
+    let err = run(&bao, no_ca).await.expect_err("untrusted CA");
+    let chain = format!("{err:#}");
+    assert!(chain.contains("BAO_CACERT"), "{chain}");
     Ok(())
 }

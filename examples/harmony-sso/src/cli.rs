@@ -31,6 +31,16 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub openbao_url: Option<url::Url>,
 
+    /// OpenBao namespace to configure and use (created by the bootstrap when missing; also
+    /// BAO_NAMESPACE / VAULT_NAMESPACE). Default: the root namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Give the userpass user `harmony` a new password even though it exists and this machine
+    /// has no password file for it. Every other machine's saved login then stops working.
+    #[arg(long, conflicts_with_all = ["demo", "sso_demo", "cleanup"])]
+    pub reset_userpass: bool,
+
     /// OpenID issuer to wire OpenBao's JWT auth to (with --openbao-url), and to sign in with
     /// (--sso-demo).
     #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]

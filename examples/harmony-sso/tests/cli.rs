@@ -26,6 +26,11 @@ fn harmony_sso_std(data_dir: &Path) -> std::process::Command {
     for name in vars::OPENBAO_URL_ALIASES
         .iter()
         .chain(vars::OPENBAO_TOKEN_ALIASES.iter())
+        .chain(vars::OPENBAO_NAMESPACE_ALIASES.iter())
+        .chain(vars::OPENBAO_CACERT_ALIASES.iter())
+        .chain(vars::OPENBAO_CAPATH_ALIASES.iter())
+        .chain(vars::OPENBAO_TLS_SERVER_NAME_ALIASES.iter())
+        .chain(vars::OPENBAO_SKIP_VERIFY_ALIASES.iter())
         .chain(
             [
                 vars::OPENBAO_USERNAME,
@@ -240,6 +245,65 @@ async fn demo_round_trip_with_an_environment_override() {
         .expect("run");
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("(version 2)"), "{}", stderr(&again));
+}
+
+/// `--openbao-url` over HTTPS with `BAO_CACERT`, and `--namespace`: the bootstrap creates and
+/// configures the namespace, and `--demo` writes its document there (not at the root).
+#[tokio::test]
+async fn tls_and_namespace_for_an_existing_openbao() {
+    let bao = OpenbaoServer::dev_tls().await.expect("dev-tls OpenBao");
+    let ca = bao.ca_cert().expect("dev-tls CA");
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = bao.root_token().expect("dev token").to_owned();
+
+    let output = harmony_sso(data.path())
+        .args(["--openbao-url", bao.url(), "--namespace", "team-a"])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env(vars::BAO_CACERT, &ca)
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("(namespace team-a)"), "{out}");
+    assert!(out.contains("created namespace team-a"), "{out}");
+
+    let output = harmony_sso(data.path())
+        .args([
+            "--demo",
+            "--openbao-url",
+            bao.url(),
+            "--namespace",
+            "team-a",
+        ])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env(vars::BAO_CACERT, &ca)
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let in_team = bao
+        .root_call_in("team-a", Method::GET, "secret/data/harmony/demo", None)
+        .await
+        .expect("the demo document is in team-a");
+    assert_eq!(in_team["data"]["metadata"]["version"], 1);
+    assert!(
+        bao.root_call(Method::GET, "secret/data/harmony/demo", None)
+            .await
+            .is_err(),
+        "nothing at the root"
+    );
+
+    // Without the CA: a failure naming the variable to set.
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(vars::BAO_CACERT),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]

@@ -23,14 +23,14 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::SecretError;
-use crate::auth::{AuthMethodUsed, Authenticated, StepResult, lookup_self, rejected};
-use crate::client::OpenbaoClient;
-use crate::error::{AttemptFailure, AuthError};
+use crate::client::{OpenbaoClient, lookup_self};
+use crate::error::{AttemptFailure, AuthError, StepResult, rejected};
 use crate::oidc::{
     DEFAULT_JWT_AUTH_MOUNT, DEFAULT_JWT_ROLE, DeviceCodeNotifier, DeviceFlowOptions, DevicePrompt,
     JwtLogin, OidcClient, OidcError, SsoSettings, exchange_id_token,
 };
 use crate::session::{LOCK_WAIT, OidcSession, Session, SessionCache, SessionLock};
+use crate::steps::{AuthMethodUsed, Authenticated};
 
 /// How the auth chain signs in with SSO: the provider and client, OpenBao's JWT auth mount and
 /// role, and whether (and how) a person may be asked to approve a device flow.
@@ -97,7 +97,7 @@ impl SsoLogin {
         let Some(sso) = SsoSettings::from_lookup(&lookup)? else {
             return Ok(None);
         };
-        let get = |name: &str| crate::settings::trimmed_var(&lookup, name);
+        let get = |name: &str| crate::lookup::trimmed_var(&lookup, name);
         let mut login = Self::new(sso);
         if let Some(mount) = get(vars::OPENBAO_JWT_AUTH_MOUNT) {
             login.jwt_mount = mount;
@@ -169,7 +169,7 @@ pub(crate) async fn silent_refresh(
     let (Some(login), Some(cache)) = (login, cache) else {
         return Ok(Err(AttemptFailure::NotConfigured));
     };
-    let identity = login.identity();
+    let identity = client.session_identity(&login.identity());
     // Without a refresh token there is nothing to wait for the lock for.
     let cached = cache.load(client.url(), &identity).await?;
     if cached
@@ -264,7 +264,7 @@ async fn refresh_locked(
     let newest = tokens.refresh_token.clone().unwrap_or(refresh_token);
     set_refresh_token(lock, Some(newest.clone())).await;
     let jwt = exchange(client, login, &tokens.id_token).await?;
-    store_session(lock, client.url(), login, &jwt, Some(newest)).await;
+    store_session(lock, client, login, &jwt, Some(newest)).await;
     Ok(Ok(Authenticated {
         token: jwt.token,
         method: AuthMethodUsed::SilentRefresh,
@@ -291,7 +291,14 @@ pub(crate) async fn device_flow(
     // Not under the session lock while a person approves (that takes minutes); only the
     // writes are.
     let lock = match cache {
-        Some(cache) => lock_or_warn(cache, client.url(), &login.identity()).await,
+        Some(cache) => {
+            lock_or_warn(
+                cache,
+                client.url(),
+                &client.session_identity(&login.identity()),
+            )
+            .await
+        }
         None => None,
     };
     if let Some(lock) = &lock
@@ -301,7 +308,7 @@ pub(crate) async fn device_flow(
     }
     let jwt = exchange(client, login, &tokens.id_token).await?;
     if let Some(lock) = &lock {
-        store_session(lock, client.url(), login, &jwt, tokens.refresh_token).await;
+        store_session(lock, client, login, &jwt, tokens.refresh_token).await;
     }
     Ok(Ok(Authenticated {
         token: jwt.token,
@@ -314,17 +321,9 @@ async fn exchange(
     login: &SsoLogin,
     id_token: &SecretString,
 ) -> Result<JwtLogin, SecretError> {
-    let http = super::http::http_client_resolving(client.timeout(), &login.sso.resolve)
-        .map_err(sso_stop)?;
-    exchange_id_token(
-        &http,
-        client.url(),
-        &login.jwt_mount,
-        &login.jwt_role,
-        id_token,
-    )
-    .await
-    .map_err(sso_stop)
+    exchange_id_token(client, &login.jwt_mount, &login.jwt_role, id_token)
+        .await
+        .map_err(sso_stop)
 }
 
 /// The session lock for storing a sign-in's result; `None` (logged) when it cannot be had, as
@@ -341,14 +340,14 @@ async fn lock_or_warn(cache: &SessionCache, url: &str, identity: &str) -> Option
 
 async fn store_session(
     lock: &SessionLock,
-    url: &str,
+    client: &OpenbaoClient,
     login: &SsoLogin,
     jwt: &JwtLogin,
     refresh_token: Option<SecretString>,
 ) {
     let mut session = Session::new(
-        url,
-        login.identity(),
+        client.url(),
+        client.session_identity(&login.identity()),
         jwt.token.clone(),
         (!jwt.lease_duration.is_zero()).then_some(jwt.lease_duration),
         jwt.renewable,
@@ -389,7 +388,7 @@ mod tests {
 
     use super::*;
 
-    use crate::settings::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn sso_login_from_env() {

@@ -175,27 +175,7 @@ fn description_suffix(description: &Option<String>) -> String {
     }
 }
 
-/// A token-free description of a JSON decode error: serde's messages for wrong types quote the
-/// offending value, which may be a token, so only the category, the position and a missing
-/// field's name are kept.
-pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
-    let what = match e.classify() {
-        serde_json::error::Category::Syntax => "not valid JSON".to_owned(),
-        serde_json::error::Category::Eof => "the JSON ends early".to_owned(),
-        serde_json::error::Category::Io => "the body could not be read".to_owned(),
-        serde_json::error::Category::Data => {
-            let text = e.to_string();
-            match text.strip_prefix("missing field ") {
-                Some(rest) => format!(
-                    "missing field {}",
-                    rest.split_whitespace().next().unwrap_or_default()
-                ),
-                None => "a field has an unexpected type or value".to_owned(),
-            }
-        }
-    };
-    format!("{what} (line {}, column {})", e.line(), e.column())
-}
+pub(crate) use crate::redact::json_error_detail;
 
 #[cfg(test)]
 mod tests {

@@ -6,9 +6,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::SecretError;
+use crate::client::OpenbaoClient;
 use crate::oidc::OidcError;
-use crate::oidc::discovery::decode;
 use crate::oidc::http::HttpError;
+use crate::redact::json_error_detail;
 
 /// The OpenBao token a JWT login produced. The token is redacted in `Debug`.
 #[derive(Debug, Clone)]
@@ -43,14 +45,13 @@ struct AuthBlock {
     policies: Vec<String>,
 }
 
-/// Exchange `id_token` for an OpenBao token: `POST {openbao_url}/v1/auth/{mount}/login` with
-/// `{"role": role, "jwt": id_token}`. A refusal is [`OidcError::JwtLogin`] carrying OpenBao's
-/// own message (wrong audience, unknown role, expired token, ...).
-///
-/// `http` should not follow redirects and should have a timeout ([`crate::oidc::http_client`]).
+/// Exchange `id_token` for an OpenBao token: `POST /v1/auth/{mount}/login` with
+/// `{"role": role, "jwt": id_token}`, through `client` (the one OpenBao client: its TLS
+/// settings, namespace and timeout apply; any token it carries is not sent). A refusal is
+/// [`OidcError::JwtLogin`] carrying OpenBao's own message (wrong audience, unknown role,
+/// expired token, ...).
 pub async fn exchange_id_token(
-    http: &reqwest::Client,
-    openbao_url: &str,
+    client: &OpenbaoClient,
     mount: &str,
     role: &str,
     id_token: &SecretString,
@@ -62,38 +63,58 @@ pub async fn exchange_id_token(
         harmony_env::vars::OPENBAO_JWT_AUTH_MOUNT,
     )?;
     check_name("JWT role", role, false, harmony_env::vars::OPENBAO_JWT_ROLE)?;
-    let url = format!(
-        "{}/v1/auth/{mount}/login",
-        openbao_url.trim_end_matches('/')
-    );
+    let path = format!("auth/{mount}/login");
     let body = json!({ "role": role, "jwt": id_token.expose_secret() });
-    let response =
-        http.post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| OidcError::OpenbaoUnreachable {
-                source: HttpError::from_reqwest(&url, e),
-            })?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| OidcError::OpenbaoUnreachable {
-            source: HttpError::from_reqwest(&url, e),
-        })?;
-    if !status.is_success() {
-        return Err(OidcError::JwtLogin {
-            url: openbao_url.to_owned(),
-            mount: mount.to_owned(),
-            role: role.to_owned(),
-            status: status.as_u16(),
-            message: openbao_message(&bytes, id_token),
-        });
-    }
-    let answer: LoginAnswer = decode(&url, &bytes)?;
+    let refused = |status: u16, message: String| OidcError::JwtLogin {
+        url: client.url().to_owned(),
+        mount: mount.to_owned(),
+        role: role.to_owned(),
+        status,
+        message: without_token(message, id_token),
+    };
+    let answer = match client.clone().without_token().post(&path, &body).await {
+        Ok(Some(answer)) => answer,
+        Ok(None) => {
+            return Err(OidcError::Decode {
+                url: format!("{}/v1/{path}", client.url()),
+                message: "the login answer is empty".to_owned(),
+            });
+        }
+        Err(SecretError::PermissionDenied { message, .. }) => return Err(refused(403, message)),
+        Err(SecretError::BadResponse {
+            status, message, ..
+        }) => return Err(refused(status, message)),
+        Err(SecretError::NotFound { .. }) => {
+            return Err(refused(
+                404,
+                format!(
+                    "no JWT auth method is mounted at auth/{mount}; check {}",
+                    harmony_env::vars::OPENBAO_JWT_AUTH_MOUNT
+                ),
+            ));
+        }
+        Err(SecretError::Unreachable {
+            url,
+            reason,
+            source,
+        }) => {
+            return Err(OidcError::OpenbaoUnreachable {
+                source: HttpError {
+                    url,
+                    reason,
+                    source: source.map(reqwest::Error::without_url),
+                },
+            });
+        }
+        Err(other) => return Err(refused(0, other.to_string())),
+    };
+    let answer: LoginAnswer = serde_json::from_value(answer).map_err(|e| OidcError::Decode {
+        url: format!("{}/v1/{path}", client.url()),
+        message: json_error_detail(&e),
+    })?;
     tracing::debug!(
-        url = openbao_url,
+        url = client.url(),
+        namespace = client.namespace(),
         mount,
         role,
         lease_secs = answer.auth.lease_duration,
@@ -108,22 +129,13 @@ pub async fn exchange_id_token(
     })
 }
 
-/// OpenBao's `errors`, joined; the id_token is cut out should OpenBao ever echo it.
-fn openbao_message(body: &[u8], id_token: &SecretString) -> String {
-    #[derive(Deserialize)]
-    struct Errors {
-        #[serde(default)]
-        errors: Vec<String>,
-    }
-    let text = match serde_json::from_slice::<Errors>(body) {
-        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
-        _ => String::from_utf8_lossy(body).chars().take(500).collect(),
-    };
+/// `message` with the id_token cut out, should OpenBao ever echo it.
+fn without_token(message: String, id_token: &SecretString) -> String {
     let token = id_token.expose_secret();
     if token.is_empty() {
-        text
+        message
     } else {
-        text.replace(token, "[redacted id_token]")
+        message.replace(token, "[redacted id_token]")
     }
 }
 
@@ -160,10 +172,9 @@ mod tests {
     }
 
     #[test]
-    fn openbao_message_is_joined_and_never_echoes_the_token() {
+    fn messages_never_echo_the_token() {
         let token = SecretString::from("eyJhbGciOi.secret.sig");
-        let body = br#"{"errors":["bad jwt eyJhbGciOi.secret.sig", "second"]}"#;
-        let msg = openbao_message(body, &token);
+        let msg = without_token("bad jwt eyJhbGciOi.secret.sig; second".to_owned(), &token);
         assert_eq!(msg, "bad jwt [redacted id_token]; second");
     }
 }

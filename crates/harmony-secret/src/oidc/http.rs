@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::oidc::OidcError;
+use crate::tls::TlsSettings;
 
 /// A request to the provider failed before an HTTP answer arrived (or while reading it).
 ///
@@ -35,7 +36,13 @@ impl HttpError {
 
 /// A short, token-free description of a transport error.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if untrusted_certificate(e) {
+        format!(
+            "the provider's TLS certificate is signed by a CA this machine does not trust; set {} \
+             to that CA's PEM file",
+            harmony_env::vars::HARMONY_SSO_CACERT
+        )
+    } else if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
         "could not connect".to_owned()
@@ -48,22 +55,38 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// The HTTP client for talking to an OpenID provider (and OpenBao's login): every request has
-/// `timeout`, and redirects are never followed (RFC 6749 §3.2 clients must not follow them from
-/// the token endpoint, and a discovery redirect would change whom we trust).
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, OidcError> {
-    http_client_resolving(timeout, &[])
+/// Whether `e` (or a cause) is a certificate from an unknown CA.
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
-/// [`http_client`] that resolves the given host names to fixed addresses instead of asking DNS.
-pub(crate) fn http_client_resolving(
+/// The HTTP client for talking to an OpenID provider: every request has `timeout`, and
+/// redirects are never followed (RFC 6749 §3.2 clients must not follow them from the token
+/// endpoint, and a discovery redirect would change whom we trust). TLS: the system roots.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, OidcError> {
+    http_client_with(timeout, &TlsSettings::sso_from_lookup(|_| None), &[])
+}
+
+/// [`http_client`] with TLS settings (e.g. `HARMONY_SSO_CACERT`) and host names resolved to
+/// fixed addresses instead of asking DNS.
+pub(crate) fn http_client_with(
     timeout: Duration,
+    tls: &TlsSettings,
     resolve: &[(String, std::net::SocketAddr)],
 ) -> Result<reqwest::Client, OidcError> {
-    let mut builder = reqwest::Client::builder()
+    let mut builder = tls
+        .client_builder()
+        .map_err(|e| OidcError::Config(e.to_string()))?
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::none())
         // Device-flow polls are ≥ 5 s apart, and many servers (Node's default among them) drop
         // idle keep-alive connections after 5 s: reusing one races with its close and turns a
         // poll into a transport error. Dropping idle connections first avoids the race.

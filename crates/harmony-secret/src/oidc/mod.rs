@@ -27,9 +27,11 @@
 //! let client = OidcClient::discover(&settings).await?;
 //! let notify = |p: &DevicePrompt| eprintln!("open {} and enter {}", p.verification_uri, p.user_code);
 //! let tokens = client.device_flow(&notify, &DeviceFlowOptions::default()).await?;
-//! let http = harmony_secret::oidc::http_client(std::time::Duration::from_secs(10))?;
+//! let openbao = harmony_secret::OpenbaoClient::build(
+//!     "http://127.0.0.1:8200", &harmony_secret::ClientOptions::default(),
+//! ).map_err(|e| harmony_secret::oidc::OidcError::Config(e.to_string()))?;
 //! let login = harmony_secret::oidc::exchange_id_token(
-//!     &http, "http://127.0.0.1:8200", "jwt", "harmony-developer", &tokens.id_token,
+//!     &openbao, "jwt", "harmony-developer", &tokens.id_token,
 //! ).await?;
 //! # drop(login); Ok(()) }
 //! ```
@@ -46,6 +48,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+use crate::tls::TlsSettings;
 
 pub use chain::SsoLogin;
 pub use device::{DeviceCodeNotifier, DeviceFlowOptions, DevicePrompt};
@@ -73,8 +77,10 @@ pub struct SsoSettings {
     /// Timeout of each request to the provider.
     pub request_timeout: Duration,
     /// Host names the HTTP client resolves to fixed addresses instead of asking DNS (e.g.
-    /// `sso.harmony.local` → the local k3d load balancer), for the provider and OpenBao's login.
+    /// `sso.harmony.local` → the local k3d load balancer).
     pub resolve: Vec<(String, SocketAddr)>,
+    /// TLS for the provider's HTTPS: the system roots plus `HARMONY_SSO_CACERT` when set.
+    pub tls: TlsSettings,
 }
 
 impl SsoSettings {
@@ -86,15 +92,16 @@ impl SsoSettings {
             project_id: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             resolve: Vec::new(),
+            tls: TlsSettings::sso_from_lookup(|_| None),
         }
     }
 
     /// Settings from a variable lookup (`HARMONY_SSO_URL`, `HARMONY_SSO_CLIENT_ID`,
-    /// `HARMONY_SSO_PROJECT_ID`). `Ok(None)` when no SSO URL is set (SSO not configured); an
+    /// `HARMONY_SSO_PROJECT_ID`, `HARMONY_SSO_CACERT`). `Ok(None)` when no SSO URL is set (SSO not configured); an
     /// error when the URL is set without a client id. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OidcError> {
         use harmony_env::vars;
-        let get = |name: &str| crate::settings::trimmed_var(&lookup, name);
+        let get = |name: &str| crate::lookup::trimmed_var(&lookup, name);
         let Some(issuer) = get(vars::HARMONY_SSO_URL) else {
             return Ok(None);
         };
@@ -107,6 +114,7 @@ impl SsoSettings {
         })?;
         let mut settings = Self::new(issuer, client_id);
         settings.project_id = get(vars::HARMONY_SSO_PROJECT_ID);
+        settings.tls = TlsSettings::sso_from_lookup(&lookup);
         Ok(Some(settings))
     }
 
@@ -116,10 +124,17 @@ impl SsoSettings {
         self
     }
 
-    /// The HTTP client for this provider: [`http_client`] with the [`SsoSettings::resolve`]
-    /// overrides.
+    /// The HTTP client for this provider: [`http_client`] with the [`SsoSettings::tls`]
+    /// settings and the [`SsoSettings::resolve`] overrides.
     pub fn http_client(&self) -> Result<reqwest::Client, OidcError> {
-        http::http_client_resolving(self.request_timeout, &self.resolve)
+        http::http_client_with(self.request_timeout, &self.tls, &self.resolve)
+    }
+
+    /// Trust the CA certificates in this PEM file for the provider's HTTPS, besides the
+    /// system roots.
+    pub fn with_ca_cert(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls = self.tls.with_ca_cert(path);
+        self
     }
 
     /// Add Zitadel's project-audience scope for `project_id`.
@@ -192,7 +207,7 @@ mod tests {
 
     use super::*;
 
-    use crate::settings::fixed_lookup as lookup;
+    use crate::lookup::fixed_lookup as lookup;
 
     #[test]
     fn scopes_include_offline_access_and_the_zitadel_project_audience() {

@@ -13,6 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+use harmony_secret::redact::json_error_detail;
+use harmony_secret::{ClientOptions, OpenbaoClient, SecretError, TlsSettings};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -21,7 +23,6 @@ use tracing::Instrument;
 use url::Url;
 
 use super::OpenbaoError;
-use super::client::{BaoClient, REQUEST_TIMEOUT};
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
 
@@ -34,6 +35,8 @@ pub use ci::{
     HARMONY_CI_POLICY, harmony_ci_policy_hcl,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
+/// How long one ordinary request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `sys/init` on raft storage can take several seconds (leader election before the barrier
 /// is written), far longer than an ordinary request.
@@ -76,10 +79,20 @@ pub struct BootstrapOptions {
     /// Once configured with the root token, hand over to a `harmony-admin` token and revoke the
     /// root token (production; off for a local cluster).
     pub revoke_root: bool,
+    /// The namespace to configure (created when missing); `None`: the root namespace. Init and
+    /// unseal always address the root.
+    pub namespace: Option<String>,
+    /// TLS settings for reaching the server (CA, client certificate, server name).
+    pub tls: TlsSettings,
+    /// Give the userpass user a new password even when it exists and this machine has no
+    /// password file for it. Off by default: the password is shared by every machine that
+    /// saved it, and a new one breaks their logins.
+    pub reset_userpass: bool,
 }
 
 impl BootstrapOptions {
-    /// Local defaults: 1 share, threshold 1, user `harmony`, no JWT, no admin token.
+    /// Local defaults: 1 share, threshold 1, user `harmony`, no JWT, no admin token, root
+    /// namespace, system TLS roots, no password reset.
     pub fn local(state_dir: StateDir) -> Self {
         Self {
             shares: 1,
@@ -91,7 +104,22 @@ impl BootstrapOptions {
             admin_token: None,
             ci: None,
             revoke_root: false,
+            namespace: None,
+            tls: TlsSettings::default(),
+            reset_userpass: false,
         }
+    }
+
+    /// Namespace and TLS settings from a variable lookup (`BAO_NAMESPACE`, `BAO_CACERT`, ...;
+    /// see [`harmony_secret::ClientOptions::from_lookup`]).
+    pub fn with_connection_from_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, OpenbaoError> {
+        let options = ClientOptions::from_lookup(lookup).map_err(OpenbaoError::Client)?;
+        self.tls = options.tls;
+        self.namespace = options.namespace;
+        Ok(self)
     }
 }
 
@@ -137,6 +165,9 @@ pub struct BootstrapReport {
     pub changes: Vec<String>,
     /// Why configuring was skipped, when it was.
     pub skipped: Option<String>,
+    /// What the person running it should know without anything having changed (e.g. an
+    /// existing userpass user whose password this machine does not have).
+    pub notes: Vec<String>,
 }
 
 impl BootstrapReport {
@@ -157,31 +188,145 @@ struct SealStatus {
 /// Brings one OpenBao to Harmony's wanted state. See the module docs.
 #[derive(Debug)]
 pub struct OpenbaoBootstrap {
-    client: BaoClient,
+    /// The one OpenBao client (harmony-secret's), in the options' namespace, without a token.
+    client: OpenbaoClient,
     options: BootstrapOptions,
 }
 
 impl OpenbaoBootstrap {
-    /// A bootstrap for the server at `url` with its own HTTP client.
+    /// A bootstrap for the server at `url`, through [`OpenbaoClient::build`] with the options'
+    /// TLS settings and namespace.
     pub fn new(url: &Url, options: BootstrapOptions) -> Result<Self, OpenbaoError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(INIT_TIMEOUT)
-            .build()
-            .map_err(OpenbaoError::HttpClient)?;
-        Self::with_http_client(url, http, options)
+        let base = checked_base(url)?;
+        let client = OpenbaoClient::build(
+            &base,
+            &ClientOptions::default()
+                .with_tls(options.tls.clone())
+                .with_namespace(options.namespace.clone())
+                .with_timeout(REQUEST_TIMEOUT),
+        )
+        .map_err(OpenbaoError::Client)?;
+        Ok(Self { client, options })
     }
 
-    /// A bootstrap using the given HTTP client (each request still gets its own timeout).
+    /// A bootstrap using the given HTTP client (it should not follow redirects; each request
+    /// still gets its own timeout). The options' TLS settings are not applied: the client's own
+    /// are.
     pub fn with_http_client(
         url: &Url,
         http: reqwest::Client,
         options: BootstrapOptions,
     ) -> Result<Self, OpenbaoError> {
-        Ok(Self {
-            client: BaoClient::new(url, http)?,
-            options,
-        })
+        let client = OpenbaoClient::new(checked_base(url)?, http)
+            .with_namespace(options.namespace.clone())
+            .with_timeout(REQUEST_TIMEOUT);
+        Ok(Self { client, options })
+    }
+
+    fn url(&self) -> String {
+        self.client.url().to_owned()
+    }
+
+    /// The one mapping of the client's errors to the bootstrap's, adding the method and path.
+    fn api_error(&self, method: &Method, path: &str, e: SecretError) -> OpenbaoError {
+        let (url, method, path) = (self.url(), method.to_string(), format!("/v1/{path}"));
+        match e {
+            SecretError::PermissionDenied { message, .. } => OpenbaoError::PermissionDenied {
+                url,
+                method,
+                path,
+                message,
+            },
+            SecretError::BadResponse {
+                status: 0, message, ..
+            } => OpenbaoError::Decode {
+                url,
+                method,
+                path,
+                message,
+            },
+            SecretError::BadResponse {
+                status, message, ..
+            } => OpenbaoError::Server {
+                url,
+                method,
+                path,
+                status,
+                message,
+            },
+            SecretError::NotFound { .. } => OpenbaoError::Server {
+                url,
+                method,
+                path,
+                status: 404,
+                message: "nothing found at this path".to_owned(),
+            },
+            SecretError::Sealed { .. } => OpenbaoError::Server {
+                url,
+                method,
+                path,
+                status: 503,
+                message: "OpenBao is sealed".to_owned(),
+            },
+            e @ SecretError::Unreachable { .. } => OpenbaoError::Unreachable {
+                url,
+                method,
+                path,
+                source: Box::new(e),
+            },
+            other => OpenbaoError::Client(other),
+        }
+    }
+
+    fn decode_error(
+        &self,
+        method: &Method,
+        path: &str,
+        message: impl Into<String>,
+    ) -> OpenbaoError {
+        OpenbaoError::Decode {
+            url: self.url(),
+            method: method.to_string(),
+            path: format!("/v1/{path}"),
+            message: message.into(),
+        }
+    }
+
+    /// A read: `Ok(None)` when OpenBao says 404; `Some(Value::Null)` for an empty answer.
+    async fn read(
+        &self,
+        path: &str,
+        token: Option<&SecretString>,
+    ) -> Result<Option<Value>, OpenbaoError> {
+        let client = match token {
+            Some(token) => self.client.clone().with_token(token.clone()),
+            None => self.client.clone(),
+        };
+        match client.get(path).await {
+            Ok(body) => Ok(Some(body.unwrap_or(Value::Null))),
+            Err(SecretError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.api_error(&Method::GET, path, e)),
+        }
+    }
+
+    /// A write (`POST`/`PUT`/`DELETE`); the body of the answer (`Value::Null` when empty).
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&SecretString>,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, OpenbaoError> {
+        let mut client = self.client.clone().with_timeout(timeout);
+        if let Some(token) = token {
+            client = client.with_token(token.clone());
+        }
+        client
+            .request(method.clone(), path, Some(body))
+            .await
+            .map(|b| b.unwrap_or(Value::Null))
+            .map_err(|e| self.api_error(&method, path, e))
     }
 
     /// Init if needed, unseal if sealed, wait until active, then configure. See the module docs.
@@ -204,7 +349,7 @@ impl OpenbaoBootstrap {
             if status.sealed {
                 let Some(keys) = keys.as_ref() else {
                     return Err(OpenbaoError::InitialisedElsewhere {
-                        url: self.client.url(),
+                        url: self.url(),
                         keys_file,
                     });
                 };
@@ -218,7 +363,7 @@ impl OpenbaoBootstrap {
                 .await?;
             match token {
                 Some((token, is_root)) => {
-                    report.changes = self.configure(&token).await?;
+                    report.changes = self.configure(&token, &mut report.notes).await?;
                     if is_root && self.options.revoke_root {
                         report.changes.extend(self.retire_root(&token).await?);
                     }
@@ -258,7 +403,7 @@ impl OpenbaoBootstrap {
             let keys_file = self.options.state_dir.keys_file();
             let Some(keys) = state::load_keys(keys_file.clone()).await? else {
                 return Err(OpenbaoError::InitialisedElsewhere {
-                    url: self.client.url(),
+                    url: self.url(),
                     keys_file,
                 });
             };
@@ -271,12 +416,12 @@ impl OpenbaoBootstrap {
 
     async fn seal_status(&self) -> Result<SealStatus, OpenbaoError> {
         let path = "sys/seal-status";
-        let body = self.client.read(path, None).await?.ok_or_else(|| {
-            self.client
-                .decode_error(&Method::GET, path, "404 Not Found")
-        })?;
+        let body = self
+            .read(path, None)
+            .await?
+            .ok_or_else(|| self.decode_error(&Method::GET, path, "404 Not Found"))?;
         let status: SealStatus = serde_json::from_value(body)
-            .map_err(|e| self.client.decode_error(&Method::GET, path, e.to_string()))?;
+            .map_err(|e| self.decode_error(&Method::GET, path, json_error_detail(&e)))?;
         tracing::debug!(
             initialized = status.initialized,
             sealed = status.sealed,
@@ -312,7 +457,6 @@ impl OpenbaoBootstrap {
         );
         let path = "sys/init";
         let body = self
-            .client
             .write(
                 Method::PUT,
                 path,
@@ -324,11 +468,9 @@ impl OpenbaoBootstrap {
                 INIT_TIMEOUT,
             )
             .await?;
-        let keys = parse_init_answer(body).ok_or_else(|| {
-            self.client
-                .decode_error(&Method::PUT, path, "no keys_base64 or root_token")
-        })?;
-        state::save_keys(keys_file.clone(), self.client.url(), &keys).await?;
+        let keys = parse_init_answer(body)
+            .ok_or_else(|| self.decode_error(&Method::PUT, path, "no keys_base64 or root_token"))?;
+        state::save_keys(keys_file.clone(), self.url(), &keys).await?;
         tracing::info!(keys_file = %keys_file.display(), "OpenBao initialised; keys saved");
         Ok(keys)
     }
@@ -337,19 +479,17 @@ impl OpenbaoBootstrap {
     async fn submit_keys(&self, keys: &InitKeys, threshold: u64) -> Result<(), OpenbaoError> {
         let path = "sys/unseal";
         // Start from zero: a half-finished unseal from elsewhere would mix with our keys.
-        self.client
-            .write(
-                Method::PUT,
-                path,
-                None,
-                &json!({"reset": true}),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
+        self.write(
+            Method::PUT,
+            path,
+            None,
+            &json!({"reset": true}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         tracing::info!(keys = keys.keys_base64.len(), "unsealing OpenBao");
         for key in &keys.keys_base64 {
             let body = self
-                .client
                 .write(
                     Method::PUT,
                     path,
@@ -359,14 +499,14 @@ impl OpenbaoBootstrap {
                 )
                 .await?;
             let status: SealStatus = serde_json::from_value(body)
-                .map_err(|e| self.client.decode_error(&Method::PUT, path, e.to_string()))?;
+                .map_err(|e| self.decode_error(&Method::PUT, path, json_error_detail(&e)))?;
             if !status.sealed {
                 tracing::info!("OpenBao unsealed");
                 return Ok(());
             }
         }
         Err(OpenbaoError::StillSealed {
-            url: self.client.url(),
+            url: self.url(),
             keys_file: self.options.state_dir.keys_file(),
             submitted: keys.keys_base64.len(),
             threshold,
@@ -381,18 +521,14 @@ impl OpenbaoBootstrap {
         let mut last_status = 0;
         let mut logged = false;
         loop {
-            match self
-                .client
-                .raw(Method::GET, "sys/health", None, None, REQUEST_TIMEOUT)
-                .await
-            {
-                Ok((status, _)) if status.as_u16() == 200 => return Ok(()),
+            match self.client.health().await {
+                Ok(health) if health.status == 200 => return Ok(()),
                 // A standby is fine once it knows the leader: it forwards our writes there.
                 // Right after unsealing, a raft node is briefly a standby with no leader.
-                Ok((status, _)) if status.as_u16() == 429 && self.leader_known().await => {
+                Ok(health) if health.status == 429 && self.leader_known().await => {
                     return Ok(());
                 }
-                Ok((status, _)) => last_status = status.as_u16(),
+                Ok(health) => last_status = health.status,
                 Err(e) => tracing::debug!(error = %e, "sys/health not answering yet"),
             }
             if !logged {
@@ -405,7 +541,7 @@ impl OpenbaoBootstrap {
             }
             if Instant::now() >= deadline {
                 return Err(OpenbaoError::NotActive {
-                    url: self.client.url(),
+                    url: self.url(),
                     seconds: ACTIVE_TIMEOUT.as_secs(),
                     last_status,
                 });
@@ -415,7 +551,7 @@ impl OpenbaoBootstrap {
     }
 
     async fn leader_known(&self) -> bool {
-        match self.client.read("sys/leader", None).await {
+        match self.read("sys/leader", None).await {
             Ok(Some(body)) => body["leader_address"]
                 .as_str()
                 .is_some_and(|a| !a.is_empty()),
@@ -428,7 +564,11 @@ impl OpenbaoBootstrap {
     }
 
     #[tracing::instrument(name = "openbao_configure", skip_all)]
-    async fn configure(&self, token: &SecretString) -> Result<Vec<String>, OpenbaoError> {
+    async fn configure(
+        &self,
+        token: &SecretString,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<String>, OpenbaoError> {
         let mut changes = Vec::new();
         let mut note = |change: Option<String>| {
             if let Some(change) = change {
@@ -436,13 +576,14 @@ impl OpenbaoBootstrap {
                 changes.push(change);
             }
         };
+        note(self.ensure_namespace(token).await?);
         note(self.ensure_kv_v2(token).await?);
         note(self.ensure_policy(token).await?);
         note(
             self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass")
                 .await?,
         );
-        note(self.ensure_userpass_user(token).await?);
+        note(self.ensure_userpass_user(token, notes).await?);
         if let Some(jwt) = &self.options.jwt {
             note(self.ensure_auth_mount(token, JWT_MOUNT, "jwt").await?);
             note(self.ensure_jwt_config(token, jwt).await?);
@@ -463,10 +604,30 @@ impl OpenbaoBootstrap {
         path: &str,
         body: &Value,
     ) -> Result<(), OpenbaoError> {
-        self.client
-            .write(Method::POST, path, Some(token), body, REQUEST_TIMEOUT)
+        self.write(Method::POST, path, Some(token), body, REQUEST_TIMEOUT)
             .await?;
         Ok(())
+    }
+
+    /// Creates the options' namespace when it does not exist yet (at the root namespace).
+    #[tracing::instrument(name = "openbao_namespace", skip_all)]
+    async fn ensure_namespace(&self, token: &SecretString) -> Result<Option<String>, OpenbaoError> {
+        let Some(namespace) = self.client.namespace().map(str::to_owned) else {
+            return Ok(None);
+        };
+        let path = format!("sys/namespaces/{namespace}");
+        if self.read(&path, Some(token)).await?.is_some() {
+            return Ok(None);
+        }
+        self.write(
+            Method::POST,
+            &path,
+            Some(token),
+            &json!({}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        Ok(Some(format!("created namespace {namespace}")))
     }
 
     #[tracing::instrument(name = "openbao_kv_v2", skip_all)]
@@ -475,15 +636,14 @@ impl OpenbaoBootstrap {
         let key = format!("{KV_MOUNT}/");
         match mounts.as_ref().and_then(|m| m.get(&key)) {
             None => {
-                self.client
-                    .write(
-                        Method::POST,
-                        &format!("sys/mounts/{KV_MOUNT}"),
-                        Some(token),
-                        &json!({"type": "kv", "options": {"version": "2"}}),
-                        REQUEST_TIMEOUT,
-                    )
-                    .await?;
+                self.write(
+                    Method::POST,
+                    &format!("sys/mounts/{KV_MOUNT}"),
+                    Some(token),
+                    &json!({"type": "kv", "options": {"version": "2"}}),
+                    REQUEST_TIMEOUT,
+                )
+                .await?;
                 Ok(Some(format!("enabled the KV v2 secrets engine at {key}")))
             }
             Some(mount) => {
@@ -493,7 +653,7 @@ impl OpenbaoBootstrap {
                     Ok(None)
                 } else {
                     Err(OpenbaoError::MountConflict {
-                        url: self.client.url(),
+                        url: self.url(),
                         path: key,
                         found: format!("{kind} (version {version})"),
                         wanted: "kv version 2".into(),
@@ -511,15 +671,14 @@ impl OpenbaoBootstrap {
         if current.as_ref().and_then(|d| d["policy"].as_str()) == Some(wanted.as_str()) {
             return Ok(None);
         }
-        self.client
-            .write(
-                Method::PUT,
-                &path,
-                Some(token),
-                &json!({"policy": wanted}),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
+        self.write(
+            Method::PUT,
+            &path,
+            Some(token),
+            &json!({"policy": wanted}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         Ok(Some(if current.is_some() {
             format!("updated policy {HARMONY_DEV_POLICY}")
         } else {
@@ -539,21 +698,20 @@ impl OpenbaoBootstrap {
         match auths.as_ref().and_then(|a| a.get(&key)) {
             Some(existing) if existing["type"].as_str() == Some(kind) => Ok(None),
             Some(existing) => Err(OpenbaoError::MountConflict {
-                url: self.client.url(),
+                url: self.url(),
                 path: format!("auth/{key}"),
                 found: existing["type"].as_str().unwrap_or("unknown").to_owned(),
                 wanted: kind.to_owned(),
             }),
             None => {
-                self.client
-                    .write(
-                        Method::POST,
-                        &format!("sys/auth/{mount}"),
-                        Some(token),
-                        &json!({"type": kind}),
-                        REQUEST_TIMEOUT,
-                    )
-                    .await?;
+                self.write(
+                    Method::POST,
+                    &format!("sys/auth/{mount}"),
+                    Some(token),
+                    &json!({"type": kind}),
+                    REQUEST_TIMEOUT,
+                )
+                .await?;
                 Ok(Some(format!(
                     "enabled the {kind} auth method at auth/{key}"
                 )))
@@ -565,6 +723,7 @@ impl OpenbaoBootstrap {
     async fn ensure_userpass_user(
         &self,
         token: &SecretString,
+        notes: &mut Vec<String>,
     ) -> Result<Option<String>, OpenbaoError> {
         let user = &self.options.userpass_user;
         let path = format!("auth/{USERPASS_MOUNT}/users/{user}");
@@ -575,21 +734,36 @@ impl OpenbaoBootstrap {
         let current = self.read_data(token, &path).await?;
 
         let (password, change) = match (&current, stored) {
-            (Some(current), Some(_)) => {
+            // Exists, and either this machine has its password or it must not be changed: only
+            // the settings converge. A password reset here would break the login every other
+            // machine saved.
+            (Some(current), stored) if stored.is_some() || !self.options.reset_userpass => {
+                if stored.is_none() {
+                    notes.push(format!(
+                        "userpass user {user} already exists and this machine has no password file \
+                         for it at {file}; its password was left unchanged, so the machines that \
+                         saved it keep working. To sign in from here, copy {file} from the machine \
+                         that ran the first bootstrap, or use a token ({token_var}) or SSO; \
+                         --reset-userpass sets a new password here instead (every other machine's \
+                         saved login then stops working)",
+                        file = password_file.display(),
+                        token_var = harmony_env::vars::OPENBAO_TOKEN,
+                    ));
+                }
                 if same_strings(&current["token_policies"], &[HARMONY_DEV_POLICY])
                     && current["token_ttl"].as_u64() == Some(ttl)
                 {
                     return Ok(None);
                 }
-                self.client
-                    .write(Method::POST, &path, Some(token), &settings, REQUEST_TIMEOUT)
+                self.write(Method::POST, &path, Some(token), &settings, REQUEST_TIMEOUT)
                     .await?;
                 return Ok(Some(format!(
                     "updated the settings of userpass user {user}"
                 )));
             }
             (None, Some(password)) => (password, format!("created userpass user {user}")),
-            (current, None) => {
+            // Absent with no saved password, or a reset asked for.
+            (current, _) => {
                 let password = state::generate_password();
                 // Saved before OpenBao learns it: a failed save must not leave an unknown password.
                 state::save_password(password_file.clone(), user, &password).await?;
@@ -607,7 +781,6 @@ impl OpenbaoBootstrap {
         let mut body = settings;
         body["password"] = Value::String(password.expose_secret().to_owned());
         let written = self
-            .client
             .write(Method::POST, &path, Some(token), &body, REQUEST_TIMEOUT)
             .await;
         if let Value::Object(map) = &mut body
@@ -638,8 +811,7 @@ impl OpenbaoBootstrap {
         }
         // A config write replaces the whole config, so other key sources are cleared with it.
         let wanted = json!({"oidc_discovery_url": issuer, "default_role": jwt.role});
-        self.client
-            .write(Method::POST, &path, Some(token), &wanted, REQUEST_TIMEOUT)
+        self.write(Method::POST, &path, Some(token), &wanted, REQUEST_TIMEOUT)
             .await?;
         Ok(Some(format!(
             "wrote the JWT auth config at auth/{JWT_MOUNT}/config"
@@ -666,21 +838,20 @@ impl OpenbaoBootstrap {
                 return Ok(None);
             }
         }
-        self.client
-            .write(
-                Method::POST,
-                &path,
-                Some(token),
-                &json!({
-                    "role_type": "jwt",
-                    "bound_audiences": jwt.bound_audiences,
-                    "user_claim": jwt.user_claim,
-                    "token_policies": [HARMONY_DEV_POLICY],
-                    "token_ttl": ttl,
-                }),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
+        self.write(
+            Method::POST,
+            &path,
+            Some(token),
+            &json!({
+                "role_type": "jwt",
+                "bound_audiences": jwt.bound_audiences,
+                "user_claim": jwt.user_claim,
+                "token_policies": [HARMONY_DEV_POLICY],
+                "token_ttl": ttl,
+            }),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         Ok(Some(if current.is_some() {
             format!("updated JWT role {}", jwt.role)
         } else {
@@ -695,16 +866,34 @@ impl OpenbaoBootstrap {
         token: &SecretString,
         path: &str,
     ) -> Result<Option<Value>, OpenbaoError> {
-        Ok(self
-            .client
-            .read(path, Some(token))
-            .await?
-            .and_then(|mut body| match body.get_mut("data").map(Value::take) {
+        Ok(self.read(path, Some(token)).await?.and_then(|mut body| {
+            match body.get_mut("data").map(Value::take) {
                 Some(Value::Null) => None,
                 Some(data) => Some(data),
                 None => (!body.is_null()).then_some(body),
-            }))
+            }
+        }))
     }
+}
+
+/// The URL as the client wants it: http(s), with a host, no query or fragment, no trailing `/`.
+fn checked_base(url: &Url) -> Result<String, OpenbaoError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(OpenbaoError::InvalidUrl {
+            url: url.to_string(),
+            reason: "the scheme must be http or https".into(),
+        });
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(OpenbaoError::InvalidUrl {
+            url: url.to_string(),
+            reason: "it has no host".into(),
+        });
+    }
+    let mut base = url.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    Ok(base.as_str().trim_end_matches('/').to_owned())
 }
 
 fn parse_init_answer(body: Value) -> Option<InitKeys> {
@@ -762,6 +951,18 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_keeps_path_prefix_and_drops_query() {
+        let base = Url::parse("http://bao.example:8200/prefix?x=1").expect("test value");
+        assert_eq!(
+            checked_base(&base).expect("valid"),
+            "http://bao.example:8200/prefix"
+        );
+        let file = Url::parse("file:///tmp/x").expect("test value");
+        let err = checked_base(&file).expect_err("not http");
+        assert!(matches!(err, OpenbaoError::InvalidUrl { .. }), "{err}");
+    }
 
     #[test]
     fn issuer_has_no_trailing_slash_for_bare_hosts() {

@@ -22,9 +22,10 @@ pub enum OpenbaoError {
         method: String,
         /// The API path, e.g. `/v1/sys/init`.
         path: String,
-        /// The transport error.
+        /// The client's error: the reason (a TLS failure names the variable that fixes it)
+        /// and the transport error.
         #[source]
-        source: reqwest::Error,
+        source: Box<harmony_secret::SecretError>,
     },
     /// The token may not do this.
     #[error(
@@ -209,9 +210,9 @@ pub enum OpenbaoError {
     StateCorrupt {
         /// The file.
         path: PathBuf,
-        /// The parse error (never contains the file's secret values).
+        /// Where parsing failed: field path, line and column, never a value of the file.
         #[source]
-        source: serde_json::Error,
+        source: harmony_secret::redact::JsonError,
     },
     /// The base URL is not usable.
     #[error("invalid OpenBao URL {url:?}: {reason}")]
@@ -224,9 +225,10 @@ pub enum OpenbaoError {
     /// Harmony's data directory could not be determined.
     #[error(transparent)]
     DataDir(#[from] harmony_env::DataDirError),
-    /// The HTTP client could not be built.
-    #[error("could not build the HTTP client for OpenBao: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    /// The OpenBao client could not be built (TLS settings: unreadable CA or client
+    /// certificate files, ...) or failed in a way no other variant describes.
+    #[error(transparent)]
+    Client(harmony_secret::SecretError),
     /// A blocking file task panicked or was cancelled.
     #[error("the background task {what} did not finish: {source}")]
     Task {

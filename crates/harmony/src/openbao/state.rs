@@ -151,11 +151,12 @@ pub(crate) async fn load_keys(path: PathBuf) -> Result<Option<InitKeys>, Openbao
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
         };
-        let file: KeysFile =
-            serde_json::from_slice(&bytes).map_err(|source| OpenbaoError::StateCorrupt {
+        let file: KeysFile = harmony_secret::redact::from_json_slice(&bytes).map_err(|source| {
+            OpenbaoError::StateCorrupt {
                 path: path.clone(),
                 source,
-            })?;
+            }
+        })?;
         tracing::debug!(path = %path.display(), for_url = ?file.url, "loaded OpenBao keys file");
         Ok(Some(InitKeys {
             keys_base64: file.keys_base64,
@@ -193,9 +194,11 @@ pub(crate) async fn load_password(
             return Ok(None);
         };
         let file: PasswordFile =
-            serde_json::from_slice(&bytes).map_err(|source| OpenbaoError::StateCorrupt {
-                path: path.clone(),
-                source,
+            harmony_secret::redact::from_json_slice(&bytes).map_err(|source| {
+                OpenbaoError::StateCorrupt {
+                    path: path.clone(),
+                    source,
+                }
             })?;
         Ok((file.username == username).then_some(file.password))
     })
@@ -413,6 +416,37 @@ mod tests {
             .expect_err("test expects an error");
         assert!(matches!(err, OpenbaoError::StateCorrupt { .. }), "{err}");
         assert!(!err.to_string().contains("s.leaky"), "{err}");
+    }
+
+    /// Regression (review finding 1): a wrong-typed field made serde_json quote the value, an
+    /// unseal key or password, in the error that the binary prints.
+    #[tokio::test]
+    async fn wrong_typed_fields_are_reported_by_path_without_their_value() {
+        let dir = tempfile::tempdir().expect("test value");
+        let state = StateDir::new(dir.path());
+        std::fs::write(
+            state.keys_file(),
+            br#"{"url": "http://x", "keys_base64": "a2V5LXNlY3JldA==", "root_token": "s.root-leak"}"#,
+        )
+        .expect("test value");
+        let err = load_keys(state.keys_file())
+            .await
+            .expect_err("keys_base64 must be a list");
+        let text = format!("{err} / {err:?}");
+        assert!(!text.contains("a2V5LXNlY3JldA=="), "{text}");
+        assert!(!text.contains("root-leak"), "{text}");
+        assert!(text.contains("keys_base64"), "the field is named: {text}");
+        std::fs::write(
+            state.userpass_file("harmony"),
+            br#"{"username": "harmony", "password": ["pw-leak-123"]}"#,
+        )
+        .expect("test value");
+        let err = load_password(state.userpass_file("harmony"), "harmony".into())
+            .await
+            .expect_err("password must be a string");
+        let text = format!("{err} / {err:?}");
+        assert!(!text.contains("pw-leak-123"), "{text}");
+        assert!(text.contains("password"), "{text}");
     }
 
     #[tokio::test]

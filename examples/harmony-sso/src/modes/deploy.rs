@@ -53,8 +53,10 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
 
     let openbao_state = StateDir::for_cluster(cluster)?;
     let openbao = OpenbaoScore::default();
+    let mut options = BootstrapOptions::local(openbao_state.clone());
+    options.reset_userpass = args.reset_userpass;
     let report = openbao
-        .deploy(&helm, &k8s, BootstrapOptions::local(openbao_state.clone()))
+        .deploy(&helm, &k8s, options)
         .await
         .context("deploying OpenBao")?;
 
@@ -124,6 +126,13 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         sso.as_ref(),
         &openbao_state,
     )?;
+    for note in report
+        .notes
+        .iter()
+        .chain(jwt_report.iter().flat_map(|r| &r.notes))
+    {
+        println!("Note: {note}");
+    }
     Ok(())
 }
 

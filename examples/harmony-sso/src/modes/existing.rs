@@ -13,7 +13,12 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         .clone()
         .context("--openbao-url is required for this mode")?;
     let state = StateDir::for_url(&url)?;
-    let mut options = BootstrapOptions::local(state.clone());
+    let mut options = BootstrapOptions::local(state.clone())
+        .with_connection_from_lookup(|name| std::env::var(name).ok())?;
+    if let Some(namespace) = &args.namespace {
+        options.namespace = Some(namespace.clone());
+    }
+    options.reset_userpass = args.reset_userpass;
     options.admin_token = admin_token_from_env();
     options.ci = args.ci_options()?;
     if let (Some(issuer), Some(client_id)) = (&args.sso_url, &args.client_id) {
@@ -21,6 +26,7 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client_id.clone()]));
     }
     let options_ci = options.ci.clone();
+    let namespace = options.namespace.clone();
     let report = OpenbaoBootstrap::new(&url, options)?
         .run()
         .await
@@ -31,7 +37,13 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             )
         })?;
 
-    println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
+    match &namespace {
+        Some(ns) => println!(
+            "OpenBao at {} (namespace {ns})",
+            url.as_str().trim_end_matches('/')
+        ),
+        None => println!("OpenBao at {}", url.as_str().trim_end_matches('/')),
+    }
     if report.initialised {
         println!(
             "  initialised (1 key share); keys and root token saved to {} (0600)",
@@ -69,6 +81,9 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             "  audience {} — set OPENBAO_URL={} in the job; see the README's CI section.",
             ci.audience, ci.audience
         );
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
     }
     println!();
     println!("Local state: {}", state.path().display());

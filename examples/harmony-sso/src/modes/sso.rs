@@ -98,8 +98,8 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         login = login.with_jwt_role(role);
     }
 
-    let settings = OpenbaoSettings::new(target.base())
-        .with_http_client(target.http_client()?)
+    let settings = target
+        .connection(OpenbaoSettings::new(target.base()))?
         .with_sso(login)
         .with_auth_steps([
             AuthStep::CachedSession,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use harmony::openbao::{DEFAULT_USERPASS_USER, StateDir};
 use harmony_env::vars;
-use harmony_secret::OpenbaoSettings;
+use harmony_secret::{ClientOptions, OpenbaoSettings};
 use secrecy::SecretString;
 
 use crate::cli::Args;
@@ -29,6 +29,8 @@ pub struct Target {
     pub state: StateDir,
     /// Whether it is the local cluster's (reached through the load balancer).
     pub cluster: bool,
+    /// `--namespace`, which wins over `BAO_NAMESPACE` / `VAULT_NAMESPACE`.
+    pub namespace: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -53,11 +55,13 @@ impl Target {
                 state: StateDir::for_url(&url)?,
                 url,
                 cluster: false,
+                namespace: args.namespace.clone(),
             },
             None => Self {
                 url: url::Url::parse(CLUSTER_OPENBAO_URL)?,
                 state: StateDir::for_cluster(&args.cluster_name)?,
                 cluster: true,
+                namespace: args.namespace.clone(),
             },
         })
     }
@@ -67,18 +71,20 @@ impl Target {
         self.url.as_str().trim_end_matches('/').to_owned()
     }
 
-    /// An HTTP client for this target: the cluster's names resolve to the load balancer.
-    pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(5));
+    /// `settings` reaching this target through the one OpenBao client: TLS and namespace from
+    /// the environment (`BAO_CACERT`, `BAO_NAMESPACE`, ...; `--namespace` wins), and for the
+    /// local cluster its names resolved to the load balancer.
+    pub fn connection(&self, settings: OpenbaoSettings) -> anyhow::Result<OpenbaoSettings> {
+        let options = ClientOptions::from_lookup(env)?;
+        let namespace = self.namespace.clone().or(options.namespace);
+        let mut settings = settings.with_tls(options.tls).with_namespace(namespace);
         if self.cluster {
             let lb: SocketAddr = LOADBALANCER.parse()?;
-            builder = builder
-                .resolve("bao.harmony.local", lb)
-                .resolve("sso.harmony.local", lb);
+            settings = settings
+                .with_resolved_host("bao.harmony.local", lb)
+                .with_resolved_host("sso.harmony.local", lb);
         }
-        Ok(builder.build()?)
+        Ok(settings)
     }
 
     /// Store settings: the environment's credentials (`OPENBAO_TOKEN`, `OPENBAO_USERNAME`/
@@ -93,8 +99,7 @@ impl Target {
                 env(name)
             }
         };
-        let mut settings =
-            OpenbaoSettings::from_lookup(lookup)?.with_http_client(self.http_client()?);
+        let mut settings = self.connection(OpenbaoSettings::from_lookup(lookup)?)?;
         if settings.userpass().is_none()
             && vars::OPENBAO_TOKEN_ALIASES.iter().all(|n| env(n).is_none())
         {

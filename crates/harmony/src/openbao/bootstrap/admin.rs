@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::OpenbaoBootstrap;
+use super::REQUEST_TIMEOUT;
 use crate::openbao::OpenbaoError;
-use crate::openbao::client::REQUEST_TIMEOUT;
 use crate::openbao::state::{self, ADMIN_TOKEN_ENTRY, RECOVERY_TOKEN_ENTRY};
 
 /// The policy of the admin token: what the bootstrap configures, nothing in the KV data.
@@ -98,7 +98,7 @@ impl OpenbaoBootstrap {
             // the configure step's permission error, which names --regenerate-root.
             if let Err(e) = self.renew(&admin).await {
                 return Err(OpenbaoError::AdminTokenRejected {
-                    url: self.client.url(),
+                    url: self.url(),
                     what: "harmony-admin token",
                     file: self.options.state_dir.admin_token_file(),
                     reason: e.to_string(),
@@ -113,14 +113,9 @@ impl OpenbaoBootstrap {
         }
         let Some(root) = root else { return Ok(None) };
         // After a hand-over the saved root token is dead; say how to recover, not "permission denied".
-        if !fresh_init
-            && let Err(e) = self
-                .client
-                .read("auth/token/lookup-self", Some(&root))
-                .await
-        {
+        if !fresh_init && let Err(e) = self.read("auth/token/lookup-self", Some(&root)).await {
             return Err(OpenbaoError::AdminTokenRejected {
-                url: self.client.url(),
+                url: self.url(),
                 what: "root token",
                 file: self.options.state_dir.keys_file(),
                 reason: format!(
@@ -133,16 +128,15 @@ impl OpenbaoBootstrap {
     }
 
     async fn renew(&self, token: &SecretString) -> Result<(), OpenbaoError> {
-        self.client
-            .write(
-                Method::PUT,
-                "auth/token/renew-self",
-                Some(token),
-                &json!({}),
-                REQUEST_TIMEOUT,
-            )
-            .await
-            .map(drop)
+        self.write(
+            Method::PUT,
+            "auth/token/renew-self",
+            Some(token),
+            &json!({}),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     async fn ensure_named_policy(
@@ -156,15 +150,14 @@ impl OpenbaoBootstrap {
         if current.as_ref().and_then(|d| d["policy"].as_str()) == Some(hcl.as_str()) {
             return Ok(None);
         }
-        self.client
-            .write(
-                Method::PUT,
-                &path,
-                Some(root),
-                &json!({"policy": hcl}),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
+        self.write(
+            Method::PUT,
+            &path,
+            Some(root),
+            &json!({"policy": hcl}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         Ok(Some(format!("wrote policy {name}")))
     }
 
@@ -176,7 +169,6 @@ impl OpenbaoBootstrap {
     ) -> Result<SecretString, OpenbaoError> {
         let path = "auth/token/create-orphan";
         let answer = self
-            .client
             .write(
                 Method::POST,
                 path,
@@ -194,10 +186,7 @@ impl OpenbaoBootstrap {
         answer["auth"]["client_token"]
             .as_str()
             .map(|t| SecretString::from(t.to_owned()))
-            .ok_or_else(|| {
-                self.client
-                    .decode_error(&Method::POST, path, "no auth.client_token")
-            })
+            .ok_or_else(|| self.decode_error(&Method::POST, path, "no auth.client_token"))
     }
 
     /// Hand over from `root`: policies `harmony-admin` and `harmony-recovery`, an orphan periodic
@@ -231,15 +220,14 @@ impl OpenbaoBootstrap {
             state_dir.admin_token_file().display(),
             state_dir.recovery_token_file().display()
         ));
-        self.client
-            .write(
-                Method::PUT,
-                "auth/token/revoke-self",
-                Some(root),
-                &json!({}),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
+        self.write(
+            Method::PUT,
+            "auth/token/revoke-self",
+            Some(root),
+            &json!({}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         changes.push("revoked the root token (re-runs use the admin token)".to_owned());
         Ok(changes)
     }
@@ -251,7 +239,7 @@ impl OpenbaoBootstrap {
         let keys_file = self.options.state_dir.keys_file();
         let Some(keys) = state::load_keys(keys_file.clone()).await? else {
             return Err(OpenbaoError::InitialisedElsewhere {
-                url: self.client.url(),
+                url: self.url(),
                 keys_file,
             });
         };
@@ -265,31 +253,26 @@ impl OpenbaoBootstrap {
         let attempt = format!("{base}/attempt");
         // Start clean: an abandoned attempt would otherwise mix with ours.
         let cancelled = self
-            .client
             .write(Method::DELETE, &attempt, token, &json!({}), REQUEST_TIMEOUT)
             .await;
         if let Err(e) = cancelled {
             return Err(OpenbaoError::RootGenerationUnavailable {
-                url: self.client.url(),
+                url: self.url(),
                 reason: e.to_string(),
                 recovery_file: self.options.state_dir.recovery_token_file(),
             });
         }
         let started = self
-            .client
             .write(Method::PUT, &attempt, token, &json!({}), REQUEST_TIMEOUT)
             .await?;
         let started = started.get("data").cloned().unwrap_or(started);
         let (Some(nonce), Some(otp)) = (started["nonce"].as_str(), started["otp"].as_str()) else {
-            return Err(self
-                .client
-                .decode_error(&Method::PUT, &attempt, "no nonce or otp"));
+            return Err(self.decode_error(&Method::PUT, &attempt, "no nonce or otp"));
         };
         let otp = SecretString::from(otp.to_owned());
         let mut encoded = None;
         for key in &keys.keys_base64 {
             let answer = self
-                .client
                 .write(
                     Method::PUT,
                     &format!("{base}/update"),
@@ -309,14 +292,14 @@ impl OpenbaoBootstrap {
         }
         let Some(encoded) = encoded else {
             return Err(OpenbaoError::StillSealed {
-                url: self.client.url(),
+                url: self.url(),
                 keys_file,
                 submitted: keys.keys_base64.len(),
                 threshold: 0,
             });
         };
         let root = decode_root(&encoded, &otp).ok_or_else(|| {
-            self.client.decode_error(
+            self.decode_error(
                 &Method::PUT,
                 &format!("{base}/update"),
                 "the encoded token does not decode with the one-time pad",

@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 use url::Url;
 
+use super::REQUEST_TIMEOUT;
 use super::{
     ACTIVE_TIMEOUT, BootstrapOptions, BootstrapReport, OpenbaoBootstrap, POLL_INTERVAL, SealStatus,
 };
 use crate::openbao::OpenbaoError;
-use crate::openbao::client::REQUEST_TIMEOUT;
 use crate::openbao::state::{self, InitKeys};
 
 /// How long a follower may take to finish joining raft once it has the keys.
@@ -100,7 +100,7 @@ impl OpenbaoClusterBootstrap {
             match node.seal_status().await {
                 Ok(status) => statuses.push(Some(status)),
                 Err(e @ OpenbaoError::Unreachable { .. }) => {
-                    tracing::warn!(url = %node.client.url(), error = %e, "OpenBao node unreachable; leaving it for the next run");
+                    tracing::warn!(url = %node.url(), error = %e, "OpenBao node unreachable; leaving it for the next run");
                     first_error.get_or_insert(e);
                     statuses.push(None);
                 }
@@ -137,7 +137,7 @@ impl OpenbaoClusterBootstrap {
             .iter()
             .zip(&statuses)
             .map(|(node, status)| NodeReport {
-                url: node.client.url(),
+                url: node.url(),
                 unsealed: false,
                 unreachable: status.is_none(),
             })
@@ -162,7 +162,7 @@ impl OpenbaoClusterBootstrap {
             }
             let Some(keys) = keys.as_ref() else {
                 return Err(OpenbaoError::InitialisedElsewhere {
-                    url: node.client.url(),
+                    url: node.url(),
                     keys_file: keys_file.clone(),
                 });
             };
@@ -173,13 +173,15 @@ impl OpenbaoClusterBootstrap {
         }
 
         let active = self.wait_for_active().await?;
-        report.active = active.client.url();
+        report.active = active.url();
         let token = active
             .configuring_token(keys.map(|k| k.root_token), report.bootstrap.initialised)
             .await?;
         match token {
             Some((token, is_root)) => {
-                report.bootstrap.changes = active.configure(&token).await?;
+                report.bootstrap.changes = active
+                    .configure(&token, &mut report.bootstrap.notes)
+                    .await?;
                 report.bootstrap.configured = true;
                 let reachable = report.nodes.iter().filter(|n| !n.unreachable).count();
                 report.voters = active.wait_for_voters(&token, reachable).await?;
@@ -215,11 +217,8 @@ impl OpenbaoClusterBootstrap {
         let mut logged = false;
         loop {
             for node in &self.nodes {
-                if let Ok((status, _)) = node
-                    .client
-                    .raw(Method::GET, "sys/health", None, None, REQUEST_TIMEOUT)
-                    .await
-                    && status.as_u16() == 200
+                if let Ok(health) = node.client.health().await
+                    && health.status == 200
                 {
                     return Ok(node);
                 }
@@ -229,7 +228,7 @@ impl OpenbaoClusterBootstrap {
                     url: self
                         .nodes
                         .iter()
-                        .map(|n| n.client.url())
+                        .map(|n| n.url())
                         .collect::<Vec<_>>()
                         .join(", "),
                     seconds: ACTIVE_TIMEOUT.as_secs(),
@@ -263,31 +262,29 @@ impl OpenbaoBootstrap {
         while !status.initialized {
             if Instant::now() >= deadline {
                 return Err(OpenbaoError::NotJoined {
-                    url: self.client.url(),
+                    url: self.url(),
                     seconds: JOIN_TIMEOUT.as_secs(),
                 });
             }
             if !logged {
-                tracing::info!(url = %self.client.url(), "waiting for the node to reach the raft leader (retry_join)");
+                tracing::info!(url = %self.url(), "waiting for the node to reach the raft leader (retry_join)");
                 logged = true;
             }
             tokio::time::sleep(POLL_INTERVAL).await;
             status = self.seal_status().await?;
         }
         let path = "sys/unseal";
-        self.client
-            .write(
-                Method::PUT,
-                path,
-                None,
-                &json!({"reset": true}),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
-        tracing::info!(url = %self.client.url(), "unsealing OpenBao node");
+        self.write(
+            Method::PUT,
+            path,
+            None,
+            &json!({"reset": true}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        tracing::info!(url = %self.url(), "unsealing OpenBao node");
         for key in &keys.keys_base64 {
             let answer = self
-                .client
                 .write(
                     Method::PUT,
                     path,
@@ -310,7 +307,7 @@ impl OpenbaoBootstrap {
             }
             if Instant::now() >= deadline {
                 return Err(OpenbaoError::StillSealed {
-                    url: self.client.url(),
+                    url: self.url(),
                     keys_file: self.options.state_dir.keys_file(),
                     submitted: keys.keys_base64.len(),
                     threshold: now.t.max(status.t),
@@ -345,7 +342,7 @@ impl OpenbaoBootstrap {
             }
             if Instant::now() >= deadline {
                 return Err(OpenbaoError::VotersMissing {
-                    url: self.client.url(),
+                    url: self.url(),
                     voters,
                     servers: servers.len(),
                     wanted,
