@@ -12,9 +12,14 @@
 //! session once it holds it: when two processes refresh at once, the second finds the token the
 //! first one stored and uses it, instead of presenting a refresh token that has just been spent.
 //!
-//! A refresh the provider refuses moves on to the device flow; an id_token OpenBao refuses stops
-//! the chain with OpenBao's message (a new device flow would produce an id_token with the same
-//! claims, so asking the person would not help).
+//! A refresh the provider refuses for good (`invalid_grant`, `invalid_request`,
+//! `unauthorized_client`, `invalid_client`) forgets the refresh token and moves on to the device
+//! flow. A provider that fails on its side (HTTP 5xx, `server_error`, `temporarily_unavailable`,
+//! unreachable) has not judged the token, so it is kept: an interactive run moves on to the
+//! device flow, a non-interactive one stops with "the provider is unavailable", and the next
+//! run presents the same refresh token again. An id_token OpenBao refuses stops the chain with
+//! OpenBao's message (a new device flow would produce an id_token with the same claims, so
+//! asking the person would not help).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -238,20 +243,20 @@ async fn refresh_locked(
             ),
         }));
     }
-    let provider = match OidcClient::discover(&login.sso).await {
-        Ok(p) => p,
-        Err(e) => {
-            return Ok(Err(AttemptFailure::SsoFailed {
-                message: e.to_string(),
-            }));
-        }
+    let tokens = match OidcClient::discover(&login.sso).await {
+        Ok(provider) => provider.refresh(&refresh_token).await,
+        Err(e) => Err(e),
     };
-    let tokens = match provider.refresh(&refresh_token).await {
+    let tokens = match tokens {
         Ok(tokens) => tokens,
         Err(e) => {
             if matches!(e, OidcError::RefreshRejected { .. }) {
                 // Dead for good: forget it, so no later run presents it again.
                 set_refresh_token(lock, None).await;
+            } else if e.is_provider_unavailable() && !login.allows_device_flow() {
+                // The refresh token stays for the next run; nobody could do better now.
+                tracing::warn!(error = %e, "the OpenID provider is unavailable; the refresh token is kept");
+                return Err(sso_stop(e));
             }
             tracing::info!(error = %e, "silent refresh failed");
             return Ok(Err(AttemptFailure::SsoFailed {
