@@ -40,6 +40,18 @@ pub struct Args {
     #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
     pub client_id: Option<String>,
 
+    /// With --openbao-url and --sso-url: OpenBao lets in only id_tokens whose claim KEY has
+    /// the value VALUE (the JWT role's bound_claims; repeatable, all must match). Without it,
+    /// anyone the provider issues an id_token to for --client-id may sign in.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_bound_claim)]
+    pub bound_claim: Vec<(String, String)>,
+
+    /// Deploy: also grant the Zitadel project role harmony-developer (needed to sign in) to
+    /// this user, by login name as typed at Zitadel's login page (repeatable). The instance's
+    /// first admin gets it without asking.
+    #[arg(long, value_name = "LOGIN", conflicts_with_all = ["skip_zitadel", "openbao_url"])]
+    pub grant_user: Vec<String>,
+
     /// Write a typed demo config to OpenBao and read it back (token or userpass auth).
     #[arg(long, conflicts_with_all = ["sso_demo", "cleanup"])]
     pub demo: bool,
@@ -120,6 +132,14 @@ pub enum UsageError {
         "--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them"
     )]
     SkipZitadelWithExisting,
+    /// `--bound-claim` without an SSO provider to wire.
+    #[error(
+        "--bound-claim applies to OpenBao's JWT role: use it with --openbao-url, --sso-url and --client-id"
+    )]
+    BoundClaimWithoutSso,
+    /// `--grant-user` outside the deploy.
+    #[error("--grant-user applies to the deploy (it grants Zitadel's project role); drop it here")]
+    GrantUserOutsideDeploy,
     /// The cluster name is not a valid k3d cluster name.
     #[error(
         "--cluster-name {0:?} is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter"
@@ -135,6 +155,16 @@ impl Args {
         }
         if self.yes && !self.cleanup {
             return Err(UsageError::YesWithoutCleanup);
+        }
+        let deploying = !(self.cleanup || self.demo || self.sso_demo || self.openbao_url.is_some());
+        if !self.grant_user.is_empty() && !deploying {
+            return Err(UsageError::GrantUserOutsideDeploy);
+        }
+        let wiring_sso = self.openbao_url.is_some()
+            && self.sso_url.is_some()
+            && !(self.cleanup || self.demo || self.sso_demo);
+        if !self.bound_claim.is_empty() && !wiring_sso {
+            return Err(UsageError::BoundClaimWithoutSso);
         }
         if self.cleanup {
             return Ok(Mode::Cleanup);
@@ -155,6 +185,18 @@ impl Args {
             return Ok(Mode::BootstrapExisting);
         }
         Ok(Mode::Deploy)
+    }
+}
+
+/// `KEY=VALUE` of `--bound-claim`.
+fn parse_bound_claim(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() && !value.is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE (a claim name and the value it must have), got {s:?}"
+        )),
     }
 }
 
@@ -225,6 +267,46 @@ mod tests {
             .mode()
             .expect_err("bad name");
         assert!(err.to_string().contains("--cluster-name"), "{err}");
+    }
+
+    #[test]
+    fn bound_claims_and_grant_users_belong_to_their_modes() {
+        let args = parse(&[
+            "--openbao-url",
+            "http://x:8200",
+            "--sso-url",
+            "http://i",
+            "--client-id",
+            "c",
+            "--bound-claim",
+            "email=alice@example.com",
+            "--bound-claim",
+            "groups=dev=ops",
+        ])
+        .expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::BootstrapExisting);
+        assert_eq!(
+            args.bound_claim,
+            [
+                ("email".to_owned(), "alice@example.com".to_owned()),
+                ("groups".to_owned(), "dev=ops".to_owned())
+            ]
+        );
+        let err = parse(&["--bound-claim", "email"]).expect_err("no value");
+        assert!(err.to_string().contains("--bound-claim"), "{err}");
+        let err = parse(&["--openbao-url", "http://x:8200", "--bound-claim", "a=b"])
+            .expect("parses")
+            .mode()
+            .expect_err("no provider to bind");
+        assert!(err.to_string().contains("--sso-url"), "{err}");
+        let args = parse(&["--grant-user", "alice", "--grant-user", "bob"]).expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::Deploy);
+        assert_eq!(args.grant_user, ["alice", "bob"]);
+        let err = parse(&["--demo", "--grant-user", "alice"])
+            .expect("parses")
+            .mode()
+            .expect_err("not a deploy");
+        assert!(err.to_string().contains("--grant-user"), "{err}");
     }
 
     #[test]

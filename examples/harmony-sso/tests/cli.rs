@@ -104,6 +104,17 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
             &["--openbao-url", "http://127.0.0.1:1", "--skip-zitadel"],
             "--skip-zitadel",
         ),
+        (
+            &[
+                "--openbao-url",
+                "http://127.0.0.1:1",
+                "--bound-claim",
+                "a=b",
+            ],
+            "--bound-claim",
+        ),
+        (&["--bound-claim", "no-value"], "--bound-claim"),
+        (&["--demo", "--grant-user", "alice"], "--grant-user"),
     ];
     for (args, named) in cases {
         let output = harmony_sso(data.path()).args(*args).output().expect("run");
@@ -427,6 +438,12 @@ async fn sso_demo_end_to_end_then_reuses_the_session() {
         .expect("run");
     assert!(boot.status.success(), "{}", stderr(&boot));
     assert!(stdout(&boot).contains("jwt"), "{}", stdout(&boot));
+    assert!(
+        stdout(&boot).contains("limited only by the provider's own rules")
+            && stdout(&boot).contains("--bound-claim"),
+        "the summary says who can sign in: {}",
+        stdout(&boot)
+    );
 
     // Without a session and without a person, --sso-demo fails fast instead of waiting.
     let started = Instant::now();
