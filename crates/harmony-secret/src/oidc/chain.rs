@@ -5,12 +5,17 @@
 //! Both cache their result as one session per (OpenBao URL, `jwt:<mount>:<role>`), holding the
 //! OpenBao token and the OIDC refresh token. Only the newest refresh token is ever kept, and it is
 //! written the moment the provider issues it (before the JWT login): providers rotate refresh
-//! tokens and revoke the whole grant when an older one is presented again.
+//! tokens, so the one just spent is dead. What presenting it again costs depends on the
+//! provider: Zitadel only rejects the old token (the newest stays valid), while providers with
+//! reuse detection (the test provider, `oidc-provider`, among them) revoke the whole grant and
+//! the person must sign in again.
 //!
-//! For the same reason the whole silent refresh (read the newest refresh token, spend it, store
-//! its successor and the OpenBao token) runs under the session file's lock, and re-reads the
-//! session once it holds it: when two processes refresh at once, the second finds the token the
-//! first one stored and uses it, instead of presenting a refresh token that has just been spent.
+//! So the whole silent refresh (read the newest refresh token, spend it, store its successor and
+//! the OpenBao token) runs under the session file's lock, and re-reads the session once it holds
+//! it: when two processes refresh at once, the second finds the token the first one stored and
+//! uses it, instead of presenting a refresh token that has just been spent. That is right for
+//! both kinds: with Zitadel it saves the second process a refused refresh and a device flow,
+//! with the others it also keeps the grant alive.
 //!
 //! A refresh the provider refuses for good (`invalid_grant`, `invalid_request`,
 //! `unauthorized_client`, `invalid_client`) forgets the refresh token and moves on to the device

@@ -98,8 +98,9 @@ impl OidcClient {
     /// Trade `refresh_token` for new tokens (refresh-token grant; no user interaction).
     ///
     /// The provider rotates refresh tokens: the returned [`OidcTokens::refresh_token`] replaces
-    /// the one given, which must not be presented again (that revokes the whole grant). When
-    /// the provider returns none, keep using the old one.
+    /// the one given, which must not be presented again: Zitadel rejects it, providers with
+    /// reuse detection revoke the whole grant. When the provider returns none, keep using the
+    /// old one.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<OidcTokens, OidcError> {
         let client = self.oauth_client()?;
         let url = self.metadata.token_endpoint.clone();

@@ -13,10 +13,11 @@
 //! (on a shared company instance: everyone) could sign in and get the `harmony-dev` policy. A
 //! project found without the checks (created by an older Harmony) is updated.
 //!
-//! **No project-audience scope.** Zitadel always puts the project id in the id_token's `aud`
-//! next to the client id, so the CLI does not request
-//! `urn:zitadel:iam:org:project:id:<projectId>:aud`: OpenBao's role binds the client id, which
-//! names this application alone (the scope is still honoured when `HARMONY_SSO_PROJECT_ID` is set).
+//! **The project-audience scope is optional, and kept.** Zitadel always puts the project id in
+//! the id_token's `aud` next to the client id, and OpenBao's role binds the client id (which
+//! names this application alone), so `urn:zitadel:iam:org:project:id:<projectId>:aud` changes
+//! nothing for the sign-in. The CLI still requests it with the saved project id: it is harmless,
+//! and it states in the request which project the token is for.
 //!
 //! Design choices:
 //! - **Zitadel is the source of truth.** Every run searches by name first and creates only what
