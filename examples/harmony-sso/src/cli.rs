@@ -28,12 +28,12 @@ pub struct Args {
     /// Use this existing OpenBao instead of deploying one: init it if uninitialised (keys saved
     /// locally), unseal it if sealed, then configure it (admin token from OPENBAO_TOKEN or the
     /// saved init file).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
     pub openbao_url: Option<url::Url>,
 
     /// OpenID issuer to wire OpenBao's JWT auth to (with --openbao-url), and to sign in with
     /// (--sso-demo).
-    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true, value_parser = parse_http_url)]
     pub sso_url: Option<url::Url>,
 
     /// Public client id of the device-code application at the issuer.
@@ -188,6 +188,18 @@ impl Args {
     }
 }
 
+/// An `http://` or `https://` URL with a host (OpenBao and OpenID providers speak nothing else).
+fn parse_http_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "expected an http:// or https:// URL with a host, got {:?} (e.g. https://bao.example.com:8200)",
+            s
+        ));
+    }
+    Ok(url)
+}
+
 /// `KEY=VALUE` of `--bound-claim`.
 fn parse_bound_claim(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -262,6 +274,15 @@ mod tests {
     fn bad_values_name_the_flag() {
         let err = parse(&["--openbao-url", "not a url"]).expect_err("bad url");
         assert!(err.to_string().contains("--openbao-url"), "{err}");
+        for url in ["ftp://x", "file:///tmp/bao", "unix:/run/bao.sock"] {
+            let err = parse(&["--openbao-url", url]).expect_err("not http");
+            assert!(
+                err.to_string().contains("--openbao-url") && err.to_string().contains("http"),
+                "{err}"
+            );
+            let err = parse(&["--sso-url", url]).expect_err("not http");
+            assert!(err.to_string().contains("--sso-url"), "{err}");
+        }
         let err = parse(&["--cluster-name", "Bad_Name"])
             .expect("parses")
             .mode()

@@ -91,6 +91,8 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
         (&["--yes"], "--yes"),
         (&["--cluster-name", "Not_Valid"], "--cluster-name"),
         (&["--openbao-url", "not a url"], "--openbao-url"),
+        (&["--openbao-url", "ftp://x"], "--openbao-url"),
+        (&["--demo", "--openbao-url", "ftp://x"], "--openbao-url"),
         (
             &[
                 "--openbao-url",
