@@ -571,24 +571,46 @@ fn sso_demo_without_an_issuer_names_the_flag_before_any_work() {
     assert!(stderr(&output).contains(vars::HARMONY_SSO_URL));
 }
 
-#[test]
-fn demo_without_credentials_says_where_they_come_from() {
+#[tokio::test]
+async fn demo_without_credentials_says_where_they_come_from() {
     let data = tempfile::tempdir().expect("tempdir");
-    // The local cluster: the deploy would have saved a login.
+    // The local cluster, not deployed here: it cannot be reached, and that is said first.
     let output = harmony_sso(data.path())
         .arg("--demo")
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
+    assert!(err.contains("cannot reach OpenBao"), "{err}");
     assert!(err.contains("cargo run -p example-harmony-sso"), "{err}");
-    assert!(err.contains(vars::OPENBAO_TOKEN), "{err}");
-    // An existing server: bootstrapping it would have saved one.
+    assert!(!err.contains("no credentials"), "{err}");
+    // An existing server that does not answer: the same, naming it.
     let output = harmony_sso(data.path())
         .args(["--demo", "--openbao-url", "http://127.0.0.1:1"])
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("--openbao-url http://127.0.0.1:1"), "{err}");
+    assert!(
+        err.contains("cannot reach OpenBao at http://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(!err.contains("no credentials"), "{err}");
+    // A server that answers: bootstrapping it would have saved a login.
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("no credentials"), "{err}");
+    assert!(err.contains(vars::OPENBAO_TOKEN), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--openbao-url {}",
+            bao.url().trim_end_matches('/')
+        )),
+        "{err}"
+    );
 }

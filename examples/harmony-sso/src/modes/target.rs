@@ -103,6 +103,11 @@ impl Target {
                 .userpass_password(DEFAULT_USERPASS_USER)
                 .await
                 .context("reading the saved userpass password")?;
+            if saved.is_none() {
+                // Without credentials the demo cannot start; but if the server does not answer,
+                // that is the first thing to fix, and credentials would not help.
+                self.check_reachable().await?;
+            }
             match saved {
                 Some(password) => {
                     tracing::debug!(state = %self.state.path().display(), "using the saved userpass login");
@@ -129,6 +134,46 @@ impl Target {
             }
         }
         Ok(settings)
+    }
+}
+
+impl Target {
+    /// One unauthenticated `GET sys/health` (5 s bound): an error saying the server cannot be
+    /// reached, and what to do, when it does not answer at all. Any HTTP answer (sealed,
+    /// uninitialised, standby) counts as reachable.
+    async fn check_reachable(&self) -> anyhow::Result<()> {
+        let url = format!("{}/v1/sys/health", self.base());
+        let answer = self
+            .http_client()?
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await;
+        let Err(e) = answer else {
+            return Ok(());
+        };
+        let reason = if e.is_timeout() {
+            "no answer within 5 s"
+        } else if e.is_connect() {
+            "could not connect"
+        } else {
+            "transport error"
+        };
+        if self.cluster {
+            anyhow::bail!(
+                "cannot reach OpenBao at {} ({reason}): the local cluster is not running; deploy it \
+                 with `cargo run -p example-harmony-sso`, or name another server with --openbao-url \
+                 or {}",
+                self.base(),
+                vars::OPENBAO_URL
+            )
+        }
+        anyhow::bail!(
+            "cannot reach OpenBao at {} ({reason}): check that it is running and that --openbao-url \
+             (or {}) points at it",
+            self.base(),
+            vars::OPENBAO_URL
+        )
     }
 }
 
