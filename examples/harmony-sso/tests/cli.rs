@@ -240,6 +240,26 @@ async fn demo_round_trip_with_an_environment_override() {
 }
 
 #[tokio::test]
+async fn a_bad_environment_value_says_what_it_should_be() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("dev token"))
+        .env("HARMONY_DEMO_WORKERS", "notanumber")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("HARMONY_DEMO_WORKERS=\"notanumber\"")
+            && err.contains("expected a whole number"),
+        "{err}"
+    );
+    assert!(!err.contains("integer"), "{err}");
+}
+
+#[tokio::test]
 async fn unreachable_openbao_is_a_clear_error_and_a_failure_exit() {
     let mut bao = OpenbaoServer::dev().await.expect("dev OpenBao");
     let url = bao.url().to_owned();
