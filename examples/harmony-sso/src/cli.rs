@@ -140,6 +140,9 @@ pub enum UsageError {
     /// `--grant-user` outside the deploy.
     #[error("--grant-user applies to the deploy (it grants Zitadel's project role); drop it here")]
     GrantUserOutsideDeploy,
+    /// A setting from the environment that cannot work (found before signing in).
+    #[error("{0}")]
+    BadSetting(String),
     /// The cluster name is not a valid k3d cluster name.
     #[error(
         "--cluster-name {0:?} is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter"

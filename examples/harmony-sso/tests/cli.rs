@@ -260,6 +260,43 @@ async fn a_bad_environment_value_says_what_it_should_be() {
 }
 
 #[tokio::test]
+async fn bad_kv_settings_name_the_variable() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = bao.root_token().expect("dev token").to_owned();
+
+    // No KV engine at that mount: the write says so, instead of "nothing found".
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env(vars::OPENBAO_KV_MOUNT, "nosuchmount")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("no KV v2 secrets engine is mounted at nosuchmount/")
+            && err.contains(vars::OPENBAO_KV_MOUNT),
+        "{err}"
+    );
+
+    // A prefix that escapes its place is a settings error, found before signing in.
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env(vars::OPENBAO_KV_PREFIX, "team/../other")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains(vars::OPENBAO_KV_PREFIX) && err.contains(".."),
+        "{err}"
+    );
+    assert!(!err.to_lowercase().contains("signing in"), "{err}");
+}
+
+#[tokio::test]
 async fn unreachable_openbao_is_a_clear_error_and_a_failure_exit() {
     let mut bao = OpenbaoServer::dev().await.expect("dev OpenBao");
     let url = bao.url().to_owned();

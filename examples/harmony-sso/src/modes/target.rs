@@ -13,7 +13,7 @@ use harmony_env::vars;
 use harmony_secret::OpenbaoSettings;
 use secrecy::SecretString;
 
-use crate::cli::Args;
+use crate::cli::{Args, UsageError};
 
 /// OpenBao of the local cluster, as seen from the host.
 pub const CLUSTER_OPENBAO_URL: &str = "http://bao.harmony.local:8080";
@@ -95,6 +95,10 @@ impl Target {
         };
         let mut settings =
             OpenbaoSettings::from_lookup(lookup)?.with_http_client(self.http_client()?);
+        // A bad mount or prefix is a settings error: say so before anyone is asked to sign in.
+        settings
+            .validate()
+            .map_err(|e| UsageError::BadSetting(e.to_string()))?;
         if settings.userpass().is_none()
             && vars::OPENBAO_TOKEN_ALIASES.iter().all(|n| env(n).is_none())
         {
