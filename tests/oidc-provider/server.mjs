@@ -16,6 +16,11 @@
 //                            as the provider itself never sends it)
 //   --slow-down N            answer the first N device polls that would be `authorization_pending`
 //                            with `slow_down` instead (default 0)
+//   --fail-refresh N         answer the first N refresh-token grants with HTTP 500 `server_error`
+//                            before the provider sees them, so the refresh token stays valid (as
+//                            Zitadel answers an internal failure; default 0)
+//   --drop-refresh N         close the connection of the first N refresh-token grants without an
+//                            answer (a transport error for the client; default 0)
 //
 // Test-only endpoints (not part of any standard):
 //   GET /harmony-test/polls  JSON list of the device-code polls seen so far:
@@ -55,6 +60,8 @@ const { values: args } = parseArgs({
     'device-code-ttl': { type: 'string', default: '600' },
     interval: { type: 'string' },
     'slow-down': { type: 'string', default: '0' },
+    'fail-refresh': { type: 'string', default: '0' },
+    'drop-refresh': { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -83,6 +90,19 @@ const ttl = {
 };
 const interval = args.interval === undefined ? undefined : seconds('interval');
 let slowDownsLeft = seconds('slow-down');
+let refreshFailuresLeft = seconds('fail-refresh');
+let refreshDropsLeft = seconds('drop-refresh');
+
+// The raw form body of a request, read here so the grant type is known before the provider
+// runs; the provider then takes the parsed body from `ctx.request.body` (its documented fallback
+// for an upstream body parser).
+async function readForm(ctx) {
+  const chunks = [];
+  for await (const chunk of ctx.req) {
+    chunks.push(chunk);
+  }
+  return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+}
 
 // A fresh signing key per process: nothing outlives the test that started it.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -218,6 +238,26 @@ provider.use(async (ctx, next) => {
     return;
   }
   if (ciEndpoints(ctx)) return;
+  if (ctx.method === 'POST' && ctx.path === '/token' && refreshFailuresLeft + refreshDropsLeft > 0
+      && ctx.is('application/x-www-form-urlencoded')) {
+    const form = await readForm(ctx);
+    ctx.request.body = form;
+    if (form.grant_type === 'refresh_token' && refreshDropsLeft > 0) {
+      refreshDropsLeft -= 1;
+      refreshes.push({ at_ms: Date.now(), outcome: 'dropped' });
+      ctx.respond = false;
+      ctx.req.socket.destroy();
+      return;
+    }
+    if (form.grant_type === 'refresh_token' && refreshFailuresLeft > 0) {
+      refreshFailuresLeft -= 1;
+      ctx.status = 500;
+      ctx.type = 'application/json';
+      ctx.body = { error: 'server_error', error_description: 'the test provider failed on purpose' };
+      refreshes.push({ at_ms: Date.now(), outcome: 'server_error' });
+      return;
+    }
+  }
   await next();
   if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200
       && interval !== undefined && ctx.body && typeof ctx.body === 'object') {

@@ -97,7 +97,7 @@ impl EnvSource {
             };
             let value = parse_value(field, &raw).map_err(|reason| ConfigError::EnvValue {
                 var: var.clone(),
-                expected: field.kind.expected(),
+                expected: expected(field),
                 value: (!field.secret).then(|| raw.clone()),
                 reason,
             })?;
@@ -155,20 +155,33 @@ pub fn parse_value(field: &Field, raw: &str) -> Result<Value, String> {
     match &field.kind {
         FieldKind::String => Ok(Value::String(raw.to_owned())),
         FieldKind::Integer => {
-            if let Ok(i) = text.parse::<i64>() {
-                Ok(Value::from(i))
+            let value = if let Ok(i) = text.parse::<i64>() {
+                Value::from(i)
             } else if let Ok(u) = text.parse::<u64>() {
-                Ok(Value::from(u))
+                Value::from(u)
+            } else if text.parse::<f64>().is_ok_and(f64::is_finite) {
+                // Digits that overflow 64 bits are out of any integer field's range.
+                return Err(if text.contains(['.', 'e', 'E']) {
+                    "it has a fraction or an exponent".into()
+                } else {
+                    "it is out of range".into()
+                });
             } else {
-                Err("not a whole number".into())
-            }
+                return Err("it is not a number".into());
+            };
+            in_range(field, &value)?;
+            Ok(value)
         }
-        FieldKind::Number => text
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map(Value::Number)
-            .ok_or_else(|| "not a finite number".into()),
+        FieldKind::Number => {
+            let value = text
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| "it is not a finite number".to_owned())?;
+            in_range(field, &value)?;
+            Ok(value)
+        }
         FieldKind::Boolean => match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(Value::Bool(true)),
             "false" | "0" | "no" => Ok(Value::Bool(false)),
@@ -197,6 +210,42 @@ pub fn parse_value(field: &Field, raw: &str) -> Result<Value, String> {
         // Untyped: JSON when it parses, else the text itself.
         FieldKind::Any => Ok(serde_json::from_str(text).unwrap_or(Value::String(raw.to_owned()))),
     }
+}
+
+/// What `field` accepts, in words for people: "a whole number from 0 to 65535" (the range
+/// when the schema has one), else the kind's own description.
+pub fn expected(field: &Field) -> String {
+    let what = match field.kind {
+        FieldKind::Integer => "a whole number".to_owned(),
+        FieldKind::Number => "a number".to_owned(),
+        ref other => return other.expected(),
+    };
+    match (field.minimum, field.maximum) {
+        (Some(min), Some(max)) => format!("{what} from {} to {}", bound(min), bound(max)),
+        (Some(min), None) => format!("{what} of at least {}", bound(min)),
+        (None, Some(max)) => format!("{what} of at most {}", bound(max)),
+        (None, None) => what,
+    }
+}
+
+/// A schema bound as people write it (`65535`, not `65535.0`).
+fn bound(b: f64) -> String {
+    if b.fract() == 0.0 && b.abs() < 1e16 {
+        format!("{}", b as i64)
+    } else {
+        b.to_string()
+    }
+}
+
+/// The schema's `minimum`/`maximum` (the error never repeats the value).
+fn in_range(field: &Field, value: &Value) -> Result<(), String> {
+    let Some(n) = value.as_f64() else {
+        return Ok(());
+    };
+    if field.minimum.is_some_and(|min| n < min) || field.maximum.is_some_and(|max| n > max) {
+        return Err("it is out of range".into());
+    }
+    Ok(())
 }
 
 /// serde_json's syntax error position, without its message (which can quote the input).
@@ -334,8 +383,25 @@ mod tests {
         let err = read(&[("HARMONY_DEMO_APP_DATABASE_PORT", "eighty")]).expect_err("bad int");
         let msg = err.to_string();
         assert!(msg.contains("HARMONY_DEMO_APP_DATABASE_PORT"), "{msg}");
-        assert!(msg.contains("an integer"), "{msg}");
+        assert!(
+            msg.contains("expected a whole number from 0 to 65535"),
+            "the type in plain words, with the schema's range: {msg}"
+        );
+        assert!(!msg.contains("integer"), "{msg}");
         assert!(msg.contains("eighty"), "a non-secret value is shown: {msg}");
+        for (value, why) in [
+            ("1.5", "fraction"),
+            ("70000", "out of range"),
+            ("-1", "out of range"),
+            ("99999999999999999999999", "out of range"),
+        ] {
+            let err = read(&[("HARMONY_DEMO_APP_DATABASE_PORT", value)]).expect_err(value);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("from 0 to 65535") && msg.contains(why),
+                "{value}: {msg}"
+            );
+        }
 
         let err = read(&[("HARMONY_DEMO_APP_LEVEL", "medium")]).expect_err("bad enum");
         assert!(err.to_string().contains("one of: low, high"), "{err}");
@@ -355,7 +421,7 @@ mod tests {
         let dbg = format!("{err:?}");
         assert!(msg.contains("HARMONY_DEMO_APP_DATABASE_PIN"), "{msg}");
         assert!(
-            msg.contains("an integer") && msg.contains("value hidden"),
+            msg.contains("a whole number") && msg.contains("value hidden"),
             "{msg}"
         );
         assert!(

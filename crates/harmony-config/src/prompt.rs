@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-use crate::env::{insert_at, parse_value};
+use crate::env::{expected, insert_at, parse_value};
 use crate::error::PromptError;
 use crate::{ConfigError, Field, FieldKind};
 
@@ -62,7 +62,7 @@ impl Prompter for InquirePrompter {
             Ok(match parse_value(&parse_field, input) {
                 Ok(_) => inquire::validator::Validation::Valid,
                 Err(reason) => inquire::validator::Validation::Invalid(
-                    format!("expected {} ({reason})", parse_field.kind.expected()).into(),
+                    format!("expected {} ({reason})", expected(&parse_field)).into(),
                 ),
             })
         };
@@ -78,7 +78,7 @@ impl Prompter for InquirePrompter {
             }
             let text = prompt.prompt().map_err(inquire_error)?;
             return parse_value(field, &text).map_err(|_| PromptError::BadAnswer {
-                expected: field.kind.expected(),
+                expected: expected(field),
             });
         }
 
@@ -126,7 +126,7 @@ impl Prompter for InquirePrompter {
                 }
                 let text = prompt.prompt().map_err(inquire_error)?;
                 parse_value(field, &text).map_err(|_| PromptError::BadAnswer {
-                    expected: field.kind.expected(),
+                    expected: expected(field),
                 })
             }
         }

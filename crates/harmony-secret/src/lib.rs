@@ -19,7 +19,8 @@
 //!   id_token exchange and the deploy's bootstrap all go through it.
 //! - **Refresh once.** A silent SSO refresh holds the session file's lock from reading the
 //!   refresh token to storing its successor, so concurrent processes never present the same
-//!   refresh token twice (providers revoke the whole grant when they see that).
+//!   refresh token twice (Zitadel then rejects the second use; providers with reuse detection
+//!   revoke the whole grant).
 //!
 //! ```no_run
 //! use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings, SecretStore, WriteMode};

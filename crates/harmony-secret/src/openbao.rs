@@ -203,8 +203,21 @@ impl OpenbaoSecretStore {
             Some(cas) => json!({ "data": value, "options": { "cas": cas } }),
             None => json!({ "data": value }),
         };
-        self.send(Method::POST, full, Some(&body), false)
-            .await?
+        let answer = match self.send(Method::POST, full, Some(&body), false).await {
+            // A KV v2 engine answers every write under its mount; a 404 means none is there.
+            Err(SecretError::NotFound { .. }) => {
+                return Err(SecretError::Config(format!(
+                    "no KV v2 secrets engine is mounted at {mount}/ on {url} (writing {full}); \
+                     set {var} to the mount of your KV v2 engine (default `secret`), or enable one \
+                     there (`bao secrets enable -path={mount} kv-v2`)",
+                    mount = self.settings.kv_mount().trim_end_matches('/'),
+                    url = self.client.url(),
+                    var = harmony_env::vars::OPENBAO_KV_MOUNT,
+                )));
+            }
+            other => other?,
+        };
+        answer
             .and_then(|a| a["data"]["version"].as_u64())
             .ok_or_else(|| SecretError::BadResponse {
                 path: full.to_owned(),

@@ -64,7 +64,7 @@ pub struct Session {
 /// The SSO half of a session: what a silent refresh needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OidcSession {
-    /// The newest refresh token (providers revoke the grant when an older one is presented).
+    /// The newest refresh token (an older one is refused; some providers then revoke the grant).
     #[serde(
         default,
         serialize_with = "expose_opt",

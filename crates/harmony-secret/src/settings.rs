@@ -325,8 +325,9 @@ impl OpenbaoSettings {
         }
     }
 
-    /// Check names and the URL before any request is made.
-    pub(crate) fn validate(&self) -> Result<(), SecretError> {
+    /// Check names and the URL before any request is made ([`crate::OpenbaoSecretStore::connect`]
+    /// does; callers may do it earlier, to report a bad setting before signing in).
+    pub fn validate(&self) -> Result<(), SecretError> {
         let url = url::Url::parse(&self.url).map_err(|e| {
             SecretError::Config(format!(
                 "OpenBao URL {:?} is not a valid URL ({e}); set {} to e.g. http://127.0.0.1:8200",
@@ -340,8 +341,17 @@ impl OpenbaoSettings {
                 self.url
             )));
         }
-        crate::path::validate("KV mount", &self.kv_mount, false)?;
-        crate::path::validate("KV prefix", &self.kv_prefix, true)?;
+        use harmony_env::vars;
+        crate::path::validate(
+            &format!("KV mount ({})", vars::OPENBAO_KV_MOUNT),
+            &self.kv_mount,
+            false,
+        )?;
+        crate::path::validate(
+            &format!("KV prefix ({})", vars::OPENBAO_KV_PREFIX),
+            &self.kv_prefix,
+            true,
+        )?;
         if let Some(u) = &self.userpass {
             crate::path::validate("userpass mount", &u.mount, false)?;
             crate::path::validate_segment("userpass username", &u.username)?;

@@ -476,6 +476,89 @@ async fn revoked_refresh_token_falls_back_to_the_device_flow() -> anyhow::Result
     Ok(())
 }
 
+/// A provider outage (HTTP 500 `server_error`, as Zitadel answers an internal failure) is not
+/// a rejected refresh token: the session keeps it, a non-interactive run fails fast saying the
+/// provider is unavailable, and the next run refreshes silently with the same token.
+#[tokio::test]
+async fn provider_outage_keeps_the_refresh_token_for_the_next_run() -> anyhow::Result<()> {
+    let options = OidcProviderOptions {
+        fail_refresh: 1,
+        ..fast_provider()
+    };
+    outage_keeps_the_refresh_token(options, "server_error", |e| {
+        matches!(
+            e,
+            OidcError::ProviderUnavailable {
+                status: Some(500),
+                ..
+            }
+        )
+    })
+    .await
+}
+
+/// The same when the provider's connection breaks before an answer (a transport error).
+#[tokio::test]
+async fn broken_connection_to_the_provider_keeps_the_refresh_token() -> anyhow::Result<()> {
+    let options = OidcProviderOptions {
+        drop_refresh: 1,
+        ..fast_provider()
+    };
+    outage_keeps_the_refresh_token(options, "dropped", |e| {
+        matches!(e, OidcError::Unreachable { .. })
+    })
+    .await
+}
+
+/// Sign in, let the provider fail the first refresh grant (`options` say how; its log calls
+/// that grant `outcome`), and check the refresh token survives it.
+async fn outage_keeps_the_refresh_token(
+    options: OidcProviderOptions,
+    outcome: &str,
+    expected: impl Fn(&OidcError) -> bool,
+) -> anyhow::Result<()> {
+    let world = World::start(options, dev_role()).await?;
+    world.connect(Person::Approves).await?;
+    let kept = world.cached_refresh_token().await?;
+    world.expire_cached_token().await?;
+
+    let non_interactive = || world.settings(world.sso(Person::Ignores).with_interactive(false));
+    let started = Instant::now();
+    let err = OpenbaoSecretStore::connect(non_interactive())
+        .await
+        .expect_err("the provider is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    let err = sso_error(err);
+    assert!(expected(&err), "{err:?}");
+    assert!(
+        text.contains("unavailable") || text.contains("unreachable"),
+        "{text}"
+    );
+    assert_eq!(
+        world.cached_refresh_token().await?,
+        kept,
+        "the session keeps its refresh token through the outage"
+    );
+
+    let store = OpenbaoSecretStore::connect(non_interactive()).await?;
+    assert_eq!(store.auth_method(), AuthMethodUsed::SilentRefresh);
+    assert_eq!(world.prompt_count(), 1, "nobody was asked to sign in again");
+    let outcomes: Vec<String> = world
+        .op
+        .refreshes()
+        .await?
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, [outcome, "tokens"]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn expired_refresh_token_falls_back_to_the_device_flow() -> anyhow::Result<()> {
     let world = World::start(

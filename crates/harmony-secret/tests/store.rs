@@ -260,6 +260,38 @@ async fn forbidden_path_is_permission_denied_with_openbaos_message() -> anyhow::
     Ok(())
 }
 
+/// OpenBao answers 404 to a write under a path no engine is mounted at; that is a wrong mount
+/// setting, not a missing document.
+#[tokio::test]
+async fn write_without_a_kv_engine_at_the_mount_names_the_mount_and_variable() -> anyhow::Result<()>
+{
+    let bao = OpenbaoServer::dev().await?;
+    let dir = tempfile::tempdir()?;
+    let token = bao
+        .root_token()
+        .ok_or_else(|| anyhow::anyhow!("dev server has a root token"))?;
+    let store = OpenbaoSecretStore::connect(
+        OpenbaoSettings::new(bao.url())
+            .with_token(SecretString::from(token))
+            .with_kv_mount("nosuchmount")
+            .with_session_dir(dir.path().join("sessions")),
+    )
+    .await?;
+    assert_eq!(store.get("app").await?, None, "a read finds nothing");
+    let err = store
+        .put("app", &json!({"k": "v"}), WriteMode::Cas(None))
+        .await
+        .expect_err("no engine there");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, SecretError::Config(_))
+            && msg.contains("no KV v2 secrets engine is mounted at nosuchmount/")
+            && msg.contains("OPENBAO_KV_MOUNT"),
+        "{msg}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn sealed_server_is_sealed() -> anyhow::Result<()> {
     let mut bao = OpenbaoServer::sealed().await?;

@@ -48,6 +48,12 @@ pub struct OidcProviderOptions {
     pub interval: Option<Duration>,
     /// Answer this many device polls that would be `authorization_pending` with `slow_down`.
     pub slow_down: u32,
+    /// Answer this many refresh-token grants with HTTP 500 `server_error` (as Zitadel answers an
+    /// internal failure) before the provider sees them: the refresh token stays valid.
+    pub fail_refresh: u32,
+    /// Close the connection of this many refresh-token grants without an answer (a transport
+    /// error for the client), before the provider sees them.
+    pub drop_refresh: u32,
 }
 
 impl Default for OidcProviderOptions {
@@ -60,6 +66,8 @@ impl Default for OidcProviderOptions {
             device_code_ttl: Duration::from_secs(600),
             interval: None,
             slow_down: 0,
+            fail_refresh: 0,
+            drop_refresh: 0,
         }
     }
 }
@@ -71,7 +79,8 @@ pub struct DevicePoll {
     /// When it arrived, milliseconds since the Unix epoch (the provider's clock).
     pub at_ms: u64,
     /// `tokens` on success, else the OAuth error sent (`authorization_pending`, `slow_down`,
-    /// `invalid_grant`, ...).
+    /// `invalid_grant`, `server_error` for a failure made by `fail_refresh`, `dropped` for a
+    /// connection closed by `drop_refresh`, ...).
     pub outcome: String,
 }
 
@@ -208,6 +217,8 @@ impl OidcProvider {
             ),
             format!("--device-code-ttl={}", options.device_code_ttl.as_secs()),
             format!("--slow-down={}", options.slow_down),
+            format!("--fail-refresh={}", options.fail_refresh),
+            format!("--drop-refresh={}", options.drop_refresh),
         ];
         if let Some(interval) = options.interval {
             args.push(format!("--interval={}", interval.as_secs()));

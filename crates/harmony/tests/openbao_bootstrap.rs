@@ -98,12 +98,18 @@ async fn userpass_login(bao: &OpenbaoServer, user: &str, password: &str) -> Resu
 }
 
 /// The device flow as the CLI does it, with the test provider approving the user code:
-/// returns a real id_token for `login`.
+/// returns a real id_token for `login` (claims: `sub`).
 async fn id_token_from_device_flow(op: &OidcProvider, login: &str) -> Result<String> {
+    id_token_with_scope(op, login, "openid").await
+}
+
+/// [`id_token_from_device_flow`] asking for `scope` (`openid email` adds `email` =
+/// `<login>@harmony.test` to the id_token).
+async fn id_token_with_scope(op: &OidcProvider, login: &str, scope: &str) -> Result<String> {
     let client = http();
     let auth: Value = client
         .post(format!("{}/device/auth", op.issuer()))
-        .form(&[("client_id", op.client_id()), ("scope", "openid")])
+        .form(&[("client_id", op.client_id()), ("scope", scope)])
         .send()
         .await?
         .error_for_status()?
@@ -251,6 +257,11 @@ async fn first_run_inits_unseals_configures_and_second_run_changes_nothing() -> 
     assert_eq!(role["token_policies"], json!(["harmony-dev"]));
     let (_, config) = call(&bao, Method::GET, "auth/jwt/config", Some(&root), None).await?;
     assert_eq!(config["data"]["oidc_discovery_url"], op.issuer());
+    assert_eq!(
+        config["data"]["bound_issuer"],
+        op.issuer(),
+        "OpenBao checks `iss` against exactly the issuer"
+    );
     assert_eq!(config["data"]["default_role"], "harmony-developer");
     let id_token = id_token_from_device_flow(&op, "alice").await?;
     let (status, login) = call(
@@ -469,6 +480,62 @@ async fn existing_server_with_admin_token_is_configured_and_drift_is_repaired() 
     assert_harmony_dev_scope(&bao, &token).await?;
     assert!(userpass_login(&bao, "harmony", &original).await.is_err());
     assert!(run(&bao, options).await?.nothing_changed());
+    Ok(())
+}
+
+/// `--bound-claim email=alice@harmony.test`: the real OpenBao lets in an id_token carrying the
+/// claim with that value and refuses one with another value or without the claim; dropping the
+/// bound again is a change the next run makes.
+#[tokio::test]
+async fn bound_claims_refuse_a_token_without_the_claim() -> Result<()> {
+    let bao = OpenbaoServer::dev().await?;
+    let op = OidcProvider::start(OidcProviderOptions::default()).await?;
+    let root = bao.root_token().context("dev root token")?.to_owned();
+    let state = tempfile::tempdir()?;
+    let mut options = local_options(state.path());
+    options.admin_token = Some(SecretString::from(root.clone()));
+    let mut jwt = JwtAuthOptions::oidc(
+        url::Url::parse(op.issuer())?,
+        vec![op.client_id().to_owned()],
+    );
+    jwt.bound_claims
+        .insert("email".to_owned(), "alice@harmony.test".to_owned());
+    options.jwt = Some(jwt);
+    run(&bao, options.clone()).await?;
+    assert!(run(&bao, options.clone()).await?.nothing_changed());
+
+    let login = |id_token: String| {
+        let bao = &bao;
+        async move {
+            call(
+                bao,
+                Method::POST,
+                "auth/jwt/login",
+                None,
+                Some(json!({ "role": "harmony-developer", "jwt": id_token })),
+            )
+            .await
+        }
+    };
+    let (status, body) = login(id_token_with_scope(&op, "alice", "openid email").await?).await?;
+    assert_eq!(status, 200, "alice has the claim: {body}");
+    let (status, body) = login(id_token_with_scope(&op, "bob", "openid email").await?).await?;
+    assert_eq!(status, 400, "bob's email is another: {body}");
+    assert!(body.to_string().contains("claim"), "{body}");
+    let (status, body) = login(id_token_from_device_flow(&op, "alice").await?).await?;
+    assert_eq!(status, 400, "a token without the email claim: {body}");
+
+    // Without the bound, the same token is let in (the next run removes it from the role).
+    let mut open = options.clone();
+    if let Some(jwt) = open.jwt.as_mut() {
+        jwt.bound_claims.clear();
+    }
+    assert_eq!(
+        run(&bao, open).await?.changes,
+        ["updated JWT role harmony-developer"]
+    );
+    let (status, body) = login(id_token_from_device_flow(&op, "bob").await?).await?;
+    assert_eq!(status, 200, "{body}");
     Ok(())
 }
 

@@ -205,6 +205,87 @@ fn authed(m: wiremock::MockBuilder) -> wiremock::MockBuilder {
         .and(header("host", "sso.harmony.local"))
 }
 
+// Paths and JSON field names below: zitadel/zitadel `proto/zitadel/management.proto`
+// (ListProjects, AddProject, UpdateProject, ListProjectRoles, AddProjectRole, ListUsers,
+// ListUserGrants, AddUserGrant, UpdateUserGrant; `google.api.http` under base path
+// `/management/v1`), `project.proto` (Project, RoleQuery.key_query) and `user.proto`
+// (SearchQuery.login_name_query, UserGrantQuery.user_id_query / project_id_query), v4.13.0.
+// proto3 JSON leaves out empty lists and `false` booleans, as Zitadel's gateway does.
+
+const ALICE: &str = "alice@zitadel.sso.harmony.local";
+
+fn role_query(key: &str) -> Value {
+    json!({ "queries": [{ "keyQuery": { "key": key, "method": "TEXT_QUERY_METHOD_EQUALS" } }] })
+}
+
+fn login_query(login: &str) -> Value {
+    json!({ "queries": [{ "loginNameQuery": { "loginName": login, "method": "TEXT_QUERY_METHOD_EQUALS" } }] })
+}
+
+fn grant_query(user_id: &str, project_id: &str) -> Value {
+    json!({ "queries": [
+        { "userIdQuery": { "userId": user_id } },
+        { "projectIdQuery": { "projectId": project_id } }
+    ] })
+}
+
+/// ListUsers answering with one human user `alice` (id `u-alice`) for [`ALICE`].
+async fn mount_alice(server: &MockServer) {
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/_search")))
+        .and(body_json(login_query(ALICE)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "details": {"totalResult": "1"},
+            "result": [{
+                "id": "u-alice",
+                "state": "USER_STATE_ACTIVE",
+                "userName": "alice",
+                "loginNames": [ALICE],
+                "preferredLoginName": ALICE,
+                "human": {"profile": {"firstName": "Alice", "lastName": "Dev"}}
+            }]
+        })))
+        .mount(server)
+        .await;
+}
+
+/// The project role exists in project `project_id`.
+async fn mount_role_exists(server: &MockServer, project_id: &str) {
+    authed(Mock::given(method("POST")).and(path(format!(
+        "/management/v1/projects/{project_id}/roles/_search"
+    ))))
+    .and(body_json(role_query("harmony-developer")))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        "details": {"totalResult": "1"},
+        "result": [{"key": "harmony-developer", "displayName": "Harmony developer"}]
+    })))
+    .mount(server)
+    .await;
+}
+
+/// The device app `333@harmony` exists in project `project_id`.
+async fn mount_app_exists(server: &MockServer, project_id: &str) {
+    authed(Mock::given(method("POST")).and(path(format!(
+        "/management/v1/projects/{project_id}/apps/_search"
+    ))))
+    .and(body_json(name_query("harmony-cli")))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+        "result": [{
+            "id": "333",
+            "name": "harmony-cli",
+            "oidcConfig": {"clientId": "333@harmony"}
+        }]
+    })))
+    .mount(server)
+    .await;
+}
+
+fn spec_granting(users: &[&str]) -> DeviceAppSpec {
+    DeviceAppSpec {
+        grant_users: users.iter().map(|u| (*u).to_owned()).collect(),
+        ..DeviceAppSpec::default()
+    }
+}
+
 #[tokio::test]
 async fn creates_project_and_device_app_and_saves_client_id() {
     let server = MockServer::start().await;
@@ -217,11 +298,53 @@ async fn creates_project_and_device_app_and_saves_client_id() {
         .expect(1)
         .mount(&server)
         .await;
+    // Members only: Zitadel refuses to sign in users without a grant on the project.
     authed(Mock::given(method("POST")).and(path("/management/v1/projects")))
-        .and(body_json(json!({"name": "harmony"})))
+        .and(body_json(json!({
+            "name": "harmony",
+            "projectRoleCheck": true,
+            "hasProjectCheck": true
+        })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "270000000000000001",
             "details": {"sequence": "2", "resourceOwner": "269999999999999999"}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("POST")).and(path(
+        "/management/v1/projects/270000000000000001/roles/_search",
+    )))
+    .and(body_json(role_query("harmony-developer")))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+    .expect(1)
+    .mount(&server)
+    .await;
+    authed(
+        Mock::given(method("POST")).and(path("/management/v1/projects/270000000000000001/roles")),
+    )
+    .and(body_json(
+        json!({"roleKey": "harmony-developer", "displayName": "Harmony developer"}),
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {"sequence": "3"}})))
+    .expect(1)
+    .mount(&server)
+    .await;
+    mount_alice(&server).await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/grants/_search")))
+        .and(body_json(grant_query("u-alice", "270000000000000001")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/u-alice/grants")))
+        .and(body_json(json!({
+            "projectId": "270000000000000001",
+            "roleKeys": ["harmony-developer"]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "userGrantId": "270000000000000009",
+            "details": {"sequence": "4"}
         })))
         .expect(1)
         .mount(&server)
@@ -258,9 +381,10 @@ async fn creates_project_and_device_app_and_saves_client_id() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let state_dir = dir.path().join("zitadel").join("harmony");
-    let state = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, &state_dir)
+    let state = ensure_device_app(&api(&server), &spec_granting(&[ALICE]), ISSUER, &state_dir)
         .await
         .expect("setup");
+    server.verify().await;
     let expected = SsoClientState {
         client_id: "270000000000000002@harmony".into(),
         project_id: "270000000000000001".into(),
@@ -290,8 +414,22 @@ async fn finds_existing_project_and_app_without_creating() {
             // A prefix match from a lenient server must not be taken for ours.
             "result": [
                 {"id": "111", "name": "harmony-old", "state": "PROJECT_STATE_ACTIVE"},
-                {"id": "222", "name": "harmony", "state": "PROJECT_STATE_ACTIVE"}
+                {"id": "222", "name": "harmony", "state": "PROJECT_STATE_ACTIVE",
+                 "projectRoleCheck": true, "hasProjectCheck": true}
             ]
+        })))
+        .expect(2)
+        .mount(&server)
+        .await;
+    mount_role_exists(&server, "222").await;
+    mount_alice(&server).await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/grants/_search")))
+        .and(body_json(grant_query("u-alice", "222")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{
+                "id": "g-1", "userId": "u-alice", "projectId": "222",
+                "roleKeys": ["harmony-developer"], "state": "USER_GRANT_STATE_ACTIVE"
+            }]
         })))
         .expect(2)
         .mount(&server)
@@ -314,13 +452,21 @@ async fn finds_existing_project_and_app_without_creating() {
         .expect(2)
         .mount(&server)
         .await;
-    // Creating anything would be a duplicate.
-    Mock::given(method("POST"))
-        .and(path("/management/v1/projects"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
+    // Creating or changing anything would be a duplicate.
+    for (verb, p) in [
+        ("POST", "/management/v1/projects"),
+        ("PUT", "/management/v1/projects/222"),
+        ("POST", "/management/v1/projects/222/roles"),
+        ("POST", "/management/v1/users/u-alice/grants"),
+        ("PUT", "/management/v1/users/u-alice/grants/g-1"),
+    ] {
+        Mock::given(method(verb))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .mount(&server)
+            .await;
+    }
     Mock::given(method("POST"))
         .and(path("/management/v1/projects/222/apps/oidc"))
         .respond_with(ResponseTemplate::new(500))
@@ -330,13 +476,149 @@ async fn finds_existing_project_and_app_without_creating() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     for _ in 0..2 {
-        let state = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, dir.path())
+        let state = ensure_device_app(&api(&server), &spec_granting(&[ALICE]), ISSUER, dir.path())
             .await
             .expect("setup");
         assert_eq!(state.client_id, "333@harmony");
         assert_eq!(state.project_id, "222");
     }
     server.verify().await;
+}
+
+/// A project an older Harmony created with Zitadel's defaults (no role check) is updated, not
+/// duplicated: UpdateProject sets every field, so its name, role assertion and branding are
+/// sent as found.
+#[tokio::test]
+async fn existing_project_without_role_checks_is_made_members_only() {
+    let server = MockServer::start().await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
+        .and(body_json(name_query("harmony")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{
+                "id": "222", "name": "harmony", "state": "PROJECT_STATE_ACTIVE",
+                "projectRoleAssertion": true,
+                "privateLabelingSetting": "PRIVATE_LABELING_SETTING_UNSPECIFIED"
+            }]
+        })))
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("PUT")).and(path("/management/v1/projects/222")))
+        .and(body_json(json!({
+            "name": "harmony",
+            "projectRoleAssertion": true,
+            "projectRoleCheck": true,
+            "hasProjectCheck": true,
+            "privateLabelingSetting": "PRIVATE_LABELING_SETTING_UNSPECIFIED"
+        })))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"details": {"sequence": "9"}})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/management/v1/projects"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    mount_role_exists(&server, "222").await;
+    mount_app_exists(&server, "222").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, dir.path())
+        .await
+        .expect("setup");
+    assert_eq!(state.project_id, "222");
+    server.verify().await;
+}
+
+/// A user already granted something else on the project gets the role added to that grant
+/// (Zitadel allows one grant per user and project); a missing `grant_if_present` user (the
+/// default admin) is skipped.
+#[tokio::test]
+async fn role_is_added_to_an_existing_grant_and_absent_optional_users_are_skipped() {
+    let server = MockServer::start().await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{"id": "222", "name": "harmony",
+                        "projectRoleCheck": true, "hasProjectCheck": true}]
+        })))
+        .mount(&server)
+        .await;
+    mount_role_exists(&server, "222").await;
+    mount_app_exists(&server, "222").await;
+    mount_alice(&server).await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/_search")))
+        .and(body_json(login_query(
+            "zitadel-admin@zitadel.sso.harmony.local",
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/grants/_search")))
+        .and(body_json(grant_query("u-alice", "222")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{"id": "g-1", "userId": "u-alice", "projectId": "222",
+                        "roleKeys": ["viewer"]}]
+        })))
+        .mount(&server)
+        .await;
+    authed(Mock::given(method("PUT")).and(path("/management/v1/users/u-alice/grants/g-1")))
+        .and(body_json(
+            json!({"roleKeys": ["viewer", "harmony-developer"]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/management/v1/users/u-alice/grants"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let spec = DeviceAppSpec {
+        grant_if_present: vec!["zitadel-admin@zitadel.sso.harmony.local".into()],
+        ..spec_granting(&[ALICE])
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    ensure_device_app(&api(&server), &spec, ISSUER, dir.path())
+        .await
+        .expect("setup");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn unknown_grant_user_is_a_clear_error_and_nothing_is_saved() {
+    let server = MockServer::start().await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": [{"id": "222", "name": "harmony",
+                        "projectRoleCheck": true, "hasProjectCheck": true}]
+        })))
+        .mount(&server)
+        .await;
+    mount_role_exists(&server, "222").await;
+    mount_app_exists(&server, "222").await;
+    authed(Mock::given(method("POST")).and(path("/management/v1/users/_search")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = ensure_device_app(&api(&server), &spec_granting(&["bob"]), ISSUER, dir.path())
+        .await
+        .expect_err("no such user");
+    assert!(
+        matches!(err, ZitadelSetupError::UserNotFound { ref login } if login == "bob"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("--grant-user") && msg.contains("console"),
+        "{msg}"
+    );
+    assert!(!dir.path().join(STATE_FILE).exists());
 }
 
 #[tokio::test]

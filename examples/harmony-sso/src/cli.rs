@@ -28,7 +28,7 @@ pub struct Args {
     /// Use this existing OpenBao instead of deploying one: init it if uninitialised (keys saved
     /// locally), unseal it if sealed, then configure it (admin token from OPENBAO_TOKEN or the
     /// saved init file).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
     pub openbao_url: Option<url::Url>,
 
     /// OpenBao namespace to configure and use (created by the bootstrap when missing; also
@@ -43,7 +43,7 @@ pub struct Args {
 
     /// OpenID issuer to wire OpenBao's JWT auth to (with --openbao-url), and to sign in with
     /// (--sso-demo).
-    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true, value_parser = parse_http_url)]
     pub sso_url: Option<url::Url>,
 
     /// Public client id of the device-code application at the issuer.
@@ -55,6 +55,17 @@ pub struct Args {
     /// Repeatable. SPEC: github[=ISSUER]:OWNER/REPO[@REF] or gitlab[=ISSUER]:GROUP/PROJECT[@REF].
     #[arg(long = "ci", value_name = "SPEC", requires = "openbao_url")]
     pub ci: Vec<harmony::openbao::CiTrust>,
+    /// With --openbao-url and --sso-url: OpenBao lets in only id_tokens whose claim KEY has
+    /// the value VALUE (the JWT role's bound_claims; repeatable, all must match). Without it,
+    /// anyone the provider issues an id_token to for --client-id may sign in.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_bound_claim)]
+    pub bound_claim: Vec<(String, String)>,
+
+    /// Deploy: also grant the Zitadel project role harmony-developer (needed to sign in) to
+    /// this user, by login name as typed at Zitadel's login page (repeatable). The instance's
+    /// first admin gets it without asking.
+    #[arg(long, value_name = "LOGIN", conflicts_with_all = ["skip_zitadel", "openbao_url"])]
+    pub grant_user: Vec<String>,
 
     /// Write a typed demo config to OpenBao and read it back (token or userpass auth).
     #[arg(long, conflicts_with_all = ["sso_demo", "cleanup"])]
@@ -139,6 +150,17 @@ pub enum UsageError {
     /// `--ci` entries that cannot be set up together.
     #[error(transparent)]
     Ci(#[from] harmony::openbao::CiSpecError),
+    /// `--bound-claim` without an SSO provider to wire.
+    #[error(
+        "--bound-claim applies to OpenBao's JWT role: use it with --openbao-url, --sso-url and --client-id"
+    )]
+    BoundClaimWithoutSso,
+    /// `--grant-user` outside the deploy.
+    #[error("--grant-user applies to the deploy (it grants Zitadel's project role); drop it here")]
+    GrantUserOutsideDeploy,
+    /// A setting from the environment that cannot work (found before signing in).
+    #[error("{0}")]
+    BadSetting(String),
     /// The cluster name is not a valid k3d cluster name.
     #[error(
         "--cluster-name {0:?} is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter"
@@ -154,6 +176,16 @@ impl Args {
         }
         if self.yes && !self.cleanup {
             return Err(UsageError::YesWithoutCleanup);
+        }
+        let deploying = !(self.cleanup || self.demo || self.sso_demo || self.openbao_url.is_some());
+        if !self.grant_user.is_empty() && !deploying {
+            return Err(UsageError::GrantUserOutsideDeploy);
+        }
+        let wiring_sso = self.openbao_url.is_some()
+            && self.sso_url.is_some()
+            && !(self.cleanup || self.demo || self.sso_demo);
+        if !self.bound_claim.is_empty() && !wiring_sso {
+            return Err(UsageError::BoundClaimWithoutSso);
         }
         if self.cleanup {
             return Ok(Mode::Cleanup);
@@ -188,6 +220,30 @@ impl Args {
             )?)),
             _ => Ok(None),
         }
+    }
+}
+
+/// An `http://` or `https://` URL with a host (OpenBao and OpenID providers speak nothing else).
+fn parse_http_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "expected an http:// or https:// URL with a host, got {:?} (e.g. https://bao.example.com:8200)",
+            s
+        ));
+    }
+    Ok(url)
+}
+
+/// `KEY=VALUE` of `--bound-claim`.
+fn parse_bound_claim(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() && !value.is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE (a claim name and the value it must have), got {s:?}"
+        )),
     }
 }
 
@@ -253,11 +309,60 @@ mod tests {
     fn bad_values_name_the_flag() {
         let err = parse(&["--openbao-url", "not a url"]).expect_err("bad url");
         assert!(err.to_string().contains("--openbao-url"), "{err}");
+        for url in ["ftp://x", "file:///tmp/bao", "unix:/run/bao.sock"] {
+            let err = parse(&["--openbao-url", url]).expect_err("not http");
+            assert!(
+                err.to_string().contains("--openbao-url") && err.to_string().contains("http"),
+                "{err}"
+            );
+            let err = parse(&["--sso-url", url]).expect_err("not http");
+            assert!(err.to_string().contains("--sso-url"), "{err}");
+        }
         let err = parse(&["--cluster-name", "Bad_Name"])
             .expect("parses")
             .mode()
             .expect_err("bad name");
         assert!(err.to_string().contains("--cluster-name"), "{err}");
+    }
+
+    #[test]
+    fn bound_claims_and_grant_users_belong_to_their_modes() {
+        let args = parse(&[
+            "--openbao-url",
+            "http://x:8200",
+            "--sso-url",
+            "http://i",
+            "--client-id",
+            "c",
+            "--bound-claim",
+            "email=alice@example.com",
+            "--bound-claim",
+            "groups=dev=ops",
+        ])
+        .expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::BootstrapExisting);
+        assert_eq!(
+            args.bound_claim,
+            [
+                ("email".to_owned(), "alice@example.com".to_owned()),
+                ("groups".to_owned(), "dev=ops".to_owned())
+            ]
+        );
+        let err = parse(&["--bound-claim", "email"]).expect_err("no value");
+        assert!(err.to_string().contains("--bound-claim"), "{err}");
+        let err = parse(&["--openbao-url", "http://x:8200", "--bound-claim", "a=b"])
+            .expect("parses")
+            .mode()
+            .expect_err("no provider to bind");
+        assert!(err.to_string().contains("--sso-url"), "{err}");
+        let args = parse(&["--grant-user", "alice", "--grant-user", "bob"]).expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::Deploy);
+        assert_eq!(args.grant_user, ["alice", "bob"]);
+        let err = parse(&["--demo", "--grant-user", "alice"])
+            .expect("parses")
+            .mode()
+            .expect_err("not a deploy");
+        assert!(err.to_string().contains("--grant-user"), "{err}");
     }
 
     #[test]

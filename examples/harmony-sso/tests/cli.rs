@@ -96,6 +96,8 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
         (&["--yes"], "--yes"),
         (&["--cluster-name", "Not_Valid"], "--cluster-name"),
         (&["--openbao-url", "not a url"], "--openbao-url"),
+        (&["--openbao-url", "ftp://x"], "--openbao-url"),
+        (&["--demo", "--openbao-url", "ftp://x"], "--openbao-url"),
         (
             &[
                 "--openbao-url",
@@ -125,6 +127,17 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
             ],
             "one issuer",
         ),
+        (
+            &[
+                "--openbao-url",
+                "http://127.0.0.1:1",
+                "--bound-claim",
+                "a=b",
+            ],
+            "--bound-claim",
+        ),
+        (&["--bound-claim", "no-value"], "--bound-claim"),
+        (&["--demo", "--grant-user", "alice"], "--grant-user"),
     ];
     for (args, named) in cases {
         let output = harmony_sso(data.path()).args(*args).output().expect("run");
@@ -304,6 +317,63 @@ async fn tls_and_namespace_for_an_existing_openbao() {
         "{}",
         stderr(&output)
     );
+}
+
+#[tokio::test]
+async fn a_bad_environment_value_says_what_it_should_be() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("dev token"))
+        .env("HARMONY_DEMO_WORKERS", "notanumber")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("HARMONY_DEMO_WORKERS=\"notanumber\"")
+            && err.contains("expected a whole number"),
+        "{err}"
+    );
+    assert!(!err.contains("integer"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_kv_settings_name_the_variable() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = bao.root_token().expect("dev token").to_owned();
+
+    // No KV engine at that mount: the write says so, instead of "nothing found".
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env(vars::OPENBAO_KV_MOUNT, "nosuchmount")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("no KV v2 secrets engine is mounted at nosuchmount/")
+            && err.contains(vars::OPENBAO_KV_MOUNT),
+        "{err}"
+    );
+
+    // A prefix that escapes its place is a settings error, found before signing in.
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, &token)
+        .env(vars::OPENBAO_KV_PREFIX, "team/../other")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains(vars::OPENBAO_KV_PREFIX) && err.contains(".."),
+        "{err}"
+    );
+    assert!(!err.to_lowercase().contains("signing in"), "{err}");
 }
 
 #[tokio::test]
@@ -507,6 +577,12 @@ async fn sso_demo_end_to_end_then_reuses_the_session() {
         .expect("run");
     assert!(boot.status.success(), "{}", stderr(&boot));
     assert!(stdout(&boot).contains("jwt"), "{}", stdout(&boot));
+    assert!(
+        stdout(&boot).contains("limited only by the provider's own rules")
+            && stdout(&boot).contains("--bound-claim"),
+        "the summary says who can sign in: {}",
+        stdout(&boot)
+    );
 
     // Without a session and without a person, --sso-demo fails fast instead of waiting.
     let started = Instant::now();
@@ -632,24 +708,46 @@ fn sso_demo_without_an_issuer_names_the_flag_before_any_work() {
     assert!(stderr(&output).contains(vars::HARMONY_SSO_URL));
 }
 
-#[test]
-fn demo_without_credentials_says_where_they_come_from() {
+#[tokio::test]
+async fn demo_without_credentials_says_where_they_come_from() {
     let data = tempfile::tempdir().expect("tempdir");
-    // The local cluster: the deploy would have saved a login.
+    // The local cluster, not deployed here: it cannot be reached, and that is said first.
     let output = harmony_sso(data.path())
         .arg("--demo")
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
+    assert!(err.contains("cannot reach OpenBao"), "{err}");
     assert!(err.contains("cargo run -p example-harmony-sso"), "{err}");
-    assert!(err.contains(vars::OPENBAO_TOKEN), "{err}");
-    // An existing server: bootstrapping it would have saved one.
+    assert!(!err.contains("no credentials"), "{err}");
+    // An existing server that does not answer: the same, naming it.
     let output = harmony_sso(data.path())
         .args(["--demo", "--openbao-url", "http://127.0.0.1:1"])
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("--openbao-url http://127.0.0.1:1"), "{err}");
+    assert!(
+        err.contains("cannot reach OpenBao at http://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(!err.contains("no credentials"), "{err}");
+    // A server that answers: bootstrapping it would have saved a login.
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("no credentials"), "{err}");
+    assert!(err.contains(vars::OPENBAO_TOKEN), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--openbao-url {}",
+            bao.url().trim_end_matches('/')
+        )),
+        "{err}"
+    );
 }

@@ -5,16 +5,26 @@
 //! Both cache their result as one session per (OpenBao URL, `jwt:<mount>:<role>`), holding the
 //! OpenBao token and the OIDC refresh token. Only the newest refresh token is ever kept, and it is
 //! written the moment the provider issues it (before the JWT login): providers rotate refresh
-//! tokens and revoke the whole grant when an older one is presented again.
+//! tokens, so the one just spent is dead. What presenting it again costs depends on the
+//! provider: Zitadel only rejects the old token (the newest stays valid), while providers with
+//! reuse detection (the test provider, `oidc-provider`, among them) revoke the whole grant and
+//! the person must sign in again.
 //!
-//! For the same reason the whole silent refresh (read the newest refresh token, spend it, store
-//! its successor and the OpenBao token) runs under the session file's lock, and re-reads the
-//! session once it holds it: when two processes refresh at once, the second finds the token the
-//! first one stored and uses it, instead of presenting a refresh token that has just been spent.
+//! So the whole silent refresh (read the newest refresh token, spend it, store its successor and
+//! the OpenBao token) runs under the session file's lock, and re-reads the session once it holds
+//! it: when two processes refresh at once, the second finds the token the first one stored and
+//! uses it, instead of presenting a refresh token that has just been spent. That is right for
+//! both kinds: with Zitadel it saves the second process a refused refresh and a device flow,
+//! with the others it also keeps the grant alive.
 //!
-//! A refresh the provider refuses moves on to the device flow; an id_token OpenBao refuses stops
-//! the chain with OpenBao's message (a new device flow would produce an id_token with the same
-//! claims, so asking the person would not help).
+//! A refresh the provider refuses for good (`invalid_grant`, `invalid_request`,
+//! `unauthorized_client`, `invalid_client`) forgets the refresh token and moves on to the device
+//! flow. A provider that fails on its side (HTTP 5xx, `server_error`, `temporarily_unavailable`,
+//! unreachable) has not judged the token, so it is kept: an interactive run moves on to the
+//! device flow, a non-interactive one stops with "the provider is unavailable", and the next
+//! run presents the same refresh token again. An id_token OpenBao refuses stops the chain with
+//! OpenBao's message (a new device flow would produce an id_token with the same claims, so
+//! asking the person would not help).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -238,20 +248,20 @@ async fn refresh_locked(
             ),
         }));
     }
-    let provider = match OidcClient::discover(&login.sso).await {
-        Ok(p) => p,
-        Err(e) => {
-            return Ok(Err(AttemptFailure::SsoFailed {
-                message: e.to_string(),
-            }));
-        }
+    let tokens = match OidcClient::discover(&login.sso).await {
+        Ok(provider) => provider.refresh(&refresh_token).await,
+        Err(e) => Err(e),
     };
-    let tokens = match provider.refresh(&refresh_token).await {
+    let tokens = match tokens {
         Ok(tokens) => tokens,
         Err(e) => {
             if matches!(e, OidcError::RefreshRejected { .. }) {
                 // Dead for good: forget it, so no later run presents it again.
                 set_refresh_token(lock, None).await;
+            } else if e.is_provider_unavailable() && !login.allows_device_flow() {
+                // The refresh token stays for the next run; nobody could do better now.
+                tracing::warn!(error = %e, "the OpenID provider is unavailable; the refresh token is kept");
+                return Err(sso_stop(e));
             }
             tracing::info!(error = %e, "silent refresh failed");
             return Ok(Err(AttemptFailure::SsoFailed {

@@ -103,13 +103,30 @@ pub enum OidcError {
         /// The code's lifetime, in seconds.
         expires_in_secs: u64,
     },
-    /// The refresh token was refused (`invalid_grant`: expired, revoked, or superseded by a
-    /// newer one). A new device flow is needed.
+    /// The refresh token was refused for good (`invalid_grant`: expired, revoked, or superseded
+    /// by a newer one; `invalid_request`, `invalid_client`, `unauthorized_client`). A new device
+    /// flow is needed.
     #[error("the OpenID provider refused the refresh token ({error}{}); sign in again",
         description_suffix(.description))]
     RefreshRejected {
         /// The OAuth error code.
         error: String,
+        /// The provider's description.
+        description: Option<String>,
+    },
+    /// The provider failed on its side (HTTP 5xx, `server_error`, `temporarily_unavailable`):
+    /// the refresh token was not judged, so it is kept for the next attempt.
+    #[error("the OpenID provider is unavailable: {url} answered {}{}{}; the sign-in is kept, run again once the provider is back",
+        .status.map(|s| format!("HTTP {s}")).unwrap_or_default(),
+        .error.as_deref().map(|e| format!(" {e}")).unwrap_or_default(),
+        description_suffix(.description))]
+    ProviderUnavailable {
+        /// The token endpoint.
+        url: String,
+        /// The HTTP status, when known.
+        status: Option<u16>,
+        /// The OAuth error code, when the answer held one.
+        error: Option<String>,
         /// The provider's description.
         description: Option<String>,
     },
@@ -166,6 +183,18 @@ pub enum OidcError {
         #[source]
         source: HttpError,
     },
+}
+
+impl OidcError {
+    /// Whether the provider itself failed or could not be reached (outage, 5xx, transport
+    /// error), as opposed to judging what it was sent: a refresh token is kept through these.
+    pub fn is_provider_unavailable(&self) -> bool {
+        match self {
+            OidcError::ProviderUnavailable { .. } | OidcError::Unreachable { .. } => true,
+            OidcError::DiscoveryStatus { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 fn description_suffix(description: &Option<String>) -> String {

@@ -72,7 +72,9 @@ pub struct SsoSettings {
     pub issuer: String,
     /// The public client id of the device-code application (`HARMONY_SSO_CLIENT_ID`).
     pub client_id: String,
-    /// Zitadel project id (`HARMONY_SSO_PROJECT_ID`): adds the project-audience scope.
+    /// Zitadel project id (`HARMONY_SSO_PROJECT_ID`): adds the project-audience scope. Optional:
+    /// Zitadel puts the project id in `aud` for the project's apps anyway, and OpenBao's role
+    /// binds the client id; kept because it is harmless and names the project explicitly.
     pub project_id: Option<String>,
     /// Timeout of each request to the provider.
     pub request_timeout: Duration,

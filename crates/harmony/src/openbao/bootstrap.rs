@@ -11,6 +11,7 @@
 //!   only when different; every write is reported in [`BootstrapReport::changes`], so a re-run
 //!   reports nothing.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harmony_secret::redact::json_error_detail;
@@ -124,15 +125,27 @@ impl BootstrapOptions {
 }
 
 /// JWT auth method settings: which issuer OpenBao trusts, and the role people log in with.
+///
+/// Who may log in is decided by the provider (which users it issues id_tokens to for the
+/// client: with Zitadel, the project's role check) and by the role's bounds here: `aud` must
+/// hold one of `bound_audiences`, `iss` must equal the issuer (`bound_issuer`), and every entry
+/// of `bound_claims` must match. The role sets no `groups_claim`: Zitadel's roles claim
+/// (`urn:zitadel:iam:org:project:roles`) is a map of role → organisations, and OpenBao only
+/// accepts a list (or a string) there, so pointing `groups_claim` at it makes every login fail.
+/// Bind a role with `bound_claims` on a claim that is a string or a list of strings instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtAuthOptions {
     /// The OIDC issuer; it must equal the id_tokens' `iss` exactly, and OpenBao fetches its
     /// discovery document when the config is written, so it must be reachable *from OpenBao*.
+    /// It is also written as the config's `bound_issuer`, so OpenBao checks `iss` at login.
     pub oidc_discovery_url: Url,
     /// Role name (also the config's `default_role`).
     pub role: String,
     /// Accepted `aud` values (at least one: OpenBao requires a bound on JWT roles).
     pub bound_audiences: Vec<String>,
+    /// Claims an id_token must carry with exactly these values (`bound_claims`, string match;
+    /// a list claim matches when it contains the value). Empty: no claim is required.
+    pub bound_claims: BTreeMap<String, String>,
     /// The claim that names the user, e.g. `sub` or `email`.
     pub user_claim: String,
     /// TTL of tokens issued through the role.
@@ -146,6 +159,7 @@ impl JwtAuthOptions {
             oidc_discovery_url: discovery_url,
             role: DEFAULT_JWT_ROLE.to_owned(),
             bound_audiences,
+            bound_claims: BTreeMap::new(),
             user_claim: "sub".to_owned(),
             token_ttl: Duration::from_secs(3600),
         }
@@ -803,6 +817,7 @@ impl OpenbaoBootstrap {
         let issuer = issuer_string(&jwt.oidc_discovery_url);
         if let Some(c) = &current
             && c["oidc_discovery_url"].as_str() == Some(issuer.as_str())
+            && c["bound_issuer"].as_str() == Some(issuer.as_str())
             && c["default_role"].as_str() == Some(jwt.role.as_str())
             && is_empty_or_absent(&c["jwt_validation_pubkeys"])
             && is_empty_or_absent(&c["jwks_url"])
@@ -810,7 +825,11 @@ impl OpenbaoBootstrap {
             return Ok(None);
         }
         // A config write replaces the whole config, so other key sources are cleared with it.
-        let wanted = json!({"oidc_discovery_url": issuer, "default_role": jwt.role});
+        let wanted = json!({
+            "oidc_discovery_url": issuer,
+            "bound_issuer": issuer,
+            "default_role": jwt.role,
+        });
         self.write(Method::POST, &path, Some(token), &wanted, REQUEST_TIMEOUT)
             .await?;
         Ok(Some(format!(
@@ -832,6 +851,7 @@ impl OpenbaoBootstrap {
             if c["role_type"].as_str() == Some("jwt")
                 && same_strings(&c["bound_audiences"], &audiences)
                 && c["user_claim"].as_str() == Some(jwt.user_claim.as_str())
+                && same_claims(&c["bound_claims"], &jwt.bound_claims)
                 && same_strings(&c["token_policies"], &[HARMONY_DEV_POLICY])
                 && c["token_ttl"].as_u64() == Some(ttl)
             {
@@ -845,6 +865,10 @@ impl OpenbaoBootstrap {
             &json!({
                 "role_type": "jwt",
                 "bound_audiences": jwt.bound_audiences,
+                // Always sent: an update keeps fields it omits, so an empty map is what
+                // removes a claim bound earlier.
+                "bound_claims": jwt.bound_claims,
+                "bound_claims_type": "string",
                 "user_claim": jwt.user_claim,
                 "token_policies": [HARMONY_DEV_POLICY],
                 "token_ttl": ttl,
@@ -917,6 +941,23 @@ fn issuer_string(url: &Url) -> String {
         s.trim_end_matches('/').to_owned()
     } else {
         s.to_owned()
+    }
+}
+
+/// Whether the role's `bound_claims` as OpenBao reports it (`null` when none) are `wanted`.
+fn same_claims(current: &Value, wanted: &BTreeMap<String, String>) -> bool {
+    match current {
+        Value::Null => wanted.is_empty(),
+        Value::Object(map) => {
+            map.len() == wanted.len()
+                && wanted.iter().all(|(k, v)| match &map.get(k) {
+                    Some(Value::String(s)) => s == v,
+                    // OpenBao may keep a single value as a one-element list.
+                    Some(Value::Array(items)) => items.len() == 1 && items[0] == v.as_str(),
+                    _ => false,
+                })
+        }
+        _ => false,
     }
 }
 

@@ -109,6 +109,13 @@ impl ZitadelScore {
         }
     }
 
+    /// Login name of the first instance's human admin, which Zitadel creates from its defaults
+    /// (`FirstInstance.Org.Human.UserName` `zitadel-admin`, suffixed with the first org's domain
+    /// `<org name>.<ExternalDomain>` as its `cmd/setup/steps.yaml` describes, org `ZITADEL`).
+    pub fn first_admin_login(&self) -> String {
+        format!("zitadel-admin@zitadel.{}", self.external_domain)
+    }
+
     /// Secret the chart writes the machine user's PAT to.
     pub fn pat_secret(&self) -> String {
         format!("{}-pat", self.machine_username)

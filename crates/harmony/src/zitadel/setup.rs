@@ -6,6 +6,19 @@
 //! `{client_id, project_id, issuer}` is written as JSON to a state directory the caller passes
 //! (the CLI uses `harmony_data_dir()/zitadel/<cluster>`), atomically.
 //!
+//! **Only the project's members sign in.** The project has `projectRoleCheck` (Zitadel refuses to
+//! sign in a user without a grant on the project) and `hasProjectCheck` (the user's organisation
+//! must own or be granted the project) on, and one role, [`DEVELOPER_ROLE`]; the users named in
+//! [`DeviceAppSpec::grant_users`] get it. Without these checks every user of the Zitadel instance
+//! (on a shared company instance: everyone) could sign in and get the `harmony-dev` policy. A
+//! project found without the checks (created by an older Harmony) is updated.
+//!
+//! **The project-audience scope is optional, and kept.** Zitadel always puts the project id in
+//! the id_token's `aud` next to the client id, and OpenBao's role binds the client id (which
+//! names this application alone), so `urn:zitadel:iam:org:project:id:<projectId>:aud` changes
+//! nothing for the sign-in. The CLI still requests it with the saved project id: it is harmless,
+//! and it states in the request which project the token is for.
+//!
 //! Design choices:
 //! - **Zitadel is the source of truth.** Every run searches by name first and creates only what
 //!   is missing, so re-running never duplicates; the state file is rewritten from what Zitadel
@@ -18,7 +31,9 @@
 //!   [`SecretString`] and appears in no log, `Debug` or error.
 //!
 //! Request and response field names follow Zitadel's proto definitions
-//! (`zitadel.management.v1`, `zitadel.project.v1`, `zitadel.app.v1`) in their JSON mapping.
+//! (`zitadel.management.v1`, `zitadel.project.v1`, `zitadel.app.v1`, `zitadel.user.v1`) in their
+//! JSON mapping (zitadel/zitadel `proto/zitadel/management.proto`, `project.proto`, `user.proto`,
+//! as of v4.13.0; the v1 Management API is stable there).
 
 use std::{
     io::Write,
@@ -142,6 +157,17 @@ pub enum ZitadelSetupError {
         last: Box<ZitadelSetupError>,
     },
 
+    /// A user named for a project grant does not exist.
+    #[error(
+        "no Zitadel user with login name {login:?} in the organisation of the deploy's admin user; \
+         create the user in Zitadel's console first, or correct the name given to --grant-user \
+         (the login name as typed at Zitadel's login page, e.g. alice@zitadel.sso.harmony.local)"
+    )]
+    UserNotFound {
+        /// The login name searched.
+        login: String,
+    },
+
     /// The state directory or file could not be written.
     #[error("cannot write the Zitadel client state to {path}; check the directory's permissions")]
     StateWrite {
@@ -184,13 +210,24 @@ pub struct SsoClientState {
     pub issuer: String,
 }
 
-/// Which project and application to ensure.
+/// The project role whose holders may sign in (the name matches OpenBao's JWT role).
+pub const DEVELOPER_ROLE: &str = "harmony-developer";
+
+/// Which project and application to ensure, and who may sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAppSpec {
     /// Project name (searched exactly).
     pub project_name: String,
     /// Application name (searched exactly within the project).
     pub app_name: String,
+    /// The project role every signed-in user needs (default [`DEVELOPER_ROLE`]).
+    pub role_key: String,
+    /// Login names (as typed at Zitadel's login) granted `role_key`; each must exist in the
+    /// organisation of the PAT's user.
+    pub grant_users: Vec<String>,
+    /// Login names granted `role_key` when they exist, skipped (with a log line) when not: the
+    /// first instance's human admin, whom Zitadel creates from its defaults.
+    pub grant_if_present: Vec<String>,
 }
 
 impl Default for DeviceAppSpec {
@@ -198,6 +235,9 @@ impl Default for DeviceAppSpec {
         Self {
             project_name: "harmony".into(),
             app_name: "harmony-cli".into(),
+            role_key: DEVELOPER_ROLE.into(),
+            grant_users: Vec::new(),
+            grant_if_present: Vec::new(),
         }
     }
 }
@@ -372,12 +412,15 @@ impl ZitadelApi {
         Ok(())
     }
 
-    /// The id of the project named exactly `name`, if there is one.
-    pub async fn find_project(&self, name: &str) -> Result<Option<String>, ZitadelSetupError> {
+    /// The project named exactly `name`, if there is one.
+    ///
+    /// `POST /management/v1/projects/_search` (ListProjects) answers `zitadel.project.v1.Project`s;
+    /// proto3 JSON leaves out `false` booleans, so a missing check is off.
+    pub async fn find_project(&self, name: &str) -> Result<Option<ProjectInfo>, ZitadelSetupError> {
         let body = json!({
             "queries": [{ "nameQuery": { "name": name, "method": "TEXT_QUERY_METHOD_EQUALS" } }]
         });
-        let list: ListResponse<Project> = self
+        let list: ListResponse<ProjectInfo> = self
             .call(
                 Method::POST,
                 "/management/v1/projects/_search",
@@ -385,23 +428,162 @@ impl ZitadelApi {
                 true,
             )
             .await?;
-        Ok(list
-            .result
-            .into_iter()
-            .find(|p| p.name == name)
-            .map(|p| p.id))
+        Ok(list.result.into_iter().find(|p| p.name == name))
     }
 
-    /// Creates a project named `name` and returns its id.
+    /// Creates a project named `name` with `projectRoleCheck` and `hasProjectCheck` on (only
+    /// users granted one of its roles, in an organisation that owns it, may sign in) and returns
+    /// its id. `POST /management/v1/projects` (AddProject).
     pub async fn create_project(&self, name: &str) -> Result<String, ZitadelSetupError> {
         #[derive(Deserialize)]
         struct Created {
             id: String,
         }
-        let body = json!({ "name": name });
+        let body = project_request(name);
         let path = "/management/v1/projects";
         let created: Created = self.call(Method::POST, path, Some(&body), true).await?;
         non_empty(created.id, self.url(path)?, "id")
+    }
+
+    /// Turns on `projectRoleCheck` and `hasProjectCheck` of an existing project, keeping its
+    /// name, role assertion and branding. `PUT /management/v1/projects/{id}` (UpdateProject sets
+    /// every field, so the ones we do not change are sent as found).
+    pub async fn require_project_roles(
+        &self,
+        project: &ProjectInfo,
+    ) -> Result<(), ZitadelSetupError> {
+        let path = format!("/management/v1/projects/{}", project.id);
+        let mut body = project_request(&project.name);
+        body["projectRoleAssertion"] = json!(project.project_role_assertion);
+        if let Some(setting) = &project.private_labeling_setting {
+            body["privateLabelingSetting"] = json!(setting);
+        }
+        let _: Value = self.call(Method::PUT, &path, Some(&body), true).await?;
+        Ok(())
+    }
+
+    /// Whether project `project_id` has a role with key `key`.
+    /// `POST /management/v1/projects/{project_id}/roles/_search` (ListProjectRoles).
+    pub async fn has_project_role(
+        &self,
+        project_id: &str,
+        key: &str,
+    ) -> Result<bool, ZitadelSetupError> {
+        #[derive(Deserialize)]
+        struct Role {
+            #[serde(default)]
+            key: String,
+        }
+        let path = format!("/management/v1/projects/{project_id}/roles/_search");
+        let body = json!({
+            "queries": [{ "keyQuery": { "key": key, "method": "TEXT_QUERY_METHOD_EQUALS" } }]
+        });
+        let list: ListResponse<Role> = self.call(Method::POST, &path, Some(&body), true).await?;
+        Ok(list.result.iter().any(|r| r.key == key))
+    }
+
+    /// Adds role `key` to project `project_id`.
+    /// `POST /management/v1/projects/{project_id}/roles` (AddProjectRole).
+    pub async fn add_project_role(
+        &self,
+        project_id: &str,
+        key: &str,
+        display_name: &str,
+    ) -> Result<(), ZitadelSetupError> {
+        let path = format!("/management/v1/projects/{project_id}/roles");
+        let body = json!({ "roleKey": key, "displayName": display_name });
+        let _: Value = self.call(Method::POST, &path, Some(&body), true).await?;
+        Ok(())
+    }
+
+    /// The id of the user whose login name is exactly `login`, in the organisation of the PAT's
+    /// user. `POST /management/v1/users/_search` (ListUsers) with a `loginNameQuery`.
+    pub async fn find_user_id(&self, login: &str) -> Result<Option<String>, ZitadelSetupError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct User {
+            id: String,
+            #[serde(default)]
+            login_names: Vec<String>,
+            #[serde(default)]
+            preferred_login_name: String,
+        }
+        let body = json!({
+            "queries": [{ "loginNameQuery": { "loginName": login, "method": "TEXT_QUERY_METHOD_EQUALS" } }]
+        });
+        let list: ListResponse<User> = self
+            .call(
+                Method::POST,
+                "/management/v1/users/_search",
+                Some(&body),
+                true,
+            )
+            .await?;
+        // Login names are case-insensitive at Zitadel's login.
+        let same = |name: &str| name.eq_ignore_ascii_case(login);
+        Ok(list
+            .result
+            .into_iter()
+            .find(|u| same(&u.preferred_login_name) || u.login_names.iter().any(|n| same(n)))
+            .map(|u| u.id))
+    }
+
+    /// Grants `role` on `project_id` to user `user_id`, once: an existing grant on the project
+    /// that lacks the role gets it added; one that has it is left alone.
+    /// `POST /management/v1/users/grants/_search` (ListUserGrants), then
+    /// `POST /management/v1/users/{user_id}/grants` (AddUserGrant) or
+    /// `PUT /management/v1/users/{user_id}/grants/{grant_id}` (UpdateUserGrant).
+    /// Returns whether anything changed.
+    pub async fn grant_project_role(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        role: &str,
+    ) -> Result<bool, ZitadelSetupError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Grant {
+            id: String,
+            #[serde(default)]
+            project_id: String,
+            #[serde(default)]
+            role_keys: Vec<String>,
+        }
+        let body = json!({
+            "queries": [
+                { "userIdQuery": { "userId": user_id } },
+                { "projectIdQuery": { "projectId": project_id } }
+            ]
+        });
+        let grants: ListResponse<Grant> = self
+            .call(
+                Method::POST,
+                "/management/v1/users/grants/_search",
+                Some(&body),
+                true,
+            )
+            .await?;
+        match grants
+            .result
+            .into_iter()
+            .find(|g| g.project_id == project_id)
+        {
+            Some(grant) if grant.role_keys.iter().any(|k| k == role) => Ok(false),
+            Some(grant) => {
+                let mut role_keys = grant.role_keys;
+                role_keys.push(role.to_owned());
+                let path = format!("/management/v1/users/{user_id}/grants/{}", grant.id);
+                let body = json!({ "roleKeys": role_keys });
+                let _: Value = self.call(Method::PUT, &path, Some(&body), true).await?;
+                Ok(true)
+            }
+            None => {
+                let path = format!("/management/v1/users/{user_id}/grants");
+                let body = json!({ "projectId": project_id, "roleKeys": [role] });
+                let _: Value = self.call(Method::POST, &path, Some(&body), true).await?;
+                Ok(true)
+            }
+        }
     }
 
     /// The client id of the OIDC app named exactly `name` in project `project_id`, if any.
@@ -476,11 +658,43 @@ struct ListResponse<T> {
     result: Vec<T>,
 }
 
-#[derive(Deserialize)]
-struct Project {
-    id: String,
+/// A project as `ListProjects` describes it (`zitadel.project.v1.Project`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectInfo {
+    /// Project id (also an `aud` of the id_tokens of its apps).
+    pub id: String,
+    /// Project name.
     #[serde(default)]
-    name: String,
+    pub name: String,
+    /// Roles asserted in tokens without being asked for.
+    #[serde(default)]
+    pub project_role_assertion: bool,
+    /// Only users with a grant on the project may sign in.
+    #[serde(default)]
+    pub project_role_check: bool,
+    /// Only users of an organisation owning or granted the project may sign in.
+    #[serde(default)]
+    pub has_project_check: bool,
+    /// Branding setting (`PRIVATE_LABELING_SETTING_*`), kept on update.
+    #[serde(default)]
+    pub private_labeling_setting: Option<String>,
+}
+
+impl ProjectInfo {
+    /// Both sign-in checks are on.
+    pub fn members_only(&self) -> bool {
+        self.project_role_check && self.has_project_check
+    }
+}
+
+/// The body of `POST /management/v1/projects` (AddProjectRequest) for a members-only project.
+pub fn project_request(name: &str) -> Value {
+    json!({
+        "name": name,
+        "projectRoleCheck": true,
+        "hasProjectCheck": true
+    })
 }
 
 #[derive(Deserialize)]
@@ -541,16 +755,31 @@ pub async fn ensure_device_app(
     state_dir: &Path,
 ) -> Result<SsoClientState, ZitadelSetupError> {
     let project_id = match api.find_project(&spec.project_name).await? {
-        Some(id) => {
-            tracing::info!(project = %spec.project_name, %id, "Zitadel project exists");
-            id
+        Some(project) if project.members_only() => {
+            tracing::info!(project = %spec.project_name, id = %project.id, "Zitadel project exists");
+            project.id
+        }
+        Some(project) => {
+            api.require_project_roles(&project).await?;
+            tracing::info!(
+                project = %spec.project_name,
+                id = %project.id,
+                "Zitadel project existed without the role checks; turned them on (only users granted a project role may sign in)"
+            );
+            project.id
         }
         None => {
             let id = api.create_project(&spec.project_name).await?;
-            tracing::info!(project = %spec.project_name, %id, "created Zitadel project");
+            tracing::info!(project = %spec.project_name, %id, "created Zitadel project (members only)");
             id
         }
     };
+    if !api.has_project_role(&project_id, &spec.role_key).await? {
+        api.add_project_role(&project_id, &spec.role_key, "Harmony developer")
+            .await?;
+        tracing::info!(role = %spec.role_key, "created the Zitadel project role");
+    }
+    grant_role(api, spec, &project_id).await?;
     let client_id = match api.find_app_client_id(&project_id, &spec.app_name).await? {
         Some(client_id) => {
             tracing::info!(app = %spec.app_name, %client_id, "Zitadel device-code app exists");
@@ -569,6 +798,34 @@ pub async fn ensure_device_app(
     };
     save_state(state_dir, &state).await?;
     Ok(state)
+}
+
+/// Grants the spec's role to its users: `grant_users` must exist, `grant_if_present` may not.
+async fn grant_role(
+    api: &ZitadelApi,
+    spec: &DeviceAppSpec,
+    project_id: &str,
+) -> Result<(), ZitadelSetupError> {
+    let required = spec.grant_users.iter().map(|l| (l, true));
+    let optional = spec.grant_if_present.iter().map(|l| (l, false));
+    for (login, required) in required.chain(optional) {
+        let Some(user_id) = api.find_user_id(login).await? else {
+            if required {
+                return Err(ZitadelSetupError::UserNotFound {
+                    login: login.clone(),
+                });
+            }
+            tracing::info!(%login, "no such Zitadel user; nobody granted the project role for it");
+            continue;
+        };
+        if api
+            .grant_project_role(&user_id, project_id, &spec.role_key)
+            .await?
+        {
+            tracing::info!(%login, role = %spec.role_key, "granted the Zitadel project role");
+        }
+    }
+    Ok(())
 }
 
 /// Writes `state` to `<dir>/`[`STATE_FILE`] through a temp file in `dir` and a rename.

@@ -252,7 +252,9 @@ pub struct JobValues {
     pub security_context: SecurityContext,
 }
 
-/// `login:` (the v2 login UI, which also serves the device-code verification page).
+/// `login:` (the v2 login UI). The device-code verification page is not served here: the
+/// `verification_uri` `<issuer>/device` is answered by Zitadel itself, which redirects to its
+/// built-in v1 login's `/ui/login/device`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginValues {

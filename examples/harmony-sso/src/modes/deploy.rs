@@ -12,6 +12,7 @@ use harmony::openbao::{
     OpenbaoScore, StateDir,
 };
 use harmony::tools::Tools;
+use harmony::zitadel::setup::DEVELOPER_ROLE;
 use harmony::zitadel::{
     DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ensure_device_app,
 };
@@ -91,18 +92,19 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             ))
             .await
             .context("waiting for Zitadel's OIDC discovery through the k3d load balancer")?;
-        let client = ensure_device_app(
-            &api,
-            &DeviceAppSpec::default(),
-            &deployed.issuer,
-            &state::zitadel_dir(cluster)?,
-        )
-        .instrument(tracing::info_span!(
-            "zitadel_app",
-            message = "Ensuring the device-code application"
-        ))
-        .await
-        .context("creating the Zitadel project and device-code application")?;
+        let spec = DeviceAppSpec {
+            grant_users: args.grant_user.clone(),
+            grant_if_present: vec![zitadel.first_admin_login()],
+            ..DeviceAppSpec::default()
+        };
+        let client =
+            ensure_device_app(&api, &spec, &deployed.issuer, &state::zitadel_dir(cluster)?)
+                .instrument(tracing::info_span!(
+                    "zitadel_app",
+                    message = "Ensuring the device-code application"
+                ))
+                .await
+                .context("creating the Zitadel project and device-code application")?;
 
         let issuer = url::Url::parse(&deployed.issuer).context("Zitadel's issuer URL")?;
         let mut options = BootstrapOptions::local(openbao_state.clone());
@@ -219,6 +221,9 @@ fn print_summary(
         println!(
             "  SSO app   client id {}   project {}",
             sso.client_id, sso.project_id
+        );
+        println!(
+            "  Sign-in   only users granted the project role {DEVELOPER_ROLE} (grant more with --grant-user LOGIN)"
         );
     } else {
         println!("  Zitadel   skipped (--skip-zitadel)");

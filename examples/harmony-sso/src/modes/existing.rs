@@ -23,7 +23,9 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     options.ci = args.ci_options()?;
     if let (Some(issuer), Some(client_id)) = (&args.sso_url, &args.client_id) {
         let issuer = url::Url::parse(issuer.as_str().trim_end_matches('/'))?;
-        options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client_id.clone()]));
+        let mut jwt = JwtAuthOptions::oidc(issuer, vec![client_id.clone()]);
+        jwt.bound_claims = args.bound_claim.iter().cloned().collect();
+        options.jwt = Some(jwt);
     }
     let options_ci = options.ci.clone();
     let namespace = options.namespace.clone();
@@ -84,6 +86,32 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     }
     for note in &report.notes {
         println!("  note: {note}");
+    }
+    if let (Some(issuer), Some(client_id)) = (&args.sso_url, &args.client_id) {
+        println!();
+        println!(
+            "Who can sign in: anyone {} issues an id_token to for client {client_id}; OpenBao checks \
+             the audience and the issuer{}.",
+            issuer.as_str().trim_end_matches('/'),
+            if args.bound_claim.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and the claims {}",
+                    args.bound_claim
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        if args.bound_claim.is_empty() {
+            println!(
+                "  Access is limited only by the provider's own rules for that client. To limit it \
+                 here too, re-run with --bound-claim KEY=VALUE (e.g. --bound-claim email=alice@example.com)."
+            );
+        }
     }
     println!();
     println!("Local state: {}", state.path().display());

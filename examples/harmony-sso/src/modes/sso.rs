@@ -106,6 +106,10 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
             AuthStep::SilentRefresh,
             AuthStep::DeviceFlow,
         ]);
+    // A bad JWT mount or role name is a settings error, reported before anyone signs in.
+    settings
+        .validate()
+        .map_err(|e| UsageError::BadSetting(e.to_string()))?;
     let result = demo::run(settings, ui, "sso-demo").await;
     match result {
         Err(e) if needed_a_person(&e) => Err(e.context(

@@ -13,7 +13,7 @@ use harmony_env::vars;
 use harmony_secret::{ClientOptions, OpenbaoSettings};
 use secrecy::SecretString;
 
-use crate::cli::Args;
+use crate::cli::{Args, UsageError};
 
 /// OpenBao of the local cluster, as seen from the host.
 pub const CLUSTER_OPENBAO_URL: &str = "http://bao.harmony.local:8080";
@@ -100,6 +100,10 @@ impl Target {
             }
         };
         let mut settings = self.connection(OpenbaoSettings::from_lookup(lookup)?)?;
+        // A bad mount or prefix is a settings error: say so before anyone is asked to sign in.
+        settings
+            .validate()
+            .map_err(|e| UsageError::BadSetting(e.to_string()))?;
         if settings.userpass().is_none()
             && vars::OPENBAO_TOKEN_ALIASES.iter().all(|n| env(n).is_none())
         {
@@ -108,6 +112,11 @@ impl Target {
                 .userpass_password(DEFAULT_USERPASS_USER)
                 .await
                 .context("reading the saved userpass password")?;
+            if saved.is_none() {
+                // Without credentials the demo cannot start; but if the server does not answer,
+                // that is the first thing to fix, and credentials would not help.
+                self.check_reachable(&settings).await?;
+            }
             match saved {
                 Some(password) => {
                     tracing::debug!(state = %self.state.path().display(), "using the saved userpass login");
@@ -134,6 +143,36 @@ impl Target {
             }
         }
         Ok(settings)
+    }
+}
+
+impl Target {
+    /// One unauthenticated `GET sys/health` (5 s bound): an error saying the server cannot be
+    /// reached, and what to do, when it does not answer at all. Any HTTP answer (sealed,
+    /// uninitialised, standby) counts as reachable.
+    async fn check_reachable(&self, settings: &OpenbaoSettings) -> anyhow::Result<()> {
+        let client =
+            harmony_secret::OpenbaoClient::build(settings.url(), &settings.client_options())?
+                .with_timeout(std::time::Duration::from_secs(5));
+        let reason = match client.health().await {
+            Err(harmony_secret::SecretError::Unreachable { reason, .. }) => reason,
+            _ => return Ok(()),
+        };
+        if self.cluster {
+            anyhow::bail!(
+                "cannot reach OpenBao at {} ({reason}): the local cluster is not running; deploy it \
+                 with `cargo run -p example-harmony-sso`, or name another server with --openbao-url \
+                 or {}",
+                self.base(),
+                vars::OPENBAO_URL
+            )
+        }
+        anyhow::bail!(
+            "cannot reach OpenBao at {} ({reason}): check that it is running and that --openbao-url \
+             (or {}) points at it",
+            self.base(),
+            vars::OPENBAO_URL
+        )
     }
 }
 
