@@ -118,3 +118,8 @@ pub const HARMONY_CI_ROLE: &str = "HARMONY_CI_ROLE";
 pub const HARMONY_CI_AUDIENCE: &str = "HARMONY_CI_AUDIENCE";
 /// The JWT auth mount trusting CI issuers (default `jwt-ci`).
 pub const HARMONY_CI_AUTH_MOUNT: &str = "HARMONY_CI_AUTH_MOUNT";
+
+/// Where cached sessions keep their tokens: `keychain` (the OS keychain: macOS Keychain, Windows
+/// Credential Manager, Linux kernel keyutils) or `file` (a 0600 file). Default: `keychain` when one
+/// answers, else `file`.
+pub const HARMONY_SESSION_STORE: &str = "HARMONY_SESSION_STORE";

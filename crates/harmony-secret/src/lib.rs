@@ -38,6 +38,7 @@ pub mod auth;
 pub mod ci;
 pub mod client;
 mod error;
+pub mod keychain;
 mod lookup;
 pub mod oidc;
 mod openbao;

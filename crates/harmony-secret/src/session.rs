@@ -15,6 +15,10 @@
 //!
 //! A file that cannot be parsed is not an error: it is logged as a warning and treated as absent,
 //! and the next successful login overwrites it.
+//!
+//! Where an OS keychain answers (and unless `HARMONY_SESSION_STORE=file`), the tokens themselves
+//! go to the keychain and the file keeps only the rest ([`crate::keychain`]); locking, listing and
+//! forgetting work the same either way.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::SecretError;
+use crate::keychain::{self, SessionStore};
 
 /// Version of the file layout, written into every file.
 const FORMAT_VERSION: u32 = 1;
@@ -134,12 +139,32 @@ pub(crate) fn unix_now() -> u64 {
 #[derive(Debug, Clone)]
 pub struct SessionCache {
     dir: PathBuf,
+    store: SessionStore,
 }
 
 impl SessionCache {
-    /// A cache in `dir` (created with mode 0700 on first write).
+    /// A cache in `dir` (created with mode 0700 on first write), keeping tokens where
+    /// `HARMONY_SESSION_STORE` says, by default in the OS keychain when one answers.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let store = SessionStore::from_env().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "keeping sessions in 0600 files");
+            SessionStore::File
+        });
+        Self {
+            dir: dir.into(),
+            store,
+        }
+    }
+
+    /// The same cache, keeping new tokens in `store`.
+    pub fn with_store(mut self, store: SessionStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Where tokens are kept.
+    pub fn store_kind(&self) -> SessionStore {
+        self.store
     }
 
     /// The default location, `harmony_data_dir()/sessions`.
@@ -213,6 +238,7 @@ impl SessionCache {
             path: self.file_path(url, identity),
             url: url.to_owned(),
             identity: identity.to_owned(),
+            store: self.store,
         })
     }
 
@@ -232,6 +258,7 @@ pub struct SessionLock {
     path: PathBuf,
     url: String,
     identity: String,
+    store: SessionStore,
 }
 
 impl SessionLock {
@@ -247,11 +274,17 @@ impl SessionLock {
         F: FnOnce(Option<Session>) -> Option<Session> + Send + 'static,
     {
         let (path, url, identity) = (self.path.clone(), self.url.clone(), self.identity.clone());
+        let store = self.store;
         run_blocking(move || {
             let next = change(read_session(&path, &url, &identity)?);
             match &next {
-                Some(session) => write_atomically(&path, session)?,
-                None => remove_session_file(&path)?,
+                Some(session) => write_session(&path, session, store)?,
+                None => {
+                    remove_session_file(&path)?;
+                    if store == SessionStore::Keychain {
+                        keychain::delete(&keychain_account(&path))?;
+                    }
+                }
             }
             Ok(next)
         })
@@ -310,7 +343,26 @@ fn read_session(path: &Path, url: &str, identity: &str) -> Result<Option<Session
             });
         }
     };
-    match crate::redact::from_json_slice::<Session>(text.as_bytes()) {
+    let mut value: serde_json::Value = match crate::redact::from_json_slice(text.as_bytes()) {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "session file is corrupt; ignoring it (the next login overwrites it)");
+            return Ok(None);
+        }
+    };
+    if value.get(SECRETS_FIELD).and_then(serde_json::Value::as_str) == Some(KEYCHAIN) {
+        let Some((token, refresh)) = keychain::get(&keychain_account(path))? else {
+            tracing::info!(path = %path.display(), "the session's keychain entry is gone; signing in again");
+            return Ok(None);
+        };
+        value["token"] = serde_json::Value::String(token.expose_secret().to_owned());
+        if let (Some(refresh), Some(oidc)) = (refresh, value.get_mut("oidc")) {
+            oidc["refresh_token"] = serde_json::Value::String(refresh.expose_secret().to_owned());
+        }
+    }
+    // Through bytes again so a wrong-typed field is reported by path, never by value.
+    let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&value).unwrap_or_default());
+    match crate::redact::from_json_slice::<Session>(&bytes) {
         Ok(session)
             if session.url.trim_end_matches('/') == url.trim_end_matches('/')
                 && session.identity == identity =>
@@ -322,11 +374,45 @@ fn read_session(path: &Path, url: &str, identity: &str) -> Result<Option<Session
             Ok(None)
         }
         Err(e) => {
-            // Field path and position only: serde_json's own message quotes the value.
             tracing::warn!(path = %path.display(), error = %e, "session file is corrupt; ignoring it (the next login overwrites it)");
             Ok(None)
         }
     }
+}
+
+/// The file field that says where the tokens are.
+const SECRETS_FIELD: &str = "secrets";
+const KEYCHAIN: &str = "keychain";
+
+/// The keychain account of the session in `path`: a hash of the file's full path, so two data
+/// directories (two Harmony setups of one user) never share an entry, and no URL shows.
+fn keychain_account(path: &Path) -> String {
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let digest = Sha256::digest(full.to_string_lossy().as_bytes());
+    format!("session-{}", hex::encode(&digest[..16]))
+}
+
+/// Write `session` to `path`, its tokens to the keychain when `store` says so (first, so a reader
+/// of the new file finds them).
+fn write_session(path: &Path, session: &Session, store: SessionStore) -> Result<(), SecretError> {
+    if store == SessionStore::File {
+        return write_atomically(path, session);
+    }
+    if let Err(e) = keychain::put(
+        &keychain_account(path),
+        &session.token,
+        session.oidc.as_ref().and_then(|o| o.refresh_token.as_ref()),
+    ) {
+        // A full keyring (Linux keeps a small per-user quota) must not lose the sign-in.
+        tracing::warn!(error = %e, path = %path.display(), "could not keep the session in the keychain; keeping it in the 0600 file instead");
+        return write_atomically(path, session);
+    }
+    let mut without = session.clone();
+    without.token = SecretString::from(String::new());
+    if let Some(oidc) = without.oidc.as_mut() {
+        oidc.refresh_token = None;
+    }
+    write_atomically_with(path, &without, true)
 }
 
 fn ensure_private_dir(dir: &Path) -> Result<(), SecretError> {
@@ -411,6 +497,14 @@ fn acquire_lock(path: &Path, wait: Duration) -> Result<File, SecretError> {
 }
 
 fn write_atomically(path: &Path, session: &Session) -> Result<(), SecretError> {
+    write_atomically_with(path, session, false)
+}
+
+fn write_atomically_with(
+    path: &Path,
+    session: &Session,
+    in_keychain: bool,
+) -> Result<(), SecretError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}-{:08x}",
@@ -424,10 +518,15 @@ fn write_atomically(path: &Path, session: &Session) -> Result<(), SecretError> {
         let context = format!("{context} {}", p.display());
         move |source| SecretError::Io { context, source }
     };
-    let bytes = serde_json::to_vec_pretty(session).map_err(|e| SecretError::Io {
+    let encode_error = |e: serde_json::Error| SecretError::Io {
         context: format!("encode session for {}", path.display()),
         source: std::io::Error::other(e),
-    })?;
+    };
+    let mut value = serde_json::to_value(session).map_err(encode_error)?;
+    if in_keychain {
+        value[SECRETS_FIELD] = serde_json::Value::String(KEYCHAIN.to_owned());
+    }
+    let bytes = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&value).map_err(encode_error)?);
     let result = (|| {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
@@ -459,6 +558,66 @@ fn write_atomically(path: &Path, session: &Session) -> Result<(), SecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sessions in the OS keychain (real Linux keyutils here): the file keeps no token, another
+    /// cache (another process, as far as storage goes) reads the session back whole, and
+    /// forgetting it deletes the keychain entry too.
+    #[tokio::test]
+    async fn keychain_store_keeps_tokens_out_of_the_file() {
+        assert!(
+            keychain::keychain_available(),
+            "no OS keychain answers on this machine (Linux: the kernel keyutils)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("http://127.0.0.1:{}", rand::random::<u16>());
+        let identity = "jwt:jwt:harmony-developer";
+        let cache = SessionCache::new(dir.path()).with_store(SessionStore::Keychain);
+        let mut s = session(&url, identity, "tok-S3cret-keychain");
+        s.oidc = Some(OidcSession {
+            refresh_token: Some(SecretString::from("refresh-S3cret-keychain")),
+            issuer: "http://issuer".into(),
+            client_id: "cli".into(),
+            role: "harmony-developer".into(),
+        });
+        cache.store(s).await.expect("store");
+
+        let path = cache.file_path(&url, identity);
+        let text = std::fs::read_to_string(&path).expect("file");
+        assert!(!text.contains("S3cret"), "{text}");
+        assert!(text.contains("keychain"), "{text}");
+
+        let other = SessionCache::new(dir.path()).with_store(SessionStore::File);
+        let back = other
+            .load(&url, identity)
+            .await
+            .expect("load")
+            .expect("present");
+        assert_eq!(back.token.expose_secret(), "tok-S3cret-keychain");
+        let refresh = back
+            .oidc
+            .and_then(|o| o.refresh_token)
+            .expect("refresh token");
+        assert_eq!(refresh.expose_secret(), "refresh-S3cret-keychain");
+
+        cache.remove(&url, identity).await.expect("remove");
+        assert!(!path.exists());
+        assert!(
+            keychain::get(&keychain_account(&path))
+                .expect("read")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn session_store_setting_is_checked() {
+        let lookup = |v: &'static str| move |_: &str| Some(v.to_owned());
+        assert_eq!(
+            SessionStore::from_lookup(lookup("file")).expect("file"),
+            SessionStore::File
+        );
+        let err = SessionStore::from_lookup(lookup("vault")).expect_err("bad value");
+        assert!(err.to_string().contains("HARMONY_SESSION_STORE"), "{err}");
+    }
 
     fn session(url: &str, identity: &str, token: &str) -> Session {
         Session::new(

@@ -1,0 +1,226 @@
+//! Where a cached session keeps its tokens: the OS keychain or the 0600 session file itself. On
+//! Linux the keychain is the kernel's keyutils, the user keyring (`@u`, the one `keyctl add user
+//! NAME DATA @u` writes: shared by the user's processes, gone at reboot); elsewhere the `keyring`
+//! crate's native store (macOS Keychain, Windows Credential Manager — not run on this project's
+//! machines).
+//!
+//! With the keychain, the session file stays (0600, atomic, locked as before: listing, locking and
+//! forgetting sessions work the same) but holds no secret: its `token` is empty and `secrets`
+//! says `keychain`; the OpenBao token and the newest refresh token live in one keychain entry
+//! (service `harmony`, account = the session file's name). The choice is
+//! [`vars::HARMONY_SESSION_STORE`] (`keychain` or `file`); by default the keychain when one answers
+//! (probed once per process), else the file.
+
+use std::sync::OnceLock;
+
+use harmony_env::vars;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::SecretError;
+
+/// The keychain service name of Harmony's entries.
+pub const KEYCHAIN_SERVICE: &str = "harmony";
+
+/// Where session tokens are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStore {
+    /// In the OS keychain; the session file holds no secret.
+    Keychain,
+    /// In the session file (0600).
+    File,
+}
+
+impl SessionStore {
+    /// The store [`vars::HARMONY_SESSION_STORE`] names, else the keychain when it answers, else
+    /// the file. An unknown value is an error naming the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SecretError> {
+        match lookup(vars::HARMONY_SESSION_STORE)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") => Ok(if keychain_available() {
+                Self::Keychain
+            } else {
+                Self::File
+            }),
+            Some("keychain") => {
+                if keychain_available() {
+                    Ok(Self::Keychain)
+                } else {
+                    Err(SecretError::Config(format!(
+                        "{}=keychain, but no OS keychain answers on this machine; set it to `file` \
+                         (sessions in a 0600 file) or unset it",
+                        vars::HARMONY_SESSION_STORE
+                    )))
+                }
+            }
+            Some("file") => Ok(Self::File),
+            Some(other) => Err(SecretError::Config(format!(
+                "{} must be `keychain` or `file`, not {other:?}",
+                vars::HARMONY_SESSION_STORE
+            ))),
+        }
+    }
+
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, SecretError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// `keychain` or `file`, as `harmony status` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Keychain => "keychain",
+            Self::File => "file",
+        }
+    }
+}
+
+/// Whether the OS keychain stores and returns an entry (probed once per process).
+pub fn keychain_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let account = format!("probe-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let ok = backend::set(&account, "probe").is_ok()
+            && backend::get(&account).is_ok_and(|p| p.as_deref() == Some("probe"));
+        let _ = backend::delete(&account);
+        if !ok {
+            tracing::debug!("no OS keychain answers; sessions are kept in 0600 files");
+        }
+        ok
+    })
+}
+
+/// The secret half of a session, as one keychain entry.
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+fn keychain_error(action: &str, account: &str, reason: String) -> SecretError {
+    // Platform errors describe the failure, never the secret.
+    SecretError::Io {
+        context: format!("{action} the keychain entry {KEYCHAIN_SERVICE}/{account}"),
+        source: std::io::Error::other(reason),
+    }
+}
+
+/// Store the tokens under `account`.
+pub(crate) fn put(
+    account: &str,
+    token: &SecretString,
+    refresh_token: Option<&SecretString>,
+) -> Result<(), SecretError> {
+    let secrets = zeroize::Zeroizing::new(
+        serde_json::to_string(&Secrets {
+            token: token.expose_secret().to_owned(),
+            refresh_token: refresh_token.map(|t| t.expose_secret().to_owned()),
+        })
+        .unwrap_or_default(),
+    );
+    backend::set(account, &secrets).map_err(|e| keychain_error("write", account, e))
+}
+
+/// The tokens under `account`; `None` when there is no entry (or it is not a session's).
+pub(crate) fn get(
+    account: &str,
+) -> Result<Option<(SecretString, Option<SecretString>)>, SecretError> {
+    let Some(text) = backend::get(account).map_err(|e| keychain_error("read", account, e))? else {
+        return Ok(None);
+    };
+    let text = zeroize::Zeroizing::new(text);
+    match serde_json::from_str::<Secrets>(&text) {
+        Ok(s) => Ok(Some((
+            SecretString::from(s.token),
+            s.refresh_token.map(SecretString::from),
+        ))),
+        Err(_) => {
+            tracing::warn!(
+                account,
+                "keychain entry is not a Harmony session; ignoring it"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Delete the entry under `account` (absent is fine).
+pub(crate) fn delete(account: &str) -> Result<(), SecretError> {
+    backend::delete(account).map_err(|e| keychain_error("delete", account, e))
+}
+
+/// Linux: the kernel keyutils user keyring.
+#[cfg(target_os = "linux")]
+mod backend {
+    use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
+
+    fn user_keyring() -> Result<KeyRing, String> {
+        KeyRing::from_special_id(KeyRingIdentifier::User, true).map_err(|e| format!("{e:?}"))
+    }
+
+    fn description(account: &str) -> String {
+        format!("{}:{account}", super::KEYCHAIN_SERVICE)
+    }
+
+    pub(super) fn set(account: &str, secret: &str) -> Result<(), String> {
+        // add_key replaces the payload of an existing key with the same description.
+        user_keyring()?
+            .add_key(&description(account), secret.as_bytes())
+            .map(drop)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    pub(super) fn get(account: &str) -> Result<Option<String>, String> {
+        let key = match user_keyring()?.search(&description(account)) {
+            Ok(key) => key,
+            Err(KeyError::KeyDoesNotExist | KeyError::KeyExpired | KeyError::KeyRevoked) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(format!("{e:?}")),
+        };
+        let bytes = zeroize::Zeroizing::new(key.read_to_vec().map_err(|e| format!("{e:?}"))?);
+        String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| "the entry is not UTF-8".to_owned())
+    }
+
+    pub(super) fn delete(account: &str) -> Result<(), String> {
+        match user_keyring()?.search(&description(account)) {
+            Ok(key) => key.invalidate().map_err(|e| format!("{e:?}")),
+            Err(KeyError::KeyDoesNotExist | KeyError::KeyExpired | KeyError::KeyRevoked) => Ok(()),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+}
+
+/// Elsewhere: the `keyring` crate's native store.
+#[cfg(not(target_os = "linux"))]
+mod backend {
+    fn entry(account: &str) -> Result<keyring::Entry, String> {
+        keyring::Entry::new(super::KEYCHAIN_SERVICE, account).map_err(|e| e.to_string())
+    }
+
+    pub(super) fn set(account: &str, secret: &str) -> Result<(), String> {
+        entry(account)?
+            .set_password(secret)
+            .map_err(|e| e.to_string())
+    }
+
+    pub(super) fn get(account: &str) -> Result<Option<String>, String> {
+        match entry(account)?.get_password() {
+            Ok(text) => Ok(Some(text)),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub(super) fn delete(account: &str) -> Result<(), String> {
+        match entry(account)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
