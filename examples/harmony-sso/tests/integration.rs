@@ -1,11 +1,11 @@
 //! Live tests against a stack deployed by `cargo run -p example-harmony-sso` on a machine with
 //! Docker (seed plan C.1). They read the local state the deploy saved under `harmony_data_dir()`
 //! for cluster `harmony` (or `HARMONY_LIVE_CLUSTER`, see harmony_env::vars), and reach the cluster through the k3d load
-//! balancer on 127.0.0.1:8080 with the right Host header.
+//! balancer on 127.0.0.1:8080: `http://bao.harmony.local:8080` / `http://sso.harmony.local:8080`
+//! with the names resolved to it (never a hand-set Host header).
 //!
 //! Run: `cargo run -p example-harmony-sso && cargo test -p example-harmony-sso --test integration -- --ignored`
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +24,11 @@ fn cluster() -> String {
     std::env::var(harmony_env::vars::HARMONY_LIVE_CLUSTER).unwrap_or_else(|_| "harmony".to_owned())
 }
 
-/// Resolves the stack's host names to the k3d load balancer, like the CLI does.
+/// Resolves the stack's host names to the k3d load balancer, the one way the deploy and the CLI
+/// do it ([`harmony::ingress::LocalIngress`]).
 fn http() -> reqwest::Client {
-    let lb: SocketAddr = "127.0.0.1:8080".parse().expect("address");
-    reqwest::Client::builder()
-        .resolve("bao.harmony.local", lb)
-        .resolve("sso.harmony.local", lb)
+    harmony::ingress::LocalIngress::k3d()
+        .client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client")

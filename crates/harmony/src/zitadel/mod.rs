@@ -109,6 +109,17 @@ impl ZitadelScore {
         }
     }
 
+    /// The Management API client the deploy uses: `http://<external_domain>:<port>` with the
+    /// name resolved to `ingress`'s load balancer, so the Host carries the port and Zitadel
+    /// announces [`Self::issuer`] (it builds the issuer from the Host it receives).
+    pub fn api_via(
+        &self,
+        ingress: &crate::ingress::LocalIngress,
+        pat: SecretString,
+    ) -> Result<ZitadelApi, ZitadelSetupError> {
+        ZitadelApi::via_ingress(ingress, &self.external_domain, pat)
+    }
+
     /// Secret the chart writes the machine user's PAT to.
     pub fn pat_secret(&self) -> String {
         format!("{}-pat", self.machine_username)

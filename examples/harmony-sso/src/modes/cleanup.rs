@@ -7,7 +7,7 @@ use harmony::tools::Tools;
 
 use crate::cli::{Args, UsageError};
 use crate::modes::Ui;
-use crate::modes::target::CLUSTER_OPENBAO_URL;
+use crate::modes::target::cluster_openbao_url;
 use crate::state;
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
@@ -59,9 +59,10 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
             }
         }
     }
-    let sessions = remove_sessions_for(CLUSTER_OPENBAO_URL)?;
+    let openbao_url = cluster_openbao_url();
+    let sessions = remove_sessions_for(&openbao_url)?;
     if sessions > 0 {
-        println!("removed {sessions} cached session(s) for {CLUSTER_OPENBAO_URL}");
+        println!("removed {sessions} cached session(s) for {openbao_url}");
     }
     if existed {
         println!("deleted k3d cluster {cluster:?}");

@@ -6,24 +6,19 @@ use std::time::Duration;
 use anyhow::Context as _;
 use harmony::cnpg::{CnpgScore, RetryPolicy};
 use harmony::helm::Helm;
+use harmony::ingress::{BAO_HOST, LocalIngress, SSO_HOST};
 use harmony::k3d::{EnsureOutcome, K3d};
 use harmony::openbao::{
-    BootstrapOptions, BootstrapReport, JwtAuthOptions, K3D_INGRESS_HOST, OpenbaoError,
-    OpenbaoScore, StateDir,
+    BootstrapOptions, BootstrapReport, JwtAuthOptions, OpenbaoError, OpenbaoScore, StateDir,
 };
 use harmony::tools::Tools;
-use harmony::zitadel::{
-    DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ensure_device_app,
-};
+use harmony::zitadel::{DeviceAppSpec, SsoClientState, ZitadelScore, ensure_device_app};
 use secrecy::ExposeSecret as _;
 use tracing::Instrument as _;
 
 use crate::cli::Args;
 use crate::modes::Ui;
 use crate::state;
-
-/// Where the load balancer answers on the host (`-p 8080:80@loadbalancer`).
-const HOST_INGRESS: &str = "http://127.0.0.1:8080";
 
 /// After CoreDNS restarts with the rewrite, `sso.harmony.local` takes a few seconds to resolve
 /// inside the cluster; OpenBao fetches discovery when its JWT config is written.
@@ -80,8 +75,9 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             .deploy(&helm, connect, RetryPolicy::default())
             .await
             .context("deploying Zitadel")?;
-        let api = ZitadelApi::new(url::Url::parse(HOST_INGRESS)?, deployed.pat.clone())?
-            .with_host_header(zitadel.external_domain.clone());
+        // `http://sso.harmony.local:8080` with the name resolved to the load balancer: Zitadel
+        // builds its issuer from the Host, which must carry the port.
+        let api = zitadel.api_via(&LocalIngress::k3d(), deployed.pat.clone())?;
         api.wait_ready(&deployed.issuer, 30, Duration::from_secs(5))
             .instrument(tracing::info_span!(
                 "zitadel_ready",
@@ -201,12 +197,11 @@ fn print_summary(
     };
     println!("Harmony SSO is up on k3d cluster {cluster:?} ({cluster_line}).");
     println!();
-    println!("  OpenBao   {HOST_INGRESS}  (Host: {K3D_INGRESS_HOST})   {converged}");
+    let ingress = LocalIngress::k3d();
+    let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
+    println!("  OpenBao   {}   {converged}", url(BAO_HOST));
     if let Some(sso) = sso {
-        println!(
-            "  Zitadel   {HOST_INGRESS}  (Host: sso.harmony.local)   issuer {}",
-            sso.issuer
-        );
+        println!("  Zitadel   {}   issuer {}", url(SSO_HOST), sso.issuer);
         println!(
             "  SSO app   client id {}   project {}",
             sso.client_id, sso.project_id

@@ -5,9 +5,8 @@
 //! 127.0.0.1 by the HTTP client itself, so no `/etc/hosts` entry is needed and the cached session
 //! is keyed by a stable URL).
 
-use std::net::SocketAddr;
-
 use anyhow::Context as _;
+use harmony::ingress::{BAO_HOST, LocalIngress};
 use harmony::openbao::{DEFAULT_USERPASS_USER, StateDir};
 use harmony_env::vars;
 use harmony_secret::OpenbaoSettings;
@@ -15,10 +14,15 @@ use secrecy::SecretString;
 
 use crate::cli::Args;
 
-/// OpenBao of the local cluster, as seen from the host.
-pub const CLUSTER_OPENBAO_URL: &str = "http://bao.harmony.local:8080";
-/// The k3d load balancer on the host.
-pub const LOADBALANCER: &str = "127.0.0.1:8080";
+/// OpenBao of the local cluster, as seen from the host: `http://bao.harmony.local:8080` (no
+/// trailing slash, the form sessions are keyed by).
+pub fn cluster_openbao_url() -> String {
+    LocalIngress::k3d()
+        .url(BAO_HOST)
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+}
 
 /// The OpenBao a command works with.
 #[derive(Debug)]
@@ -55,7 +59,7 @@ impl Target {
                 cluster: false,
             },
             None => Self {
-                url: url::Url::parse(CLUSTER_OPENBAO_URL)?,
+                url: url::Url::parse(&cluster_openbao_url())?,
                 state: StateDir::for_cluster(&args.cluster_name)?,
                 cluster: true,
             },
@@ -69,16 +73,14 @@ impl Target {
 
     /// An HTTP client for this target: the cluster's names resolve to the load balancer.
     pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(5));
-        if self.cluster {
-            let lb: SocketAddr = LOADBALANCER.parse()?;
-            builder = builder
-                .resolve("bao.harmony.local", lb)
-                .resolve("sso.harmony.local", lb);
-        }
-        Ok(builder.build()?)
+        let builder = if self.cluster {
+            LocalIngress::k3d().client_builder()
+        } else {
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+        };
+        Ok(builder
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()?)
     }
 
     /// Store settings: the environment's credentials (`OPENBAO_TOKEN`, `OPENBAO_USERNAME`/
