@@ -91,6 +91,7 @@ impl std::fmt::Debug for CommandOutput {
 pub struct ToolCommand {
     program: PathBuf,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     timeout: Duration,
 }
 
@@ -100,8 +101,15 @@ impl ToolCommand {
         Self {
             program: program.into(),
             args: Vec::new(),
+            envs: Vec::new(),
             timeout,
         }
+    }
+
+    /// Sets an environment variable for the tool (overriding the caller's environment).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
     }
 
     /// Appends one argument.
@@ -147,6 +155,7 @@ impl ToolCommand {
         tracing::debug!(%command, timeout_s = self.timeout.as_secs(), "running");
         let child = tokio::process::Command::new(&self.program)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
