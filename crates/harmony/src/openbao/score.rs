@@ -113,6 +113,7 @@ impl OpenbaoScore {
         helm.repo_update().await.map_err(helm_err)?;
         helm.upgrade_install(&self.chart_release(), &self.values())
             .await
+            .map(drop)
             .map_err(helm_err)
     }
 
@@ -257,6 +258,8 @@ for a in "$@"; do
   [ "$prev" = "--values" ] && cp "$a" "$dir/values.seen"
   prev="$a"
 done
+# helm v3.21.4 answers `status` of an absent release like this.
+case " $* " in *" status "*) echo 'Error: release: not found' >&2; exit 1 ;; esac
 exit 0
 "#;
 
@@ -390,7 +393,8 @@ exit 0
                 ["openbao/openbao-0:8200"; 3]
             );
             let calls = helm_calls(helm_dir.path());
-            assert_eq!(calls.len(), 6, "{calls:?}");
+            // Per deploy: repo add, repo update, status (absent in this fake), upgrade --install.
+            assert_eq!(calls.len(), 8, "{calls:?}");
             let kubeconfig = helm_dir.path().join("kubeconfig").display().to_string();
             let expect = |rest: &[&str]| {
                 let mut v = vec!["--kubeconfig".to_owned(), kubeconfig.clone()];
@@ -408,7 +412,8 @@ exit 0
                 ])
             );
             assert_eq!(calls[1], expect(&["repo", "update"]));
-            let install = &calls[2];
+            assert_eq!(calls[2][2..4], ["status", "openbao"]);
+            let install = &calls[3];
             assert_eq!(
                 install[2..9],
                 [

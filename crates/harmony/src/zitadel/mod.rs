@@ -314,12 +314,15 @@ pub struct ZitadelDeployment {
 }
 
 impl ZitadelScore {
-    /// The chart release (pinned, `--wait`, [`Self::helm_timeout`]).
+    /// The chart release (pinned, `--wait`, [`Self::helm_timeout`]). The chart's init and setup
+    /// Jobs are pre-install/pre-upgrade hooks, each given the whole timeout by helm, so helm
+    /// may run up to 3 × the timeout before we stop it.
     pub fn release(&self) -> ChartRelease {
         ChartRelease::new(&self.release, values::ZITADEL_CHART, &self.namespace)
             .version(ZITADEL_CHART_VERSION)
             .wait(true)
             .timeout(self.helm_timeout)
+            .hooks(2)
     }
 
     /// Installs Zitadel on its (already created) CNPG cluster, reads the PAT and makes the issuer

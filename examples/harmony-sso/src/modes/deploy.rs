@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use harmony::cnpg::{CnpgScore, RetryPolicy};
-use harmony::helm::Helm;
+use harmony::helm::{Helm, PendingRelease, ReleaseOutcome};
 use harmony::ingress::{BAO_HOST, LocalIngress, SSO_HOST};
 use harmony::k3d::{EnsureOutcome, K3d};
 use harmony::openbao::{
@@ -27,7 +27,7 @@ const JWT_CONFIG_RETRY: RetryPolicy = RetryPolicy {
     delay: Duration::from_secs(10),
 };
 
-pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
+pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
     let cluster = args.cluster_name.as_str();
     let tools = Tools::from_env().context("preparing the tool directory")?;
     let k3d = K3d::install(cluster, &tools)
@@ -44,7 +44,8 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     let helm = Helm::install(&tools, kubeconfig)
         .await
         .context("getting the pinned helm")?
-        .with_state_dir(state::helm_dir()?);
+        .with_state_dir(state::helm_dir()?)
+        .with_pending_recovery(pending_recovery(args, ui));
 
     let openbao_state = StateDir::for_cluster(cluster)?;
     let openbao = OpenbaoScore::default();
@@ -115,12 +116,40 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     print_summary(
         cluster,
         &outcome,
+        &helm.outcomes(),
         &report,
         jwt_report.as_ref(),
         sso.as_ref(),
         &openbao_state,
     )?;
     Ok(())
+}
+
+/// Whether a helm release a killed helm left `pending-*` may be recovered: yes with `--yes`,
+/// else ask a person at a terminal, else no (the error then says how).
+fn pending_recovery(args: &Args, ui: &Ui) -> harmony::helm::PendingRecovery {
+    let (yes, interactive, multi) = (args.yes, ui.interactive, ui.multi.clone());
+    std::sync::Arc::new(move |pending: &PendingRelease| {
+        if yes {
+            return true;
+        }
+        if !interactive {
+            return false;
+        }
+        let question = format!(
+            "helm release {}/{} is stuck in {} (a helm that was killed leaves it so). {}?",
+            pending.namespace,
+            pending.release,
+            pending.status,
+            pending.recovery()
+        );
+        multi.suspend(|| {
+            inquire::Confirm::new(&question)
+                .with_default(false)
+                .prompt()
+                .unwrap_or(false)
+        })
+    })
 }
 
 /// The JWT config is written when OpenBao can fetch Zitadel's discovery through the CoreDNS
@@ -169,6 +198,7 @@ fn is_jwt_discovery_failure(e: &OpenbaoError) -> bool {
 fn print_summary(
     cluster: &str,
     outcome: &EnsureOutcome,
+    charts: &[(String, ReleaseOutcome)],
     openbao: &BootstrapReport,
     jwt: Option<&BootstrapReport>,
     sso: Option<&SsoClientState>,
@@ -180,7 +210,10 @@ fn print_summary(
         EnsureOutcome::Started => "started (was stopped)",
     };
     let changes: usize = openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
-    let converged = if openbao.nothing_changed() && jwt.is_none_or(BootstrapReport::nothing_changed)
+    let charts_unchanged = charts.iter().all(|(_, o)| *o == ReleaseOutcome::Unchanged);
+    let converged = if openbao.nothing_changed()
+        && jwt.is_none_or(BootstrapReport::nothing_changed)
+        && charts_unchanged
     {
         "already converged: nothing changed".to_owned()
     } else {
@@ -197,6 +230,13 @@ fn print_summary(
     };
     println!("Harmony SSO is up on k3d cluster {cluster:?} ({cluster_line}).");
     println!();
+    if !charts.is_empty() {
+        let list: Vec<String> = charts
+            .iter()
+            .map(|(release, o)| format!("{release} {}", o.as_str()))
+            .collect();
+        println!("  Charts    {}", list.join(", "));
+    }
     let ingress = LocalIngress::k3d();
     let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
     println!("  OpenBao   {}   {converged}", url(BAO_HOST));
