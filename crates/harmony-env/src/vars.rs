@@ -62,3 +62,7 @@ pub const PATH: &str = "PATH";
 
 /// Cluster name the `#[ignore]` live tests of the CLI read state for (default `harmony`).
 pub const HARMONY_LIVE_CLUSTER: &str = "HARMONY_LIVE_CLUSTER";
+
+/// The Docker daemon the deploy's preflight pings (`unix:///path` or `tcp://host:port`, as the
+/// Docker CLI and k3d read it); unset means `unix:///var/run/docker.sock`.
+pub const DOCKER_HOST: &str = "DOCKER_HOST";

@@ -11,6 +11,7 @@ pub mod helm;
 pub mod ingress;
 pub mod k3d;
 pub mod openbao;
+pub mod preflight;
 pub mod tools;
 pub mod zitadel;
 

@@ -268,6 +268,34 @@ fn cleanup_off_a_terminal_needs_yes() {
     assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
 }
 
+#[test]
+fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .env(
+            vars::DOCKER_HOST,
+            format!("unix://{}/docker.sock", data.path().display()),
+        )
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("Docker is not reachable at unix://"), "{err}");
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        files_under(data.path()).is_empty(),
+        "nothing downloaded or created: {:?}",
+        files_under(data.path())
+    );
+}
+
 /// A fake `k3d` at the pinned version on PATH: records its arguments, knows one cluster.
 fn fake_k3d(dir: &Path, log: &Path) {
     let script = format!(
@@ -297,6 +325,7 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
     let openbao_state = data.path().join("openbao/cluster-harmony");
     std::fs::create_dir_all(&openbao_state).expect("mkdir");
     std::fs::write(openbao_state.join("init-keys.json"), "{}").expect("write");
+    std::fs::write(openbao_state.join("keys.lock"), "").expect("write");
     let sessions = data.path().join("sessions");
     std::fs::create_dir_all(&sessions).expect("mkdir");
     let ours = sessions.join("a.json");
@@ -329,9 +358,19 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
         calls.lines().any(|l| l == "cluster delete harmony"),
         "{calls}"
     );
-    assert!(!openbao_state.exists(), "local state removed");
+    assert!(
+        !openbao_state.join("init-keys.json").exists(),
+        "local state removed"
+    );
+    assert!(
+        openbao_state.join("keys.lock").exists(),
+        "a lock file is never deleted (another process may hold it)"
+    );
     assert!(!ours.exists(), "the cluster's cached session removed");
-    assert!(!sessions.join("a.lock").exists());
+    assert!(
+        sessions.join("a.lock").exists(),
+        "the session's lock file is never deleted"
+    );
     assert!(theirs.exists(), "another server's session kept");
     assert!(stdout(&output).contains("deleted k3d cluster \"harmony\""));
 }

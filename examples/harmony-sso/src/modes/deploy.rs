@@ -29,6 +29,10 @@ const JWT_CONFIG_RETRY: RetryPolicy = RetryPolicy {
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
     let cluster = args.cluster_name.as_str();
+    // Before anything is downloaded or created: Docker answers, port 8080 is ours to use.
+    let docker = harmony::preflight::DockerEndpoint::from_env()?;
+    harmony::preflight::check_local_deploy(&docker, cluster, harmony::k3d::LOADBALANCER_HOST_PORT)
+        .await?;
     let tools = Tools::from_env().context("preparing the tool directory")?;
     let k3d = K3d::install(cluster, &tools)
         .await
