@@ -145,11 +145,11 @@ impl ZitadelScore {
         let ssl_disabled = || SslConfig {
             mode: "disable".into(),
         };
+        // The jobs run with the chart-wide security contexts (chart 9.34.0 reads no per-job
+        // ones).
         let job = |command: Option<&str>| JobValues {
             command: command.map(str::to_owned),
             active_deadline_seconds: 600,
-            pod_security_context: PodSecurityContext::zitadel(),
-            security_context: SecurityContext::zitadel(),
         };
         ZitadelValues {
             fullname_override: self.release.clone(),
