@@ -142,13 +142,29 @@ impl K8sClient {
     }
 
     /// Builds a client the way kube does by default: `KUBECONFIG` / `~/.kube/config` with its
-    /// current context, else the in-cluster service account.
+    /// current context, else the in-cluster service account. The proxy follows
+    /// [`ProxyPolicy::KubeconfigThenEnvironment`]: the kubeconfig's `proxy-url`, else
+    /// `HTTPS_PROXY` unless `NO_PROXY` covers the API server's host.
     pub async fn try_default() -> Result<Self, K8sError> {
-        let config = kube::Config::infer()
+        let mut config = kube::Config::infer()
             .await
             .map_err(|source| K8sError::InferConfig {
                 source: kube::Error::InferConfig(source),
             })?;
+        let own_proxy = Kubeconfig::read()
+            .ok()
+            .and_then(|k| proxy::kubeconfig_proxy(&k, None));
+        let host = config.cluster_url.host().unwrap_or_default().to_owned();
+        let chosen = proxy::choose_proxy(
+            ProxyPolicy::KubeconfigThenEnvironment,
+            own_proxy,
+            &host,
+            |n| std::env::var(n).ok(),
+        );
+        config.proxy_url = match chosen {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|_| K8sError::ProxyUrl)?),
+        };
         Self::from_config(config)
     }
 
