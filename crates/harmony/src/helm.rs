@@ -478,12 +478,17 @@ fn is_release_not_found(e: &CommandError) -> bool {
     e.stderr().is_some_and(|s| s.contains("release: not found"))
 }
 
-/// helm failing to fetch a `$ref`ed JSON schema while validating values.
+/// helm failing to fetch a `$ref`ed JSON schema while validating values. helm v3.21.4
+/// (`pkg/chartutil/jsonschema.go`) compiles the chart's schema with santhosh-tekuri/jsonschema
+/// v6 and an HTTP loader (`http.ProxyFromEnvironment`, 15 s timeout); a failed fetch surfaces
+/// as `failing loading "<url>": <transport error>` under "values don't meet the
+/// specifications of the schema(s)".
 fn is_schema_fetch_failure(e: &CommandError) -> bool {
     e.stderr().is_some_and(|s| {
         let s = s.to_ascii_lowercase();
         (s.contains("schema") || s.contains("jsonschema"))
-            && (s.contains("failed to load")
+            && (s.contains("failing loading")
+                || s.contains("failed to load")
                 || s.contains("could not load")
                 || s.contains("error loading")
                 || s.contains("dial tcp")

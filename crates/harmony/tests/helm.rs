@@ -14,7 +14,9 @@ use serde::Serialize;
 /// none); `upgrade` refuses a release in a `pending-*` state (`pkg/release/status.go`) with
 /// "another operation (install/upgrade/rollback) is in progress"; on SIGTERM an upgrade cancels
 /// and records the release as `failed` (`cmd/helm/upgrade.go` cancels its context on
-/// SIGTERM/SIGINT). State: `release.json` (status), `values.json`, `revision`.
+/// SIGTERM/SIGINT); a schema it cannot fetch fails the values check with jsonschema v6's
+/// `failing loading "<url>": …` (`pkg/chartutil/jsonschema.go`). State: `release.json`
+/// (status), `values.json`, `revision`.
 const FAKE_HELM: &str = r#"#!/bin/sh
 dir="$(dirname "$0")"
 for a in "$@"; do printf '%s\t' "$a" >> "$dir/calls"; done
@@ -57,7 +59,7 @@ for a in "$@"; do
       if [ -f "$dir/schema-offline" ]; then
         echo 'Error: values don'"'"'t meet the specifications of the schema(s) in the following chart(s):' >&2
         echo 'zitadel:' >&2
-        echo 'jsonschema: failed to load "https://schemas.example/k8s/_definitions.json": Get "https://schemas.example/k8s/_definitions.json": proxyconnect tcp: dial tcp 10.0.0.1:3128: i/o timeout' >&2
+        echo 'failing loading "https://schemas.example/k8s/_definitions.json": Get "https://schemas.example/k8s/_definitions.json": Forbidden' >&2
         exit 1
       fi
       if [ -f "$dir/fail" ]; then
