@@ -14,6 +14,7 @@
 
 use std::net::IpAddr;
 
+use harmony_env::vars;
 use kube::config::Kubeconfig;
 
 /// Which proxy rules apply.
@@ -63,9 +64,13 @@ pub(crate) fn choose_proxy(
     if policy == ProxyPolicy::KubeconfigOnly {
         return None;
     }
-    let nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    let proxy = nonempty("HTTPS_PROXY").or_else(|| nonempty("https_proxy"))?;
-    let no_proxy = nonempty("NO_PROXY").or_else(|| nonempty("no_proxy"));
+    let first = |names: [&str; 2]| {
+        names
+            .into_iter()
+            .find_map(|name| env(name).filter(|v| !v.trim().is_empty()))
+    };
+    let proxy = first(vars::HTTPS_PROXY_ALIASES)?;
+    let no_proxy = first(vars::NO_PROXY_ALIASES);
     if no_proxy.is_some_and(|list| no_proxy_matches(&list, server_host)) {
         return None;
     }
