@@ -199,6 +199,46 @@ fn is_jwt_discovery_failure(e: &OpenbaoError) -> bool {
     )
 }
 
+/// What each chart did, e.g. `openbao unchanged, cnpg unchanged, zitadel upgraded`.
+fn charts_line(charts: &[(String, ReleaseOutcome)]) -> Option<String> {
+    (!charts.is_empty()).then(|| {
+        charts
+            .iter()
+            .map(|(release, o)| format!("{release} {}", o.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// "already converged: nothing changed" when no chart, no bootstrap step and no JWT step
+/// changed anything; else what did.
+fn converged_text(
+    charts: &[(String, ReleaseOutcome)],
+    openbao: &BootstrapReport,
+    jwt: Option<&BootstrapReport>,
+) -> String {
+    let changes: usize = openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
+    let charts_changed = charts
+        .iter()
+        .filter(|(_, o)| *o != ReleaseOutcome::Unchanged)
+        .count();
+    if openbao.nothing_changed()
+        && jwt.is_none_or(BootstrapReport::nothing_changed)
+        && charts_changed == 0
+    {
+        return "already converged: nothing changed".to_owned();
+    }
+    format!(
+        "{}{}{changes} configuration change(s), {charts_changed} chart(s) installed or upgraded",
+        if openbao.initialised {
+            "initialised, "
+        } else {
+            ""
+        },
+        if openbao.unsealed { "unsealed, " } else { "" },
+    )
+}
+
 fn print_summary(
     cluster: &str,
     outcome: &EnsureOutcome,
@@ -213,34 +253,12 @@ fn print_summary(
         EnsureOutcome::Reused => "reused",
         EnsureOutcome::Started => "started (was stopped)",
     };
-    let changes: usize = openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
-    let charts_unchanged = charts.iter().all(|(_, o)| *o == ReleaseOutcome::Unchanged);
-    let converged = if openbao.nothing_changed()
-        && jwt.is_none_or(BootstrapReport::nothing_changed)
-        && charts_unchanged
-    {
-        "already converged: nothing changed".to_owned()
-    } else {
-        format!(
-            "{}{}{} configuration change(s)",
-            if openbao.initialised {
-                "initialised, "
-            } else {
-                ""
-            },
-            if openbao.unsealed { "unsealed, " } else { "" },
-            changes
-        )
-    };
     println!("Harmony SSO is up on k3d cluster {cluster:?} ({cluster_line}).");
     println!();
-    if !charts.is_empty() {
-        let list: Vec<String> = charts
-            .iter()
-            .map(|(release, o)| format!("{release} {}", o.as_str()))
-            .collect();
-        println!("  Charts    {}", list.join(", "));
+    if let Some(line) = charts_line(charts) {
+        println!("  Charts    {line}");
     }
+    let converged = converged_text(charts, openbao, jwt);
     let ingress = LocalIngress::k3d();
     let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
     println!("  OpenBao   {}   {converged}", url(BAO_HOST));
@@ -290,6 +308,41 @@ mod tests {
             status,
             message: message.into(),
         }
+    }
+
+    fn report(changes: &[&str]) -> BootstrapReport {
+        BootstrapReport {
+            initialised: false,
+            unsealed: false,
+            configured: true,
+            changes: changes.iter().map(|c| (*c).to_owned()).collect(),
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn a_rerun_with_every_chart_unchanged_says_so_per_chart() {
+        let charts = vec![
+            ("openbao".to_owned(), ReleaseOutcome::Unchanged),
+            ("zitadel".to_owned(), ReleaseOutcome::Unchanged),
+        ];
+        assert_eq!(
+            charts_line(&charts).as_deref(),
+            Some("openbao unchanged, zitadel unchanged")
+        );
+        assert_eq!(
+            converged_text(&charts, &report(&[]), Some(&report(&[]))),
+            "already converged: nothing changed"
+        );
+        let upgraded = vec![
+            ("openbao".to_owned(), ReleaseOutcome::Unchanged),
+            ("zitadel".to_owned(), ReleaseOutcome::Upgraded),
+        ];
+        assert_eq!(
+            converged_text(&upgraded, &report(&[]), None),
+            "0 configuration change(s), 1 chart(s) installed or upgraded"
+        );
+        assert_eq!(charts_line(&[]), None);
     }
 
     #[test]
