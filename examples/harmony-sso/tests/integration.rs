@@ -20,6 +20,25 @@ use serde_json::{Value, json};
 const OPENBAO: &str = "http://bao.harmony.local:8080";
 const ZITADEL: &str = "http://sso.harmony.local:8080";
 
+#[test]
+fn the_live_urls_are_the_ingress_urls_the_deploy_uses() {
+    use harmony::ingress::{BAO_HOST, LocalIngress, SSO_HOST};
+    let ingress = LocalIngress::k3d();
+    assert_eq!(
+        ingress.url(BAO_HOST).as_str().trim_end_matches('/'),
+        OPENBAO
+    );
+    assert_eq!(
+        ingress.url(SSO_HOST).as_str().trim_end_matches('/'),
+        ZITADEL
+    );
+    assert_eq!(
+        harmony::zitadel::ZitadelScore::default().issuer(),
+        ZITADEL,
+        "the issuer the deploy configures is the URL the live tests call"
+    );
+}
+
 fn cluster() -> String {
     std::env::var(harmony_env::vars::HARMONY_LIVE_CLUSTER).unwrap_or_else(|_| "harmony".to_owned())
 }
