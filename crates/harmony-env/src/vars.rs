@@ -123,3 +123,15 @@ pub const HARMONY_CI_AUTH_MOUNT: &str = "HARMONY_CI_AUTH_MOUNT";
 /// Credential Manager, Linux kernel keyutils) or `file` (a 0600 file). Default: `keychain` when one
 /// answers, else `file`.
 pub const HARMONY_SESSION_STORE: &str = "HARMONY_SESSION_STORE";
+
+/// The Docker daemon the deploy's preflight pings (`unix:///path` or `tcp://host:port`, as the
+/// Docker CLI and k3d read it); unset means `unix:///var/run/docker.sock`.
+pub const DOCKER_HOST: &str = "DOCKER_HOST";
+
+/// The proxy for HTTPS, as most tools read it (upper case first). Harmony's Kubernetes client
+/// honours it only for an existing cluster whose API server `NO_PROXY` does not cover, never for
+/// the local k3d cluster (`harmony-k8s`, `proxy.rs`); helm reads it for chart downloads.
+pub const HTTPS_PROXY_ALIASES: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
+
+/// Hosts that bypass the proxy (comma-separated names, domain suffixes, addresses, CIDRs).
+pub const NO_PROXY_ALIASES: [&str; 2] = ["NO_PROXY", "no_proxy"];

@@ -42,7 +42,9 @@ pub enum K8sError {
 
     /// The HTTP client for the cluster could not be built (TLS material, proxy, ...).
     #[error(
-        "cannot build a Kubernetes client for {cluster_url}; check the kubeconfig's certificates"
+        "cannot build a Kubernetes client for {cluster_url}; check the kubeconfig's \
+         certificates and proxy-url (Harmony builds kube without its proxy features: the API \
+         server must be reachable without a proxy)"
     )]
     ClientBuild {
         /// The API server URL from the config.
@@ -51,6 +53,14 @@ pub enum K8sError {
         #[source]
         source: kube::Error,
     },
+
+    /// The proxy URL chosen for the API server (the kubeconfig's `proxy-url` or `HTTPS_PROXY`)
+    /// is not a URL. The value is not shown: proxy URLs can carry a password.
+    #[error(
+        "the proxy URL for the Kubernetes API (the kubeconfig's proxy-url, else HTTPS_PROXY) is \
+         not a valid URL; fix it, or add the API server's host to NO_PROXY"
+    )]
+    ProxyUrl,
 
     /// An API request (`operation` on `resource`) failed.
     #[error(

@@ -45,7 +45,10 @@
 mod error;
 mod exec;
 mod port_forward;
+mod proxy;
 mod wait;
+
+pub use proxy::ProxyPolicy;
 
 use std::{any::TypeId, fmt::Debug, future::Future, time::Duration};
 
@@ -99,31 +102,69 @@ impl K8sClient {
 
     /// Builds a client from kubeconfig text (e.g. the output of `k3d kubeconfig get NAME`).
     ///
-    /// `context` picks a context; `None` uses the kubeconfig's `current-context`.
+    /// `context` picks a context; `None` uses the kubeconfig's `current-context`. The API
+    /// server is reached directly unless the kubeconfig itself names a `proxy-url`: the
+    /// environment's `HTTPS_PROXY` (which helm needs for chart downloads) never applies to it
+    /// ([`ProxyPolicy::KubeconfigOnly`], see `proxy.rs`).
     pub async fn from_kubeconfig_yaml(yaml: &str, context: Option<&str>) -> Result<Self, K8sError> {
+        Self::from_kubeconfig_yaml_with(yaml, context, ProxyPolicy::KubeconfigOnly).await
+    }
+
+    /// [`Self::from_kubeconfig_yaml`] with an explicit proxy policy
+    /// ([`ProxyPolicy::KubeconfigThenEnvironment`] for an existing cluster behind a proxy).
+    pub async fn from_kubeconfig_yaml_with(
+        yaml: &str,
+        context: Option<&str>,
+        policy: ProxyPolicy,
+    ) -> Result<Self, K8sError> {
         let kubeconfig =
             Kubeconfig::from_yaml(yaml).map_err(|source| K8sError::KubeconfigParse { source })?;
+        let own_proxy = proxy::kubeconfig_proxy(&kubeconfig, context);
         let options = KubeConfigOptions {
             context: context.map(str::to_owned),
             ..KubeConfigOptions::default()
         };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|source| K8sError::KubeconfigContext {
                 context: context.map(str::to_owned),
                 source,
             })?;
+        let host = config.cluster_url.host().unwrap_or_default().to_owned();
+        let chosen = proxy::choose_proxy(policy, own_proxy, &host, |n| std::env::var(n).ok());
+        // kube took the environment's proxy whenever the kubeconfig had none; replace its
+        // choice with ours (same precedence, NO_PROXY matched against the API server).
+        config.proxy_url = match chosen {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|_| K8sError::ProxyUrl)?),
+        };
         Self::from_config(config)
     }
 
     /// Builds a client the way kube does by default: `KUBECONFIG` / `~/.kube/config` with its
-    /// current context, else the in-cluster service account.
+    /// current context, else the in-cluster service account. The proxy follows
+    /// [`ProxyPolicy::KubeconfigThenEnvironment`]: the kubeconfig's `proxy-url`, else
+    /// `HTTPS_PROXY` unless `NO_PROXY` covers the API server's host.
     pub async fn try_default() -> Result<Self, K8sError> {
-        let config = kube::Config::infer()
+        let mut config = kube::Config::infer()
             .await
             .map_err(|source| K8sError::InferConfig {
                 source: kube::Error::InferConfig(source),
             })?;
+        let own_proxy = Kubeconfig::read()
+            .ok()
+            .and_then(|k| proxy::kubeconfig_proxy(&k, None));
+        let host = config.cluster_url.host().unwrap_or_default().to_owned();
+        let chosen = proxy::choose_proxy(
+            ProxyPolicy::KubeconfigThenEnvironment,
+            own_proxy,
+            &host,
+            |n| std::env::var(n).ok(),
+        );
+        config.proxy_url = match chosen {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|_| K8sError::ProxyUrl)?),
+        };
         Self::from_config(config)
     }
 

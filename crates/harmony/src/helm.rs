@@ -6,8 +6,18 @@
 //! rendered to YAML ([`render_values`]) and handed to helm as a private `--values` file, never
 //! as `--set` arguments, so secrets in values never show in a process list or an error.
 //!
-//! Every call is bounded: `upgrade --install` passes `--timeout` to helm and kills helm itself
-//! shortly after that, in case it hangs. helm's stderr is part of every error.
+//! Every call is bounded. `upgrade --install` passes `--timeout` to helm, which gives that
+//! timeout to each hook *and* to the rollout, so our deadline is (hooks + 1) × timeout; past it
+//! helm gets SIGTERM (it cancels and records the release as failed) and only after a grace
+//! period SIGKILL (which would leave the release `pending-*`). helm's stderr is part of every
+//! error.
+//!
+//! **Converge means no change.** [`Helm::upgrade_install`] first reads the release
+//! (`helm status -o json`, `helm get values -o json`): when the deployed chart version and the
+//! values equal ours it runs nothing and says [`ReleaseOutcome::Unchanged`], so a re-run adds
+//! no helm revision. A release left `pending-install`/`pending-upgrade`/`pending-rollback` (a
+//! helm that was killed) is reported, and recovered — rollback, or uninstall of an install that
+//! never deployed — only when the caller's [`PendingRecovery`] agrees.
 //!
 //! ```no_run
 //! # async fn demo(helm: harmony::helm::Helm) -> Result<(), harmony::helm::HelmError> {
@@ -36,8 +46,81 @@ use tracing::Instrument as _;
 
 use crate::tools::{CommandError, ToolCommand, ToolError, ToolSpec, Tools};
 
-/// Extra time helm gets past its own `--timeout` before it is killed (it reports first).
+/// How long helm may take to stop after SIGTERM (it cancels, records the failure, reports)
+/// before it is SIGKILLed.
 const KILL_GRACE: Duration = Duration::from_secs(60);
+
+/// What [`Helm::upgrade_install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The release did not exist and was installed.
+    Installed,
+    /// The release existed with another chart version or other values and was upgraded.
+    Upgraded,
+    /// The release is deployed with this chart version and these values: nothing ran.
+    Unchanged,
+}
+
+impl ReleaseOutcome {
+    /// `installed`, `upgraded` or `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseOutcome::Installed => "installed",
+            ReleaseOutcome::Upgraded => "upgraded",
+            ReleaseOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// A release helm left in a `pending-*` state (helm v3.21.4 `pkg/release/status.go`:
+/// `pending-install`, `pending-upgrade`, `pending-rollback`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRelease {
+    /// Release name.
+    pub release: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The status, e.g. `pending-upgrade`.
+    pub status: String,
+    /// The stuck revision.
+    pub revision: u32,
+}
+
+impl PendingRelease {
+    /// A first install that never deployed: recovered by uninstalling it (there is nothing to
+    /// roll back to).
+    pub fn never_deployed(&self) -> bool {
+        self.status == "pending-install"
+    }
+
+    /// What recovering it does, for a question or a message.
+    pub fn recovery(&self) -> String {
+        if self.never_deployed() {
+            format!(
+                "uninstall the never-deployed release ({})",
+                self.manual_command()
+            )
+        } else {
+            format!(
+                "roll back to the last deployed revision ({})",
+                self.manual_command()
+            )
+        }
+    }
+
+    /// The helm command that recovers it by hand.
+    pub fn manual_command(&self) -> String {
+        if self.never_deployed() {
+            format!("helm uninstall {} -n {}", self.release, self.namespace)
+        } else {
+            format!("helm rollback {} -n {}", self.release, self.namespace)
+        }
+    }
+}
+
+/// Decides whether a [`PendingRelease`] may be recovered (run on a blocking thread, so it may
+/// ask a person). The CLI answers "yes" for `--yes`, asks on a terminal, else "no".
+pub type PendingRecovery = std::sync::Arc<dyn Fn(&PendingRelease) -> bool + Send + Sync>;
 
 /// Why a private file (kubeconfig, values) could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -147,8 +230,10 @@ pub struct ChartRelease {
     pub version: Option<String>,
     /// Pass `--wait`: helm returns only once the release's pods are ready.
     pub wait: bool,
-    /// helm's `--timeout` for the whole operation.
+    /// helm's `--timeout`: helm applies it to each hook and to the rollout separately.
     pub timeout: Duration,
+    /// How many hooks the chart runs on install/upgrade (each may take the whole timeout).
+    pub hooks: u32,
 }
 
 impl ChartRelease {
@@ -165,7 +250,19 @@ impl ChartRelease {
             version: None,
             wait: false,
             timeout: Duration::from_secs(300),
+            hooks: 0,
         }
+    }
+
+    /// The chart's install/upgrade hooks (e.g. Zitadel's init and setup Jobs: 2).
+    pub fn hooks(mut self, hooks: u32) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// How long helm may run in the worst case: (hooks + 1) × timeout.
+    pub fn deadline(&self) -> Duration {
+        self.timeout.max(Duration::from_secs(1)) * (self.hooks + 1)
     }
 
     /// Pins the chart version.
@@ -258,6 +355,55 @@ pub enum HelmError {
         #[source]
         source: Box<CommandError>,
     },
+    /// helm's chart values schema refers to a JSON schema on the internet (Zitadel 9.34.0's
+    /// `values.schema.json` does) and helm could not fetch it.
+    #[error(
+        "helm could not fetch a JSON schema that chart {chart} refers to from the internet while \
+         validating the values of release {release}: {source}. helm downloads it at install time, \
+         so behind a proxy set HTTPS_PROXY (and NO_PROXY for local addresses) for this command, \
+         or allow the schema's host through the firewall, then re-run"
+    )]
+    SchemaFetch {
+        /// Release name.
+        release: String,
+        /// Chart reference.
+        chart: String,
+        /// The failed run.
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// The release is stuck in a `pending-*` state and recovery was not allowed.
+    #[error(
+        "helm release {} in namespace {} is stuck in {} (revision {}): a helm that was killed \
+         mid-operation leaves it so, and every upgrade then fails with \"another operation \
+         (install/upgrade/rollback) is in progress\". Re-run with --yes to {}, or do it by hand",
+        .0.release, .0.namespace, .0.status, .0.revision, .0.recovery()
+    )]
+    Pending(PendingRelease),
+    /// `helm status` / `helm get values` failed or printed something unexpected.
+    #[error("could not read helm release {release} in namespace {namespace}: {detail}")]
+    Inspect {
+        /// Release name.
+        release: String,
+        /// Namespace.
+        namespace: String,
+        /// What went wrong.
+        detail: String,
+        /// The failed run, when helm failed.
+        #[source]
+        source: Option<Box<CommandError>>,
+    },
+    /// `helm rollback` failed.
+    #[error("helm could not roll back release {release} in namespace {namespace}: {source}")]
+    Rollback {
+        /// Release name.
+        release: String,
+        /// Namespace.
+        namespace: String,
+        /// The failed run.
+        #[source]
+        source: Box<CommandError>,
+    },
     /// `helm uninstall` failed.
     #[error("helm could not uninstall release {release} in namespace {namespace}: {source}")]
     Uninstall {
@@ -277,12 +423,79 @@ pub fn render_values<V: Serialize + ?Sized>(values: &V) -> Result<String, serde_
 }
 
 /// The pinned helm bound to one cluster.
-#[derive(Debug)]
 pub struct Helm {
     binary: PathBuf,
     kubeconfig: KubeconfigFile,
     state_dir: Option<PathBuf>,
     query_timeout: Duration,
+    kill_grace: Duration,
+    recover_pending: Option<PendingRecovery>,
+    outcomes: std::sync::Mutex<Vec<(String, ReleaseOutcome)>>,
+}
+
+impl std::fmt::Debug for Helm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Helm")
+            .field("binary", &self.binary)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("state_dir", &self.state_dir)
+            .field("recover_pending", &self.recover_pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of `helm status -o json` we read (helm v3.21.4 `cmd/helm/status.go` prints the
+/// release: `info.status`, `chart.metadata.version`, `version` = revision).
+#[derive(Debug, serde::Deserialize)]
+struct ReleaseStatus {
+    #[serde(default)]
+    info: ReleaseInfo,
+    #[serde(default)]
+    chart: Option<ReleaseChart>,
+    #[serde(default)]
+    version: u32,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ReleaseInfo {
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReleaseChart {
+    metadata: ReleaseChartMetadata,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReleaseChartMetadata {
+    #[serde(default)]
+    version: String,
+}
+
+/// helm's error text for a release that does not exist (`helm status`).
+fn is_release_not_found(e: &CommandError) -> bool {
+    e.stderr().is_some_and(|s| s.contains("release: not found"))
+}
+
+/// helm failing to fetch a `$ref`ed JSON schema while validating values. helm v3.21.4
+/// (`pkg/chartutil/jsonschema.go`) compiles the chart's schema with santhosh-tekuri/jsonschema
+/// v6 and an HTTP loader (`http.ProxyFromEnvironment`, 15 s timeout); a failed fetch surfaces
+/// as `failing loading "<url>": <transport error>` under "values don't meet the
+/// specifications of the schema(s)".
+fn is_schema_fetch_failure(e: &CommandError) -> bool {
+    e.stderr().is_some_and(|s| {
+        let s = s.to_ascii_lowercase();
+        (s.contains("schema") || s.contains("jsonschema"))
+            && (s.contains("failing loading")
+                || s.contains("failed to load")
+                || s.contains("could not load")
+                || s.contains("error loading")
+                || s.contains("dial tcp")
+                || s.contains("proxyconnect")
+                || s.contains("no such host")
+                || s.contains("i/o timeout"))
+    })
 }
 
 impl Helm {
@@ -293,7 +506,28 @@ impl Helm {
             kubeconfig,
             state_dir: None,
             query_timeout: Duration::from_secs(120),
+            kill_grace: KILL_GRACE,
+            recover_pending: None,
+            outcomes: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Who decides whether a release stuck in `pending-*` is recovered (default: never; the
+    /// error says how to do it).
+    pub fn with_pending_recovery(mut self, decide: PendingRecovery) -> Self {
+        self.recover_pending = Some(decide);
+        self
+    }
+
+    /// How long helm may take to stop after SIGTERM before it is killed (default 60 s).
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// What each [`Self::upgrade_install`] so far did, in order (release name, outcome).
+    pub fn outcomes(&self) -> Vec<(String, ReleaseOutcome)> {
+        self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// The pinned helm from `tools` (downloaded and verified if needed).
@@ -367,18 +601,175 @@ impl Helm {
         Ok(())
     }
 
-    /// `helm upgrade --install` of `release` with `values` as its values file.
+    fn inspect_error(release: &ChartRelease, detail: impl Into<String>) -> HelmError {
+        HelmError::Inspect {
+            release: release.release.clone(),
+            namespace: release.namespace.clone(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// `helm status -o json`; `None` when the release does not exist.
+    async fn status(&self, release: &ChartRelease) -> Result<Option<ReleaseStatus>, HelmError> {
+        let out = self
+            .command(self.query_timeout)
+            .args(["status", release.release.as_str()])
+            .args(["--namespace", release.namespace.as_str(), "-o", "json"])
+            .run()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if is_release_not_found(&e) => return Ok(None),
+            Err(e) => {
+                return Err(HelmError::Inspect {
+                    release: release.release.clone(),
+                    namespace: release.namespace.clone(),
+                    detail: "`helm status` failed".into(),
+                    source: Some(Box::new(e)),
+                });
+            }
+        };
+        serde_json::from_str(out.stdout.trim())
+            .map(Some)
+            .map_err(|e| Self::inspect_error(release, format!("`helm status -o json`: {e}")))
+    }
+
+    /// `helm get values -o json` (the user-supplied values; `null` when there are none). May
+    /// hold secrets: never logged.
+    async fn deployed_values(
+        &self,
+        release: &ChartRelease,
+    ) -> Result<serde_json::Value, HelmError> {
+        let out = self
+            .command(self.query_timeout)
+            .args(["get", "values", release.release.as_str()])
+            .args(["--namespace", release.namespace.as_str(), "-o", "json"])
+            .run()
+            .await
+            .map_err(|e| HelmError::Inspect {
+                release: release.release.clone(),
+                namespace: release.namespace.clone(),
+                detail: "`helm get values` failed".into(),
+                source: Some(Box::new(e)),
+            })?;
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).map_err(|_| {
+            // serde_json's message could quote a value: say only where it failed.
+            Self::inspect_error(release, "`helm get values -o json` printed no JSON")
+        })?;
+        Ok(if v.is_null() {
+            serde_json::json!({})
+        } else {
+            v
+        })
+    }
+
+    /// Recovers a `pending-*` release when the caller agrees, else reports it.
+    async fn recover(&self, pending: PendingRelease) -> Result<(), HelmError> {
+        let agreed = match &self.recover_pending {
+            None => false,
+            Some(decide) => {
+                let decide = std::sync::Arc::clone(decide);
+                let asked = pending.clone();
+                tokio::task::spawn_blocking(move || decide(&asked))
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        if !agreed {
+            return Err(HelmError::Pending(pending));
+        }
+        tracing::warn!(
+            release = %pending.release,
+            namespace = %pending.namespace,
+            status = %pending.status,
+            "recovering a release a killed helm left behind: {}",
+            pending.recovery()
+        );
+        let (release, namespace) = (pending.release.as_str(), pending.namespace.as_str());
+        if pending.never_deployed() {
+            self.uninstall(release, namespace, Duration::from_secs(300))
+                .await
+        } else {
+            self.command(Duration::from_secs(300) + self.kill_grace)
+                .args(["rollback", release, "--namespace", namespace, "--wait"])
+                .args(["--timeout", "300s"])
+                .terminate_grace(self.kill_grace)
+                .run()
+                .await
+                .map(drop)
+                .map_err(|source| HelmError::Rollback {
+                    release: release.to_owned(),
+                    namespace: namespace.to_owned(),
+                    source: Box::new(source),
+                })
+        }
+    }
+
+    fn record(&self, release: &ChartRelease, outcome: ReleaseOutcome) -> ReleaseOutcome {
+        if let Ok(mut o) = self.outcomes.lock() {
+            o.push((release.release.clone(), outcome));
+        }
+        outcome
+    }
+
+    /// Converges `release` to `values`: installs it when absent, upgrades it when its chart
+    /// version or values differ, runs nothing when they match (no new helm revision). A release
+    /// stuck in `pending-*` is recovered first if [`Self::with_pending_recovery`] agrees, else
+    /// [`HelmError::Pending`].
     pub async fn upgrade_install<V: Serialize + ?Sized>(
         &self,
         release: &ChartRelease,
         values: &V,
-    ) -> Result<(), HelmError> {
+    ) -> Result<ReleaseOutcome, HelmError> {
         check_name("release name", &release.release)?;
         check_name("namespace", &release.namespace)?;
         check_not_flag("chart", &release.chart)?;
         if let Some(version) = &release.version {
             check_not_flag("chart version", version)?;
         }
+        let ours = serde_json::to_value(values).map_err(|e| {
+            Self::inspect_error(release, format!("the values do not serialise to JSON: {e}"))
+        })?;
+        let existing = match self.status(release).await? {
+            Some(status) if status.info.status.starts_with("pending-") => {
+                self.recover(PendingRelease {
+                    release: release.release.clone(),
+                    namespace: release.namespace.clone(),
+                    status: status.info.status.clone(),
+                    revision: status.version,
+                })
+                .await?;
+                self.status(release).await?
+            }
+            other => other,
+        };
+        let outcome = match &existing {
+            None => ReleaseOutcome::Installed,
+            Some(status) => {
+                let deployed_version = status.chart.as_ref().map(|c| c.metadata.version.as_str());
+                let same_chart =
+                    release.version.is_some() && deployed_version == release.version.as_deref();
+                if status.info.status == "deployed"
+                    && same_chart
+                    && self.deployed_values(release).await? == ours
+                {
+                    tracing::info!(release = %release.release, namespace = %release.namespace, "helm release unchanged: same chart version and values");
+                    return Ok(self.record(release, ReleaseOutcome::Unchanged));
+                }
+                ReleaseOutcome::Upgraded
+            }
+        };
+        self.run_upgrade_install(release, values).await?;
+        Ok(self.record(release, outcome))
+    }
+
+    /// The `helm upgrade --install` run itself.
+    async fn run_upgrade_install<V: Serialize + ?Sized>(
+        &self,
+        release: &ChartRelease,
+        values: &V,
+    ) -> Result<(), HelmError> {
         let yaml = render_values(values).map_err(|source| HelmError::RenderValues {
             release: release.release.clone(),
             source,
@@ -405,8 +796,10 @@ impl Helm {
             )?;
 
         let helm_timeout = release.timeout.max(Duration::from_secs(1));
+        // helm gives each hook and then the rollout the whole --timeout.
         let mut cmd = self
-            .command(helm_timeout + KILL_GRACE)
+            .command(release.deadline())
+            .terminate_grace(self.kill_grace)
             .args(["upgrade", "--install"])
             .args([release.release.as_str(), release.chart.as_str()])
             .args([
@@ -430,15 +823,22 @@ impl Helm {
             "helm_upgrade_install",
             message = %format!("Installing {} ({}) in {}", release.release, release.chart, release.namespace),
         );
-        cmd.run()
-            .instrument(span)
-            .await
-            .map_err(|source| HelmError::UpgradeInstall {
-                release: release.release.clone(),
-                chart: release.chart.clone(),
-                namespace: release.namespace.clone(),
-                source: Box::new(source),
-            })?;
+        cmd.run().instrument(span).await.map_err(|source| {
+            if is_schema_fetch_failure(&source) {
+                HelmError::SchemaFetch {
+                    release: release.release.clone(),
+                    chart: release.chart.clone(),
+                    source: Box::new(source),
+                }
+            } else {
+                HelmError::UpgradeInstall {
+                    release: release.release.clone(),
+                    chart: release.chart.clone(),
+                    namespace: release.namespace.clone(),
+                    source: Box::new(source),
+                }
+            }
+        })?;
         tracing::info!(release = %release.release, namespace = %release.namespace, "helm release installed");
         drop(values_dir);
         Ok(())
@@ -458,7 +858,8 @@ impl Helm {
             "helm_uninstall",
             message = %format!("Uninstalling {release} from {namespace}"),
         );
-        self.command(timeout + KILL_GRACE)
+        self.command(timeout)
+            .terminate_grace(self.kill_grace)
             .args([
                 "uninstall",
                 release,

@@ -32,6 +32,14 @@ use crate::tools::{CommandError, ToolCommand, ToolError, ToolSpec, Tools};
 /// Host port 8080 to the cluster's load balancer port 80 (traefik), where both Zitadel and
 /// OpenBao are reachable by Host header.
 pub const LOADBALANCER_PORT_MAPPING: &str = "8080:80@loadbalancer";
+/// The host port of [`LOADBALANCER_PORT_MAPPING`].
+pub const LOADBALANCER_HOST_PORT: u16 = 8080;
+/// The load balancer's container port of [`LOADBALANCER_PORT_MAPPING`], as Docker names it.
+const LOADBALANCER_INGRESS_PORT: &str = "80/tcp";
+
+/// How much sooner than our own deadline k3d's `--timeout` ends, so k3d rolls back (create) or
+/// reports (start) by itself before we would have to kill it.
+const K3D_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
 /// Longest cluster name k3d accepts (node names add prefixes and suffixes to it).
 const MAX_NAME_LEN: usize = 32;
@@ -61,19 +69,58 @@ impl Default for K3dTimeouts {
 }
 
 /// What `k3d cluster list` says about our cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterState {
     /// No cluster of that name.
     Absent,
-    /// Every server node is running.
+    /// Every server node and the load balancer run, and the load balancer maps host port 8080.
     Running,
-    /// Some or all server nodes are stopped.
+    /// Some or all server nodes, or the load balancer, are stopped.
     Stopped {
         /// Server nodes running.
         servers_running: u32,
         /// Server nodes in total.
         servers_count: u32,
     },
+    /// A cluster of that name exists but cannot serve the deploy as it is.
+    Unusable(Unusable),
+}
+
+/// Why an existing cluster cannot be reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// It has no load balancer node: a create or start was killed after the servers came up
+    /// (k3d starts the servers first), or it was created with `--no-lb`.
+    NoLoadBalancer,
+    /// Its load balancer runs but does not map host port 8080 to port 80: a cluster made by
+    /// someone else under this name. `found` lists the host ports mapped to port 80, if any.
+    NoIngressPort {
+        /// Host ports mapped to the load balancer's port 80.
+        found: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::NoLoadBalancer => f.write_str(
+                "it has no load balancer node (a create or start that was interrupted after the \
+                 servers came up leaves it so)",
+            ),
+            Unusable::NoIngressPort { found } if found.is_empty() => write!(
+                f,
+                "its load balancer does not publish port 80 on the host (it was not created by \
+                 Harmony, which maps {LOADBALANCER_PORT_MAPPING})"
+            ),
+            Unusable::NoIngressPort { found } => write!(
+                f,
+                "its load balancer maps port 80 to host port(s) {} instead of \
+                 {LOADBALANCER_HOST_PORT} (it was not created by Harmony, which maps \
+                 {LOADBALANCER_PORT_MAPPING})",
+                found.join(", ")
+            ),
+        }
+    }
 }
 
 /// What [`K3d::ensure_cluster`] did.
@@ -142,6 +189,31 @@ pub enum K3dError {
         #[source]
         source: Box<CommandError>,
     },
+    /// A cluster of that name exists but cannot be reused.
+    #[error(
+        "k3d cluster {cluster} exists but cannot be used: {reason}. Delete it with \
+         `k3d cluster delete {cluster}` (or `--cleanup`) and re-run, or pick another cluster name"
+    )]
+    Unusable {
+        /// The cluster name.
+        cluster: String,
+        /// What is wrong with it.
+        reason: Unusable,
+    },
+    /// The cluster was started but still does not run whole.
+    #[error(
+        "k3d cluster {cluster} was started but {servers_running} of {servers_count} server(s) run \
+         and/or its load balancer is down; check `docker ps -a --filter name=k3d-{cluster}` and \
+         the Docker logs, or delete it with `k3d cluster delete {cluster}` and re-run"
+    )]
+    NotRunningAfterStart {
+        /// The cluster name.
+        cluster: String,
+        /// Server nodes running.
+        servers_running: u32,
+        /// Server nodes in total.
+        servers_count: u32,
+    },
     /// `k3d cluster delete` failed.
     #[error("could not delete k3d cluster {cluster}: {source}")]
     Delete {
@@ -183,6 +255,8 @@ pub enum K3dError {
 }
 
 /// One entry of `k3d cluster list -o json` (only what we read; k3d prints much more).
+/// Field names as k3d v5.8.3 `pkg/types/types.go` (`Cluster`, `Node`, `NodeState`) and the
+/// list command's wrapper (`serversRunning`, `serversCount`) encode them.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListedCluster {
@@ -191,6 +265,78 @@ struct ListedCluster {
     servers_running: u32,
     #[serde(default)]
     servers_count: u32,
+    #[serde(default)]
+    nodes: Vec<ListedNode>,
+}
+
+/// A node of a listed cluster: `role` is `server`, `agent` or `loadbalancer`; `portMappings`
+/// is Docker's port map (`"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedNode {
+    role: String,
+    #[serde(rename = "portMappings")]
+    port_mappings: std::collections::BTreeMap<String, Option<Vec<PortBinding>>>,
+    #[serde(rename = "State")]
+    state: ListedNodeState,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedNodeState {
+    #[serde(rename = "Running")]
+    running: bool,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PortBinding {
+    #[serde(rename = "HostPort")]
+    host_port: String,
+}
+
+impl ListedCluster {
+    /// What this entry means for the deploy (see [`ClusterState`]).
+    fn state(&self) -> ClusterState {
+        let servers_up = self.servers_count > 0 && self.servers_running == self.servers_count;
+        let Some(lb) = self.nodes.iter().find(|n| n.role == "loadbalancer") else {
+            return ClusterState::Unusable(Unusable::NoLoadBalancer);
+        };
+        if !servers_up || !lb.state.running {
+            return ClusterState::Stopped {
+                servers_running: self.servers_running,
+                servers_count: self.servers_count,
+            };
+        }
+        let found: Vec<String> = lb
+            .port_mappings
+            .get(LOADBALANCER_INGRESS_PORT)
+            .and_then(Option::as_ref)
+            .map(|bindings| bindings.iter().map(|b| b.host_port.clone()).collect())
+            .unwrap_or_default();
+        if found
+            .iter()
+            .any(|p| p == &LOADBALANCER_HOST_PORT.to_string())
+        {
+            ClusterState::Running
+        } else {
+            ClusterState::Unusable(Unusable::NoIngressPort { found })
+        }
+    }
+}
+
+/// k3d's JSON or YAML output without log lines before it: k3d v5 writes INFO/DEBUG lines to
+/// stdout (`cmd/root.go`), so with `LOG_LEVEL=debug` inherited they would precede the data. We
+/// run k3d with `LOG_LEVEL=warn`; this is the second line of defence.
+fn after_log_lines<'a>(stdout: &'a str, starts: &[&str]) -> &'a str {
+    let mut offset = 0;
+    for line in stdout.split_inclusive('\n') {
+        if starts.iter().any(|s| line.starts_with(s)) {
+            return &stdout[offset..];
+        }
+        offset += line.len();
+    }
+    stdout
 }
 
 /// A named k3d cluster driven through one k3d binary.
@@ -244,8 +390,20 @@ impl K3d {
         &self.binary
     }
 
+    /// A k3d command: its log lines kept off stdout (`LOG_LEVEL=warn`, whatever the user's
+    /// environment says) and without ANSI colours in what we copy into errors.
     fn command(&self, timeout: Duration) -> ToolCommand {
         ToolCommand::new(&self.binary, timeout)
+            .env("LOG_LEVEL", "warn")
+            .env("LOG_COLORS", "false")
+    }
+
+    /// k3d's own `--timeout` for a call we bound by `ours`: a minute shorter (at least 10 s).
+    fn k3d_timeout(ours: Duration) -> String {
+        let theirs = ours
+            .saturating_sub(K3D_TIMEOUT_MARGIN)
+            .max(Duration::from_secs(10));
+        format!("{}s", theirs.as_secs())
     }
 
     /// Whether the cluster exists and runs.
@@ -260,27 +418,31 @@ impl K3d {
             .map_err(|source| K3dError::List {
                 source: Box::new(source),
             })?;
+        let json = after_log_lines(&out.stdout, &["[", "{"]);
         let clusters: Vec<ListedCluster> =
-            serde_json::from_str(out.stdout.trim()).map_err(|source| K3dError::ListDecode {
+            serde_json::from_str(json.trim()).map_err(|source| K3dError::ListDecode {
                 binary: self.binary.clone(),
                 source,
             })?;
         Ok(match clusters.into_iter().find(|c| c.name == self.name) {
             None => ClusterState::Absent,
-            Some(c) if c.servers_count > 0 && c.servers_running == c.servers_count => {
-                ClusterState::Running
-            }
-            Some(c) => ClusterState::Stopped {
-                servers_running: c.servers_running,
-                servers_count: c.servers_count,
-            },
+            Some(c) => c.state(),
         })
     }
 
     /// Makes the cluster exist and run: creates it (with [`LOADBALANCER_PORT_MAPPING`]) when
-    /// absent, starts it when stopped, leaves it alone when running.
+    /// absent, starts it when stopped, leaves it alone when running. A cluster of that name
+    /// without a load balancer, or whose load balancer does not map host port 8080, is an error
+    /// ([`K3dError::Unusable`]) rather than reused.
+    ///
+    /// k3d gets its own `--timeout` (a minute shorter than ours) so an interrupted create rolls
+    /// back by itself, and never touches the user's `~/.kube/config` or kubectl context.
     pub async fn ensure_cluster(&self) -> Result<EnsureOutcome, K3dError> {
         match self.state().await? {
+            ClusterState::Unusable(reason) => Err(K3dError::Unusable {
+                cluster: self.name.clone(),
+                reason,
+            }),
             ClusterState::Running => {
                 tracing::info!(cluster = %self.name, "k3d cluster already running; reusing it");
                 Ok(EnsureOutcome::Reused)
@@ -292,6 +454,10 @@ impl K3d {
                 );
                 self.command(self.timeouts.start)
                     .args(["cluster", "start", self.name.as_str(), "--wait"])
+                    .args([
+                        "--timeout".to_owned(),
+                        Self::k3d_timeout(self.timeouts.start),
+                    ])
                     .run()
                     .instrument(span)
                     .await
@@ -299,7 +465,26 @@ impl K3d {
                         cluster: self.name.clone(),
                         source: Box::new(source),
                     })?;
-                Ok(EnsureOutcome::Started)
+                match self.state().await? {
+                    ClusterState::Running => Ok(EnsureOutcome::Started),
+                    ClusterState::Unusable(reason) => Err(K3dError::Unusable {
+                        cluster: self.name.clone(),
+                        reason,
+                    }),
+                    ClusterState::Absent => Err(K3dError::NotRunningAfterStart {
+                        cluster: self.name.clone(),
+                        servers_running: 0,
+                        servers_count: 0,
+                    }),
+                    ClusterState::Stopped {
+                        servers_running,
+                        servers_count,
+                    } => Err(K3dError::NotRunningAfterStart {
+                        cluster: self.name.clone(),
+                        servers_running,
+                        servers_count,
+                    }),
+                }
             }
             ClusterState::Absent => {
                 let span = tracing::info_span!(
@@ -314,6 +499,12 @@ impl K3d {
                         "-p",
                         LOADBALANCER_PORT_MAPPING,
                         "--wait",
+                        "--kubeconfig-update-default=false",
+                        "--kubeconfig-switch-context=false",
+                    ])
+                    .args([
+                        "--timeout".to_owned(),
+                        Self::k3d_timeout(self.timeouts.create),
                     ])
                     .run()
                     .instrument(span)
@@ -350,7 +541,8 @@ impl K3d {
         Ok(true)
     }
 
-    /// The cluster's kubeconfig YAML as k3d prints it (holds a client key: kept secret).
+    /// The cluster's kubeconfig YAML as k3d prints it (`---` first; holds a client key: kept
+    /// secret).
     pub async fn kubeconfig(&self) -> Result<SecretString, K3dError> {
         let out = self
             .command(self.timeouts.query)
@@ -361,7 +553,8 @@ impl K3d {
                 cluster: self.name.clone(),
                 source: Box::new(source),
             })?;
-        Ok(SecretString::from(out.stdout))
+        let yaml = after_log_lines(&out.stdout, &["---", "apiVersion"]).to_owned();
+        Ok(SecretString::from(yaml))
     }
 
     /// The kubeconfig in a private temporary file (0600), for helm; deleted when dropped.

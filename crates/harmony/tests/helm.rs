@@ -5,27 +5,76 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harmony::helm::{ChartRelease, Helm, HelmError, KubeconfigFile};
+use harmony::helm::{ChartRelease, Helm, HelmError, KubeconfigFile, ReleaseOutcome};
 use serde::Serialize;
 
+/// Replies as helm v3.21.4 does for the calls Harmony makes: `status -o json` prints the
+/// release (`cmd/helm/status.go`: `info.status`, `chart.metadata.version`, `version`) or fails
+/// with "release: not found"; `get values -o json` prints the user-supplied values (`null` when
+/// none); `upgrade` refuses a release in a `pending-*` state (`pkg/release/status.go`) with
+/// "another operation (install/upgrade/rollback) is in progress"; on SIGTERM an upgrade cancels
+/// and records the release as `failed` (`cmd/helm/upgrade.go` cancels its context on
+/// SIGTERM/SIGINT); a schema it cannot fetch fails the values check with jsonschema v6's
+/// `failing loading "<url>": …` (`pkg/chartutil/jsonschema.go`). State: `release.json`
+/// (status), `values.json`, `revision`.
 const FAKE_HELM: &str = r#"#!/bin/sh
 dir="$(dirname "$0")"
 for a in "$@"; do printf '%s\t' "$a" >> "$dir/calls"; done
 printf '\n' >> "$dir/calls"
 prev=""
+version=""
 for a in "$@"; do
   if [ "$prev" = "--values" ]; then
     cp "$a" "$dir/values.seen"
     (stat -c %a "$a" 2>/dev/null || stat -f %Lp "$a") > "$dir/values.mode"
     echo "$a" > "$dir/values.path"
   fi
+  [ "$prev" = "--version" ] && version="$a"
   prev="$a"
 done
-if [ -f "$dir/fail" ]; then
-  echo 'Error: UPGRADE FAILED: context deadline exceeded waiting for openbao-0' >&2
-  exit 1
-fi
-echo 'Release "openbao" has been upgraded. Happy Helming!'
+rev=$(cat "$dir/revision" 2>/dev/null || echo 0)
+write_status() {
+  rev=$((rev + 1)); echo "$rev" > "$dir/revision"
+  printf '{"name":"openbao","namespace":"openbao","version":%s,"info":{"status":"%s","description":"%s"},"chart":{"metadata":{"name":"openbao","version":"%s"}}}' "$rev" "$1" "$2" "$3" > "$dir/release.json"
+}
+for a in "$@"; do
+  case "$a" in
+    status)
+      if [ -f "$dir/release.json" ]; then cat "$dir/release.json"; exit 0; fi
+      echo 'Error: release: not found' >&2; exit 1 ;;
+    get)
+      if [ -f "$dir/values.json" ]; then cat "$dir/values.json"; else echo 'null'; fi
+      exit 0 ;;
+    rollback)
+      old=$(sed 's/.*"metadata":{"name":"openbao","version":"\([^"]*\)".*/\1/' "$dir/release.json")
+      write_status deployed "Rollback to $((rev - 1))" "${old}-previous"
+      echo 'Rollback was a success! Happy Helming!'; exit 0 ;;
+    uninstall)
+      rm -f "$dir/release.json" "$dir/values.json"
+      echo 'release "openbao" uninstalled'; exit 0 ;;
+    upgrade)
+      if grep -q '"status":"pending-' "$dir/release.json" 2>/dev/null; then
+        echo 'Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress' >&2; exit 1
+      fi
+      if [ -f "$dir/schema-offline" ]; then
+        echo 'Error: values don'"'"'t meet the specifications of the schema(s) in the following chart(s):' >&2
+        echo 'zitadel:' >&2
+        echo 'failing loading "https://schemas.example/k8s/_definitions.json": Get "https://schemas.example/k8s/_definitions.json": Forbidden' >&2
+        exit 1
+      fi
+      if [ -f "$dir/fail" ]; then
+        echo 'Error: UPGRADE FAILED: context deadline exceeded waiting for openbao-0' >&2
+        exit 1
+      fi
+      if [ -f "$dir/hang" ]; then
+        trap 'write_status failed "Upgrade \"openbao\" failed: context canceled" "$version"; echo "Error: UPGRADE FAILED: context canceled" >&2; exit 1' TERM
+        while :; do sleep 0.05; done
+      fi
+      write_status deployed "Upgrade complete" "$version"
+      echo 'Release "openbao" has been upgraded. Happy Helming!'; exit 0 ;;
+  esac
+done
+exit 0
 "#;
 
 struct FakeHelm {
@@ -131,17 +180,32 @@ async fn upgrade_install_arguments_and_values_file() {
         .version("0.12.0")
         .wait(true)
         .timeout(Duration::from_secs(240));
-    fake.helm()
+    let outcome = fake
+        .helm()
         .upgrade_install(&release, &values())
         .await
         .expect("installs");
+    assert_eq!(outcome, ReleaseOutcome::Installed);
 
     let calls = fake.calls();
-    assert_eq!(calls.len(), 1);
+    assert_eq!(calls.len(), 2, "{calls:?}");
     let values_path = fake.read("values.path").trim().to_owned();
     let kubeconfig = fake.kubeconfig_path().display().to_string();
     assert_eq!(
         calls[0],
+        args(&[
+            "--kubeconfig",
+            &kubeconfig,
+            "status",
+            "openbao",
+            "--namespace",
+            "openbao",
+            "-o",
+            "json"
+        ])
+    );
+    assert_eq!(
+        calls[1],
         args(&[
             "--kubeconfig",
             &kubeconfig,
@@ -168,7 +232,7 @@ async fn upgrade_install_arguments_and_values_file() {
         !Path::new(&values_path).exists(),
         "values file must be removed"
     );
-    assert!(!calls[0].iter().any(|a| a.contains("s3cr3t")));
+    assert!(!calls[1].iter().any(|a| a.contains("s3cr3t")));
 }
 
 #[tokio::test]
@@ -179,7 +243,7 @@ async fn no_wait_and_no_version_are_left_out() {
         .upgrade_install(&release, &serde_json::json!({}))
         .await
         .expect("installs");
-    let call = &fake.calls()[0];
+    let call = &fake.calls()[1];
     assert!(!call.contains(&"--wait".to_owned()), "{call:?}");
     assert!(!call.contains(&"--version".to_owned()), "{call:?}");
     assert_eq!(&call[call.len() - 2..], &args(&["--timeout", "300s"]));
@@ -277,4 +341,184 @@ async fn flag_like_names_are_refused_before_helm_runs() {
         .expect_err("invalid url");
     assert!(matches!(err, HelmError::InvalidArgument { .. }), "{err:?}");
     assert!(fake.calls().is_empty());
+}
+
+/// A release as the fake's `status` prints it.
+fn seed_release(fake: &FakeHelm, status: &str, chart_version: &str, revision: u32) {
+    std::fs::write(
+        fake.path().join("release.json"),
+        serde_json::json!({
+            "name": "openbao", "namespace": "openbao", "version": revision,
+            "info": {"status": status},
+            "chart": {"metadata": {"name": "openbao", "version": chart_version}}
+        })
+        .to_string(),
+    )
+    .expect("release");
+    std::fs::write(fake.path().join("revision"), revision.to_string()).expect("revision");
+}
+
+fn seed_values(fake: &FakeHelm, values: &serde_json::Value) {
+    std::fs::write(fake.path().join("values.json"), values.to_string()).expect("values");
+}
+
+fn verbs(fake: &FakeHelm) -> Vec<String> {
+    fake.calls().iter().map(|c| c[2].clone()).collect()
+}
+
+fn pinned() -> ChartRelease {
+    ChartRelease::new("openbao", "openbao/openbao", "openbao").version("0.12.0")
+}
+
+#[tokio::test]
+async fn a_converged_release_runs_no_upgrade_and_adds_no_revision() {
+    let fake = FakeHelm::new();
+    seed_release(&fake, "deployed", "0.12.0", 3);
+    seed_values(&fake, &serde_json::to_value(values()).expect("json"));
+    let outcome = fake
+        .helm()
+        .upgrade_install(&pinned(), &values())
+        .await
+        .expect("converges");
+    assert_eq!(outcome, ReleaseOutcome::Unchanged);
+    assert_eq!(verbs(&fake), ["status", "get"]);
+    assert_eq!(fake.read("revision"), "3", "no new helm revision");
+}
+
+#[tokio::test]
+async fn other_values_or_another_chart_version_upgrade() {
+    let fake = FakeHelm::new();
+    seed_release(&fake, "deployed", "0.12.0", 1);
+    seed_values(&fake, &serde_json::json!({"injector": {"enabled": true}}));
+    let helm = fake.helm();
+    assert_eq!(
+        helm.upgrade_install(&pinned(), &values())
+            .await
+            .expect("ok"),
+        ReleaseOutcome::Upgraded
+    );
+    assert_eq!(verbs(&fake), ["status", "get", "upgrade"]);
+
+    let fake = FakeHelm::new();
+    seed_release(&fake, "deployed", "0.11.0", 1);
+    seed_values(&fake, &serde_json::to_value(values()).expect("json"));
+    let helm = fake.helm();
+    assert_eq!(
+        helm.upgrade_install(&pinned(), &values())
+            .await
+            .expect("ok"),
+        ReleaseOutcome::Upgraded
+    );
+    assert_eq!(verbs(&fake), ["status", "upgrade"]);
+    assert_eq!(
+        helm.outcomes(),
+        vec![("openbao".to_owned(), ReleaseOutcome::Upgraded)]
+    );
+}
+
+#[tokio::test]
+async fn a_pending_release_is_reported_and_left_alone_without_consent() {
+    let fake = FakeHelm::new();
+    seed_release(&fake, "pending-upgrade", "0.12.0", 4);
+    let err = fake
+        .helm()
+        .upgrade_install(&pinned(), &values())
+        .await
+        .expect_err("stuck");
+    assert!(matches!(err, HelmError::Pending(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("pending-upgrade (revision 4)"), "{text}");
+    assert!(text.contains("--yes"), "{text}");
+    assert!(text.contains("helm rollback openbao -n openbao"), "{text}");
+    assert_eq!(verbs(&fake), ["status"], "nothing changed");
+
+    // Refused by the person asked: the same.
+    let fake = FakeHelm::new();
+    seed_release(&fake, "pending-install", "0.12.0", 1);
+    let err = fake
+        .helm()
+        .with_pending_recovery(std::sync::Arc::new(|_| false))
+        .upgrade_install(&pinned(), &values())
+        .await
+        .expect_err("stuck");
+    assert!(
+        err.to_string()
+            .contains("helm uninstall openbao -n openbao"),
+        "{err}"
+    );
+    assert_eq!(verbs(&fake), ["status"]);
+}
+
+#[tokio::test]
+async fn with_consent_a_pending_upgrade_is_rolled_back_and_then_upgraded() {
+    let fake = FakeHelm::new();
+    seed_release(&fake, "pending-upgrade", "0.12.0", 4);
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&asked);
+    let outcome = fake
+        .helm()
+        .with_pending_recovery(std::sync::Arc::new(move |p| {
+            seen.lock().expect("lock").push(p.status.clone());
+            true
+        }))
+        .upgrade_install(&pinned(), &values())
+        .await
+        .expect("recovers");
+    assert_eq!(outcome, ReleaseOutcome::Upgraded);
+    assert_eq!(*asked.lock().expect("lock"), ["pending-upgrade"]);
+    assert_eq!(verbs(&fake), ["status", "rollback", "status", "upgrade"]);
+}
+
+#[tokio::test]
+async fn with_consent_a_never_deployed_install_is_uninstalled_and_installed_again() {
+    let fake = FakeHelm::new();
+    seed_release(&fake, "pending-install", "0.12.0", 1);
+    let outcome = fake
+        .helm()
+        .with_pending_recovery(std::sync::Arc::new(|_| true))
+        .upgrade_install(&pinned(), &values())
+        .await
+        .expect("recovers");
+    assert_eq!(outcome, ReleaseOutcome::Installed);
+    assert_eq!(verbs(&fake), ["status", "uninstall", "status", "upgrade"]);
+}
+
+#[test]
+fn the_deadline_covers_every_hook_and_the_rollout() {
+    let release = pinned().timeout(Duration::from_secs(600)).hooks(2);
+    assert_eq!(release.deadline(), Duration::from_secs(1800));
+    assert_eq!(pinned().deadline(), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn past_the_deadline_helm_gets_sigterm_and_leaves_the_release_failed_not_pending() {
+    let fake = FakeHelm::new();
+    std::fs::write(fake.path().join("hang"), "").expect("hang mode");
+    let release = pinned().timeout(Duration::from_secs(1));
+    let err = fake
+        .helm()
+        .with_kill_grace(Duration::from_secs(20))
+        .upgrade_install(&release, &values())
+        .await
+        .expect_err("deadline");
+    let text = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(text.contains("SIGTERM"), "{text}");
+    assert!(text.contains("context canceled"), "{text}");
+    let status = fake.read("release.json");
+    assert!(status.contains(r#""status":"failed""#), "{status}");
+}
+
+#[tokio::test]
+async fn an_unreachable_values_schema_is_explained() {
+    let fake = FakeHelm::new();
+    std::fs::write(fake.path().join("schema-offline"), "").expect("mode");
+    let err = fake
+        .helm()
+        .upgrade_install(&pinned(), &values())
+        .await
+        .expect_err("schema");
+    assert!(matches!(err, HelmError::SchemaFetch { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("HTTPS_PROXY"), "{text}");
+    assert!(text.contains("JSON schema"), "{text}");
 }

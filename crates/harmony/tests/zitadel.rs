@@ -2,6 +2,7 @@
 //! explicitly), and Management API contract tests on wiremock (Zitadel cannot run here), with
 //! request bodies as Zitadel's proto definitions document them.
 
+use harmony::ingress::{LocalIngress, SSO_HOST};
 use harmony::zitadel::{
     DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ZitadelSetupError, ensure_device_app,
     issuer::{COREDNS_CUSTOM_CONFIGMAP, COREDNS_NAMESPACE, OVERRIDE_KEY},
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use url::Url;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
-    matchers::{body_json, body_partial_json, header, method, path},
+    matchers::{body_json, body_partial_json, header, header_regex, method, path},
 };
 
 const PAT: &str = "pat-3xq-SUPER-SECRET-do-not-leak";
@@ -65,14 +66,17 @@ fn every_security_context_runs_as_uid_1000() {
     for required in [
         "podSecurityContext",
         "securityContext",
-        "initJob.podSecurityContext",
-        "initJob.securityContext",
-        "setupJob.podSecurityContext",
-        "setupJob.securityContext",
         "login.podSecurityContext",
         "login.securityContext",
     ] {
         assert!(paths.contains(&required), "missing {required}: {paths:?}");
+    }
+    // Chart 9.34.0 never reads per-job contexts (its jobs use the chart-wide ones): none set.
+    for unread in ["initJob", "setupJob"] {
+        assert!(
+            !paths.iter().any(|p| p.starts_with(unread)),
+            "{unread} security contexts are not read by the chart: {paths:?}"
+        );
     }
     for (p, ctx) in &found {
         assert_eq!(ctx["runAsUser"], 1000, "{p} must set runAsUser: 1000");
@@ -187,22 +191,30 @@ fn coredns_restart_annotation_changes_only_with_the_override() {
 // ---------------------------------------------------------------------------------------------
 // Management API contract tests
 
+/// The stand-in's load balancer: `sso.harmony.local` resolves to the mock server.
+fn ingress(server: &MockServer) -> LocalIngress {
+    LocalIngress::new(*server.address(), [SSO_HOST])
+}
+
+/// The client exactly as the deploy builds it, pointed at the stand-in.
 fn api(server: &MockServer) -> ZitadelApi {
-    ZitadelApi::new(
-        Url::parse(&server.uri()).expect("url"),
-        SecretString::from(PAT),
-    )
-    .expect("client")
-    .with_host_header("sso.harmony.local")
+    ZitadelApi::via_ingress(&ingress(server), SSO_HOST, SecretString::from(PAT)).expect("client")
+}
+
+/// The Host a browser sends to the stand-in: the name and the load balancer's port.
+fn host(server: &MockServer) -> String {
+    format!("{SSO_HOST}:{}", server.address().port())
 }
 
 fn name_query(name: &str) -> Value {
     json!({ "queries": [{ "nameQuery": { "name": name, "method": "TEXT_QUERY_METHOD_EQUALS" } }] })
 }
 
+/// Authenticated with the PAT, and the Host carries a port (as a browser's does through the
+/// load balancer).
 fn authed(m: wiremock::MockBuilder) -> wiremock::MockBuilder {
     m.and(header("authorization", format!("Bearer {PAT}").as_str()))
-        .and(header("host", "sso.harmony.local"))
+        .and(header_regex("host", r"^sso\.harmony\.local:[0-9]+$"))
 }
 
 // Paths and JSON field names below: zitadel/zitadel `proto/zitadel/management.proto`
@@ -679,24 +691,110 @@ async fn server_error_carries_zitadels_message() {
     );
 }
 
-#[tokio::test]
-async fn wait_ready_checks_the_announced_issuer() {
+/// Zitadel's discovery as Zitadel answers it: the issuer is the request's origin, built from the
+/// Host it receives. Encoded from zitadel/zitadel v4.13.0
+/// `internal/api/http/middleware/origin_interceptor.go` (`composeDomainContext`: the instance
+/// host is the first of the forwarded headers — `Forwarded`, `X-Zitadel-Forwarded`,
+/// `X-Forwarded-Host` — else `r.Host`; `sanitizeHost` keeps a valid port; the protocol is `http`
+/// unless forwarded or enforced) and `internal/api/http/domain.go` (`DomainCtx.Origin()` =
+/// protocol + "://" + host), which the OIDC provider uses as its issuer. Traefik forwards the
+/// Host unchanged.
+struct ZitadelDiscovery;
+
+impl wiremock::Respond for ZitadelDiscovery {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let Some(host) = header("x-forwarded-host").or_else(|| header("host")) else {
+            return ResponseTemplate::new(404).set_body_string("Instance not found");
+        };
+        let proto = header("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
+        let issuer = format!("{proto}://{host}");
+        ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": issuer,
+            "device_authorization_endpoint": format!("{issuer}/oauth/v2/device_authorization"),
+        }))
+    }
+}
+
+async fn zitadel_standin() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/.well-known/openid-configuration"))
-        .and(header("host", "sso.harmony.local"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "issuer": ISSUER,
-            "device_authorization_endpoint": format!("{ISSUER}/oauth/v2/device_authorization")
-        })))
+        .respond_with(ZitadelDiscovery)
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test]
+async fn the_deploys_client_sees_the_issuer_it_configures() {
+    let server = zitadel_standin().await;
+    // The score's ExternalPort is the load balancer's port, as on k3d (8080 both).
+    let score = ZitadelScore {
+        external_port: server.address().port(),
+        ..ZitadelScore::default()
+    };
+    assert_eq!(
+        score.issuer(),
+        format!("http://{}", host(&server)),
+        "the issuer is the name plus the load balancer's port"
+    );
+    let api = score
+        .api_via(&ingress(&server), SecretString::from(PAT))
+        .expect("client");
+    api.wait_ready(&score.issuer(), 1, std::time::Duration::ZERO)
+        .await
+        .expect("the issuer Zitadel announces is the one Harmony configures");
+}
+
+#[tokio::test]
+async fn a_port_less_host_gets_another_issuer_from_zitadel() {
+    // What the deploy used to do: call the load balancer's address with `Host: sso.harmony.local`.
+    let server = zitadel_standin().await;
+    let score = ZitadelScore {
+        external_port: server.address().port(),
+        ..ZitadelScore::default()
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::HOST,
+        reqwest::header::HeaderValue::from_static(SSO_HOST),
+    );
+    let api = ZitadelApi::with_client_builder(
+        Url::parse(&server.uri()).expect("url"),
+        SecretString::from(PAT),
+        reqwest::Client::builder().default_headers(headers),
+    )
+    .expect("client");
+    let err = api
+        .wait_ready(&score.issuer(), 1, std::time::Duration::ZERO)
+        .await
+        .expect_err("a port-less Host makes Zitadel announce a port-less issuer");
+    match err {
+        ZitadelSetupError::IssuerMismatch { found, .. } => {
+            assert_eq!(found, "http://sso.harmony.local");
+        }
+        other => panic!("expected an issuer mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wait_ready_checks_the_announced_issuer() {
+    let server = zitadel_standin().await;
     let api = api(&server);
-    api.wait_ready(ISSUER, 1, std::time::Duration::ZERO)
+    let expected = format!("http://{}", host(&server));
+    api.wait_ready(&expected, 1, std::time::Duration::ZERO)
         .await
         .expect("ready");
     let err = api
-        .wait_ready("http://localhost:8080", 1, std::time::Duration::ZERO)
+        .wait_ready(ISSUER, 1, std::time::Duration::ZERO)
         .await
         .expect_err("mismatch");
     assert!(

@@ -85,7 +85,8 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["demo", "sso_demo", "skip_zitadel", "openbao_url"])]
     pub cleanup: bool,
 
-    /// Do not ask for confirmation (with --cleanup).
+    /// Do not ask for confirmation: --cleanup deletes at once; a deploy recovers a helm release
+    /// a killed helm left stuck (rollback, or uninstall of a never-deployed install).
     #[arg(long, short = 'y')]
     pub yes: bool,
 

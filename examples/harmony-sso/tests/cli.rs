@@ -418,6 +418,34 @@ fn cleanup_off_a_terminal_needs_yes() {
     assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
 }
 
+#[test]
+fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony_sso(data.path())
+        .env(
+            vars::DOCKER_HOST,
+            format!("unix://{}/docker.sock", data.path().display()),
+        )
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("Docker is not reachable at unix://"), "{err}");
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        files_under(data.path()).is_empty(),
+        "nothing downloaded or created: {:?}",
+        files_under(data.path())
+    );
+}
+
 /// A fake `k3d` at the pinned version on PATH: records its arguments, knows one cluster.
 fn fake_k3d(dir: &Path, log: &Path) {
     let script = format!(
@@ -447,6 +475,7 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
     let openbao_state = data.path().join("openbao/cluster-harmony");
     std::fs::create_dir_all(&openbao_state).expect("mkdir");
     std::fs::write(openbao_state.join("init-keys.json"), "{}").expect("write");
+    std::fs::write(openbao_state.join("keys.lock"), "").expect("write");
     let sessions = data.path().join("sessions");
     std::fs::create_dir_all(&sessions).expect("mkdir");
     let ours = sessions.join("a.json");
@@ -479,9 +508,19 @@ fn cleanup_deletes_the_cluster_and_its_local_state() {
         calls.lines().any(|l| l == "cluster delete harmony"),
         "{calls}"
     );
-    assert!(!openbao_state.exists(), "local state removed");
+    assert!(
+        !openbao_state.join("init-keys.json").exists(),
+        "local state removed"
+    );
+    assert!(
+        openbao_state.join("keys.lock").exists(),
+        "a lock file is never deleted (another process may hold it)"
+    );
     assert!(!ours.exists(), "the cluster's cached session removed");
-    assert!(!sessions.join("a.lock").exists());
+    assert!(
+        sessions.join("a.lock").exists(),
+        "the session's lock file is never deleted"
+    );
     assert!(theirs.exists(), "another server's session kept");
     assert!(stdout(&output).contains("deleted k3d cluster \"harmony\""));
 }
@@ -646,10 +685,20 @@ async fn sso_demo_end_to_end_then_reuses_the_session() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
+    // The token is in the OS keychain where one answers (the file then holds none), else in
+    // the file; either way it reads back, and never shows on stdout or stderr.
     let session: Value =
         serde_json::from_slice(&std::fs::read(&sessions[0]).expect("read")).expect("json");
-    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    let cached = harmony_secret::session::SessionCache::new(data.path().join("sessions"))
+        .load(bao.url(), "jwt:jwt:harmony-developer")
+        .await
+        .expect("load")
+        .expect("cached");
+    let token = secrecy::ExposeSecret::expose_secret(&cached.token).to_owned();
     assert!(!token.is_empty(), "{session}");
+    if session["secrets"] == "keychain" {
+        assert_eq!(session["token"], "", "{session}");
+    }
     assert!(!out.contains(&token) && !err.contains(&token));
 
     // Later runs, each a new process, find a session: no device flow, no code printed.

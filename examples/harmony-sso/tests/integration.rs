@@ -1,11 +1,11 @@
 //! Live tests against a stack deployed by `cargo run -p example-harmony-sso` on a machine with
 //! Docker (seed plan C.1). They read the local state the deploy saved under `harmony_data_dir()`
 //! for cluster `harmony` (or `HARMONY_LIVE_CLUSTER`, see harmony_env::vars), and reach the cluster through the k3d load
-//! balancer on 127.0.0.1:8080 with the right Host header.
+//! balancer on 127.0.0.1:8080: `http://bao.harmony.local:8080` / `http://sso.harmony.local:8080`
+//! with the names resolved to it (never a hand-set Host header).
 //!
 //! Run: `cargo run -p example-harmony-sso && cargo test -p example-harmony-sso --test integration -- --ignored`
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +20,34 @@ use serde_json::{Value, json};
 const OPENBAO: &str = "http://bao.harmony.local:8080";
 const ZITADEL: &str = "http://sso.harmony.local:8080";
 
+#[test]
+fn the_live_urls_are_the_ingress_urls_the_deploy_uses() {
+    use harmony::ingress::{BAO_HOST, LocalIngress, SSO_HOST};
+    let ingress = LocalIngress::k3d();
+    assert_eq!(
+        ingress.url(BAO_HOST).as_str().trim_end_matches('/'),
+        OPENBAO
+    );
+    assert_eq!(
+        ingress.url(SSO_HOST).as_str().trim_end_matches('/'),
+        ZITADEL
+    );
+    assert_eq!(
+        harmony::zitadel::ZitadelScore::default().issuer(),
+        ZITADEL,
+        "the issuer the deploy configures is the URL the live tests call"
+    );
+}
+
 fn cluster() -> String {
     std::env::var(harmony_env::vars::HARMONY_LIVE_CLUSTER).unwrap_or_else(|_| "harmony".to_owned())
 }
 
-/// Resolves the stack's host names to the k3d load balancer, like the CLI does.
+/// Resolves the stack's host names to the k3d load balancer, the one way the deploy and the CLI
+/// do it ([`harmony::ingress::LocalIngress`]).
 fn http() -> reqwest::Client {
-    let lb: SocketAddr = "127.0.0.1:8080".parse().expect("address");
-    reqwest::Client::builder()
-        .resolve("bao.harmony.local", lb)
-        .resolve("sso.harmony.local", lb)
+    harmony::ingress::LocalIngress::k3d()
+        .client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client")

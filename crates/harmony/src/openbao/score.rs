@@ -13,7 +13,16 @@ use url::Url;
 
 use super::values::{API_PORT, CHART_VERSION, OpenbaoProfile, OpenbaoValues};
 use super::{BootstrapOptions, BootstrapReport, OpenbaoBootstrap, OpenbaoError};
+use crate::cnpg::RetryPolicy;
 use crate::helm::{ChartRelease, Helm};
+
+/// How long the first call through a fresh port-forward is retried: 30 × 2 s.
+pub const FORWARD_READY_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 30,
+    delay: Duration::from_secs(2),
+};
+/// Deadline of one probe through the forward.
+const FORWARD_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Helm repository name for the OpenBao chart.
 pub const OPENBAO_REPO_NAME: &str = "openbao";
@@ -35,6 +44,9 @@ pub struct OpenbaoScore {
     pub helm_timeout: Duration,
     /// How long each pod may take to reach *Running* (image pull included).
     pub pod_running_timeout: Duration,
+    /// How often, and how far apart, the first call through a fresh port-forward is retried
+    /// while it fails at the transport level (see [`FORWARD_READY_RETRY`]).
+    pub forward_retry: RetryPolicy,
 }
 
 impl Default for OpenbaoScore {
@@ -46,6 +58,7 @@ impl Default for OpenbaoScore {
             profile: OpenbaoProfile::K3d,
             helm_timeout: Duration::from_secs(300),
             pod_running_timeout: Duration::from_secs(300),
+            forward_retry: FORWARD_READY_RETRY,
         }
     }
 }
@@ -113,6 +126,7 @@ impl OpenbaoScore {
         helm.repo_update().await.map_err(helm_err)?;
         helm.upgrade_install(&self.chart_release(), &self.values())
             .await
+            .map(drop)
             .map_err(helm_err)
     }
 
@@ -161,6 +175,7 @@ impl OpenbaoScore {
                 url: forward.local_url(),
                 reason: e.to_string(),
             })?;
+            self.wait_until_forward_answers(&url, pod).await?;
             let bootstrap = OpenbaoBootstrap::new(&url, options.clone())?;
             if n == 0 {
                 report = Some(bootstrap.run().await?);
@@ -174,6 +189,56 @@ impl OpenbaoScore {
             what: format!("finding the pods of release {}", self.release),
             source: None,
         })
+    }
+
+    /// Retries `sys/seal-status` through the forward while it fails at the transport level.
+    ///
+    /// *Running* includes containers still starting, and right after `k3d cluster start` the
+    /// phase can be stale: the kubelet then refuses the forward and the client sees a bare EOF.
+    /// Any HTTP answer (sealed or not) means the forward works.
+    async fn wait_until_forward_answers(&self, url: &Url, pod: &str) -> Result<(), OpenbaoError> {
+        let target = format!("{}/{pod}:{API_PORT}", self.namespace);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(FORWARD_PROBE_TIMEOUT)
+            .build()
+            .map_err(|e| OpenbaoError::Kubernetes {
+                what: format!("building an HTTP client for the port-forward to {target}: {e}"),
+                source: None,
+            })?;
+        let probe = format!("{}/v1/sys/seal-status", url.as_str().trim_end_matches('/'));
+        let attempts = self.forward_retry.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            match http.get(&probe).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt >= attempts => {
+                    return Err(OpenbaoError::Kubernetes {
+                        what: format!(
+                            "reaching OpenBao through the port-forward to {target} ({attempts} \
+                             attempts, {} s apart; last: {}); the kubelet refuses forwards while \
+                             the pod's containers are still starting: check the pod's events and \
+                             re-run",
+                            self.forward_retry.delay.as_secs(),
+                            crate::cnpg::retry::ErrorChain(&e)
+                        ),
+                        source: None,
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(
+                        attempt,
+                        attempts,
+                        target = %target,
+                        error = %crate::cnpg::retry::ErrorChain(&e),
+                        "waiting for the port-forward to OpenBao to answer (containers still starting)"
+                    );
+                    tokio::time::sleep(self.forward_retry.delay).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     async fn forward_to<F, Fut>(
@@ -257,6 +322,8 @@ for a in "$@"; do
   [ "$prev" = "--values" ] && cp "$a" "$dir/values.seen"
   prev="$a"
 done
+# helm v3.21.4 answers `status` of an absent release like this.
+case " $* " in *" status "*) echo 'Error: release: not found' >&2; exit 1 ;; esac
 exit 0
 "#;
 
@@ -320,6 +387,102 @@ exit 0
                 K8sClient::new(kube::Client::new(service, "default")),
                 server,
             )
+        }
+
+        type ForwardFuture =
+            std::pin::Pin<Box<dyn Future<Output = Result<PortForward, K8sError>> + Send>>;
+
+        /// A forward whose first `refusals` connections fail the way a kubelet refusing the
+        /// forward does through kube-client 5.0.0 (`src/api/portforward.rs`: the websocket
+        /// closes and the stream ends; the local client sees a bare EOF), then reach `bao`.
+        fn refusing_forward(
+            bao_addr: std::net::SocketAddr,
+            refusals: usize,
+            connects: Arc<Mutex<usize>>,
+        ) -> impl Fn(String, String, u16) -> ForwardFuture {
+            move |ns: String, pod: String, port: u16| {
+                let connects = Arc::clone(&connects);
+                Box::pin(async move {
+                    let target = format!("{ns}/{pod}:{port}");
+                    PortForward::with_connector(target.clone(), move || {
+                        let target = target.clone();
+                        let connects = Arc::clone(&connects);
+                        async move {
+                            let n = {
+                                let mut c = connects.lock().expect("lock");
+                                *c += 1;
+                                *c
+                            };
+                            if n <= refusals {
+                                return Err(K8sError::PortForwardNoStream { target });
+                            }
+                            TcpStream::connect(bao_addr)
+                                .await
+                                .map_err(|_| K8sError::PortForwardNoStream { target })
+                        }
+                    })
+                    .await
+                })
+            }
+        }
+
+        #[tokio::test]
+        async fn the_first_call_through_a_fresh_forward_is_retried_while_refused() -> Result<()> {
+            let bao = OpenbaoServer::sealed().await?;
+            let bao_addr = Url::parse(bao.url())?
+                .socket_addrs(|| None)?
+                .into_iter()
+                .next()
+                .context("testkit URL has an address")?;
+            let state = tempfile::tempdir()?;
+            let options = BootstrapOptions::local(StateDir::new(state.path()));
+            let (k8s, api) = mock_api(1);
+            let connects = Arc::new(Mutex::new(0));
+            let score = OpenbaoScore {
+                forward_retry: RetryPolicy {
+                    attempts: 5,
+                    delay: Duration::from_millis(20),
+                },
+                ..OpenbaoScore::default()
+            };
+            let forward = refusing_forward(bao_addr, 2, Arc::clone(&connects));
+            let report = score.bootstrap_through(&k8s, options, &forward).await?;
+            assert!(report.initialised && report.unsealed, "{report:?}");
+            assert!(*connects.lock().expect("lock") > 2);
+            api.await??;
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn a_forward_that_never_answers_is_a_bounded_clear_error() -> Result<()> {
+            let bao = OpenbaoServer::sealed().await?;
+            let bao_addr = Url::parse(bao.url())?
+                .socket_addrs(|| None)?
+                .into_iter()
+                .next()
+                .context("testkit URL has an address")?;
+            let state = tempfile::tempdir()?;
+            let options = BootstrapOptions::local(StateDir::new(state.path()));
+            let (k8s, api) = mock_api(1);
+            let connects = Arc::new(Mutex::new(0));
+            let score = OpenbaoScore {
+                forward_retry: RetryPolicy {
+                    attempts: 3,
+                    delay: Duration::from_millis(10),
+                },
+                ..OpenbaoScore::default()
+            };
+            let forward = refusing_forward(bao_addr, usize::MAX, Arc::clone(&connects));
+            let err = score
+                .bootstrap_through(&k8s, options, &forward)
+                .await
+                .expect_err("never answers");
+            let text = err.to_string();
+            assert!(text.contains("openbao/openbao-0:8200"), "{text}");
+            assert!(text.contains("3 attempts"), "{text}");
+            assert_eq!(*connects.lock().expect("lock"), 3, "bounded");
+            api.await??;
+            Ok(())
         }
 
         #[tokio::test]
@@ -390,7 +553,8 @@ exit 0
                 ["openbao/openbao-0:8200"; 3]
             );
             let calls = helm_calls(helm_dir.path());
-            assert_eq!(calls.len(), 6, "{calls:?}");
+            // Per deploy: repo add, repo update, status (absent in this fake), upgrade --install.
+            assert_eq!(calls.len(), 8, "{calls:?}");
             let kubeconfig = helm_dir.path().join("kubeconfig").display().to_string();
             let expect = |rest: &[&str]| {
                 let mut v = vec!["--kubeconfig".to_owned(), kubeconfig.clone()];
@@ -408,7 +572,8 @@ exit 0
                 ])
             );
             assert_eq!(calls[1], expect(&["repo", "update"]));
-            let install = &calls[2];
+            assert_eq!(calls[2][2..4], ["status", "openbao"]);
+            let install = &calls[3];
             assert_eq!(
                 install[2..9],
                 [

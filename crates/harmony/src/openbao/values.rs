@@ -18,6 +18,8 @@ use super::OpenbaoError;
 /// The chart version Harmony installs (the newest release checked against these values).
 pub const CHART_VERSION: &str = "0.29.2";
 /// The OpenBao image tag: the version the bootstrap is tested against (`scripts/install-test-servers`).
+/// A real OpenBao release, newer than chart 0.29.2's own appVersion (v2.6.2): pinned on purpose
+/// (OpenBao 2.7 refuses `file` storage, hence the raft values).
 pub const IMAGE_TAG: &str = "2.7.2";
 /// Ingress host of OpenBao on k3d.
 pub const K3D_INGRESS_HOST: &str = "bao.harmony.local";

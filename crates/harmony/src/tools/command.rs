@@ -45,6 +45,22 @@ pub enum CommandError {
         /// The deadline.
         after: Duration,
     },
+    /// The tool did not finish within its deadline, was sent SIGTERM and then exited.
+    #[error(
+        "`{command}` did not finish within {} s; it was asked to stop (SIGTERM) and {}: {stderr}",
+        .after.as_secs(),
+        if *.killed { "had to be killed after the grace period" } else { "stopped" }
+    )]
+    Terminated {
+        /// The command line.
+        command: String,
+        /// The deadline.
+        after: Duration,
+        /// Whether it ignored SIGTERM and was SIGKILLed after the grace period.
+        killed: bool,
+        /// What it printed on stderr.
+        stderr: String,
+    },
     /// The tool ran and reported failure.
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed {
@@ -91,7 +107,9 @@ impl std::fmt::Debug for CommandOutput {
 pub struct ToolCommand {
     program: PathBuf,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     timeout: Duration,
+    terminate_grace: Option<Duration>,
 }
 
 impl ToolCommand {
@@ -100,8 +118,24 @@ impl ToolCommand {
         Self {
             program: program.into(),
             args: Vec::new(),
+            envs: Vec::new(),
             timeout,
+            terminate_grace: None,
         }
+    }
+
+    /// At the deadline, send SIGTERM first and SIGKILL only if the tool is still running
+    /// `grace` later (helm cancels its operation on SIGTERM and records the release as failed;
+    /// a SIGKILL leaves it `pending-*`). Without this the tool is SIGKILLed at the deadline.
+    pub fn terminate_grace(mut self, grace: Duration) -> Self {
+        self.terminate_grace = Some(grace);
+        self
+    }
+
+    /// Sets an environment variable for the tool (overriding the caller's environment).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
     }
 
     /// Appends one argument.
@@ -147,6 +181,7 @@ impl ToolCommand {
         tracing::debug!(%command, timeout_s = self.timeout.as_secs(), "running");
         let child = tokio::process::Command::new(&self.program)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -158,6 +193,9 @@ impl ToolCommand {
                 program: self.program.clone(),
                 source,
             })?;
+        if let Some(grace) = self.terminate_grace {
+            return self.run_with_terminate(child, command, grace).await;
+        }
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Err(_) => {
                 return Err(CommandError::TimedOut {
@@ -168,6 +206,97 @@ impl ToolCommand {
             Ok(Err(source)) => return Err(CommandError::Wait { command, source }),
             Ok(Ok(output)) => output,
         };
+        Self::finish(command, output)
+    }
+
+    /// Runs to completion; at the deadline SIGTERM, then SIGKILL after `grace`.
+    async fn run_with_terminate(
+        &self,
+        mut child: tokio::process::Child,
+        command: String,
+        grace: Duration,
+    ) -> Result<CommandOutput, CommandError> {
+        use tokio::io::AsyncReadExt as _;
+        let wait_err = |command: &str| {
+            let command = command.to_owned();
+            move |source| CommandError::Wait { command, source }
+        };
+        // Read both pipes while waiting, so a chatty tool never blocks on a full pipe.
+        let mut stdout_pipe = child.stdout.take();
+        let mut stderr_pipe = child.stderr.take();
+        let read_out = async move {
+            let mut buf = Vec::new();
+            if let Some(p) = stdout_pipe.as_mut() {
+                p.read_to_end(&mut buf).await?;
+            }
+            Ok::<_, std::io::Error>(buf)
+        };
+        let read_err = async move {
+            let mut buf = Vec::new();
+            if let Some(p) = stderr_pipe.as_mut() {
+                p.read_to_end(&mut buf).await?;
+            }
+            Ok::<_, std::io::Error>(buf)
+        };
+        let readers = tokio::spawn(async move { tokio::try_join!(read_out, read_err) });
+
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => status.map_err(wait_err(&command))?,
+            Err(_) => {
+                let killed = self.terminate(&mut child, grace).await;
+                // A grandchild may still hold the pipes: wait for the output only briefly.
+                let stderr = match tokio::time::timeout(Duration::from_secs(2), readers).await {
+                    Ok(Ok(Ok((_, err)))) => stderr_excerpt(&String::from_utf8_lossy(&err)),
+                    _ => "(stderr not available)".to_owned(),
+                };
+                return Err(CommandError::Terminated {
+                    command,
+                    after: self.timeout,
+                    killed,
+                    stderr,
+                });
+            }
+        };
+        let (stdout, stderr) = readers
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(wait_err(&command))?;
+        Self::finish(
+            command,
+            std::process::Output {
+                status,
+                stdout,
+                stderr,
+            },
+        )
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns whether SIGKILL was needed.
+    async fn terminate(&self, child: &mut tokio::process::Child, grace: Duration) -> bool {
+        let pid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            tracing::warn!(
+                program = %self.program.display(),
+                grace_s = grace.as_secs(),
+                "deadline passed: asking the tool to stop (SIGTERM)"
+            );
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+                return false;
+            }
+        }
+        let _ = child.kill().await;
+        true
+    }
+
+    fn finish(
+        command: String,
+        output: std::process::Output,
+    ) -> Result<CommandOutput, CommandError> {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if output.status.success() {
@@ -243,6 +372,67 @@ mod tests {
             .expect_err("must time out");
         assert!(matches!(err, CommandError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn sigterm_first_then_the_tool_reports_and_exits() {
+        // Like helm v3.21.4 (`cmd/helm/upgrade.go`/`install.go`: SIGTERM cancels the operation's
+        // context, helm records the release as failed, prints the error and exits 1).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("got-term");
+        let script = format!(
+            "trap 'echo term > {m}; echo \"Error: context canceled\" >&2; exit 1' TERM; while :; do sleep 0.05; done",
+            m = marker.display()
+        );
+        let err = ToolCommand::new("/bin/sh", Duration::from_millis(300))
+            .args(["-c", script.as_str()])
+            .terminate_grace(Duration::from_secs(20))
+            .run()
+            .await
+            .expect_err("must time out");
+        match &err {
+            CommandError::Terminated { killed, stderr, .. } => {
+                assert!(!killed, "it stopped on SIGTERM: {err}");
+                assert!(stderr.contains("context canceled"), "{err}");
+            }
+            other => panic!("expected Terminated, got {other:?}"),
+        }
+        assert!(marker.exists(), "SIGTERM reached the tool");
+    }
+
+    #[tokio::test]
+    async fn a_tool_ignoring_sigterm_is_killed_after_the_grace_period() {
+        let err = ToolCommand::new("/bin/sh", Duration::from_millis(200))
+            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+            .terminate_grace(Duration::from_millis(300))
+            .run()
+            .await
+            .expect_err("must time out");
+        assert!(
+            matches!(err, CommandError::Terminated { killed: true, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_a_grace_period_normal_runs_still_report_output_and_failure() {
+        let out = ToolCommand::new("/bin/sh", Duration::from_secs(10))
+            .args(["-c", "echo out; echo err >&2"])
+            .terminate_grace(Duration::from_secs(1))
+            .run()
+            .await
+            .expect("ok");
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("out\n", "err\n")
+        );
+        let err = ToolCommand::new("/bin/sh", Duration::from_secs(10))
+            .args(["-c", "echo boom >&2; exit 3"])
+            .terminate_grace(Duration::from_secs(1))
+            .run()
+            .await
+            .expect_err("exit 3");
+        assert_eq!(err.stderr(), Some("boom"));
     }
 
     #[tokio::test]

@@ -116,6 +116,17 @@ impl ZitadelScore {
         format!("zitadel-admin@zitadel.{}", self.external_domain)
     }
 
+    /// The Management API client the deploy uses: `http://<external_domain>:<port>` with the
+    /// name resolved to `ingress`'s load balancer, so the Host carries the port and Zitadel
+    /// announces [`Self::issuer`] (it builds the issuer from the Host it receives).
+    pub fn api_via(
+        &self,
+        ingress: &crate::ingress::LocalIngress,
+        pat: SecretString,
+    ) -> Result<ZitadelApi, ZitadelSetupError> {
+        ZitadelApi::via_ingress(ingress, &self.external_domain, pat)
+    }
+
     /// Secret the chart writes the machine user's PAT to.
     pub fn pat_secret(&self) -> String {
         format!("{}-pat", self.machine_username)
@@ -141,11 +152,11 @@ impl ZitadelScore {
         let ssl_disabled = || SslConfig {
             mode: "disable".into(),
         };
+        // The jobs run with the chart-wide security contexts (chart 9.34.0 reads no per-job
+        // ones).
         let job = |command: Option<&str>| JobValues {
             command: command.map(str::to_owned),
             active_deadline_seconds: 600,
-            pod_security_context: PodSecurityContext::zitadel(),
-            security_context: SecurityContext::zitadel(),
         };
         ZitadelValues {
             fullname_override: self.release.clone(),
@@ -310,12 +321,15 @@ pub struct ZitadelDeployment {
 }
 
 impl ZitadelScore {
-    /// The chart release (pinned, `--wait`, [`Self::helm_timeout`]).
+    /// The chart release (pinned, `--wait`, [`Self::helm_timeout`]). The chart's init and setup
+    /// Jobs are pre-install/pre-upgrade hooks, each given the whole timeout by helm, so helm
+    /// may run up to 3 × the timeout before we stop it.
     pub fn release(&self) -> ChartRelease {
         ChartRelease::new(&self.release, values::ZITADEL_CHART, &self.namespace)
             .version(ZITADEL_CHART_VERSION)
             .wait(true)
             .timeout(self.helm_timeout)
+            .hooks(2)
     }
 
     /// Installs Zitadel on its (already created) CNPG cluster, reads the PAT and makes the issuer

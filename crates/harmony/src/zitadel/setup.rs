@@ -23,9 +23,10 @@
 //! - **Zitadel is the source of truth.** Every run searches by name first and creates only what
 //!   is missing, so re-running never duplicates; the state file is rewritten from what Zitadel
 //!   says, never trusted over it.
-//! - **The Host header is explicit.** Zitadel picks its instance from `Host`; from the host the
-//!   CLI reaches it as `http://127.0.0.1:8080` with `Host: sso.harmony.local`
-//!   ([`ZitadelApi::with_host_header`]).
+//! - **The Host is never hand-set.** Zitadel picks its instance from `Host` and builds its issuer
+//!   from it (port included); from the host the CLI calls `http://sso.harmony.local:8080` with the
+//!   name resolved to the load balancer ([`ZitadelApi::via_ingress`], [`crate::ingress`]), so the
+//!   Host carries the port exactly as a browser's would.
 //! - **A rejected PAT is its own error** ([`ZitadelSetupError::PatRejected`]): the usual cause is a
 //!   PAT Secret that outlived its database, and the message says so. The PAT is a
 //!   [`SecretString`] and appears in no log, `Debug` or error.
@@ -82,8 +83,8 @@ pub enum ZitadelSetupError {
 
     /// Zitadel could not be reached (connection refused, timeout, ...).
     #[error(
-        "cannot reach Zitadel at {url}; is it running and reachable (k3d maps it to \
-         127.0.0.1:8080), and is the Host header its ExternalDomain?"
+        "cannot reach Zitadel at {url}; is it running and reachable (k3d maps host port 8080 \
+         to its load balancer), and is the URL's host its ExternalDomain?"
     )]
     Transport {
         /// The URL called.
@@ -246,7 +247,6 @@ impl Default for DeviceAppSpec {
 #[derive(Debug, Clone)]
 pub struct ZitadelApi {
     base: Url,
-    host: Option<String>,
     pat: SecretString,
     http: reqwest::Client,
 }
@@ -257,29 +257,39 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ZitadelApi {
-    /// A client for Zitadel at `base` (e.g. `http://127.0.0.1:8080`) authenticating with `pat`.
+    /// A client for Zitadel at `base` (e.g. `https://sso.example.com`) authenticating with `pat`.
     ///
     /// Requests time out after [`REQUEST_TIMEOUT`] (connect: [`CONNECT_TIMEOUT`]) and never
     /// follow redirects.
     pub fn new(base: Url, pat: SecretString) -> Result<Self, ZitadelSetupError> {
-        let http = reqwest::Client::builder()
+        Self::with_client_builder(base, pat, reqwest::Client::builder())
+    }
+
+    /// Zitadel behind a local cluster's load balancer: `http://<host>:<port>` with `host`
+    /// resolved to the load balancer, so the Host header (and thus Zitadel's issuer) carries the
+    /// port.
+    pub fn via_ingress(
+        ingress: &crate::ingress::LocalIngress,
+        host: &str,
+        pat: SecretString,
+    ) -> Result<Self, ZitadelSetupError> {
+        Self::with_client_builder(ingress.url(host), pat, ingress.client_builder())
+    }
+
+    /// Like [`Self::new`] on a caller's reqwest builder (resolver overrides, proxies); the
+    /// timeouts and the no-redirect policy are added here.
+    pub fn with_client_builder(
+        base: Url,
+        pat: SecretString,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Self, ZitadelSetupError> {
+        let http = builder
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ZitadelSetupError::ClientBuild)?;
-        Ok(Self {
-            base,
-            host: None,
-            pat,
-            http,
-        })
-    }
-
-    /// Sends `Host: host` on every request (Zitadel selects its instance by Host).
-    pub fn with_host_header(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
+        Ok(Self { base, pat, http })
     }
 
     /// The base URL requests go to.
@@ -310,9 +320,6 @@ impl ZitadelApi {
             .http
             .request(method, url.clone())
             .header(header::ACCEPT, "application/json");
-        if let Some(host) = &self.host {
-            req = req.header(header::HOST, host);
-        }
         if authenticated {
             req = req.bearer_auth(self.pat.expose_secret());
         }

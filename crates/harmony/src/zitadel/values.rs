@@ -5,12 +5,17 @@
 //! seed plan paid for:
 //! - **`runAsUser: 1000` on every security context.** The image's user is the non-numeric
 //!   `zitadel`; with `runAsNonRoot: true` kubelet cannot prove it is not root and refuses to start
-//!   the container (`CreateContainerConfigError`). 1000 is its UID. Chart 9.x renders the init
-//!   and setup jobs with the chart-wide contexts and the login pods with `login.*` (falling back
-//!   to the chart-wide ones); the `initJob`/`setupJob` contexts are set as well, so a chart that
-//!   reads them gets the same answer.
+//!   the container (`CreateContainerConfigError`). 1000 is its UID. Chart 9.34.0 already
+//!   defaults `runAsUser: 1000`; we pin it anyway so a changed chart default cannot bring the
+//!   failure back. That chart renders the init and setup jobs with the chart-wide contexts (it
+//!   never reads `initJob`/`setupJob` `podSecurityContext`/`securityContext`, so none are set
+//!   there) and the login pods with `login.*`.
 //! - **No `kubernetes.io/ingress.class: nginx`.** k3d ships traefik, which ignores an ingress
-//!   claimed by nginx (404 on every route); without a class traefik serves it.
+//!   claimed by nginx (404 on every route); without a class traefik serves it. An empty class
+//!   is chart 9.34.0's default too; pinned for the same reason.
+//! - **The values schema is fetched by helm.** Chart 9.34.0's `values.schema.json` `$ref`s a
+//!   JSON schema on the internet, which helm downloads while validating these values: behind a
+//!   proxy or firewall the install fails ([`crate::helm::HelmError::SchemaFetch`] says so).
 //!
 //! No secret is in these values: the masterkey is referenced by Secret name, and database
 //! passwords come from CNPG's Secrets through `secretKeyRef`.
@@ -246,10 +251,6 @@ pub struct JobValues {
     pub command: Option<String>,
     /// Seconds before the job is failed.
     pub active_deadline_seconds: u32,
-    /// Pod security context of the job.
-    pub pod_security_context: PodSecurityContext,
-    /// Container security context of the job.
-    pub security_context: SecurityContext,
 }
 
 /// `login:` (the v2 login UI). The device-code verification page is not served here: the
@@ -276,7 +277,8 @@ pub struct IngressValues {
     pub enabled: bool,
     /// `generic`: the chart adds no controller-specific annotations (its `nginx` mode would).
     pub controller: String,
-    /// Empty: no ingress class, so k3s's traefik (the default class) serves it.
+    /// Empty: no ingress class, so k3s's traefik (the default class) serves it (chart
+    /// 9.34.0's default as well; pinned).
     pub class_name: String,
     /// No annotations at all, in particular no `kubernetes.io/ingress.class`.
     pub annotations: BTreeMap<String, String>,

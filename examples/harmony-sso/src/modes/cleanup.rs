@@ -7,7 +7,7 @@ use harmony::tools::Tools;
 
 use crate::cli::{Args, UsageError};
 use crate::modes::Ui;
-use crate::modes::target::CLUSTER_OPENBAO_URL;
+use crate::modes::target::cluster_openbao_url;
 use crate::state;
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
@@ -51,7 +51,7 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("deleting the k3d cluster {cluster:?} (is Docker running?)"))?;
     for dir in &doomed {
-        match std::fs::remove_dir_all(dir) {
+        match remove_keeping_locks(dir) {
             Ok(()) => println!("removed {}", dir.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -59,9 +59,10 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
             }
         }
     }
-    let sessions = remove_sessions_for(CLUSTER_OPENBAO_URL)?;
+    let openbao_url = cluster_openbao_url();
+    let sessions = remove_sessions_for(&openbao_url)?;
     if sessions > 0 {
-        println!("removed {sessions} cached session(s) for {CLUSTER_OPENBAO_URL}");
+        println!("removed {sessions} cached session(s) for {openbao_url}");
     }
     if existed {
         println!("deleted k3d cluster {cluster:?}");
@@ -95,9 +96,28 @@ fn remove_sessions_for(url: &str) -> anyhow::Result<usize> {
         if session.get("url").and_then(|u| u.as_str()) != Some(url) {
             continue;
         }
+        // The `.lock` beside it stays: removing a lock file another process holds would let a
+        // third process lock a new file of that name, and two would hold "the" lock at once.
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        let _ = std::fs::remove_file(path.with_extension("lock"));
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Removes `dir` and everything in it except `*.lock` files (and the directories holding
+/// them): a lock file is never deleted, since another process may hold it.
+fn remove_keeping_locks(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            remove_keeping_locks(&path)?;
+        } else if path.extension().is_none_or(|ext| ext != "lock") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        // Not empty: a lock file stayed.
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        other => other,
+    }
 }

@@ -5,26 +5,21 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use harmony::cnpg::{CnpgScore, RetryPolicy};
-use harmony::helm::Helm;
+use harmony::helm::{Helm, PendingRelease, ReleaseOutcome};
+use harmony::ingress::{BAO_HOST, LocalIngress, SSO_HOST};
 use harmony::k3d::{EnsureOutcome, K3d};
 use harmony::openbao::{
-    BootstrapOptions, BootstrapReport, JwtAuthOptions, K3D_INGRESS_HOST, OpenbaoError,
-    OpenbaoScore, StateDir,
+    BootstrapOptions, BootstrapReport, JwtAuthOptions, OpenbaoError, OpenbaoScore, StateDir,
 };
 use harmony::tools::Tools;
 use harmony::zitadel::setup::DEVELOPER_ROLE;
-use harmony::zitadel::{
-    DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelScore, ensure_device_app,
-};
+use harmony::zitadel::{DeviceAppSpec, SsoClientState, ZitadelScore, ensure_device_app};
 use secrecy::ExposeSecret as _;
 use tracing::Instrument as _;
 
 use crate::cli::Args;
 use crate::modes::Ui;
 use crate::state;
-
-/// Where the load balancer answers on the host (`-p 8080:80@loadbalancer`).
-const HOST_INGRESS: &str = "http://127.0.0.1:8080";
 
 /// After CoreDNS restarts with the rewrite, `sso.harmony.local` takes a few seconds to resolve
 /// inside the cluster; OpenBao fetches discovery when its JWT config is written.
@@ -33,8 +28,12 @@ const JWT_CONFIG_RETRY: RetryPolicy = RetryPolicy {
     delay: Duration::from_secs(10),
 };
 
-pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
+pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
     let cluster = args.cluster_name.as_str();
+    // Before anything is downloaded or created: Docker answers, port 8080 is ours to use.
+    let docker = harmony::preflight::DockerEndpoint::from_env()?;
+    harmony::preflight::check_local_deploy(&docker, cluster, harmony::k3d::LOADBALANCER_HOST_PORT)
+        .await?;
     let tools = Tools::from_env().context("preparing the tool directory")?;
     let k3d = K3d::install(cluster, &tools)
         .await
@@ -50,7 +49,8 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     let helm = Helm::install(&tools, kubeconfig)
         .await
         .context("getting the pinned helm")?
-        .with_state_dir(state::helm_dir()?);
+        .with_state_dir(state::helm_dir()?)
+        .with_pending_recovery(pending_recovery(args, ui));
 
     let openbao_state = StateDir::for_cluster(cluster)?;
     let openbao = OpenbaoScore::default();
@@ -83,8 +83,9 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             .deploy(&helm, connect, RetryPolicy::default())
             .await
             .context("deploying Zitadel")?;
-        let api = ZitadelApi::new(url::Url::parse(HOST_INGRESS)?, deployed.pat.clone())?
-            .with_host_header(zitadel.external_domain.clone());
+        // `http://sso.harmony.local:8080` with the name resolved to the load balancer: Zitadel
+        // builds its issuer from the Host, which must carry the port.
+        let api = zitadel.api_via(&LocalIngress::k3d(), deployed.pat.clone())?;
         api.wait_ready(&deployed.issuer, 30, Duration::from_secs(5))
             .instrument(tracing::info_span!(
                 "zitadel_ready",
@@ -123,6 +124,7 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
     print_summary(
         cluster,
         &outcome,
+        &helm.outcomes(),
         &report,
         jwt_report.as_ref(),
         sso.as_ref(),
@@ -136,6 +138,33 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         println!("Note: {note}");
     }
     Ok(())
+}
+
+/// Whether a helm release a killed helm left `pending-*` may be recovered: yes with `--yes`,
+/// else ask a person at a terminal, else no (the error then says how).
+fn pending_recovery(args: &Args, ui: &Ui) -> harmony::helm::PendingRecovery {
+    let (yes, interactive, multi) = (args.yes, ui.interactive, ui.multi.clone());
+    std::sync::Arc::new(move |pending: &PendingRelease| {
+        if yes {
+            return true;
+        }
+        if !interactive {
+            return false;
+        }
+        let question = format!(
+            "helm release {}/{} is stuck in {} (a helm that was killed leaves it so). {}?",
+            pending.namespace,
+            pending.release,
+            pending.status,
+            pending.recovery()
+        );
+        multi.suspend(|| {
+            inquire::Confirm::new(&question)
+                .with_default(false)
+                .prompt()
+                .unwrap_or(false)
+        })
+    })
 }
 
 /// The JWT config is written when OpenBao can fetch Zitadel's discovery through the CoreDNS
@@ -181,9 +210,50 @@ fn is_jwt_discovery_failure(e: &OpenbaoError) -> bool {
     )
 }
 
+/// What each chart did, e.g. `openbao unchanged, cnpg unchanged, zitadel upgraded`.
+fn charts_line(charts: &[(String, ReleaseOutcome)]) -> Option<String> {
+    (!charts.is_empty()).then(|| {
+        charts
+            .iter()
+            .map(|(release, o)| format!("{release} {}", o.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// "already converged: nothing changed" when no chart, no bootstrap step and no JWT step
+/// changed anything; else what did.
+fn converged_text(
+    charts: &[(String, ReleaseOutcome)],
+    openbao: &BootstrapReport,
+    jwt: Option<&BootstrapReport>,
+) -> String {
+    let changes: usize = openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
+    let charts_changed = charts
+        .iter()
+        .filter(|(_, o)| *o != ReleaseOutcome::Unchanged)
+        .count();
+    if openbao.nothing_changed()
+        && jwt.is_none_or(BootstrapReport::nothing_changed)
+        && charts_changed == 0
+    {
+        return "already converged: nothing changed".to_owned();
+    }
+    format!(
+        "{}{}{changes} configuration change(s), {charts_changed} chart(s) installed or upgraded",
+        if openbao.initialised {
+            "initialised, "
+        } else {
+            ""
+        },
+        if openbao.unsealed { "unsealed, " } else { "" },
+    )
+}
+
 fn print_summary(
     cluster: &str,
     outcome: &EnsureOutcome,
+    charts: &[(String, ReleaseOutcome)],
     openbao: &BootstrapReport,
     jwt: Option<&BootstrapReport>,
     sso: Option<&SsoClientState>,
@@ -194,30 +264,17 @@ fn print_summary(
         EnsureOutcome::Reused => "reused",
         EnsureOutcome::Started => "started (was stopped)",
     };
-    let changes: usize = openbao.changes.len() + jwt.map(|r| r.changes.len()).unwrap_or_default();
-    let converged = if openbao.nothing_changed() && jwt.is_none_or(BootstrapReport::nothing_changed)
-    {
-        "already converged: nothing changed".to_owned()
-    } else {
-        format!(
-            "{}{}{} configuration change(s)",
-            if openbao.initialised {
-                "initialised, "
-            } else {
-                ""
-            },
-            if openbao.unsealed { "unsealed, " } else { "" },
-            changes
-        )
-    };
     println!("Harmony SSO is up on k3d cluster {cluster:?} ({cluster_line}).");
     println!();
-    println!("  OpenBao   {HOST_INGRESS}  (Host: {K3D_INGRESS_HOST})   {converged}");
+    if let Some(line) = charts_line(charts) {
+        println!("  Charts    {line}");
+    }
+    let converged = converged_text(charts, openbao, jwt);
+    let ingress = LocalIngress::k3d();
+    let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
+    println!("  OpenBao   {}   {converged}", url(BAO_HOST));
     if let Some(sso) = sso {
-        println!(
-            "  Zitadel   {HOST_INGRESS}  (Host: sso.harmony.local)   issuer {}",
-            sso.issuer
-        );
+        println!("  Zitadel   {}   issuer {}", url(SSO_HOST), sso.issuer);
         println!(
             "  SSO app   client id {}   project {}",
             sso.client_id, sso.project_id
@@ -265,6 +322,42 @@ mod tests {
             status,
             message: message.into(),
         }
+    }
+
+    fn report(changes: &[&str]) -> BootstrapReport {
+        BootstrapReport {
+            initialised: false,
+            unsealed: false,
+            configured: true,
+            changes: changes.iter().map(|c| (*c).to_owned()).collect(),
+            skipped: None,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_rerun_with_every_chart_unchanged_says_so_per_chart() {
+        let charts = vec![
+            ("openbao".to_owned(), ReleaseOutcome::Unchanged),
+            ("zitadel".to_owned(), ReleaseOutcome::Unchanged),
+        ];
+        assert_eq!(
+            charts_line(&charts).as_deref(),
+            Some("openbao unchanged, zitadel unchanged")
+        );
+        assert_eq!(
+            converged_text(&charts, &report(&[]), Some(&report(&[]))),
+            "already converged: nothing changed"
+        );
+        let upgraded = vec![
+            ("openbao".to_owned(), ReleaseOutcome::Unchanged),
+            ("zitadel".to_owned(), ReleaseOutcome::Upgraded),
+        ];
+        assert_eq!(
+            converged_text(&upgraded, &report(&[]), None),
+            "0 configuration change(s), 1 chart(s) installed or upgraded"
+        );
+        assert_eq!(charts_line(&[]), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use harmony_secret::oidc::{DeviceFlowOptions, DevicePrompt, SsoLogin, SsoSetting
 use harmony_secret::{AttemptFailure, AuthError, AuthStep, OpenbaoSettings, SecretError};
 
 use crate::cli::{Args, UsageError};
-use crate::modes::target::{LOADBALANCER, Target};
+use crate::modes::target::Target;
 use crate::modes::{Ui, demo};
 use crate::state;
 
@@ -64,10 +64,9 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         sso = sso.with_project_id(project);
     }
     if target.cluster {
-        let lb = LOADBALANCER.parse()?;
-        sso = sso
-            .with_resolved_host("sso.harmony.local", lb)
-            .with_resolved_host("bao.harmony.local", lb);
+        for (host, addr) in harmony::ingress::LocalIngress::k3d().resolutions() {
+            sso = sso.with_resolved_host(host, addr);
+        }
     }
     let env = |name: &str| std::env::var(name).ok();
     let multi = ui.multi.clone();

@@ -5,9 +5,8 @@
 //! 127.0.0.1 by the HTTP client itself, so no `/etc/hosts` entry is needed and the cached session
 //! is keyed by a stable URL).
 
-use std::net::SocketAddr;
-
 use anyhow::Context as _;
+use harmony::ingress::{BAO_HOST, LocalIngress};
 use harmony::openbao::{DEFAULT_USERPASS_USER, StateDir};
 use harmony_env::vars;
 use harmony_secret::{ClientOptions, OpenbaoSettings};
@@ -15,10 +14,15 @@ use secrecy::SecretString;
 
 use crate::cli::{Args, UsageError};
 
-/// OpenBao of the local cluster, as seen from the host.
-pub const CLUSTER_OPENBAO_URL: &str = "http://bao.harmony.local:8080";
-/// The k3d load balancer on the host.
-pub const LOADBALANCER: &str = "127.0.0.1:8080";
+/// OpenBao of the local cluster, as seen from the host: `http://bao.harmony.local:8080` (no
+/// trailing slash, the form sessions are keyed by).
+pub fn cluster_openbao_url() -> String {
+    LocalIngress::k3d()
+        .url(BAO_HOST)
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+}
 
 /// The OpenBao a command works with.
 #[derive(Debug)]
@@ -58,7 +62,7 @@ impl Target {
                 namespace: args.namespace.clone(),
             },
             None => Self {
-                url: url::Url::parse(CLUSTER_OPENBAO_URL)?,
+                url: url::Url::parse(&cluster_openbao_url())?,
                 state: StateDir::for_cluster(&args.cluster_name)?,
                 cluster: true,
                 namespace: args.namespace.clone(),
@@ -79,10 +83,9 @@ impl Target {
         let namespace = self.namespace.clone().or(options.namespace);
         let mut settings = settings.with_tls(options.tls).with_namespace(namespace);
         if self.cluster {
-            let lb: SocketAddr = LOADBALANCER.parse()?;
-            settings = settings
-                .with_resolved_host("bao.harmony.local", lb)
-                .with_resolved_host("sso.harmony.local", lb);
+            for (host, addr) in LocalIngress::k3d().resolutions() {
+                settings = settings.with_resolved_host(host, addr);
+            }
         }
         Ok(settings)
     }
