@@ -9,6 +9,7 @@ pub mod cnpg;
 pub mod helm;
 pub mod k3d;
 pub mod openbao;
+pub mod target;
 pub mod tools;
 pub mod zitadel;
 

@@ -1,0 +1,19 @@
+//! One module per subcommand; each parses nothing and prints data to stdout only.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory as _;
+
+use crate::cli::{Cli, Command};
+
+/// Run the parsed command line; `Ok` carries the exit code (a `check` that finds problems
+/// exits 1 without an error of its own).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "harmony", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
