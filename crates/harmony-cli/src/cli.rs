@@ -11,6 +11,8 @@ use harmony_env::vars;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "harmony", version, long_about = None, max_term_width = 100)]
 #[command(after_help = "Examples:
+  harmony login --sso --sso-url ISSUER --client-id ID   sign in through the browser (device flow)
+  harmony status                           which server, who I am, how long the session lasts
   harmony completions zsh > ~/.zfunc/_harmony")]
 pub struct Cli {
     #[command(flatten)]
@@ -57,10 +59,49 @@ pub enum Output {
 /// What to do.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// Sign in to OpenBao and cache the session (SSO device flow, userpass, or a token).
+    Login(LoginArgs),
+    /// Show the server, whether it is sealed, and who you are signed in as (never signs in).
+    Status,
+    /// Revoke the session's OpenBao token and SSO refresh token, and delete the cached session.
+    Logout,
     /// Print a completion script for your shell to stdout.
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// How `harmony login` signs in. Without a method flag: the method of the last login to this
+/// server, else SSO when an issuer is known, else userpass when a user is named.
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Sign in through the OpenID provider (device flow: a URL and a code to confirm).
+    #[arg(long, conflicts_with_all = ["userpass", "token_stdin"])]
+    pub sso: bool,
+
+    /// Sign in with OpenBao's userpass method (password from OPENBAO_PASSWORD, else asked).
+    #[arg(long, conflicts_with_all = ["sso", "token_stdin"])]
+    pub userpass: bool,
+
+    /// Read an OpenBao token from stdin, check it and keep it as the session.
+    #[arg(long, conflicts_with_all = ["sso", "userpass"])]
+    pub token_stdin: bool,
+
+    /// The OpenID issuer URL.
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    pub sso_url: Option<url::Url>,
+
+    /// The device-code application's public client id at the issuer.
+    #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
+    pub client_id: Option<String>,
+
+    /// The OpenBao JWT role to sign in to (default harmony-developer; OPENBAO_JWT_ROLE).
+    #[arg(long, value_name = "ROLE")]
+    pub jwt_role: Option<String>,
+
+    /// The userpass user (default: OPENBAO_USERNAME, else the last login's, else `harmony`).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
 }

@@ -14,6 +14,8 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod context;
+mod profile;
 
 /// A command line that parses but cannot work (a missing setting, flags that contradict):
 /// exit code 2.

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::CommandFactory as _;
 
 use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+mod login;
+mod logout;
+mod status;
 
 /// Run the parsed command line; `Ok` carries the exit code (a `check` that finds problems
 /// exits 1 without an error of its own).
@@ -15,5 +20,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "harmony", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Login(args) => {
+            login::run(&Context::new(&cli.global)?, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => status::run(&Context::new(&cli.global)?).await,
+        Command::Logout => logout::run(&Context::new(&cli.global)?).await,
     }
 }

@@ -1,0 +1,351 @@
+//! `harmony login`, `status` and `logout` against a real OpenBao (testkit dev server) and the
+//! real test OpenID provider (`oidc-provider` under Node), the device flow approved over HTTP.
+
+mod harness;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use harmony_env::vars;
+use harmony_testkit::OpenbaoServer;
+use harmony_testkit::oidc::{JwtRole, OidcProvider, OidcProviderOptions};
+use harness::{files_under, harmony, sso_login, stderr, stdout};
+use reqwest::Method;
+use serde_json::Value;
+
+/// A dev OpenBao whose JWT auth trusts `provider`, role `harmony-developer` with `policies`.
+async fn bao_with_sso(provider: &OidcProvider, policies: &[&str]) -> OpenbaoServer {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    provider
+        .configure_openbao_jwt(
+            &bao,
+            "jwt",
+            &JwtRole {
+                policies: policies.iter().map(|p| (*p).to_owned()).collect(),
+                ..JwtRole::default()
+            },
+        )
+        .await
+        .expect("JWT auth on OpenBao");
+    bao
+}
+
+#[tokio::test]
+async fn status_without_a_session_says_so() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args(["status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("unsealed"), "{text}");
+    assert!(text.contains("signed in:     no"), "{text}");
+    assert!(text.contains("harmony login"), "{text}");
+
+    let out = harmony(data.path())
+        .args(["status", "--output", "json", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["signed_in"], false);
+    assert_eq!(report["server"]["sealed"], false);
+    assert!(report.get("session").is_none(), "{report}");
+    assert!(files_under(data.path()).is_empty(), "status writes nothing");
+}
+
+#[tokio::test]
+async fn status_of_an_unreachable_server_exits_1_naming_it() {
+    let mut bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let url = bao.url().trim_end_matches('/').to_owned();
+    bao.stop();
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args(["status", "--openbao-url", &url])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("unreachable"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&url), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn sso_login_status_logout_then_the_old_tokens_are_dead() {
+    let provider = OidcProvider::start(OidcProviderOptions {
+        interval: Some(Duration::from_secs(1)),
+        ..OidcProviderOptions::default()
+    })
+    .await
+    .expect("test OpenID provider");
+    let bao = bao_with_sso(&provider, &["default"]).await;
+    let data = tempfile::tempdir().expect("tempdir");
+
+    let (out, err) = sso_login(data.path(), bao.url(), &provider, "alice").await;
+    assert!(out.is_empty(), "login prints no data: {out}");
+    assert!(err.contains("signed in to"), "{err}");
+
+    // The session is cached 0600 with the OpenBao token and the refresh token.
+    let sessions: Vec<_> = files_under(&data.path().join("sessions"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let mode = std::fs::metadata(&sessions[0])
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let session: Value =
+        serde_json::from_slice(&std::fs::read(&sessions[0]).expect("read")).expect("json");
+    let token = session["token"].as_str().expect("token").to_owned();
+    let refresh = session["oidc"]["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    assert!(!err.contains(&token) && !err.contains(&refresh));
+
+    // status shows the SSO identity, as text and JSON, from a new process without flags but
+    // the URL (the login record says how to sign in).
+    let st = harmony(data.path())
+        .args(["status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(st.status.success(), "{}", stderr(&st));
+    let text = stdout(&st);
+    assert!(
+        text.contains("signed in:     yes, as jwt-alice (via sso login)"),
+        "{text}"
+    );
+    assert!(text.contains("refresh token: held"), "{text}");
+    assert!(text.contains("auth/jwt/login"), "{text}");
+    assert!(!text.contains(&token) && !text.contains(&refresh));
+    let st = harmony(data.path())
+        .args(["--output", "json", "status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    let report: Value = serde_json::from_slice(&st.stdout).expect("JSON");
+    assert_eq!(report["signed_in"], true, "{report}");
+    assert_eq!(report["session"]["method"], "sso");
+    assert_eq!(report["session"]["display_name"], "jwt-alice");
+    assert_eq!(report["session"]["refresh_token"], true);
+    assert!(
+        report["session"]["entity_id"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    assert!(
+        report["session"]["ttl_seconds"]
+            .as_u64()
+            .is_some_and(|t| t > 0)
+    );
+    assert!(
+        report["session"]["policies"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "default")),
+        "{report}"
+    );
+
+    // logout revokes both tokens and deletes the session.
+    let lo = harmony(data.path())
+        .args(["logout", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(lo.status.success(), "{}", stderr(&lo));
+    let err = stderr(&lo);
+    assert!(err.contains("revoked the OpenBao token"), "{err}");
+    assert!(err.contains("revoked the refresh token"), "{err}");
+    assert!(
+        !files_under(&data.path().join("sessions"))
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "json")),
+        "session file deleted"
+    );
+
+    // The old OpenBao token fails lookup-self...
+    let http = reqwest::Client::new();
+    let lookup = http
+        .get(format!(
+            "{}/v1/auth/token/lookup-self",
+            bao.url().trim_end_matches('/')
+        ))
+        .header("X-Vault-Token", &token)
+        .send()
+        .await
+        .expect("lookup-self");
+    assert_eq!(lookup.status().as_u16(), 403, "the old token still works");
+    // ...and the provider refuses the refresh token.
+    let refreshed = http
+        .post(format!("{}/token", provider.issuer()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", provider.client_id()),
+        ])
+        .send()
+        .await
+        .expect("refresh grant");
+    assert_eq!(refreshed.status().as_u16(), 400);
+    let body: Value = refreshed.json().await.expect("OAuth error JSON");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
+    // status now says there is no session.
+    let st = harmony(data.path())
+        .args(["status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(stdout(&st).contains("signed in:     no"), "{}", stdout(&st));
+}
+
+#[tokio::test]
+async fn token_stdin_login_is_used_by_status_and_forgotten_not_revoked_by_logout() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = bao
+        .token_with_policy("reader", &harness::kv_policy("harmony"), "1h")
+        .await
+        .expect("a token with the default policy");
+    let out = harmony(data.path())
+        .args(["login", "--token-stdin", "--openbao-url", bao.url()])
+        .write_stdin(format!("{token}\n"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = harmony(data.path())
+        .args(["--output", "json", "status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    let report: Value = serde_json::from_slice(&st.stdout).expect("JSON");
+    assert_eq!(report["signed_in"], true, "{report}");
+    assert_eq!(report["session"]["method"], "token");
+    assert!(!stdout(&st).contains(&token));
+
+    let lo = harmony(data.path())
+        .args(["logout", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(lo.status.success(), "{}", stderr(&lo));
+    let still = bao
+        .root_call(
+            Method::POST,
+            "auth/token/lookup",
+            Some(serde_json::json!({ "token": token })),
+        )
+        .await;
+    assert!(
+        still.is_ok(),
+        "a token you brought is not revoked: {still:?}"
+    );
+
+    // A bad token is refused and nothing is stored.
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args(["login", "--token-stdin", "--openbao-url", bao.url()])
+        .write_stdin("not-a-token\n")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not-a-token"), "{}", stderr(&out));
+    assert!(files_under(data.path()).is_empty(), "nothing stored");
+}
+
+#[tokio::test]
+async fn login_without_a_method_or_device_flow_off_a_terminal_is_usage_or_clear_error() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args(["login", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for flag in ["--sso", "--userpass", "--token-stdin"] {
+        assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+    }
+    let out = harmony(data.path())
+        .args(["login", "--sso", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--sso-url"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(vars::HARMONY_SSO_URL),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn userpass_login_then_logout_revokes_the_token() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    bao.add_userpass_user("bob", "pw-bob-not-real", &["default"], "1h")
+        .await
+        .expect("userpass user");
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args([
+            "login",
+            "--userpass",
+            "--username",
+            "bob",
+            "--openbao-url",
+            bao.url(),
+        ])
+        .env(vars::OPENBAO_PASSWORD, "pw-bob-not-real")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("pw-bob-not-real"));
+    // Later commands need neither the user nor the password.
+    let st = harmony(data.path())
+        .args(["--output", "json", "status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    let report: Value = serde_json::from_slice(&st.stdout).expect("JSON");
+    assert_eq!(report["signed_in"], true, "{report}");
+    assert_eq!(report["session"]["method"], "userpass");
+    assert_eq!(report["session"]["display_name"], "userpass-bob");
+
+    let session: Value = serde_json::from_slice(
+        &std::fs::read(
+            files_under(&data.path().join("sessions"))
+                .into_iter()
+                .find(|p| p.extension().is_some_and(|e| e == "json"))
+                .expect("session file"),
+        )
+        .expect("read"),
+    )
+    .expect("json");
+    let token = session["token"].as_str().expect("token").to_owned();
+    let lo = harmony(data.path())
+        .args(["logout", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(lo.status.success(), "{}", stderr(&lo));
+    let looked = bao
+        .root_call(
+            Method::POST,
+            "auth/token/lookup",
+            Some(serde_json::json!({ "token": token })),
+        )
+        .await;
+    assert!(looked.is_err(), "the token was revoked: {looked:?}");
+
+    // A wrong password is a clear failure (exit 1), nothing cached.
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args([
+            "login",
+            "--userpass",
+            "--username",
+            "bob",
+            "--openbao-url",
+            bao.url(),
+        ])
+        .env(vars::OPENBAO_PASSWORD, "wrong-password-xyz")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wrong-password-xyz"));
+    assert!(!data.path().join("cli").exists(), "no login recorded");
+}
