@@ -13,6 +13,10 @@ use harmony_env::vars;
 #[command(after_help = "Examples:
   harmony login --sso --sso-url ISSUER --client-id ID   sign in through the browser (device flow)
   harmony status                           which server, who I am, how long the session lasts
+  harmony config get my-app                show a config (secrets masked; --reveal shows them)
+  harmony config set my-app database.port=5433
+  harmony config edit my-app               edit in $EDITOR, validated, never overwrites a teammate
+  harmony config history my-app; harmony config rollback my-app 3
   harmony completions zsh > ~/.zfunc/_harmony")]
 pub struct Cli {
     #[command(flatten)]
@@ -65,6 +69,11 @@ pub enum Command {
     Status,
     /// Revoke the session's OpenBao token and SSO refresh token, and delete the cached session.
     Logout,
+    /// Read and change the team's config documents (typed by the schema stored with each).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print a completion script for your shell to stdout.
     Completions {
         /// The shell.
@@ -104,4 +113,97 @@ pub struct LoginArgs {
     /// The userpass user (default: OPENBAO_USERNAME, else the last login's, else `harmony`).
     #[arg(long, value_name = "USER")]
     pub username: Option<String>,
+}
+
+/// `harmony config ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// The config keys under the team's prefix (or under PREFIX).
+    List {
+        /// A folder under the team's prefix.
+        prefix: Option<String>,
+    },
+    /// Print a document (secret fields masked unless --reveal).
+    Get {
+        /// The config key, e.g. my-app.
+        key: String,
+        /// Only this field (dotted path, e.g. database.port).
+        #[arg(long, value_name = "PATH")]
+        field: Option<String>,
+        /// Output format (default: yaml, or json with --output json). dotenv names the
+        /// variables as `harmony run`/EnvSource read them: HARMONY_<KEY>_<FIELD>.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Show secret values.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Change fields (typed by the schema), check-and-set against the version just read.
+    Set {
+        /// The config key.
+        key: String,
+        /// FIELD=VALUE pairs, e.g. database.port=5432 debug=true.
+        #[arg(value_name = "FIELD=VALUE", required_unless_present = "from_file")]
+        assignments: Vec<String>,
+        /// Replace the whole document with this JSON or YAML file.
+        #[arg(long, value_name = "FILE", conflicts_with = "assignments")]
+        from_file: Option<std::path::PathBuf>,
+    },
+    /// Edit a document in $VISUAL / $EDITOR as YAML, validated and check-and-set on save.
+    Edit {
+        /// The config key.
+        key: String,
+    },
+    /// The document's versions: number, time, deleted or destroyed.
+    History {
+        /// The config key.
+        key: String,
+    },
+    /// What changed between two versions (default: the last two); secrets only as changed or
+    /// unchanged.
+    Diff {
+        /// The config key.
+        key: String,
+        /// The older version.
+        v1: Option<u64>,
+        /// The newer version (default: the current one).
+        v2: Option<u64>,
+    },
+    /// Store an old version's content as a new version (check-and-set).
+    Rollback {
+        /// The config key.
+        key: String,
+        /// The version whose content to restore.
+        version: u64,
+    },
+    /// Validate documents against their stored schemas; exit 1 listing each missing or invalid
+    /// field with the variable that would supply it.
+    Check {
+        /// The config keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+impl ConfigCommand {
+    /// The single key the command works on, if it has one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::List { .. } | Self::Check { .. } => None,
+            Self::Get { key, .. }
+            | Self::Set { key, .. }
+            | Self::Edit { key }
+            | Self::History { key }
+            | Self::Diff { key, .. }
+            | Self::Rollback { key, .. } => Some(key),
+        }
+    }
+}
+
+/// Document formats of `config get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+    Dotenv,
 }

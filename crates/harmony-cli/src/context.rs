@@ -88,7 +88,6 @@ impl Context {
     /// Settings for an ordinary command: the environment's credentials, then the session of the
     /// last `harmony login` to this server (an SSO session refreshes itself; a device flow starts
     /// only on a terminal).
-    #[allow(dead_code)] // the config commands use it
     pub async fn settings(&self) -> anyhow::Result<OpenbaoSettings> {
         let base = self.base();
         let mut settings = self.target.settings().await?;
@@ -122,7 +121,6 @@ impl Context {
     }
 
     /// Sign in (environment, cached session, silent refresh, …) and return the store.
-    #[allow(dead_code)] // the config commands use it
     pub async fn connect(&self) -> anyhow::Result<OpenbaoSecretStore> {
         let settings = self.settings().await?;
         let has_token = admin_token_from_env().is_some()

@@ -15,6 +15,7 @@ use clap::Parser;
 mod cli;
 mod commands;
 mod context;
+mod document;
 mod profile;
 
 /// A command line that parses but cannot work (a missing setting, flags that contradict):

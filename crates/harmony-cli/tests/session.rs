@@ -349,3 +349,74 @@ async fn userpass_login_then_logout_revokes_the_token() {
     assert!(!stderr(&out).contains("wrong-password-xyz"));
     assert!(!data.path().join("cli").exists(), "no login recorded");
 }
+
+#[tokio::test]
+async fn a_teammates_day_sso_login_config_round_trip_logout() {
+    let provider = OidcProvider::start(OidcProviderOptions {
+        interval: Some(Duration::from_secs(1)),
+        ..OidcProviderOptions::default()
+    })
+    .await
+    .expect("test OpenID provider");
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    bao.root_call(
+        Method::PUT,
+        "sys/policies/acl/team",
+        Some(serde_json::json!({ "policy": harness::kv_policy("harmony") })),
+    )
+    .await
+    .expect("team policy");
+    provider
+        .configure_openbao_jwt(
+            &bao,
+            "jwt",
+            &JwtRole {
+                policies: vec!["default".to_owned(), "team".to_owned()],
+                ..JwtRole::default()
+            },
+        )
+        .await
+        .expect("JWT auth");
+    let data = tempfile::tempdir().expect("tempdir");
+    sso_login(data.path(), bao.url(), &provider, "carol").await;
+
+    // Every later command signs in from the cached session: no flags but the URL, no code.
+    let run = |args: &[&str]| {
+        harmony(data.path())
+            .env(vars::OPENBAO_URL, bao.url())
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    for args in [
+        &["config", "set", "team-app", "replicas=2", "region=eu"][..],
+        &["config", "set", "team-app", "replicas=3"][..],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("code:"),
+            "no device flow: {}",
+            stderr(&out)
+        );
+    }
+    let out = run(&["--output", "json", "config", "get", "team-app"]);
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(got, serde_json::json!({"replicas": 3, "region": "eu"}));
+    let out = run(&["config", "history", "team-app"]);
+    assert!(stdout(&out).contains("current"), "{}", stdout(&out));
+    let out = run(&["config", "rollback", "team-app", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = bao
+        .root_call(Method::GET, "secret/data/harmony/team-app", None)
+        .await
+        .expect("read");
+    assert_eq!(doc["data"]["data"]["replicas"], 2);
+    assert_eq!(doc["data"]["metadata"]["version"], 3);
+
+    let out = run(&["logout"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["config", "get", "team-app"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("harmony login"), "{}", stderr(&out));
+}

@@ -7,6 +7,7 @@ use clap::CommandFactory as _;
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 
+mod config;
 mod login;
 mod logout;
 mod status;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             login::run(&Context::new(&cli.global)?, &args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config { command } => config::run(&Context::new(&cli.global)?, &command).await,
         Command::Status => status::run(&Context::new(&cli.global)?).await,
         Command::Logout => logout::run(&Context::new(&cli.global)?).await,
     }
