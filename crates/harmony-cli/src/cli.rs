@@ -74,6 +74,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
+    /// wiring its JWT auth to an OpenID provider.
+    Bootstrap(BootstrapArgs),
+    /// Delete the local k3d cluster and its local state (asks first on a terminal).
+    Cleanup {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Print a completion script for your shell to stdout.
     Completions {
         /// The shell.
@@ -206,4 +215,16 @@ pub enum Format {
     Json,
     Yaml,
     Dotenv,
+}
+
+/// `harmony bootstrap`.
+#[derive(Debug, Clone, Args)]
+pub struct BootstrapArgs {
+    /// OpenID issuer to wire OpenBao's JWT auth to.
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    pub sso_url: Option<url::Url>,
+
+    /// Public client id of the device-code application at the issuer (the JWT role's audience).
+    #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
+    pub client_id: Option<String>,
 }

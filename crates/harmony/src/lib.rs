@@ -5,6 +5,7 @@
 //! downloads of k3d and helm), [`openbao`] (install + bootstrap over OpenBao's HTTP API),
 //! [`cnpg`] and [`zitadel`] (SSO on CloudNativePG).
 
+pub mod cleanup;
 pub mod cnpg;
 pub mod helm;
 pub mod k3d;

@@ -30,6 +30,7 @@
 mod bootstrap;
 mod client;
 mod error;
+mod existing;
 mod policy;
 mod score;
 mod state;
@@ -40,6 +41,7 @@ pub use bootstrap::{
     JwtAuthOptions, OpenbaoBootstrap, USERPASS_MOUNT,
 };
 pub use error::OpenbaoError;
+pub use existing::{ExistingBootstrap, bootstrap_existing};
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use state::{InitKeys, StateDir};

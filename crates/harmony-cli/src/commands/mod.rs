@@ -7,6 +7,8 @@ use clap::CommandFactory as _;
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 
+mod bootstrap;
+mod cleanup;
 mod config;
 mod login;
 mod logout;
@@ -26,6 +28,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command } => config::run(&Context::new(&cli.global)?, &command).await,
+        Command::Bootstrap(args) => {
+            bootstrap::run(&cli.global, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup { yes } => {
+            cleanup::run(&Context::new(&cli.global)?, yes).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status => status::run(&Context::new(&cli.global)?).await,
         Command::Logout => logout::run(&Context::new(&cli.global)?).await,
     }

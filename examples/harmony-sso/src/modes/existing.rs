@@ -1,7 +1,7 @@
-//! `--openbao-url`: bootstrap an existing OpenBao with the same code the deploy uses.
+//! `--openbao-url`: bootstrap an existing OpenBao with the same code the deploy uses
+//! ([`harmony::openbao::bootstrap_existing`], shared with `harmony bootstrap`).
 
 use anyhow::Context as _;
-use harmony::openbao::{BootstrapOptions, JwtAuthOptions, OpenbaoBootstrap, StateDir};
 
 use crate::cli::Args;
 use crate::modes::Ui;
@@ -12,15 +12,11 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         .openbao_url
         .clone()
         .context("--openbao-url is required for this mode")?;
-    let state = StateDir::for_url(&url)?;
-    let mut options = BootstrapOptions::local(state.clone());
-    options.admin_token = admin_token_from_env();
-    if let (Some(issuer), Some(client_id)) = (&args.sso_url, &args.client_id) {
-        let issuer = url::Url::parse(issuer.as_str().trim_end_matches('/'))?;
-        options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client_id.clone()]));
-    }
-    let report = OpenbaoBootstrap::new(&url, options)?
-        .run()
+    let sso = match (&args.sso_url, &args.client_id) {
+        (Some(issuer), Some(client_id)) => Some((issuer, client_id.as_str())),
+        _ => None,
+    };
+    let done = harmony::openbao::bootstrap_existing(&url, admin_token_from_env(), sso)
         .await
         .with_context(|| {
             format!(
@@ -28,34 +24,12 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
                 url.as_str().trim_end_matches('/')
             )
         })?;
-
-    println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
-    if report.initialised {
-        println!(
-            "  initialised (1 key share); keys and root token saved to {} (0600)",
-            state.keys_file().display()
-        );
+    for line in done.summary() {
+        println!("{line}");
     }
-    if report.unsealed {
-        println!("  unsealed");
-    }
-    match &report.skipped {
-        Some(why) => println!("  configuration skipped: {why}"),
-        None if report.changes.is_empty() => {
-            println!("  configuration: already as wanted, nothing changed")
-        }
-        None => {
-            println!("  configuration changes:");
-            for change in &report.changes {
-                println!("    - {change}");
-            }
-        }
-    }
-    println!();
-    println!("Local state: {}", state.path().display());
     println!(
         "Next: cargo run -p example-harmony-sso -- --demo --openbao-url {}",
-        url.as_str().trim_end_matches('/')
+        done.url
     );
     Ok(())
 }

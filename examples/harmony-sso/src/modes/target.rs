@@ -1,7 +1,7 @@
 //! Which OpenBao a demo talks to, and with which credentials: [`harmony::target`] (shared with
 //! the `harmony` binary), fed from this binary's flags.
 
-pub use harmony::target::{CLUSTER_OPENBAO_URL, LOADBALANCER, Target, admin_token_from_env};
+pub use harmony::target::{LOADBALANCER, Target, admin_token_from_env};
 use harmony_secret::OpenbaoSettings;
 
 use crate::cli::Args;
