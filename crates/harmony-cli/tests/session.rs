@@ -317,6 +317,20 @@ async fn userpass_login_then_logout_revokes_the_token() {
     )
     .expect("json");
     let token = session["token"].as_str().expect("token").to_owned();
+    // Another session cached for the same server (e.g. a chain signed in with other
+    // credentials) is forgotten too; another server's is kept.
+    let sessions = data.path().join("sessions");
+    let base = bao.url().trim_end_matches('/');
+    std::fs::write(
+        sessions.join("other.json"),
+        format!(r#"{{"url":"{base}","identity":"userpass:userpass:someone"}}"#),
+    )
+    .expect("write");
+    std::fs::write(
+        sessions.join("elsewhere.json"),
+        r#"{"url":"https://bao.example.com","identity":"x"}"#,
+    )
+    .expect("write");
     let lo = harmony(data.path())
         .args(["logout", "--openbao-url", bao.url()])
         .output()
@@ -330,6 +344,8 @@ async fn userpass_login_then_logout_revokes_the_token() {
         )
         .await;
     assert!(looked.is_err(), "the token was revoked: {looked:?}");
+    assert!(!sessions.join("other.json").exists(), "{}", stderr(&lo));
+    assert!(sessions.join("elsewhere.json").exists());
 
     // A wrong password is a clear failure (exit 1), nothing cached.
     let data = tempfile::tempdir().expect("tempdir");

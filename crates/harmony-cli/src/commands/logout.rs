@@ -1,7 +1,8 @@
 //! `harmony logout`: revoke the OpenBao token (`auth/token/revoke-self`), revoke the SSO refresh
 //! token at the issuer (RFC 7009) when discovery advertises a revocation endpoint, and delete
-//! the cached session and the login record. A token given with `--token-stdin` is forgotten but
-//! not revoked (it was yours before `harmony` saw it).
+//! the cached session (and any other session cached for the server) and the login record. A
+//! token given with `--token-stdin` is forgotten but not revoked (it was yours before `harmony`
+//! saw it).
 
 use std::process::ExitCode;
 
@@ -70,6 +71,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     cache.remove(&base, &profile.identity).await?;
+    // Anything else cached for this server (sessions of other sign-in methods) goes too.
+    let others = harmony::cleanup::remove_sessions_for(&base)?;
+    if others > 0 {
+        eprintln!("removed {others} other cached session(s) for {base}");
+    }
     LoginProfile::remove(&base)?;
     eprintln!("signed out of {base}; the cached session is deleted");
     Ok(if failed {

@@ -240,8 +240,9 @@ async fn get(
     format: Option<Format>,
     reveal: bool,
 ) -> anyhow::Result<ExitCode> {
-    let doc = team.existing(key).await?;
-    let typing = team.typing(key).await?;
+    // One round trip's wait for both: the document and its schema.
+    let (doc, typing) = tokio::join!(team.existing(key), team.typing(key));
+    let (doc, typing) = (doc?, typing?);
     let format = format.unwrap_or(if ctx.json() {
         Format::Json
     } else {
