@@ -159,6 +159,29 @@ async fn set_get_history_diff_rollback_with_secrets_masked() {
         .output()
         .expect("run");
     assert_eq!(ok(&out), format!("{PASSWORD}\n"));
+    let out = cmd(data.path(), &bao)
+        .args([
+            "config", "get", "my-app", "--field", "database", "--format", "dotenv",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        ok(&out),
+        "HARMONY_MY_APP_DATABASE_HOST=\"db.internal\"\nHARMONY_MY_APP_DATABASE_PASSWORD=\"********\"\nHARMONY_MY_APP_DATABASE_PORT=\"5432\"\n"
+    );
+    let out = cmd(data.path(), &bao)
+        .args([
+            "config",
+            "get",
+            "my-app",
+            "--field",
+            "database.host",
+            "--format",
+            "dotenv",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(ok(&out), "HARMONY_MY_APP_DATABASE_HOST=\"db.internal\"\n");
 
     // set: typed by the schema.
     let out = cmd(data.path(), &bao)

@@ -276,10 +276,6 @@ async fn get(
         };
         match (format, &shown) {
             (Format::Json, v) => println!("{}", serde_json::to_string_pretty(v)?),
-            (_, Value::String(s)) => println!("{s}"),
-            (Format::Dotenv, v) if !v.is_object() => {
-                println!("{}=\"{}\"", typing.env_var(&path), v)
-            }
             (Format::Dotenv, v) => {
                 let mut wrapper = Value::Object(Map::new());
                 harmony_config::insert_at(
@@ -289,6 +285,7 @@ async fn get(
                 );
                 print!("{}", typing.to_dotenv(&wrapper, false))
             }
+            (Format::Yaml, Value::String(s)) => println!("{s}"),
             (Format::Yaml, v) => print!("{}", serde_yaml::to_string(v)?),
         }
         return Ok(ExitCode::SUCCESS);
