@@ -436,3 +436,83 @@ async fn a_teammates_day_sso_login_config_round_trip_logout() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("harmony login"), "{}", stderr(&out));
 }
+
+/// On a terminal (a real pty from `script`), `login --userpass` asks for the password, echoes
+/// only stars, and signs in.
+#[tokio::test]
+async fn userpass_password_is_asked_on_a_terminal() {
+    use std::io::{Read as _, Write as _};
+
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    bao.add_userpass_user("dana", "typed-pw-not-real", &["default"], "1h")
+        .await
+        .expect("userpass user");
+    let data = tempfile::tempdir().expect("tempdir");
+    let inner = format!(
+        "{} login --userpass --username dana --openbao-url {}",
+        assert_cmd::cargo::cargo_bin("harmony").display(),
+        bao.url()
+    );
+    // `script` gives the command a pty; our stdin becomes its keyboard, its screen our stdout.
+    // The clean environment of the other tests, with `script` as the program.
+    let mut cmd = harness::harmony_std(data.path());
+    let env: Vec<_> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    cmd = std::process::Command::new("script");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd
+        .args(["-qefc", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut screen_out = child.stdout.take().expect("stdout");
+    let mut keyboard = child.stdin.take().expect("stdin");
+    let screen = tokio::task::spawn_blocking(move || {
+        // Type the password once the prompt is on the screen, then read to the end.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        let mut typed = false;
+        loop {
+            let n = screen_out.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if !typed && String::from_utf8_lossy(&seen).contains("password for dana") {
+                keyboard.write_all(b"typed-pw-not-real\r").expect("type");
+                keyboard.flush().expect("flush");
+                typed = true;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let screen = tokio::time::timeout(Duration::from_secs(60), screen)
+        .await
+        .expect("the login finished")
+        .expect("join");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains("signed in to"), "{screen}");
+    assert!(
+        !screen.contains("typed-pw-not-real"),
+        "the password was echoed: {screen}"
+    );
+    let st = harmony(data.path())
+        .args(["--output", "json", "status", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    let report: Value = serde_json::from_slice(&st.stdout).expect("JSON");
+    assert_eq!(
+        report["session"]["display_name"], "userpass-dana",
+        "{report}"
+    );
+}
