@@ -419,6 +419,28 @@ async fn a_teammates_day_sso_login_config_round_trip_logout() {
     let out = run(&["--output", "json", "config", "get", "team-app"]);
     let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(got, serde_json::json!({"replicas": 3, "region": "eu"}));
+    // edit with a scripted editor, then the diff shows it.
+    let editor = data.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/^region: .*/region: us/' \"$1\"\n",
+    )
+    .expect("write editor");
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = harmony(data.path())
+        .env(vars::OPENBAO_URL, bao.url())
+        .env("EDITOR", &editor)
+        .args(["config", "edit", "team-app"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("saved version 3"), "{}", stderr(&out));
+    let out = run(&["config", "diff", "team-app"]);
+    assert!(
+        stdout(&out).contains("~ region: \"eu\" -> \"us\""),
+        "{}",
+        stdout(&out)
+    );
     let out = run(&["config", "history", "team-app"]);
     assert!(stdout(&out).contains("current"), "{}", stdout(&out));
     let out = run(&["config", "rollback", "team-app", "1"]);
@@ -428,7 +450,8 @@ async fn a_teammates_day_sso_login_config_round_trip_logout() {
         .await
         .expect("read");
     assert_eq!(doc["data"]["data"]["replicas"], 2);
-    assert_eq!(doc["data"]["metadata"]["version"], 3);
+    assert_eq!(doc["data"]["data"]["region"], "eu");
+    assert_eq!(doc["data"]["metadata"]["version"], 4);
 
     let out = run(&["logout"]);
     assert!(out.status.success(), "{}", stderr(&out));
