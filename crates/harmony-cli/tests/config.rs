@@ -469,7 +469,7 @@ async fn edit_saves_a_valid_change_and_reopens_on_an_invalid_one() {
     );
     let out = cmd(dir, &bao)
         .args(["config", "edit", "my-app"])
-        .env("EDITOR", &editor)
+        .env(vars::EDITOR, &editor)
         .output()
         .expect("run");
     ok(&out);
@@ -497,7 +497,7 @@ async fn edit_saves_a_valid_change_and_reopens_on_an_invalid_one() {
     );
     let out = cmd(dir, &bao)
         .args(["config", "edit", "my-app"])
-        .env("VISUAL", &editor)
+        .env(vars::VISUAL, &editor)
         .output()
         .expect("run");
     ok(&out);
@@ -515,7 +515,7 @@ async fn edit_saves_a_valid_change_and_reopens_on_an_invalid_one() {
     let editor = script(dir, "noop", "true\n");
     let out = cmd(dir, &bao)
         .args(["config", "edit", "my-app"])
-        .env("EDITOR", &editor)
+        .env(vars::EDITOR, &editor)
         .output()
         .expect("run");
     ok(&out);
@@ -551,7 +551,7 @@ async fn edit_never_overwrites_a_concurrent_save() {
     );
     let out = cmd(dir, &bao)
         .args(["config", "edit", "my-app"])
-        .env("EDITOR", &editor)
+        .env(vars::EDITOR, &editor)
         .env("HARMONY_BIN", assert_cmd::cargo::cargo_bin("harmony"))
         .output()
         .expect("run");

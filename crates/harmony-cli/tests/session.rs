@@ -429,7 +429,7 @@ async fn a_teammates_day_sso_login_config_round_trip_logout() {
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let out = harmony(data.path())
         .env(vars::OPENBAO_URL, bao.url())
-        .env("EDITOR", &editor)
+        .env(vars::EDITOR, &editor)
         .args(["config", "edit", "team-app"])
         .output()
         .expect("run");

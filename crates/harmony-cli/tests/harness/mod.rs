@@ -22,8 +22,8 @@ const CLEARED: &[&str] = &[
     vars::HARMONY_SSO_OPEN_BROWSER,
     vars::HARMONY_NON_INTERACTIVE,
     vars::RUST_LOG,
-    "VISUAL",
-    "EDITOR",
+    vars::VISUAL,
+    vars::EDITOR,
 ];
 
 /// The binary as a plain process with a clean environment and its own data dir.

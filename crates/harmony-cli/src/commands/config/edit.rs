@@ -22,7 +22,7 @@ const HEADER: &str = "#| ";
 
 fn editor(ctx: &Context) -> anyhow::Result<String> {
     let env = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-    match env("VISUAL").or_else(|| env("EDITOR")) {
+    match env(harmony_env::vars::VISUAL).or_else(|| env(harmony_env::vars::EDITOR)) {
         Some(e) => Ok(e),
         None if ctx.interactive && std::io::stdout().is_terminal() => Ok("vi".to_owned()),
         None => Err(crate::UsageError(
