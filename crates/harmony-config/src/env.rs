@@ -126,7 +126,7 @@ impl ConfigSource for EnvSource {
 }
 
 /// Put `value` at `path`, creating intermediate objects.
-pub(crate) fn insert_at(map: &mut Map<String, Value>, path: &[String], value: Value) {
+pub fn insert_at(map: &mut Map<String, Value>, path: &[String], value: Value) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };

@@ -57,7 +57,7 @@ mod schema;
 mod source;
 mod store;
 
-pub use env::{EnvSource, parse_value};
+pub use env::{EnvSource, insert_at, parse_value};
 pub use error::{ConfigError, MissingField, MissingFields, Problem, PromptError};
 pub use manager::{ConfigManager, ConfigManagerBuilder, Snapshot};
 pub use merge::{merge_layers, merge_under};

@@ -88,6 +88,11 @@ pub const HARMONY_TEST_BAO: &str = "HARMONY_TEST_BAO";
 /// Path to `node` used by the test kit to run the test OpenID provider.
 pub const HARMONY_TEST_NODE: &str = "HARMONY_TEST_NODE";
 
+/// The editor `harmony config edit` opens (preferred over `EDITOR`), e.g. `code --wait`.
+pub const VISUAL: &str = "VISUAL";
+/// The editor `harmony config edit` opens when `VISUAL` is unset (default `vi` on a terminal).
+pub const EDITOR: &str = "EDITOR";
+
 /// Log filter for the CLI (tracing's `EnvFilter` syntax).
 pub const RUST_LOG: &str = "RUST_LOG";
 

@@ -246,6 +246,57 @@ impl SessionCache {
     pub async fn remove(&self, url: &str, identity: &str) -> Result<(), SecretError> {
         self.update(url, identity, |_| None).await.map(drop)
     }
+
+    /// Forget every session cached for the server at `url` (any identity), keychain entries
+    /// included; lock files stay (another process may hold one). Returns how many.
+    pub async fn remove_all_for(&self, url: &str) -> Result<usize, SecretError> {
+        let dir = self.dir.clone();
+        let found = run_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(source) => {
+                    return Err(SecretError::Io {
+                        context: format!("list session directory {}", dir.display()),
+                        source,
+                    });
+                }
+            };
+            let mut found = Vec::new();
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.extension().is_none_or(|ext| ext != "json") {
+                    continue;
+                }
+                // A file that cannot be read or parsed is not ours to judge: leave it.
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    continue;
+                };
+                if let Some(u) = value.get("url").and_then(|u| u.as_str()) {
+                    let identity = value.get("identity").and_then(|i| i.as_str());
+                    found.push((path, u.to_owned(), identity.map(str::to_owned)));
+                }
+            }
+            Ok(found)
+        })
+        .await?;
+        let mut removed = 0;
+        for (path, u, identity) in found {
+            if u.trim_end_matches('/') != url.trim_end_matches('/') {
+                continue;
+            }
+            // Under its lock, keychain entry included; a file not named as the cache names it
+            // (copied in by hand) is simply removed.
+            if let Some(identity) = identity {
+                self.remove(&u, &identity).await?;
+            }
+            remove_session_file(&path)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
 }
 
 /// An exclusive hold on one session file, from [`SessionCache::lock`]; released when dropped

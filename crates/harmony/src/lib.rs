@@ -6,12 +6,14 @@
 //! downloads of k3d and helm), [`openbao`] (install + bootstrap over OpenBao's HTTP API),
 //! [`cnpg`] and [`zitadel`] (SSO on CloudNativePG).
 
+pub mod cleanup;
 pub mod cnpg;
 pub mod helm;
 pub mod ingress;
 pub mod k3d;
 pub mod openbao;
 pub mod preflight;
+pub mod target;
 pub mod tools;
 pub mod zitadel;
 

@@ -58,7 +58,7 @@ pub struct Args {
     /// With --openbao-url and --sso-url: OpenBao lets in only id_tokens whose claim KEY has
     /// the value VALUE (the JWT role's bound_claims; repeatable, all must match). Without it,
     /// anyone the provider issues an id_token to for --client-id may sign in.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_bound_claim)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = harmony::openbao::parse_bound_claim)]
     pub bound_claim: Vec<(String, String)>,
 
     /// Deploy: also grant the Zitadel project role harmony-developer (needed to sign in) to
@@ -234,18 +234,6 @@ fn parse_http_url(s: &str) -> Result<url::Url, String> {
         ));
     }
     Ok(url)
-}
-
-/// `KEY=VALUE` of `--bound-claim`.
-fn parse_bound_claim(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() && !value.is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
-        _ => Err(format!(
-            "expected KEY=VALUE (a claim name and the value it must have), got {s:?}"
-        )),
-    }
 }
 
 /// k3d cluster names become DNS labels (`k3d-<name>-server-0`): keep them short and plain.

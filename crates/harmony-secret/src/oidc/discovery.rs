@@ -16,6 +16,9 @@ pub struct ProviderMetadata {
     /// The device authorization endpoint, when the provider supports RFC 8628.
     #[serde(default)]
     pub device_authorization_endpoint: Option<String>,
+    /// The token revocation endpoint (RFC 7009), when the provider advertises one.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 
 /// The discovery URL for `issuer`.

@@ -43,6 +43,7 @@ mod error;
 mod exchange;
 mod grant;
 mod http;
+mod revoke;
 
 use std::net::SocketAddr;
 use std::time::Duration;

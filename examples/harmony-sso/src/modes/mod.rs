@@ -32,8 +32,8 @@ pub async fn run(args: &Args, mode: Mode, ui: &Ui) -> anyhow::Result<()> {
         Mode::Deploy => deploy::run(args, ui).await,
         Mode::BootstrapExisting => existing::run(args, ui).await,
         Mode::Demo => {
-            let target = target::Target::from_args(args)?;
-            let settings = target.settings().await?;
+            let target = target::from_args(args)?;
+            let settings = target::settings(&target).await?;
             demo::run(settings, ui, "demo").await
         }
         Mode::Cleanup => cleanup::run(args, ui).await,

@@ -13,7 +13,7 @@ use harmony_secret::oidc::{DeviceFlowOptions, DevicePrompt, SsoLogin, SsoSetting
 use harmony_secret::{AttemptFailure, AuthError, AuthStep, OpenbaoSettings, SecretError};
 
 use crate::cli::{Args, UsageError};
-use crate::modes::target::Target;
+use crate::modes::target::{self, Target};
 use crate::modes::{Ui, demo};
 use crate::state;
 
@@ -56,7 +56,7 @@ async fn sso_client(args: &Args, target: &Target) -> anyhow::Result<SsoClient> {
 }
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
-    let target = Target::from_args(args)?;
+    let target = target::from_args(args)?;
     let client = sso_client(args, &target).await?;
 
     let mut sso = SsoSettings::new(&client.issuer, &client.client_id);

@@ -1,0 +1,249 @@
+//! The command line: global options and subcommands. Docs, `--help` and shell completions all
+//! come from these definitions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use harmony_env::vars;
+
+/// The team's shared config on OpenBao, signed in once through SSO.
+///
+/// Data goes to stdout, everything else (progress, warnings, errors) to stderr. Exit codes: 0
+/// success, 1 failure, 2 wrong usage.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "harmony", version, long_about = None, max_term_width = 100)]
+#[command(after_help = "Examples:
+  harmony login --sso --sso-url ISSUER --client-id ID   sign in through the browser (device flow)
+  harmony status                           which server, who I am, how long the session lasts
+  harmony config get my-app                show a config (secrets masked; --reveal shows them)
+  harmony config set my-app database.port=5433
+  harmony config edit my-app               edit in $EDITOR, validated, never overwrites a teammate
+  harmony config history my-app; harmony config rollback my-app 3
+  harmony completions zsh > ~/.zfunc/_harmony")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The OpenBao to use (else OPENBAO_URL, BAO_ADDR or VAULT_ADDR, else the local cluster's).
+    #[arg(long, global = true, value_name = "URL")]
+    pub openbao_url: Option<url::Url>,
+
+    /// The local k3d cluster whose OpenBao is used when no URL is given.
+    #[arg(long, global = true, value_name = "NAME", default_value = "harmony")]
+    pub cluster_name: String,
+
+    /// Never prompt and never wait for a person (implied when stdin is not a terminal, except
+    /// for `login`, which you asked for).
+    #[arg(long, global = true, env = vars::HARMONY_NON_INTERACTIVE, hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub non_interactive: bool,
+
+    /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// How data on stdout is written.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// The shape of data on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For programs (one JSON document).
+    Json,
+}
+
+/// What to do.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Sign in to OpenBao and cache the session (SSO device flow, userpass, or a token).
+    Login(LoginArgs),
+    /// Show the server, whether it is sealed, and who you are signed in as (never signs in).
+    Status,
+    /// Revoke the session's OpenBao token and SSO refresh token, and delete the cached session.
+    Logout,
+    /// Read and change the team's config documents (typed by the schema stored with each).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
+    /// wiring its JWT auth to an OpenID provider.
+    Bootstrap(BootstrapArgs),
+    /// Delete the local k3d cluster and its local state (asks first on a terminal).
+    Cleanup {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Print a completion script for your shell to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How `harmony login` signs in. Without a method flag: the method of the last login to this
+/// server, else SSO when an issuer is known, else userpass when a user is named.
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Sign in through the OpenID provider (device flow: a URL and a code to confirm).
+    #[arg(long, conflicts_with_all = ["userpass", "token_stdin"])]
+    pub sso: bool,
+
+    /// Sign in with OpenBao's userpass method (password from OPENBAO_PASSWORD, else asked).
+    #[arg(long, conflicts_with_all = ["sso", "token_stdin"])]
+    pub userpass: bool,
+
+    /// Read an OpenBao token from stdin, check it and keep it as the session.
+    #[arg(long, conflicts_with_all = ["sso", "userpass"])]
+    pub token_stdin: bool,
+
+    /// The OpenID issuer URL.
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    pub sso_url: Option<url::Url>,
+
+    /// The device-code application's public client id at the issuer.
+    #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
+    pub client_id: Option<String>,
+
+    /// The OpenBao JWT role to sign in to (default harmony-developer; OPENBAO_JWT_ROLE).
+    #[arg(long, value_name = "ROLE")]
+    pub jwt_role: Option<String>,
+
+    /// The userpass user (default: OPENBAO_USERNAME, else the last login's, else `harmony`).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+}
+
+/// `harmony config ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// The config keys under the team's prefix (or under PREFIX).
+    List {
+        /// A folder under the team's prefix.
+        prefix: Option<String>,
+    },
+    /// Print a document (secret fields masked unless --reveal).
+    Get {
+        /// The config key, e.g. my-app.
+        key: String,
+        /// Only this field (dotted path, e.g. database.port).
+        #[arg(long, value_name = "PATH")]
+        field: Option<String>,
+        /// Output format (default: yaml, or json with --output json). dotenv names the
+        /// variables as `harmony run`/EnvSource read them: HARMONY_<KEY>_<FIELD>.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Show secret values.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Change fields (typed by the schema), check-and-set against the version just read.
+    Set {
+        /// The config key.
+        key: String,
+        /// FIELD=VALUE pairs, e.g. database.port=5432 debug=true.
+        #[arg(value_name = "FIELD=VALUE", required_unless_present = "from_file")]
+        assignments: Vec<String>,
+        /// Replace the whole document with this JSON or YAML file.
+        #[arg(long, value_name = "FILE", conflicts_with = "assignments")]
+        from_file: Option<std::path::PathBuf>,
+    },
+    /// Edit a document in $VISUAL / $EDITOR as YAML, validated and check-and-set on save.
+    Edit {
+        /// The config key.
+        key: String,
+    },
+    /// The document's versions: number, time, deleted or destroyed.
+    History {
+        /// The config key.
+        key: String,
+    },
+    /// What changed between two versions (default: the last two); secrets only as changed or
+    /// unchanged.
+    Diff {
+        /// The config key.
+        key: String,
+        /// The older version.
+        v1: Option<u64>,
+        /// The newer version (default: the current one).
+        v2: Option<u64>,
+    },
+    /// Store an old version's content as a new version (check-and-set).
+    Rollback {
+        /// The config key.
+        key: String,
+        /// The version whose content to restore.
+        version: u64,
+    },
+    /// Validate documents against their stored schemas; exit 1 listing each missing or invalid
+    /// field with the variable that would supply it.
+    Check {
+        /// The config keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+impl ConfigCommand {
+    /// The single key the command works on, if it has one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::List { .. } | Self::Check { .. } => None,
+            Self::Get { key, .. }
+            | Self::Set { key, .. }
+            | Self::Edit { key }
+            | Self::History { key }
+            | Self::Diff { key, .. }
+            | Self::Rollback { key, .. } => Some(key),
+        }
+    }
+}
+
+/// Document formats of `config get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+    Dotenv,
+}
+
+/// `harmony bootstrap`.
+#[derive(Debug, Clone, Args)]
+pub struct BootstrapArgs {
+    /// OpenID issuer to wire OpenBao's JWT auth to.
+    #[arg(long, value_name = "ISSUER", env = vars::HARMONY_SSO_URL, hide_env_values = true)]
+    pub sso_url: Option<url::Url>,
+
+    /// Public client id of the device-code application at the issuer (the JWT role's audience).
+    #[arg(long, value_name = "ID", env = vars::HARMONY_SSO_CLIENT_ID, hide_env_values = true)]
+    pub client_id: Option<String>,
+
+    /// With --sso-url: OpenBao lets in only id_tokens whose claim KEY has the value VALUE
+    /// (repeatable, all must match).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = harmony::openbao::parse_bound_claim, requires = "sso_url")]
+    pub bound_claim: Vec<(String, String)>,
+
+    /// Let this CI repository's jobs read the team's config with their own OIDC id_token
+    /// (repeatable): github[=ISSUER]:OWNER/REPO[@REF] or gitlab[=ISSUER]:GROUP/PROJECT[@REF].
+    #[arg(long = "ci", value_name = "SPEC")]
+    pub ci: Vec<harmony::openbao::CiTrust>,
+
+    /// OpenBao namespace to configure (created when missing); default BAO_NAMESPACE, else the root.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Give the existing userpass user a new password even though this machine has no password
+    /// file for it (every other machine's saved login stops working).
+    #[arg(long)]
+    pub reset_userpass: bool,
+}

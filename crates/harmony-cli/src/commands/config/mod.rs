@@ -1,0 +1,560 @@
+//! `harmony config ...`: the team's documents under the KV prefix, typed by the schema stored
+//! beside each one at `<prefix>/_schema/<KEY>` (see [`crate::document`]).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use harmony_secret::{OpenbaoSecretStore, SecretError, SecretStore, Versioned, WriteMode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::UsageError;
+use crate::cli::{ConfigCommand, Format};
+use crate::context::Context;
+use crate::document::{ChangeKind, Typing, leaves, split_path, value_at};
+
+mod edit;
+
+/// The folder (under the KV prefix) holding each config's schema.
+pub const SCHEMA_FOLDER: &str = "_schema";
+
+/// How deep `config list` descends into folders.
+const LIST_DEPTH: usize = 8;
+
+pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitCode> {
+    if let Some(key) = command.key() {
+        check_key(key)?;
+    }
+    let team = Team {
+        store: ctx.connect().await?,
+    };
+    match command {
+        ConfigCommand::List { prefix } => list(ctx, &team, prefix.as_deref()).await,
+        ConfigCommand::Get {
+            key,
+            field,
+            format,
+            reveal,
+        } => get(ctx, &team, key, field.as_deref(), *format, *reveal).await,
+        ConfigCommand::Set {
+            key,
+            assignments,
+            from_file,
+        } => set(&team, key, assignments, from_file.as_deref()).await,
+        ConfigCommand::Edit { key } => edit::run(ctx, &team, key).await,
+        ConfigCommand::History { key } => history(ctx, &team, key).await,
+        ConfigCommand::Diff { key, v1, v2 } => diff(ctx, &team, key, *v1, *v2).await,
+        ConfigCommand::Rollback { key, version } => rollback(&team, key, *version).await,
+        ConfigCommand::Check { keys } => {
+            for key in keys {
+                check_key(key)?;
+            }
+            check(ctx, &team, keys).await
+        }
+    }
+}
+
+/// Config keys: `/`-separated segments, each a valid `harmony_config` key (they become
+/// variable names).
+fn check_key(key: &str) -> anyhow::Result<()> {
+    for segment in key.split('/') {
+        harmony_config::validate_key(segment)
+            .map_err(|e| UsageError(format!("config key {key:?}: {e}")))?;
+    }
+    if key.split('/').next() == Some(SCHEMA_FOLDER) {
+        return Err(UsageError(format!("{SCHEMA_FOLDER}/ holds schemas, not configs")).into());
+    }
+    Ok(())
+}
+
+/// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions.
+pub struct Team {
+    store: OpenbaoSecretStore,
+}
+
+/// One KV v2 version of a document.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub created_time: String,
+    pub deleted: bool,
+    pub destroyed: bool,
+    pub current: bool,
+}
+
+impl Team {
+    fn kv_path(&self, kind: &str, key: &str) -> String {
+        let s = self.store.settings();
+        [s.kv_mount(), kind, s.kv_prefix(), key]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.trim_matches('/'))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The latest version, `None` when there is none (or it was deleted).
+    pub async fn document(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
+        Ok(self.store.get(key).await?)
+    }
+
+    /// The latest version, or an error saying how to find the keys that exist.
+    pub async fn existing(&self, key: &str) -> anyhow::Result<Versioned<Value>> {
+        self.document(key).await?.with_context(|| {
+            format!(
+                "no config {key:?} at {}; `harmony config list` shows the keys that exist",
+                self.store.describe(key)
+            )
+        })
+    }
+
+    /// The schema stored for `key`; says "untyped" on stderr when there is none.
+    pub async fn typing(&self, key: &str) -> anyhow::Result<Typing> {
+        let stored = self.store.get(&format!("{SCHEMA_FOLDER}/{key}")).await?;
+        if stored.is_none() {
+            eprintln!(
+                "note: {key} is untyped (no schema at {}): values are plain JSON, nothing is masked or checked",
+                self.store.describe(&format!("{SCHEMA_FOLDER}/{key}"))
+            );
+        }
+        Typing::new(key, stored.as_ref().map(|v| &v.value))
+            .with_context(|| format!("the schema stored for {key} cannot be used"))
+    }
+
+    /// Write `value` as the next version, check-and-set against `expected` (`None`: must not
+    /// exist). A conflict says who won and that nothing was written.
+    pub async fn write(
+        &self,
+        key: &str,
+        value: &Value,
+        expected: Option<u64>,
+    ) -> Result<u64, SecretError> {
+        self.store.put(key, value, WriteMode::Cas(expected)).await
+    }
+
+    /// Every version in the metadata, newest first.
+    pub async fn versions(&self, key: &str) -> anyhow::Result<Vec<VersionInfo>> {
+        let path = self.kv_path("metadata", key);
+        let body = match self.store.client().get(&path).await {
+            Ok(Some(body)) => body,
+            Ok(None) | Err(SecretError::NotFound { .. }) => anyhow::bail!(
+                "no config {key:?} at {}; `harmony config list` shows the keys that exist",
+                self.store.describe(key)
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        let data = &body["data"];
+        let current = data["current_version"].as_u64().unwrap_or(0);
+        let mut out: Vec<VersionInfo> = data["versions"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(n, v)| {
+                        Some(VersionInfo {
+                            version: n.parse().ok()?,
+                            created_time: v["created_time"].as_str().unwrap_or("").to_owned(),
+                            deleted: v["deletion_time"].as_str().is_some_and(|t| !t.is_empty()),
+                            destroyed: v["destroyed"].as_bool().unwrap_or(false),
+                            current: n.parse::<u64>().ok() == Some(current),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by_key(|v| std::cmp::Reverse(v.version));
+        Ok(out)
+    }
+
+    /// The content of one version; an error when it was deleted or destroyed.
+    pub async fn version(&self, key: &str, version: u64) -> anyhow::Result<Value> {
+        let path = format!("{}?version={version}", self.kv_path("data", key));
+        let body = match self.store.client().get(&path).await {
+            Ok(Some(body)) => body,
+            Ok(None) | Err(SecretError::NotFound { .. }) => {
+                anyhow::bail!(
+                    "{key} has no version {version}; `harmony config history {key}` lists them"
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let data = &body["data"]["data"];
+        if data.is_null() {
+            anyhow::bail!(
+                "version {version} of {key} was deleted or destroyed; its content is gone"
+            );
+        }
+        Ok(data.clone())
+    }
+
+    /// Document keys under `prefix` (relative to the team's prefix), schemas left out.
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(prefix.trim_end_matches('/').to_owned(), 0usize)];
+        while let Some((folder, depth)) = stack.pop() {
+            for name in self.store.list(&folder).await? {
+                let full = if folder.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{folder}/{name}")
+                };
+                if full.trim_end_matches('/') == SCHEMA_FOLDER {
+                    continue;
+                }
+                match name.strip_suffix('/') {
+                    Some(_) if depth < LIST_DEPTH => {
+                        stack.push((full.trim_end_matches('/').to_owned(), depth + 1))
+                    }
+                    Some(_) => out.push(full),
+                    None => out.push(full),
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+async fn list(ctx: &Context, team: &Team, prefix: Option<&str>) -> anyhow::Result<ExitCode> {
+    let keys = team.list(prefix.unwrap_or("")).await?;
+    if ctx.json() {
+        println!("{}", serde_json::to_string_pretty(&keys)?);
+    } else {
+        for key in &keys {
+            println!("{key}");
+        }
+        if keys.is_empty() {
+            eprintln!(
+                "no configs under {}",
+                team.store.describe(prefix.unwrap_or(""))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(
+    ctx: &Context,
+    team: &Team,
+    key: &str,
+    field: Option<&str>,
+    format: Option<Format>,
+    reveal: bool,
+) -> anyhow::Result<ExitCode> {
+    // One round trip's wait for both: the document and its schema.
+    let (doc, typing) = tokio::join!(team.existing(key), team.typing(key));
+    let (doc, typing) = (doc?, typing?);
+    let format = format.unwrap_or(if ctx.json() {
+        Format::Json
+    } else {
+        Format::Yaml
+    });
+    let mut value = doc.value;
+    if let Some(dotted) = field {
+        let path = split_path(dotted);
+        let Some(found) = value_at(&value, &path).cloned() else {
+            let known: Vec<String> = leaves(&value)
+                .into_iter()
+                .map(|(p, _)| p.join("."))
+                .collect();
+            return Err(UsageError(format!(
+                "{key} has no field {dotted}; it has: {}",
+                known.join(", ")
+            ))
+            .into());
+        };
+        let shown = if !reveal && typing.is_secret(&path) && !found.is_null() {
+            Value::String(crate::document::MASK.to_owned())
+        } else if reveal {
+            found
+        } else {
+            // Mask secret leaves inside a returned subtree.
+            let mut wrapper = Value::Object(Map::new());
+            harmony_config::insert_at(wrapper.as_object_mut().context("an object")?, &path, found);
+            value_at(&typing.masked(&wrapper), &path)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        match (format, &shown) {
+            (Format::Json, v) => println!("{}", serde_json::to_string_pretty(v)?),
+            (Format::Dotenv, v) => {
+                let mut wrapper = Value::Object(Map::new());
+                harmony_config::insert_at(
+                    wrapper.as_object_mut().context("an object")?,
+                    &path,
+                    v.clone(),
+                );
+                print!("{}", typing.to_dotenv(&wrapper, false))
+            }
+            (Format::Yaml, Value::String(s)) => println!("{s}"),
+            (Format::Yaml, v) => print!("{}", serde_yaml::to_string(v)?),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !reveal {
+        value = typing.masked(&value);
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+        Format::Yaml => print!("{}", typing.to_yaml(&value, false)),
+        Format::Dotenv => print!("{}", typing.to_dotenv(&value, false)),
+    }
+    eprintln!("{key}: version {}", doc.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parse a whole document from a file: JSON or YAML (by extension, else whichever parses).
+/// Errors give the position, never the content.
+fn read_document_file(path: &std::path::Path) -> anyhow::Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let parsed: Result<Value, String> = match ext.as_str() {
+        "json" => serde_json::from_str(&text)
+            .map_err(|e| format!("not valid JSON (line {}, column {})", e.line(), e.column())),
+        _ => serde_json::from_str(&text).or_else(|_| {
+            serde_yaml::from_str(&text).map_err(|e| match e.location() {
+                Some(l) => format!(
+                    "not valid JSON or YAML (line {}, column {})",
+                    l.line(),
+                    l.column()
+                ),
+                None => "not valid JSON or YAML".to_owned(),
+            })
+        }),
+    };
+    match parsed {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(UsageError(format!(
+            "{} must hold one object (field: value, ...)",
+            path.display()
+        ))
+        .into()),
+        Err(reason) => Err(UsageError(format!("{}: {reason}", path.display())).into()),
+    }
+}
+
+async fn set(
+    team: &Team,
+    key: &str,
+    assignments: &[String],
+    from_file: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    // Read (and parse the input) before anything is written.
+    let current = team.document(key).await?;
+    let typing = team.typing(key).await?;
+    let (doc, whole) = match from_file {
+        Some(path) => (read_document_file(path)?, true),
+        None => {
+            let mut doc = match &current {
+                Some(v) => v.value.as_object().cloned().unwrap_or_default(),
+                None => Map::new(),
+            };
+            for a in assignments {
+                typing.assign(&mut doc, a).map_err(UsageError)?;
+            }
+            (doc, false)
+        }
+    };
+    // A whole document must be complete; single assignments only must not break a field.
+    let findings: Vec<_> = typing
+        .check(&doc)
+        .into_iter()
+        .filter(|f| whole || !f.missing)
+        .collect();
+    if !findings.is_empty() {
+        let lines: Vec<String> = findings
+            .iter()
+            .map(|f| format!("  {}: {}", f.field, f.problem))
+            .collect();
+        return Err(UsageError(format!(
+            "{key} not saved, the schema refuses it:\n{}",
+            lines.join("\n")
+        ))
+        .into());
+    }
+    let value = Value::Object(doc);
+    if current.as_ref().is_some_and(|c| c.value == value) {
+        eprintln!(
+            "{key}: nothing changed (version {})",
+            current.map_or(0, |c| c.version)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let expected = current.as_ref().map(|c| c.version);
+    let version = team
+        .write(key, &value, expected)
+        .await
+        .map_err(|e| conflict_context(e, key))?;
+    eprintln!("{key}: saved version {version}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A lost check-and-set says what happened and that nothing was written.
+fn conflict_context(e: SecretError, key: &str) -> anyhow::Error {
+    match e {
+        SecretError::Conflict {
+            expected, actual, ..
+        } => anyhow::anyhow!(
+            "{key} was changed by someone else meanwhile (you read version {}, version {} is stored); \
+             nothing was written — run the command again to apply it on top of theirs",
+            expected.map_or("none".to_owned(), |v| v.to_string()),
+            actual.map_or("?".to_owned(), |v| v.to_string()),
+        ),
+        other => other.into(),
+    }
+}
+
+async fn history(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCode> {
+    let versions = team.versions(key).await?;
+    if ctx.json() {
+        println!("{}", serde_json::to_string_pretty(&versions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<8} {:<32} STATE", "VERSION", "CREATED");
+    for v in &versions {
+        let state = match (v.destroyed, v.deleted, v.current) {
+            (true, _, _) => "destroyed",
+            (_, true, _) => "deleted",
+            (_, _, true) => "current",
+            _ => "",
+        };
+        println!("{:<8} {:<32} {state}", v.version, v.created_time);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn diff(
+    ctx: &Context,
+    team: &Team,
+    key: &str,
+    v1: Option<u64>,
+    v2: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let newest = team
+        .versions(key)
+        .await?
+        .first()
+        .map(|v| v.version)
+        .unwrap_or(0);
+    let to = v2.unwrap_or(newest);
+    let from = match v1 {
+        Some(v) => v,
+        None if to > 1 => to - 1,
+        None => {
+            return Err(UsageError(format!(
+                "{key} has only version {to}; name two versions to compare"
+            ))
+            .into());
+        }
+    };
+    let typing = team.typing(key).await?;
+    let (old, new) = (team.version(key, from).await?, team.version(key, to).await?);
+    let changes = typing.diff(&old, &new);
+    if ctx.json() {
+        println!("{}", serde_json::to_string_pretty(&changes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("--- {key} version {from}");
+    println!("+++ {key} version {to}");
+    let show = |v: &Option<Value>| v.as_ref().map_or_else(String::new, Value::to_string);
+    for c in &changes {
+        let line = match (c.change, c.secret) {
+            (ChangeKind::Unchanged, _) => format!("  {}: (secret) unchanged", c.field),
+            (ChangeKind::Changed, true) => format!("~ {}: (secret) changed", c.field),
+            (ChangeKind::Added, true) => format!("+ {}: (secret) added", c.field),
+            (ChangeKind::Removed, true) => format!("- {}: (secret) removed", c.field),
+            (ChangeKind::Changed, false) => {
+                format!("~ {}: {} -> {}", c.field, show(&c.old), show(&c.new))
+            }
+            (ChangeKind::Added, false) => format!("+ {}: {}", c.field, show(&c.new)),
+            (ChangeKind::Removed, false) => format!("- {}: {}", c.field, show(&c.old)),
+        };
+        println!("{line}");
+    }
+    if changes.iter().all(|c| c.change == ChangeKind::Unchanged) {
+        eprintln!("no differences");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rollback(team: &Team, key: &str, version: u64) -> anyhow::Result<ExitCode> {
+    let current = team
+        .versions(key)
+        .await?
+        .first()
+        .map(|v| v.version)
+        .unwrap_or(0);
+    let content = team.version(key, version).await?;
+    let written = team
+        .write(key, &content, Some(current))
+        .await
+        .map_err(|e| conflict_context(e, key))?;
+    eprintln!("{key}: saved version {written} with the content of version {version}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct CheckReport {
+    key: String,
+    ok: bool,
+    untyped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    findings: Vec<crate::document::Finding>,
+}
+
+async fn check(ctx: &Context, team: &Team, keys: &[String]) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    for key in keys {
+        let typing = team.typing(key).await?;
+        let report = match team.document(key).await? {
+            None => CheckReport {
+                key: key.clone(),
+                ok: false,
+                untyped: !typing.is_typed(),
+                error: Some(format!(
+                    "no document stored at {}",
+                    team.store.describe(key)
+                )),
+                findings: Vec::new(),
+            },
+            Some(doc) => {
+                let findings = typing.check(doc.value.as_object().unwrap_or(&Map::new()));
+                CheckReport {
+                    key: key.clone(),
+                    ok: findings.is_empty(),
+                    untyped: !typing.is_typed(),
+                    error: None,
+                    findings,
+                }
+            }
+        };
+        reports.push(report);
+    }
+    if ctx.json() {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            match (&r.error, r.ok, r.untyped) {
+                (Some(e), _, _) => println!("{}: {e}", r.key),
+                (None, true, true) => println!("{}: untyped, nothing to check", r.key),
+                (None, true, false) => println!("{}: ok", r.key),
+                (None, false, _) => {
+                    println!("{}: {} problem(s)", r.key, r.findings.len());
+                    for f in &r.findings {
+                        println!("  {}: {} (set {})", f.field, f.problem, f.env_var);
+                    }
+                }
+            }
+        }
+    }
+    Ok(if reports.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,42 @@
+//! One module per subcommand; each parses nothing and prints data to stdout only.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory as _;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+mod bootstrap;
+mod cleanup;
+mod config;
+mod login;
+mod logout;
+mod status;
+
+/// Run the parsed command line; `Ok` carries the exit code (a `check` that finds problems
+/// exits 1 without an error of its own).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "harmony", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login(args) => {
+            login::run(&Context::new(&cli.global)?, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command } => config::run(&Context::new(&cli.global)?, &command).await,
+        Command::Bootstrap(args) => {
+            bootstrap::run(&cli.global, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup { yes } => {
+            cleanup::run(&Context::new(&cli.global)?, yes).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => status::run(&Context::new(&cli.global)?).await,
+        Command::Logout => logout::run(&Context::new(&cli.global)?).await,
+    }
+}

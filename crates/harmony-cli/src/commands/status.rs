@@ -1,0 +1,265 @@
+//! `harmony status`: the server, whether it is sealed, and who this machine is signed in as.
+//! Never signs in: it only looks at the session `harmony login` left (or `OPENBAO_TOKEN`).
+
+use std::process::ExitCode;
+
+use harmony::target::admin_token_from_env;
+use harmony_secret::SecretError;
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::profile::{LoginProfile, Method};
+
+#[derive(Debug, Serialize)]
+struct Report {
+    server: Server,
+    signed_in: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct Server {
+    url: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initialized: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionReport {
+    /// `environment` (OPENBAO_TOKEN) or `login` (the cached session of `harmony login`).
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<Method>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<String>,
+    /// OpenBao accepts the token.
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<String>,
+    policies: Vec<String>,
+    /// Seconds left; 0 means no expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_seconds: Option<u64>,
+    /// The auth path that issued the token, e.g. `auth/jwt/login/harmony-developer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_path: Option<String>,
+    /// An SSO refresh token is cached (commands renew the session without a browser).
+    refresh_token: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let base = ctx.base();
+    let client = ctx.client()?;
+    let mut server = Server {
+        url: base.clone(),
+        reachable: false,
+        initialized: None,
+        sealed: None,
+        error: None,
+    };
+    match client.health().await {
+        Ok(h) => {
+            server.reachable = true;
+            server.initialized = Some(h.initialized);
+            server.sealed = Some(h.sealed);
+        }
+        Err(e) => server.error = Some(e.to_string()),
+    }
+
+    let profile = LoginProfile::load(&base)?;
+    let (source, token, refresh) = match admin_token_from_env() {
+        Some(token) => ("environment", Some(token), false),
+        None => match &profile {
+            Some(p) => match ctx.sessions()?.load(&base, &p.identity).await? {
+                Some(s) => {
+                    let refresh = s.oidc.as_ref().is_some_and(|o| o.refresh_token.is_some());
+                    ("login", Some(s.token), refresh)
+                }
+                None => ("login", None, false),
+            },
+            None => ("login", None, false),
+        },
+    };
+    let session = match (token, &profile, source) {
+        (None, None, _) => None,
+        (token, profile, source) => {
+            let mut report = SessionReport {
+                source,
+                method: profile
+                    .as_ref()
+                    .filter(|_| source == "login")
+                    .map(|p| p.method),
+                identity: profile
+                    .as_ref()
+                    .filter(|_| source == "login")
+                    .map(|p| p.identity.clone()),
+                valid: false,
+                display_name: None,
+                entity_id: None,
+                policies: Vec::new(),
+                ttl_seconds: None,
+                auth_path: None,
+                refresh_token: refresh,
+                problem: None,
+            };
+            match token {
+                None => {
+                    report.problem = Some(
+                        "no cached session (expired or removed); run `harmony login`".to_owned(),
+                    )
+                }
+                Some(_) if !server.reachable || server.sealed == Some(true) => {
+                    report.problem = Some("the server cannot check the token right now".to_owned())
+                }
+                Some(token) => describe_token(&client, token, &mut report).await,
+            }
+            Some(report)
+        }
+    };
+    let report = Report {
+        signed_in: session.as_ref().is_some_and(|s| s.valid),
+        server,
+        session,
+    };
+    if ctx.json() {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(if report.server.reachable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn describe_token(
+    client: &harmony_secret::OpenbaoClient,
+    token: SecretString,
+    report: &mut SessionReport,
+) {
+    match client
+        .clone()
+        .with_token(token)
+        .get("auth/token/lookup-self")
+        .await
+    {
+        Ok(body) => {
+            let data = body.unwrap_or(Value::Null)["data"].clone();
+            let text = |k: &str| {
+                data[k]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            report.valid = true;
+            report.display_name = text("display_name");
+            report.entity_id = text("entity_id");
+            report.auth_path = text("path");
+            report.ttl_seconds = data["ttl"].as_u64();
+            report.policies = data["policies"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        Err(SecretError::PermissionDenied { .. }) => {
+            report.problem = Some(
+                "OpenBao no longer accepts the cached token (expired or revoked); the next command \
+                 signs in again, or run `harmony login`"
+                    .to_owned(),
+            );
+        }
+        Err(e) => report.problem = Some(e.to_string()),
+    }
+}
+
+fn duration(seconds: u64) -> String {
+    if seconds == 0 {
+        return "no expiry".to_owned();
+    }
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+fn print_text(r: &Report) {
+    let state = match (&r.server.error, r.server.initialized, r.server.sealed) {
+        (Some(e), _, _) => format!("unreachable: {e}"),
+        (None, Some(false), _) => "not initialised".to_owned(),
+        (None, _, Some(true)) => "sealed".to_owned(),
+        _ => "unsealed".to_owned(),
+    };
+    println!("server:        {} ({state})", r.server.url);
+    let Some(s) = &r.session else {
+        println!("signed in:     no — run `harmony login`");
+        return;
+    };
+    let via = match (&s.method, s.source) {
+        (Some(m), _) => format!("{m} login"),
+        (None, _) => "OPENBAO_TOKEN".to_owned(),
+    };
+    if s.valid {
+        println!(
+            "signed in:     yes, as {} (via {via})",
+            s.display_name.as_deref().unwrap_or("?")
+        );
+    } else {
+        println!("signed in:     no (via {via})");
+    }
+    if let Some(identity) = &s.identity {
+        println!("identity:      {identity}");
+    }
+    if let Some(entity) = &s.entity_id {
+        println!("entity:        {entity}");
+    }
+    if let Some(path) = &s.auth_path {
+        println!("auth path:     {path}");
+    }
+    if !s.policies.is_empty() {
+        println!("policies:      {}", s.policies.join(", "));
+    }
+    if let Some(ttl) = s.ttl_seconds {
+        println!("token ttl:     {}", duration(ttl));
+    }
+    if s.method == Some(Method::Sso) {
+        println!(
+            "refresh token: {}",
+            if s.refresh_token { "held" } else { "none" }
+        );
+    }
+    if let Some(problem) = &s.problem {
+        println!("note:          {problem}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(duration(0), "no expiry");
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(3599), "59m 59s");
+        assert_eq!(duration(7260), "2h 1m");
+    }
+}

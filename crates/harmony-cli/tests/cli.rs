@@ -1,0 +1,76 @@
+//! The `harmony` binary as a user meets it: parsing, help, completions, exit codes.
+//!
+//! Each test runs the binary with every OpenBao and SSO variable of the surrounding environment
+//! removed and its own `HARMONY_DATA_DIR`, so a developer's own settings never leak in.
+
+mod harness;
+
+use harness::{harmony, stderr, stdout};
+
+#[test]
+fn help_is_stable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony(data.path()).arg("--help").output().expect("run");
+    assert!(output.status.success());
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn config_help_is_stable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony(data.path())
+        .args(["config", "--help"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
+fn completions_for_each_shell_name_the_subcommands() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef harmony"),
+        ("fish", "complete -c harmony"),
+    ] {
+        let output = harmony(data.path())
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = stdout(&output);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("completions"), "{shell}");
+        assert!(stderr(&output).is_empty(), "{shell}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_on_stderr() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[&str], &str)] = &[
+        (&["completions", "tcsh"], "tcsh"),
+        (&["--output", "xml", "completions", "bash"], "--output"),
+        (
+            &["--openbao-url", "not a url", "completions", "bash"],
+            "--openbao-url",
+        ),
+        (&["no-such-command"], "no-such-command"),
+    ];
+    for (args, named) in cases {
+        let output = harmony(data.path()).args(*args).output().expect("run");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(named),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(stdout(&output).is_empty(), "{args:?}: data only on success");
+    }
+}

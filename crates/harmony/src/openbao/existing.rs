@@ -1,0 +1,168 @@
+//! Bootstrapping an OpenBao the user points at (`harmony bootstrap --openbao-url URL`,
+//! `harmony-sso --openbao-url URL`): the deploy's own [`OpenbaoBootstrap`] with the state kept
+//! per URL, and the summary both binaries print.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::openbao::{
+    BootstrapOptions, BootstrapReport, CiOptions, HARMONY_CI_POLICY, JwtAuthOptions,
+    OpenbaoBootstrap, OpenbaoError, StateDir,
+};
+
+/// What to do to an existing OpenBao: everything the two binaries' flags can ask for.
+#[derive(Debug, Clone, Default)]
+pub struct ExistingRequest {
+    /// A token allowed to configure a server initialised elsewhere (`OPENBAO_TOKEN`).
+    pub admin_token: Option<SecretString>,
+    /// The OpenID provider to wire JWT auth to: issuer and the device-code client id.
+    pub sso: Option<(Url, String)>,
+    /// Claims an id_token must carry (`--bound-claim KEY=VALUE`), with `sso`.
+    pub bound_claims: BTreeMap<String, String>,
+    /// The namespace to configure (`--namespace`); `None`: `BAO_NAMESPACE` or the root.
+    pub namespace: Option<String>,
+    /// Give the existing userpass user a new password (`--reset-userpass`).
+    pub reset_userpass: bool,
+    /// CI repositories whose jobs may read the team's config (`--ci`).
+    pub ci: Option<CiOptions>,
+}
+
+/// `KEY=VALUE` of `--bound-claim` (both binaries' flag parser).
+pub fn parse_bound_claim(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() && !value.is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE (a claim name and the value it must have), got {s:?}"
+        )),
+    }
+}
+
+/// What [`bootstrap_existing`] did, and where it keeps the server's keys.
+#[derive(Debug)]
+pub struct ExistingBootstrap {
+    /// The server (no trailing slash).
+    pub url: String,
+    /// Its local state (keys, userpass password).
+    pub state: StateDir,
+    /// What changed.
+    pub report: BootstrapReport,
+    /// The namespace configured (`None`: the root).
+    pub namespace: Option<String>,
+    /// The request, for the summary.
+    request: ExistingRequest,
+}
+
+/// Init (keys saved 0600 under the URL's [`StateDir`]) if uninitialised, unseal if sealed, then
+/// configure as `request` says. TLS and namespace come from the environment (`BAO_CACERT`,
+/// `BAO_NAMESPACE`, ...), the request's namespace winning.
+pub async fn bootstrap_existing(
+    url: &Url,
+    request: ExistingRequest,
+) -> Result<ExistingBootstrap, OpenbaoError> {
+    let state = StateDir::for_url(url)?;
+    let mut options = BootstrapOptions::local(state.clone())
+        .with_connection_from_lookup(|name| std::env::var(name).ok())?;
+    if request.namespace.is_some() {
+        options.namespace = request.namespace.clone();
+    }
+    options.reset_userpass = request.reset_userpass;
+    options.admin_token = request.admin_token.clone();
+    options.ci = request.ci.clone();
+    if let Some((issuer, client_id)) = &request.sso {
+        let issuer = Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer.clone());
+        let mut jwt = JwtAuthOptions::oidc(issuer, vec![client_id.clone()]);
+        jwt.bound_claims = request.bound_claims.clone();
+        options.jwt = Some(jwt);
+    }
+    let namespace = options.namespace.clone();
+    let report = OpenbaoBootstrap::new(url, options)?.run().await?;
+    Ok(ExistingBootstrap {
+        url: url.as_str().trim_end_matches('/').to_owned(),
+        state,
+        report,
+        namespace,
+        request,
+    })
+}
+
+impl ExistingBootstrap {
+    /// The summary people read (stdout of both binaries).
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = vec![match &self.namespace {
+            Some(ns) => format!("OpenBao at {} (namespace {ns})", self.url),
+            None => format!("OpenBao at {}", self.url),
+        }];
+        if self.report.initialised {
+            out.push(format!(
+                "  initialised (1 key share); keys and root token saved to {} (0600)",
+                self.state.keys_file().display()
+            ));
+        }
+        if self.report.unsealed {
+            out.push("  unsealed".to_owned());
+        }
+        match &self.report.skipped {
+            Some(why) => out.push(format!("  configuration skipped: {why}")),
+            None if self.report.changes.is_empty() => {
+                out.push("  configuration: already as wanted, nothing changed".to_owned())
+            }
+            None => {
+                out.push("  configuration changes:".to_owned());
+                out.extend(self.report.changes.iter().map(|c| format!("    - {c}")));
+            }
+        }
+        out.extend(self.report.notes.iter().map(|n| format!("  note: {n}")));
+        if let Some(ci) = &self.request.ci {
+            out.push(String::new());
+            out.push(format!(
+                "CI jobs of {} sign in with their own OIDC id_token (auth/{}/, read-only policy {}),",
+                ci.trusts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ci.mount,
+                HARMONY_CI_POLICY
+            ));
+            out.push(format!(
+                "  audience {0} — set OPENBAO_URL={0} in the job; see the README's CI section.",
+                ci.audience
+            ));
+        }
+        if let Some((issuer, client_id)) = &self.request.sso {
+            let claims = &self.request.bound_claims;
+            out.push(String::new());
+            out.push(format!(
+                "Who can sign in: anyone {} issues an id_token to for client {client_id}; OpenBao checks \
+                 the audience and the issuer{}.",
+                issuer.as_str().trim_end_matches('/'),
+                if claims.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", and the claims {}",
+                        claims
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ));
+            if claims.is_empty() {
+                out.push(
+                    "  Access is limited only by the provider's own rules for that client. To limit it \
+                     here too, re-run with --bound-claim KEY=VALUE (e.g. --bound-claim email=alice@example.com)."
+                        .to_owned(),
+                );
+            }
+        }
+        out.push(String::new());
+        out.push(format!("Local state: {}", self.state.path().display()));
+        out
+    }
+}
