@@ -246,4 +246,27 @@ pub struct BootstrapArgs {
     /// file for it (every other machine's saved login stops working).
     #[arg(long)]
     pub reset_userpass: bool,
+
+    /// Another node of the same raft cluster (repeatable): every node is unsealed and raft must
+    /// list all as voters; defaults become 5 key shares / threshold 3 and the root token retired.
+    #[arg(long, value_name = "URL")]
+    pub node: Vec<url::Url>,
+
+    /// Unseal key shares created at init (with --key-threshold).
+    #[arg(long, value_name = "N")]
+    pub key_shares: Option<u8>,
+
+    /// How many shares unseal (with --key-shares).
+    #[arg(long, value_name = "T")]
+    pub key_threshold: Option<u8>,
+
+    /// Once configured, hand over to a periodic harmony-admin token and revoke the root token
+    /// (default: yes with --node, no for one server).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub revoke_root: Option<bool>,
+
+    /// Recover a lost or expired harmony-admin token from the saved key shares, then retire that
+    /// root token again.
+    #[arg(long)]
+    pub regenerate_root: bool,
 }

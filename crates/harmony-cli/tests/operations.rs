@@ -148,3 +148,100 @@ fn cleanup_needs_yes_off_a_terminal_then_deletes_the_cluster_and_its_state() {
         stdout(&out)
     );
 }
+
+/// `harmony bootstrap` on a real 3-node OpenBao raft cluster (testkit, loopback): one init with
+/// 5 shares / threshold 3, every node unsealed, three raft voters, the root token retired; a
+/// re-run changes nothing; a lost admin token is recovered with `--regenerate-root`.
+#[tokio::test]
+async fn bootstrap_of_a_three_node_cluster_then_regenerate_root() {
+    let cluster = harmony_testkit::OpenbaoCluster::start(3)
+        .await
+        .expect("3-node raft cluster");
+    let urls = cluster.urls();
+    let data = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str]| {
+        let mut cmd = harmony(data.path());
+        cmd.args([
+            "bootstrap",
+            "--openbao-url",
+            &urls[0],
+            "--node",
+            &urls[1],
+            "--node",
+            &urls[2],
+        ])
+        .args(extra);
+        cmd.output().expect("run")
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let out = stdout(&first);
+    for want in [
+        "5 unseal key shares, any 3",
+        "raft: 3 voters",
+        "revoked the root token",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    for url in &urls[1..] {
+        assert!(out.contains(&format!("node {url}: unsealed")), "{out}");
+    }
+
+    let again = run(&[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing changed"),
+        "{}",
+        stdout(&again)
+    );
+
+    // The admin token is lost: the next run says how to recover, and recovery works.
+    let admin: Vec<_> = files_under(data.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "admin-token.json"))
+        .collect();
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    std::fs::remove_file(&admin[0]).expect("remove");
+    let lost = run(&[]);
+    assert_eq!(lost.status.code(), Some(1));
+    assert!(
+        stderr(&lost).contains("--regenerate-root"),
+        "{}",
+        stderr(&lost)
+    );
+    let regen = harmony(data.path())
+        .args(["bootstrap", "--openbao-url", &urls[0], "--regenerate-root"])
+        .output()
+        .expect("run");
+    assert!(regen.status.success(), "{}", stderr(&regen));
+    assert!(
+        stdout(&regen).contains("generated a new root token"),
+        "{}",
+        stdout(&regen)
+    );
+    let healed = run(&[]);
+    assert!(healed.status.success(), "{}", stderr(&healed));
+    assert!(
+        stdout(&healed).contains("nothing changed"),
+        "{}",
+        stdout(&healed)
+    );
+}
+
+#[test]
+fn key_shares_flags_are_checked_before_any_work() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["--key-shares", "5"][..],
+        &["--key-shares", "3", "--key-threshold", "4"],
+        &["--key-shares", "5", "--key-threshold", "1"],
+    ] {
+        let out = harmony(data.path())
+            .args(["bootstrap", "--openbao-url", "http://127.0.0.1:1"])
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--key-"), "{}", stderr(&out));
+    }
+}

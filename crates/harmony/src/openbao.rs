@@ -45,7 +45,10 @@ pub use bootstrap::{
     harmony_admin_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
-pub use existing::{ExistingBootstrap, ExistingRequest, bootstrap_existing, parse_bound_claim};
+pub use existing::{
+    ExistingBootstrap, ExistingRequest, HA_KEY_SHARES, bootstrap_existing, key_shares_from_flags,
+    parse_bound_claim, regenerate_root,
+};
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use state::{InitKeys, StateDir};

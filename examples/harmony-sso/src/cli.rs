@@ -67,6 +67,30 @@ pub struct Args {
     #[arg(long, value_name = "LOGIN", conflicts_with_all = ["skip_zitadel", "openbao_url"])]
     pub grant_user: Vec<String>,
 
+    /// With --openbao-url: another node of the same raft cluster (repeatable). Every node is
+    /// unsealed and the bootstrap waits until raft lists all of them as voters; defaults become
+    /// 5 key shares / threshold 3 and the root token is retired.
+    #[arg(long, value_name = "URL", requires = "openbao_url", value_parser = parse_http_url)]
+    pub openbao_node: Vec<url::Url>,
+
+    /// With --openbao-url: unseal key shares created at init (with --key-threshold).
+    #[arg(long, value_name = "N", requires = "openbao_url")]
+    pub key_shares: Option<u8>,
+
+    /// With --openbao-url: how many shares unseal (with --key-shares).
+    #[arg(long, value_name = "T", requires = "openbao_url")]
+    pub key_threshold: Option<u8>,
+
+    /// With --openbao-url: once configured, hand over to a periodic harmony-admin token and
+    /// revoke the root token (default: yes for several nodes, no for one).
+    #[arg(long, value_name = "BOOL", requires = "openbao_url", num_args = 0..=1, default_missing_value = "true")]
+    pub revoke_root: Option<bool>,
+
+    /// With --openbao-url: recover a lost or expired harmony-admin token from the saved key
+    /// shares (OpenBao's root token generation), then retire that root token again.
+    #[arg(long, requires = "openbao_url")]
+    pub regenerate_root: bool,
+
     /// Write a typed demo config to OpenBao and read it back (token or userpass auth).
     #[arg(long, conflicts_with_all = ["sso_demo", "cleanup"])]
     pub demo: bool,
@@ -148,6 +172,9 @@ pub enum UsageError {
         "--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them"
     )]
     SkipZitadelWithExisting,
+    /// `--key-shares` / `--key-threshold` that cannot work.
+    #[error("{0}")]
+    KeyShares(String),
     /// `--ci` entries that cannot be set up together.
     #[error(transparent)]
     Ci(#[from] harmony::openbao::CiSpecError),
@@ -205,6 +232,7 @@ impl Args {
                 return Err(UsageError::SsoUrlWithoutClientId);
             }
             self.ci_options()?;
+            self.key_shares()?;
             return Ok(Mode::BootstrapExisting);
         }
         Ok(Mode::Deploy)
@@ -212,6 +240,12 @@ impl Args {
 }
 
 impl Args {
+    /// `--key-shares` / `--key-threshold`, checked.
+    pub fn key_shares(&self) -> Result<Option<(u8, u8)>, UsageError> {
+        harmony::openbao::key_shares_from_flags(self.key_shares, self.key_threshold)
+            .map_err(UsageError::KeyShares)
+    }
+
     /// The CI trust `--ci` asks for (audience: the OpenBao URL), `None` without `--ci`.
     pub fn ci_options(&self) -> Result<Option<harmony::openbao::CiOptions>, UsageError> {
         match (&self.openbao_url, self.ci.is_empty()) {

@@ -137,6 +137,11 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
             "--bound-claim",
         ),
         (&["--bound-claim", "no-value"], "--bound-claim"),
+        (
+            &["--openbao-url", "http://127.0.0.1:1", "--key-shares", "5"],
+            "--key-threshold",
+        ),
+        (&["--openbao-node", "http://127.0.0.1:2"], "--openbao-url"),
         (&["--demo", "--grant-user", "alice"], "--grant-user"),
     ];
     for (args, named) in cases {

@@ -16,6 +16,23 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
                 .to_owned(),
         )
     })?;
+    if args.regenerate_root {
+        let changes = harmony::openbao::regenerate_root(&url)
+            .await
+            .with_context(|| {
+                format!(
+                    "regenerating the root token of the OpenBao at {}",
+                    url.as_str().trim_end_matches('/')
+                )
+            })?;
+        println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
+        for change in changes {
+            println!("  - {change}");
+        }
+        return Ok(());
+    }
+    let key_shares = harmony::openbao::key_shares_from_flags(args.key_shares, args.key_threshold)
+        .map_err(UsageError)?;
     let sso = match (&args.sso_url, &args.client_id) {
         (Some(issuer), Some(client)) => Some((issuer.clone(), client.clone())),
         (None, None) => None,
@@ -42,6 +59,9 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         reset_userpass: args.reset_userpass,
         ci,
+        other_nodes: args.node.clone(),
+        key_shares,
+        revoke_root: args.revoke_root,
     };
     let done = harmony::openbao::bootstrap_existing(&url, request)
         .await

@@ -8,8 +8,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::openbao::{
-    BootstrapOptions, BootstrapReport, CiOptions, HARMONY_CI_POLICY, JwtAuthOptions,
-    OpenbaoBootstrap, OpenbaoError, StateDir,
+    BootstrapOptions, BootstrapReport, CiOptions, HARMONY_CI_POLICY, JwtAuthOptions, NodeReport,
+    OpenbaoBootstrap, OpenbaoClusterBootstrap, OpenbaoError, StateDir,
 };
 
 /// What to do to an existing OpenBao: everything the two binaries' flags can ask for.
@@ -27,7 +27,38 @@ pub struct ExistingRequest {
     pub reset_userpass: bool,
     /// CI repositories whose jobs may read the team's config (`--ci`).
     pub ci: Option<CiOptions>,
+    /// The other nodes of the same raft cluster (HA): every node is unsealed and raft must list
+    /// them all as voters.
+    pub other_nodes: Vec<Url>,
+    /// Unseal key shares and threshold at init; default 1/1 for one node, 5/3 for a cluster.
+    pub key_shares: Option<(u8, u8)>,
+    /// Retire the root token once configured (a `harmony-admin` token takes over); default on
+    /// for a cluster.
+    pub revoke_root: Option<bool>,
 }
+
+/// `--key-shares N --key-threshold T` checked together: both or neither, `1 <= T <= N`, and a
+/// threshold of 1 only with 1 share (one share of many unsealing alone defeats the split).
+pub fn key_shares_from_flags(
+    shares: Option<u8>,
+    threshold: Option<u8>,
+) -> Result<Option<(u8, u8)>, String> {
+    match (shares, threshold) {
+        (None, None) => Ok(None),
+        (Some(n), Some(t)) if t >= 1 && t <= n && (t > 1 || n == 1) => Ok(Some((n, t))),
+        (Some(n), Some(t)) => Err(format!(
+            "--key-shares {n} --key-threshold {t}: the threshold must be between 2 and the number of \
+             shares (or both 1), e.g. --key-shares 5 --key-threshold 3"
+        )),
+        _ => Err(
+            "--key-shares and --key-threshold go together, e.g. --key-shares 5 --key-threshold 3"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Shares and threshold for a cluster unless asked otherwise: any three of five people unseal.
+pub const HA_KEY_SHARES: (u8, u8) = (5, 3);
 
 /// `KEY=VALUE` of `--bound-claim` (both binaries' flag parser).
 pub fn parse_bound_claim(s: &str) -> Result<(String, String), String> {
@@ -52,6 +83,12 @@ pub struct ExistingBootstrap {
     pub report: BootstrapReport,
     /// The namespace configured (`None`: the root).
     pub namespace: Option<String>,
+    /// For a cluster: each node, and how many raft voters the active node lists.
+    pub nodes: Vec<NodeReport>,
+    /// See `nodes`.
+    pub voters: usize,
+    /// Shares and threshold asked for at init.
+    pub key_shares: (u8, u8),
     /// The request, for the summary.
     request: ExistingRequest,
 }
@@ -72,6 +109,14 @@ pub async fn bootstrap_existing(
     options.reset_userpass = request.reset_userpass;
     options.admin_token = request.admin_token.clone();
     options.ci = request.ci.clone();
+    let cluster = !request.other_nodes.is_empty();
+    let (shares, threshold) =
+        request
+            .key_shares
+            .unwrap_or(if cluster { HA_KEY_SHARES } else { (1, 1) });
+    options.shares = shares;
+    options.threshold = threshold;
+    options.revoke_root = request.revoke_root.unwrap_or(cluster);
     if let Some((issuer, client_id)) = &request.sso {
         let issuer = Url::parse(issuer.as_str().trim_end_matches('/')).unwrap_or(issuer.clone());
         let mut jwt = JwtAuthOptions::oidc(issuer, vec![client_id.clone()]);
@@ -79,14 +124,37 @@ pub async fn bootstrap_existing(
         options.jwt = Some(jwt);
     }
     let namespace = options.namespace.clone();
-    let report = OpenbaoBootstrap::new(url, options)?.run().await?;
+    let (report, nodes, voters) = if cluster {
+        let urls: Vec<Url> = std::iter::once(url.clone())
+            .chain(request.other_nodes.iter().cloned())
+            .collect();
+        let done = OpenbaoClusterBootstrap::new(&urls, options)?.run().await?;
+        (done.bootstrap, done.nodes, done.voters)
+    } else {
+        (
+            OpenbaoBootstrap::new(url, options)?.run().await?,
+            Vec::new(),
+            0,
+        )
+    };
     Ok(ExistingBootstrap {
         url: url.as_str().trim_end_matches('/').to_owned(),
         state,
         report,
         namespace,
+        nodes,
+        voters,
+        key_shares: (shares, threshold),
         request,
     })
+}
+
+/// Recover a lost or expired `harmony-admin` token of the OpenBao at `url` from the saved key
+/// shares (see [`OpenbaoBootstrap::regenerate_root`]); returns the changes made.
+pub async fn regenerate_root(url: &Url) -> Result<Vec<String>, OpenbaoError> {
+    let options = BootstrapOptions::local(StateDir::for_url(url)?)
+        .with_connection_from_lookup(|name| std::env::var(name).ok())?;
+    OpenbaoBootstrap::new(url, options)?.regenerate_root().await
 }
 
 impl ExistingBootstrap {
@@ -96,13 +164,38 @@ impl ExistingBootstrap {
             Some(ns) => format!("OpenBao at {} (namespace {ns})", self.url),
             None => format!("OpenBao at {}", self.url),
         }];
+        let (shares, threshold) = self.key_shares;
         if self.report.initialised {
-            out.push(format!(
-                "  initialised (1 key share); keys and root token saved to {} (0600)",
-                self.state.keys_file().display()
-            ));
+            if shares == 1 {
+                out.push(format!(
+                    "  initialised (1 key share); keys and root token saved to {} (0600)",
+                    self.state.keys_file().display()
+                ));
+            } else {
+                out.push(format!(
+                    "  initialised with {shares} unseal key shares, any {threshold} of which unseal it. \
+                     ALL {shares} are saved on this machine in {} (0600) so this tool can unseal \
+                     every node: hand one share to each of {shares} people (the `keys_base64` list), \
+                     then delete the file if no machine should hold them all; a sealed node is \
+                     unsealed with `bao operator unseal` by any {threshold} of them.",
+                    self.state.keys_file().display()
+                ));
+            }
         }
-        if self.report.unsealed {
+        for node in &self.nodes {
+            if node.unreachable {
+                out.push(format!(
+                    "  node {}: unreachable (left alone; the next run unseals it)",
+                    node.url
+                ));
+            } else if node.unsealed {
+                out.push(format!("  node {}: unsealed", node.url));
+            }
+        }
+        if !self.nodes.is_empty() && self.voters > 0 {
+            out.push(format!("  raft: {} voters", self.voters));
+        }
+        if self.nodes.is_empty() && self.report.unsealed {
             out.push("  unsealed".to_owned());
         }
         match &self.report.skipped {

@@ -12,6 +12,21 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         .openbao_url
         .clone()
         .context("--openbao-url is required for this mode")?;
+    if args.regenerate_root {
+        let changes = harmony::openbao::regenerate_root(&url)
+            .await
+            .with_context(|| {
+                format!(
+                    "regenerating the root token of the OpenBao at {}",
+                    url.as_str().trim_end_matches('/')
+                )
+            })?;
+        println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
+        for change in changes {
+            println!("  - {change}");
+        }
+        return Ok(());
+    }
     let request = harmony::openbao::ExistingRequest {
         admin_token: admin_token_from_env(),
         sso: match (&args.sso_url, &args.client_id) {
@@ -22,6 +37,9 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         reset_userpass: args.reset_userpass,
         ci: args.ci_options()?,
+        other_nodes: args.openbao_node.clone(),
+        key_shares: args.key_shares()?,
+        revoke_root: args.revoke_root,
     };
     let done = harmony::openbao::bootstrap_existing(&url, request)
         .await
