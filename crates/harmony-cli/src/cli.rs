@@ -74,6 +74,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run a program with the team's config in its environment (the process is replaced: its
+    /// signals and exit code are the program's own). Values never appear on a command line.
+    Run(RunArgs),
+    /// Print the values `harmony run` would put in the environment.
+    Export(ExportArgs),
     /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
     /// wiring its JWT auth to an OpenID provider.
     Bootstrap(BootstrapArgs),
@@ -207,6 +212,53 @@ impl ConfigCommand {
             | Self::Rollback { key, .. } => Some(key),
         }
     }
+}
+
+/// Which documents become which variables (`harmony run`, `harmony export`).
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// A config document to read (repeatable).
+    #[arg(short = 'c', long = "config", value_name = "KEY", required = true)]
+    pub configs: Vec<String>,
+
+    /// Name variables `FIELD` (`DATABASE_HOST`) instead of `HARMONY_<KEY>_<FIELD>`, for programs
+    /// in any language. (`HARMONY_<KEY>_<FIELD>` is what a Rust program's `ConfigManager` reads.)
+    #[arg(long)]
+    pub plain: bool,
+
+    /// Put this before every variable name (e.g. `APP_`).
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+}
+
+/// `harmony run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+
+    /// Let the config win over variables already set in the environment (default: those win).
+    #[arg(long = "override")]
+    pub override_env: bool,
+
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `harmony export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dotenv")]
+    pub format: Format,
+
+    /// Show secret values masked (`********`).
+    #[arg(long)]
+    pub mask: bool,
 }
 
 /// Document formats of `config get`.

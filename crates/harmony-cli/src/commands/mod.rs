@@ -12,6 +12,7 @@ mod cleanup;
 mod config;
 mod login;
 mod logout;
+mod run;
 mod status;
 
 /// Run the parsed command line; `Ok` carries the exit code (a `check` that finds problems
@@ -37,6 +38,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => status::run(&Context::new(&cli.global)?).await,
+        Command::Run(args) => run::run(&Context::new(&cli.global)?, &args).await,
+        Command::Export(args) => run::export(&Context::new(&cli.global)?, &args).await,
         Command::Logout => logout::run(&Context::new(&cli.global)?).await,
     }
 }

@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
 
 /// Config keys: `/`-separated segments, each a valid `harmony_config` key (they become
 /// variable names).
-fn check_key(key: &str) -> anyhow::Result<()> {
+pub(crate) fn check_key(key: &str) -> anyhow::Result<()> {
     for segment in key.split('/') {
         harmony_config::validate_key(segment)
             .map_err(|e| UsageError(format!("config key {key:?}: {e}")))?;
@@ -69,7 +69,7 @@ fn check_key(key: &str) -> anyhow::Result<()> {
 
 /// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions.
 pub struct Team {
-    store: OpenbaoSecretStore,
+    pub(crate) store: OpenbaoSecretStore,
 }
 
 /// One KV v2 version of a document.

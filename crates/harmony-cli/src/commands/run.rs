@@ -1,0 +1,165 @@
+//! `harmony run -c KEY -- CMD ...` and `harmony export -c KEY`: the team's config as environment
+//! variables. By default named exactly as `harmony_config::EnvSource` reads them
+//! (`HARMONY_<KEY>_<FIELD>`), so a Rust program using `ConfigManager` gets its whole config from
+//! the environment with no network call; `--plain` gives `FIELD` names for any other program.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use serde_json::{Map, Value};
+
+use crate::UsageError;
+use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
+use crate::commands::config::{Team, check_key};
+use crate::context::Context;
+use crate::document::{MASK, leaves};
+
+/// One variable and whether its value is a secret.
+struct Var {
+    value: String,
+    secret: bool,
+    /// `KEY.field.path`, for messages.
+    from: String,
+}
+
+/// Read every document and turn its leaves into variables.
+async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<BTreeMap<String, Var>> {
+    for key in &args.configs {
+        check_key(key)?;
+    }
+    let team = Team {
+        store: ctx.connect().await?,
+    };
+    let mut vars: BTreeMap<String, Var> = BTreeMap::new();
+    for key in &args.configs {
+        let (doc, typing) = tokio::join!(team.existing(key), team.typing(key));
+        let (doc, typing) = (doc?, typing?);
+        for (path, value) in leaves(&doc.value) {
+            if path.is_empty() || value.is_null() {
+                continue;
+            }
+            let base = if args.plain {
+                path.iter()
+                    .map(|s| s.replace('-', "_").to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join("_")
+            } else {
+                typing.env_var(&path)
+            };
+            let name = format!("{}{base}", args.prefix.as_deref().unwrap_or_default());
+            let from = format!("{key}.{}", path.join("."));
+            if let Some(earlier) = vars.get(&name) {
+                return Err(UsageError(format!(
+                    "{from} and {} would both be {name}; drop --plain or give one of them a --prefix \
+                     in a separate run",
+                    earlier.from
+                ))
+                .into());
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vars.insert(
+                name,
+                Var {
+                    value: text,
+                    secret: typing.is_secret(&path),
+                    from,
+                },
+            );
+        }
+    }
+    Ok(vars)
+}
+
+/// `harmony run`.
+pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let vars = variables(ctx, &args.env).await?;
+    let Some((program, rest)) = args.command.split_first() else {
+        return Err(UsageError("name the program to run after `--`".to_owned()).into());
+    };
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    let mut kept = Vec::new();
+    for (name, var) in &vars {
+        if !args.override_env && std::env::var_os(name).is_some() {
+            kept.push(name.as_str());
+            continue;
+        }
+        command.env(name, &var.value);
+    }
+    if !kept.is_empty() {
+        eprintln!(
+            "note: kept {} from the environment (pass --override to use the stored values)",
+            kept.join(", ")
+        );
+    }
+    tracing::debug!(
+        variables = vars.len(),
+        "starting the program with the config"
+    );
+    exec(command, program)
+}
+
+/// Replace this process with `command` (Unix): the program's signals and exit code are its own.
+#[cfg(unix)]
+fn exec(mut command: std::process::Command, program: &std::ffi::OsStr) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let error = command.exec();
+    Err(anyhow::Error::new(error).context(format!(
+        "could not start {}; check the name and that it is on PATH",
+        program.to_string_lossy()
+    )))
+}
+
+/// Elsewhere: run it and pass its exit code on.
+#[cfg(not(unix))]
+fn exec(mut command: std::process::Command, program: &std::ffi::OsStr) -> anyhow::Result<ExitCode> {
+    let status = command.status().map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "could not start {}; check the name and that it is on PATH",
+            program.to_string_lossy()
+        ))
+    })?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+/// `harmony export`.
+pub async fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let vars = variables(ctx, &args.env).await?;
+    let shown = |var: &Var| {
+        if args.mask && var.secret {
+            MASK.to_owned()
+        } else {
+            var.value.clone()
+        }
+    };
+    match args.format {
+        Format::Dotenv => {
+            for (name, var) in &vars {
+                let escaped = shown(var)
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('$', "\\$")
+                    .replace('\n', "\\n");
+                println!("{name}=\"{escaped}\"");
+            }
+        }
+        Format::Json | Format::Yaml => {
+            let map: Map<String, Value> = vars
+                .iter()
+                .map(|(name, var)| (name.clone(), Value::String(shown(var))))
+                .collect();
+            let value = Value::Object(map);
+            if args.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", serde_yaml::to_string(&value)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

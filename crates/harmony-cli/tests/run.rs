@@ -1,0 +1,210 @@
+//! `harmony run` and `harmony export` against a real OpenBao (testkit dev server). The document
+//! and its schema are written by `ConfigManager` itself, as an application would.
+
+mod harness;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use harmony_config::{Config, ConfigManager, Snapshot, StoreSource};
+use harmony_env::vars;
+use harmony_secret::{OpenbaoSecretStore, OpenbaoSettings};
+use harmony_testkit::OpenbaoServer;
+use harness::{harmony, harmony_std, stderr, stdout};
+use secrecy::SecretString;
+
+const PASSWORD: &str = "pw-run-not-a-real-secret";
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Database {
+    /// Host of the database.
+    host: String,
+    /// Its port.
+    port: u16,
+    /// The application's password.
+    #[schemars(extend("x-secret" = true))]
+    password: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Shop {
+    /// Worker threads.
+    workers: u32,
+    database: Database,
+}
+
+impl Config for Shop {
+    const KEY: &'static str = "shop";
+}
+
+async fn setup() -> (OpenbaoServer, tempfile::TempDir) {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = OpenbaoSecretStore::connect(
+        OpenbaoSettings::new(bao.url())
+            .with_token(SecretString::from(
+                bao.root_token().expect("root").to_owned(),
+            ))
+            .with_session_dir(data.path().join("app-sessions")),
+    )
+    .await
+    .expect("connect");
+    ConfigManager::builder()
+        .source(StoreSource::new(store))
+        .interactive(false)
+        .build()
+        .set(&Snapshot::new(Shop {
+            workers: 4,
+            database: Database {
+                host: "db.internal".into(),
+                port: 5432,
+                password: PASSWORD.into(),
+            },
+        }))
+        .await
+        .expect("the application saves its config (and schema)");
+    (bao, data)
+}
+
+fn cmd(data: &std::path::Path, bao: &OpenbaoServer) -> assert_cmd::Command {
+    let mut c = harmony(data);
+    c.env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"));
+    c
+}
+
+#[tokio::test]
+async fn run_passes_values_names_and_the_exit_code() {
+    let (bao, data) = setup().await;
+    let script = r#"echo "w=$HARMONY_SHOP_WORKERS h=$HARMONY_SHOP_DATABASE_HOST p=$HARMONY_SHOP_DATABASE_PASSWORD"; tr '\0' ' ' < /proc/$$/cmdline; echo; exit 7"#;
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--", "sh", "-c", script])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("w=4 h=db.internal p={PASSWORD}").as_str())
+    );
+    // The values are in the environment, never on a command line.
+    assert!(
+        !lines.next().unwrap_or_default().contains(PASSWORD),
+        "{text}"
+    );
+    assert!(!stderr(&out).contains(PASSWORD));
+
+    // --plain names; an existing variable wins unless --override.
+    let out = cmd(data.path(), &bao)
+        .env("WORKERS", "99")
+        .args(["run", "-c", "shop", "--plain", "--", "sh", "-c"])
+        .arg(r#"echo "$WORKERS $DATABASE_HOST $DATABASE_PORT""#)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "99 db.internal 5432");
+    assert!(stderr(&out).contains("kept WORKERS"), "{}", stderr(&out));
+    let out = cmd(data.path(), &bao)
+        .env("WORKERS", "99")
+        .args([
+            "run",
+            "-c",
+            "shop",
+            "--plain",
+            "--override",
+            "--prefix",
+            "APP_",
+        ])
+        .args(["--", "sh", "-c", r#"echo "$APP_WORKERS""#])
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&out).trim(), "4", "{}", stderr(&out));
+
+    // Bad input: an unknown document, a missing program.
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "nope", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("harmony config list"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--", "no-such-program-xyz"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no-such-program-xyz"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The process is replaced: a SIGTERM sent to `harmony run`'s pid reaches the program.
+#[tokio::test]
+async fn run_hands_signals_to_the_program() {
+    let (bao, data) = setup().await;
+    let mut child = harmony_std(data.path())
+        .env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
+        .args(["run", "-c", "shop", "--", "sh", "-c"])
+        .arg(r#"trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done"#)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("got-term")
+    );
+}
+
+#[tokio::test]
+async fn export_prints_the_same_values_masked_on_request() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "shop"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("HARMONY_SHOP_WORKERS=\"4\""), "{text}");
+    assert!(
+        text.contains(&format!("HARMONY_SHOP_DATABASE_PASSWORD=\"{PASSWORD}\"")),
+        "{text}"
+    );
+    let out = cmd(data.path(), &bao)
+        .args([
+            "export", "-c", "shop", "--format", "json", "--mask", "--plain",
+        ])
+        .output()
+        .expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["DATABASE_PASSWORD"], "********");
+    assert_eq!(json["DATABASE_HOST"], "db.internal");
+    assert!(!stdout(&out).contains(PASSWORD));
+}
