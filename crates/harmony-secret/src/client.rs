@@ -198,6 +198,11 @@ impl OpenbaoClient {
             ))
         })?;
         let mut builder = options.tls.client_builder()?;
+        // A proxy from the environment (helm needs one for chart repositories) must never carry
+        // calls to a server on this machine: a port-forward or a local OpenBao.
+        if is_loopback(&parsed) {
+            builder = builder.no_proxy();
+        }
         for (host, addr) in &options.resolve {
             builder = builder.resolve(host, *addr);
         }
@@ -633,6 +638,16 @@ pub async fn lookup_self(client: &OpenbaoClient) -> Result<TokenInfo, SecretErro
         creation_ttl: data["creation_ttl"].as_u64().unwrap_or(0),
         renewable: data["renewable"].as_bool().unwrap_or(false),
     })
+}
+
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 #[cfg(test)]

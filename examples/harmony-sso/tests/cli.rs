@@ -805,3 +805,28 @@ async fn demo_without_credentials_says_where_they_come_from() {
         "{err}"
     );
 }
+
+/// A proxy set in the environment (helm needs it for chart repositories) must not swallow the
+/// calls to an OpenBao on loopback (a port-forward, a local server): they never go through it.
+#[tokio::test]
+async fn a_proxy_in_the_environment_does_not_carry_loopback_calls() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    // Nothing listens here: a request sent to this "proxy" fails.
+    let dead_proxy = format!(
+        "http://127.0.0.1:{}",
+        harmony_testkit::free_port().expect("port")
+    );
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--openbao-url", bao.url()])
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("dev token"))
+        .env("HTTP_PROXY", &dead_proxy)
+        .env("http_proxy", &dead_proxy)
+        .env("HTTPS_PROXY", &dead_proxy)
+        .env("ALL_PROXY", &dead_proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+}

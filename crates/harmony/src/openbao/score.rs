@@ -198,21 +198,23 @@ impl OpenbaoScore {
     /// Any HTTP answer (sealed or not) means the forward works.
     async fn wait_until_forward_answers(&self, url: &Url, pod: &str) -> Result<(), OpenbaoError> {
         let target = format!("{}/{pod}:{API_PORT}", self.namespace);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .timeout(FORWARD_PROBE_TIMEOUT)
-            .build()
-            .map_err(|e| OpenbaoError::Kubernetes {
-                what: format!("building an HTTP client for the port-forward to {target}: {e}"),
-                source: None,
-            })?;
-        let probe = format!("{}/v1/sys/seal-status", url.as_str().trim_end_matches('/'));
+        let base = url.as_str().trim_end_matches('/').to_owned();
+        let options = harmony_secret::ClientOptions::default();
         let attempts = self.forward_retry.attempts.max(1);
         let mut attempt = 1;
         loop {
-            match http.get(&probe).send().await {
-                Ok(_) => return Ok(()),
+            // A fresh client per attempt: a connection the refused forward broke is not reused.
+            let answer = match harmony_secret::OpenbaoClient::build(&base, &options) {
+                Ok(client) => client
+                    .with_timeout(FORWARD_PROBE_TIMEOUT)
+                    .health()
+                    .await
+                    .map(drop),
+                Err(e) => Err(e),
+            };
+            match answer {
+                // Any HTTP answer (sealed, uninitialised, standby) means the forward works.
+                Ok(()) | Err(harmony_secret::SecretError::BadResponse { .. }) => return Ok(()),
                 Err(e) if attempt >= attempts => {
                     return Err(OpenbaoError::Kubernetes {
                         what: format!(
