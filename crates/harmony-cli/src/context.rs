@@ -124,7 +124,11 @@ impl Context {
         let settings = self.settings().await?;
         let has_token = admin_token_from_env().is_some()
             || LoginProfile::load(&self.base())?.is_some_and(|p| p.method != Method::Sso);
-        if settings.sso().is_none() && settings.userpass().is_none() && !has_token {
+        if settings.sso().is_none()
+            && settings.userpass().is_none()
+            && settings.ci().is_none()
+            && !has_token
+        {
             anyhow::bail!(
                 "not signed in to the OpenBao at {}: run `harmony login` (or set {})",
                 self.base(),

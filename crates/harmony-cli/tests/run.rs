@@ -208,3 +208,66 @@ async fn export_prints_the_same_values_masked_on_request() {
     assert_eq!(json["DATABASE_HOST"], "db.internal");
     assert!(!stdout(&out).contains(PASSWORD));
 }
+
+/// In CI, `harmony run` signs in with the job's own OIDC identity (GitHub-style id_token request,
+/// the project's test provider acting as the CI issuer) — no OpenBao token in the job.
+#[tokio::test]
+async fn run_in_ci_signs_in_with_the_jobs_own_identity() {
+    use harmony::openbao::{BootstrapOptions, CiOptions, OpenbaoBootstrap, StateDir};
+    use harmony_testkit::oidc::{OidcProvider, OidcProviderOptions};
+
+    let (bao, data) = setup().await;
+    let provider = OidcProvider::start(OidcProviderOptions::default())
+        .await
+        .expect("test provider");
+    let mut options = BootstrapOptions::local(StateDir::new(data.path().join("state")));
+    options.admin_token = Some(SecretString::from(
+        bao.root_token().expect("root").to_owned(),
+    ));
+    options.ci = Some(
+        CiOptions::new(
+            vec![
+                format!("github={}:acme/shop@main", provider.issuer())
+                    .parse()
+                    .expect("spec"),
+            ],
+            bao.url(),
+        )
+        .expect("one issuer"),
+    );
+    OpenbaoBootstrap::new(&url::Url::parse(bao.url()).expect("url"), options)
+        .expect("bootstrap")
+        .run()
+        .await
+        .expect("CI trust");
+    let request_token = provider
+        .ci_job(&serde_json::json!({
+            "repository": "acme/shop",
+            "ref": "refs/heads/main",
+            "job_workflow_ref": "acme/shop/.github/workflows/ci.yml@refs/heads/main",
+        }))
+        .await
+        .expect("CI job");
+    let out = harmony(data.path())
+        .env(vars::OPENBAO_URL, bao.url())
+        .env(
+            vars::ACTIONS_ID_TOKEN_REQUEST_URL,
+            provider.github_token_url(),
+        )
+        .env(vars::ACTIONS_ID_TOKEN_REQUEST_TOKEN, &request_token)
+        .env(vars::GITHUB_REPOSITORY, "acme/shop")
+        .args([
+            "run",
+            "-c",
+            "shop",
+            "--",
+            "sh",
+            "-c",
+            "echo $HARMONY_SHOP_WORKERS",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "4");
+    assert!(!stderr(&out).contains(&request_token));
+}
