@@ -79,6 +79,9 @@ pub enum Command {
     Run(RunArgs),
     /// Print the values `harmony run` would put in the environment.
     Export(ExportArgs),
+    /// Deploy or converge the local stack on k3d (needs Docker): OpenBao, CloudNativePG, Zitadel,
+    /// the device-code app and OpenBao's JWT auth. A re-run changes nothing.
+    Deploy(DeployArgs),
     /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
     /// wiring its JWT auth to an OpenID provider.
     Bootstrap(BootstrapArgs),
@@ -267,6 +270,27 @@ pub enum Format {
     Json,
     Yaml,
     Dotenv,
+}
+
+/// `harmony deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// OpenBao only: no CloudNativePG, no Zitadel, no JWT auth.
+    #[arg(long)]
+    pub skip_zitadel: bool,
+
+    /// Also grant the Zitadel project role harmony-developer (needed to sign in) to this user, by
+    /// login name (repeatable). The instance's first admin gets it without asking.
+    #[arg(long, value_name = "LOGIN", conflicts_with = "skip_zitadel")]
+    pub grant_user: Vec<String>,
+
+    /// Give the userpass user a new password even though this machine has no password file for it.
+    #[arg(long)]
+    pub reset_userpass: bool,
+
+    /// Recover a helm release a killed helm left stuck without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `harmony bootstrap`.

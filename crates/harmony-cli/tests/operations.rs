@@ -245,3 +245,26 @@ fn key_shares_flags_are_checked_before_any_work() {
         assert!(stderr(&out).contains("--key-"), "{}", stderr(&out));
     }
 }
+
+/// `harmony deploy` is the seed's deploy (one library operation): without Docker it stops in one
+/// paragraph before anything is downloaded or created.
+#[test]
+fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony(data.path())
+        .arg("deploy")
+        .env(
+            vars::DOCKER_HOST,
+            format!("unix://{}/docker.sock", data.path().display()),
+        )
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("Docker is not reachable at unix://"), "{err}");
+    assert!(
+        files_under(data.path()).is_empty(),
+        "nothing downloaded or created: {:?}",
+        files_under(data.path())
+    );
+}

@@ -93,6 +93,17 @@ impl PendingRelease {
         self.status == "pending-install"
     }
 
+    /// The question both binaries ask a person before recovering it.
+    pub fn question(&self) -> String {
+        format!(
+            "helm release {}/{} is stuck in {} (a helm that was killed leaves it so). {}?",
+            self.namespace,
+            self.release,
+            self.status,
+            self.recovery()
+        )
+    }
+
     /// What recovering it does, for a question or a message.
     pub fn recovery(&self) -> String {
         if self.never_deployed() {

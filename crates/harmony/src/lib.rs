@@ -8,6 +8,7 @@
 
 pub mod cleanup;
 pub mod cnpg;
+pub mod deploy;
 pub mod helm;
 pub mod ingress;
 pub mod k3d;

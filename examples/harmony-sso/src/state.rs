@@ -22,8 +22,3 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
 pub fn zitadel_dir(cluster: &str) -> anyhow::Result<PathBuf> {
     Ok(data_dir()?.join("zitadel").join(cluster))
 }
-
-/// helm's own repository config and cache.
-pub fn helm_dir() -> anyhow::Result<PathBuf> {
-    Ok(data_dir()?.join("helm"))
-}

@@ -10,6 +10,7 @@ use crate::context::Context;
 mod bootstrap;
 mod cleanup;
 mod config;
+mod deploy;
 mod login;
 mod logout;
 mod run;
@@ -29,6 +30,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command } => config::run(&Context::new(&cli.global)?, &command).await,
+        Command::Deploy(args) => {
+            deploy::run(&Context::new(&cli.global)?, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bootstrap(args) => {
             bootstrap::run(&cli.global, &args).await?;
             Ok(ExitCode::SUCCESS)
