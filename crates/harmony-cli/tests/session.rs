@@ -53,6 +53,18 @@ async fn status_without_a_session_says_so() {
     assert_eq!(report["server"]["sealed"], false);
     assert!(report.get("session").is_none(), "{report}");
     assert!(files_under(data.path()).is_empty(), "status writes nothing");
+
+    // Which store sessions use: the file when asked for, the OS keychain by default where one
+    // answers (Linux keyutils here).
+    for (setting, want) in [("file", "file"), ("keychain", "keychain")] {
+        let out = harmony(data.path())
+            .env(harmony_env::vars::HARMONY_SESSION_STORE, setting)
+            .args(["status", "--output", "json", "--openbao-url", bao.url()])
+            .output()
+            .expect("run");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        assert_eq!(report["session_store"], want, "{}", stderr(&out));
+    }
 }
 
 #[tokio::test]

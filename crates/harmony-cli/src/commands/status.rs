@@ -16,6 +16,8 @@ use crate::profile::{LoginProfile, Method};
 struct Report {
     server: Server,
     signed_in: bool,
+    /// Where cached sessions keep their tokens: `keychain` or `file`.
+    session_store: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<SessionReport>,
 }
@@ -129,6 +131,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     };
     let report = Report {
+        session_store: ctx.sessions()?.store_kind().name(),
         signed_in: session.as_ref().is_some_and(|s| s.valid),
         server,
         session,
@@ -209,6 +212,7 @@ fn print_text(r: &Report) {
         _ => "unsealed".to_owned(),
     };
     println!("server:        {} ({state})", r.server.url);
+    println!("session store: {}", r.session_store);
     let Some(s) = &r.session else {
         println!("signed in:     no — run `harmony login`");
         return;
