@@ -17,17 +17,11 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         )
     })?;
     if args.regenerate_root {
-        let changes = harmony::openbao::regenerate_root(&url)
+        let summary = harmony::openbao::regenerate_root(&url)
             .await
-            .with_context(|| {
-                format!(
-                    "regenerating the root token of the OpenBao at {}",
-                    url.as_str().trim_end_matches('/')
-                )
-            })?;
-        println!("OpenBao at {}", url.as_str().trim_end_matches('/'));
-        for change in changes {
-            println!("  - {change}");
+            .context("regenerating the root token from the saved key shares")?;
+        for line in summary {
+            println!("{line}");
         }
         return Ok(());
     }

@@ -150,11 +150,19 @@ pub async fn bootstrap_existing(
 }
 
 /// Recover a lost or expired `harmony-admin` token of the OpenBao at `url` from the saved key
-/// shares (see [`OpenbaoBootstrap::regenerate_root`]); returns the changes made.
+/// shares (see [`OpenbaoBootstrap::regenerate_root`]); returns the summary people read (stdout of
+/// both binaries).
 pub async fn regenerate_root(url: &Url) -> Result<Vec<String>, OpenbaoError> {
     let options = BootstrapOptions::local(StateDir::for_url(url)?)
         .with_connection_from_lookup(|name| std::env::var(name).ok())?;
-    OpenbaoBootstrap::new(url, options)?.regenerate_root().await
+    let changes = OpenbaoBootstrap::new(url, options)?
+        .regenerate_root()
+        .await?;
+    Ok(
+        std::iter::once(format!("OpenBao at {}", url.as_str().trim_end_matches('/')))
+            .chain(changes.into_iter().map(|c| format!("  - {c}")))
+            .collect(),
+    )
 }
 
 impl ExistingBootstrap {

@@ -428,14 +428,20 @@ exit 0
             }
         }
 
-        #[tokio::test]
-        async fn the_first_call_through_a_fresh_forward_is_retried_while_refused() -> Result<()> {
+        /// A real sealed OpenBao and the socket address a forward should reach it at.
+        async fn sealed_with_addr() -> Result<(OpenbaoServer, std::net::SocketAddr)> {
             let bao = OpenbaoServer::sealed().await?;
-            let bao_addr = Url::parse(bao.url())?
+            let addr = Url::parse(bao.url())?
                 .socket_addrs(|| None)?
                 .into_iter()
                 .next()
                 .context("testkit URL has an address")?;
+            Ok((bao, addr))
+        }
+
+        #[tokio::test]
+        async fn the_first_call_through_a_fresh_forward_is_retried_while_refused() -> Result<()> {
+            let (_bao, bao_addr) = sealed_with_addr().await?;
             let state = tempfile::tempdir()?;
             let options = BootstrapOptions::local(StateDir::new(state.path()));
             let (k8s, api) = mock_api(1);
@@ -457,12 +463,7 @@ exit 0
 
         #[tokio::test]
         async fn a_forward_that_never_answers_is_a_bounded_clear_error() -> Result<()> {
-            let bao = OpenbaoServer::sealed().await?;
-            let bao_addr = Url::parse(bao.url())?
-                .socket_addrs(|| None)?
-                .into_iter()
-                .next()
-                .context("testkit URL has an address")?;
+            let (_bao, bao_addr) = sealed_with_addr().await?;
             let state = tempfile::tempdir()?;
             let options = BootstrapOptions::local(StateDir::new(state.path()));
             let (k8s, api) = mock_api(1);
@@ -491,12 +492,7 @@ exit 0
         #[traced_test]
         async fn installs_the_pinned_chart_then_bootstraps_the_pod_through_the_forward()
         -> Result<()> {
-            let bao = OpenbaoServer::sealed().await?;
-            let bao_addr = Url::parse(bao.url())?
-                .socket_addrs(|| None)?
-                .into_iter()
-                .next()
-                .context("testkit URL has an address")?;
+            let (bao, bao_addr) = sealed_with_addr().await?;
             let helm_dir = tempfile::tempdir()?;
             let helm = fake_helm(helm_dir.path());
             let state = tempfile::tempdir()?;
