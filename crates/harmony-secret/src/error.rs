@@ -92,6 +92,18 @@ pub enum SecretError {
     DataDir(#[from] harmony_env::DataDirError),
 }
 
+impl SecretError {
+    /// OpenBao did not serve the request at all: unreachable, sealed, or a gateway in front of
+    /// it answered 502/503/504. What an offline copy may stand in for; a refusal may not.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sealed { .. } | Self::Unreachable { .. } => true,
+            Self::BadResponse { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+}
+
 fn version_text(v: Option<u64>) -> String {
     match v {
         Some(v) => format!("version {v}"),

@@ -147,6 +147,18 @@ pub(crate) fn get(
     }
 }
 
+/// Store `text` under `account` as it is (for entries that are not sessions).
+pub(crate) fn put_text(account: &str, text: &str) -> Result<(), SecretError> {
+    backend::set(account, text).map_err(|e| keychain_error("write", account, e))
+}
+
+/// The text under `account`, `None` when there is no entry.
+pub(crate) fn get_text(account: &str) -> Result<Option<zeroize::Zeroizing<String>>, SecretError> {
+    Ok(backend::get(account)
+        .map_err(|e| keychain_error("read", account, e))?
+        .map(zeroize::Zeroizing::new))
+}
+
 /// Delete the entry under `account` (absent is fine).
 pub(crate) fn delete(account: &str) -> Result<(), SecretError> {
     backend::delete(account).map_err(|e| keychain_error("delete", account, e))

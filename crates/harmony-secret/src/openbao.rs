@@ -155,12 +155,7 @@ impl OpenbaoSecretStore {
     }
 
     fn data_path(&self, path: &str) -> String {
-        path::join(&[
-            self.settings.kv_mount(),
-            "data",
-            self.settings.kv_prefix(),
-            path,
-        ])
+        self.settings.data_path(path)
     }
 
     fn metadata_path(&self, path: &str) -> String {

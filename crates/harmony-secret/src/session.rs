@@ -20,10 +20,9 @@
 //! go to the keychain and the file keeps only the rest ([`crate::keychain`]); locking, listing and
 //! forgetting work the same either way.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
@@ -31,13 +30,15 @@ use sha2::{Digest, Sha256};
 
 use crate::SecretError;
 use crate::keychain::{self, SessionStore};
+use crate::private_file::{
+    Durability, acquire_lock, ensure_private_dir, run_blocking, write_private,
+};
 
 /// Version of the file layout, written into every file.
 const FORMAT_VERSION: u32 = 1;
 /// How long [`SessionCache::update`] waits for another process to release the lock. Longer than
 /// a silent refresh holds it with the default 10 s request timeouts (four requests).
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
-const LOCK_POLL: Duration = Duration::from_millis(20);
 
 /// A cached OpenBao session: the token a login produced, and what is needed to judge and renew it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,7 +231,7 @@ impl SessionCache {
         let lock_path = self.dir.join(format!("{}.lock", file_stem(url, identity)));
         let file = run_blocking(move || {
             ensure_private_dir(&dir)?;
-            acquire_lock(&lock_path, wait)
+            acquire_lock(&lock_path, "session lock", wait)
         })
         .await?;
         Ok(SessionLock {
@@ -369,20 +370,6 @@ fn file_stem(url: &str, identity: &str) -> String {
 }
 
 /// Runs blocking file work on the blocking pool, keeping the caller's tracing subscriber.
-async fn run_blocking<T, F>(work: F) -> Result<T, SecretError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, SecretError> + Send + 'static,
-{
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, work))
-        .await
-        .map_err(|e| SecretError::Io {
-            context: "session cache worker".to_owned(),
-            source: std::io::Error::other(e),
-        })?
-}
-
 fn read_session(path: &Path, url: &str, identity: &str) -> Result<Option<Session>, SecretError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -466,87 +453,6 @@ fn write_session(path: &Path, session: &Session, store: SessionStore) -> Result<
     write_atomically_with(path, &without, true)
 }
 
-fn ensure_private_dir(dir: &Path) -> Result<(), SecretError> {
-    let io = |context: &str| {
-        let context = format!("{context} {}", dir.display());
-        move |source| SecretError::Io { context, source }
-    };
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(io("create session directory"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir)
-            .map_err(io("inspect session directory"))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(io("restrict session directory to its owner"))?;
-        }
-    }
-    Ok(())
-}
-
-/// An exclusive lock on `path`, released when the returned file is dropped (or its process
-/// exits). Polls for at most `wait`.
-fn acquire_lock(path: &Path, wait: Duration) -> Result<File, SecretError> {
-    let io = |context: &str| {
-        let context = format!("{context} {}", path.display());
-        move |source| SecretError::Io { context, source }
-    };
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(path).map_err(io("open session lock"))?;
-    let deadline = Instant::now() + wait;
-    let mut logged = false;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    // The OS drops the lock of a process that exits, so the holder is alive:
-                    // deleting the lock file would only let two processes in at once.
-                    return Err(SecretError::Io {
-                        context: format!(
-                            "another Harmony process has held the session lock {} for over {} s \
-                             (probably a sign-in waiting on a slow network); retry once it has \
-                             finished, or stop it",
-                            path.display(),
-                            wait.as_secs()
-                        ),
-                        source: std::io::Error::from(std::io::ErrorKind::TimedOut),
-                    });
-                }
-                if !logged {
-                    tracing::info!(path = %path.display(), max_wait_secs = wait.as_secs(), "waiting for another Harmony process to release the session lock");
-                    logged = true;
-                }
-                std::thread::sleep(LOCK_POLL);
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(SecretError::Io {
-                    context: format!("lock {}", path.display()),
-                    source,
-                });
-            }
-        }
-    }
-}
-
 fn write_atomically(path: &Path, session: &Session) -> Result<(), SecretError> {
     write_atomically_with(path, session, false)
 }
@@ -556,19 +462,6 @@ fn write_atomically_with(
     session: &Session,
     in_keychain: bool,
 ) -> Result<(), SecretError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{:08x}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let io = |context: &str, p: &Path| {
-        let context = format!("{context} {}", p.display());
-        move |source| SecretError::Io { context, source }
-    };
     let encode_error = |e: serde_json::Error| SecretError::Io {
         context: format!("encode session for {}", path.display()),
         source: std::io::Error::other(e),
@@ -578,32 +471,7 @@ fn write_atomically_with(
         value[SECRETS_FIELD] = serde_json::Value::String(KEYCHAIN.to_owned());
     }
     let bytes = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&value).map_err(encode_error)?);
-    let result = (|| {
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(&tmp)
-            .map_err(io("create temporary session file", &tmp))?;
-        file.write_all(&bytes)
-            .map_err(io("write temporary session file", &tmp))?;
-        file.sync_all()
-            .map_err(io("flush temporary session file", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(io("replace session file", path))?;
-        // The rename itself is only durable once the directory is flushed.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write_private(path, &bytes, Durability::Flushed)
 }
 
 #[cfg(test)]

@@ -302,6 +302,12 @@ impl OpenbaoSettings {
         &self.kv_prefix
     }
 
+    /// Where the document `path` lives on OpenBao (`<mount>/data/<prefix>/<path>`): what
+    /// messages show and what keys the offline cache.
+    pub fn data_path(&self, path: &str) -> String {
+        crate::path::join(&[self.kv_mount(), "data", self.kv_prefix(), path])
+    }
+
     /// The per-request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
