@@ -154,6 +154,8 @@ pub enum ConfigCommand {
         /// Show secret values.
         #[arg(long)]
         reveal: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Change fields (typed by the schema), check-and-set against the version just read.
     Set {
@@ -232,6 +234,58 @@ pub struct EnvArgs {
     /// Put this before every variable name (e.g. `APP_`).
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The offline cache: every successful read keeps a copy (per server, namespace and document;
+/// encrypted with a key in the OS keychain, else in 0600 files), served with a warning while
+/// OpenBao is unreachable or sealed. `harmony logout` deletes it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CacheArgs {
+    /// Never touch the network: read the offline cache only.
+    #[arg(long, conflicts_with = "no_cache")]
+    pub offline: bool,
+
+    /// Neither read nor write the offline cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Serve a cached copy only when it is younger than this (e.g. 30m, 24h, 7d); an older one
+    /// gives the original error. Default: any age (the warning says how old).
+    #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+    pub max_age: Option<std::time::Duration>,
+}
+
+/// `90`, `500ms`, `10s`, `30m`, `24h`, `7d`: a number and a unit (seconds when none).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        format!(
+            "{text:?} is not a duration: give a whole number and a unit, e.g. 10s, 30m, 24h, 7d"
+        )
+    })?;
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long"))
+    };
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => seconds(1),
+        "m" | "min" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        other => Err(format!(
+            "{other:?} is not a unit of time: use ms, s, m, h or d (e.g. 10s, 24h)"
+        )),
+    }
 }
 
 /// `harmony run`.
@@ -243,6 +297,20 @@ pub struct RunArgs {
     /// Let the config win over variables already set in the environment (default: those win).
     #[arg(long = "override")]
     pub override_env: bool,
+
+    /// Keep the program running and restart it when a document changes (its version is polled
+    /// every --interval): SIGTERM, then SIGKILL after --grace. harmony stays as the parent and
+    /// passes SIGINT/SIGTERM/SIGHUP on.
+    #[arg(long, conflicts_with = "offline")]
+    pub watch: bool,
+
+    /// How often --watch asks for the documents' versions.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "watch")]
+    pub interval: std::time::Duration,
+
+    /// How long --watch lets the program stop after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "watch")]
+    pub grace: std::time::Duration,
 
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]

@@ -110,6 +110,18 @@ impl Typing {
         })
     }
 
+    /// Typing from the schema stored at `location`; says on stderr when there is none.
+    pub fn from_stored(key: &str, schema: Option<&Value>, location: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        if schema.is_none() {
+            eprintln!(
+                "note: {key} is untyped (no schema at {location}): values are plain JSON, nothing is masked or checked"
+            );
+        }
+        Self::new(key, schema)
+            .with_context(|| format!("the schema stored for {key} cannot be used"))
+    }
+
     /// Whether a schema is stored.
     pub fn is_typed(&self) -> bool {
         self.schema.is_some()

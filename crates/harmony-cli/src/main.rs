@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod context;
 mod document;
+mod offline;
 mod profile;
 
 /// A command line that parses but cannot work (a missing setting, flags that contradict):

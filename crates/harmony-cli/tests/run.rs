@@ -271,3 +271,184 @@ async fn run_in_ci_signs_in_with_the_jobs_own_identity() {
     assert_eq!(stdout(&out).trim(), "4");
     assert!(!stderr(&out).contains(&request_token));
 }
+
+/// The `*.json` copies in the offline cache of `data`.
+fn cached_files(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(data.join("cache"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A read keeps an encrypted copy (the keychain is real Linux keyutils here); with the server
+/// gone, `run`, `export` and `config get` serve it with one warning naming its age and version;
+/// `--max-age` bounds that; `--no-cache` refuses it; logout deletes it.
+#[tokio::test]
+async fn reads_keep_working_from_the_offline_copy_while_openbao_is_gone() {
+    let (mut bao, data) = setup().await;
+    let echo = ["--", "sh", "-c", "echo $HARMONY_SHOP_DATABASE_PASSWORD"];
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The document and its schema, encrypted, 0600.
+    let files = cached_files(data.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        assert!(!text.contains(PASSWORD), "not encrypted: {text}");
+        assert!(text.contains("\"sealed\""), "{text}");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+
+    bao.stop();
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), PASSWORD);
+    let warning = stderr(&out);
+    assert_eq!(warning.matches("warning:").count(), 1, "{warning}");
+    assert!(warning.contains("unreachable"), "{warning}");
+    assert!(warning.contains("shop (version 1, read "), "{warning}");
+    assert!(!warning.contains(PASSWORD));
+
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "shop", "--format", "json"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        doc["database"]["password"], "********",
+        "typed from the cached schema"
+    );
+    assert_eq!(doc["workers"], 4);
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "shop", "--plain"])
+        .output()
+        .expect("export");
+    assert!(
+        stdout(&out).contains("DATABASE_HOST=\"db.internal\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // Older than --max-age: the original error, and why the copy was not used.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--max-age", "1s"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("unreachable") && text.contains("--max-age 1 s"),
+        "{text}"
+    );
+    assert!(stdout(&out).is_empty());
+
+    // --no-cache: the error as it is.
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--no-cache"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains("offline"), "{}", stderr(&out));
+
+    // logout deletes the copies (even with no login record).
+    let out = cmd(data.path(), &bao)
+        .arg("logout")
+        .output()
+        .expect("logout");
+    assert!(
+        stderr(&out).contains("deleted 2 offline copies"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(cached_files(data.path()).is_empty());
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did not answer and there is no offline copy of shop"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `--offline` never signs in or asks the server: with a token OpenBao would refuse it still
+/// reads the copy; with nothing cached it says what to do.
+#[tokio::test]
+async fn offline_reads_only_the_cache() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--offline", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.contains("no offline copy of shop"), "{text}");
+    assert!(text.contains("harmony config get shop"), "{text}");
+
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "shop"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harmony(data.path())
+        .env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, "not-a-token-openbao-knows")
+        .args(["run", "-c", "shop", "--offline", "--"])
+        .args(["sh", "-c", "echo $HARMONY_SHOP_WORKERS"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "4");
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    // --no-cache writes nothing.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let out = cmd(fresh.path(), &bao)
+        .args(["config", "get", "shop", "--no-cache"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cached_files(fresh.path()).is_empty());
+}
+
+/// A sealed OpenBao is served from the copy too, and the warning says sealed.
+#[tokio::test]
+async fn a_sealed_server_is_served_from_the_copy() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "shop"])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", stderr(&out));
+    bao.root_call(reqwest::Method::PUT, "sys/seal", None)
+        .await
+        .expect("seal");
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "shop"])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("HARMONY_SHOP_WORKERS=\"4\""));
+    assert!(stderr(&out).contains("is sealed"), "{}", stderr(&out));
+}

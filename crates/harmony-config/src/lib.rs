@@ -64,7 +64,7 @@ pub use merge::{merge_layers, merge_under};
 pub use prompt::{InquirePrompter, PromptSource, Prompter, Question, ScriptedPrompter};
 pub use schema::{ConfigSchema, Field, FieldKind};
 pub use source::{BoxFuture, ConfigSource, Partial, WritableSource};
-pub use store::StoreSource;
+pub use store::{OfflineSource, StoreSource};
 
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
 
-use harmony_secret::{SecretStore, Versioned, WriteMode};
+use harmony_secret::offline::{CacheScope, OfflineCache};
+use harmony_secret::{OpenbaoSettings, SecretError, SecretStore, Versioned, WriteMode};
 use serde_json::Value;
 
 use crate::source::{BoxFuture, ConfigSource, Partial, WritableSource};
@@ -21,6 +22,8 @@ pub struct StoreSource<S> {
     store: S,
     /// Keys whose stored schema this process has already checked or written.
     schemas_known: Mutex<HashSet<String>>,
+    /// Where reads keep a copy and an unavailable store is stood in for (opt-in).
+    offline: Option<CacheScope>,
 }
 
 impl<S: SecretStore> fmt::Debug for StoreSource<S> {
@@ -37,7 +40,19 @@ impl<S: SecretStore> StoreSource<S> {
         Self {
             store,
             schemas_known: Mutex::new(HashSet::new()),
+            offline: None,
         }
+    }
+
+    /// Opt in to the offline fallback: every document read keeps a copy in `cache` (the one
+    /// `harmony run`/`get`/`export` keep, keyed by the store's location of the document), and
+    /// while the store is unreachable or sealed, [`ConfigSource::load`] serves that copy with a
+    /// warning in the log. Writes never fall back: a save needs the store.
+    ///
+    /// For OpenBao: `StoreSource::new(store).with_offline_cache(store.offline_scope(&cache))`.
+    pub fn with_offline_cache(mut self, cache: CacheScope) -> Self {
+        self.offline = Some(cache);
+        self
     }
 
     /// The wrapped store.
@@ -73,6 +88,31 @@ impl<S: SecretStore> StoreSource<S> {
                 key: key.to_owned(),
                 location,
             }),
+        }
+    }
+
+    /// [`Self::read_versioned`], keeping a copy when [`Self::with_offline_cache`] asked for
+    /// it, and serving that copy (its version too: a later check-and-set against it fails
+    /// cleanly if the store moved on) when the store is unavailable.
+    async fn read_or_copy(&self, key: &str) -> Result<Option<Versioned<Partial>>, ConfigError> {
+        let Some(offline) = &self.offline else {
+            return self.read_versioned(key).await;
+        };
+        let location = self.store.describe(key);
+        match self.read_versioned(key).await {
+            Ok(doc) => {
+                if let Some(doc) = &doc {
+                    let value = Value::Object(doc.value.clone());
+                    if let Err(e) = offline.save(&location, doc.version, &value).await {
+                        tracing::warn!(key, error = %e, "could not keep an offline copy");
+                    }
+                }
+                Ok(doc)
+            }
+            Err(ConfigError::Store { source, .. }) if source.is_unavailable() => {
+                serve_copy(offline, key, &location, *source).await
+            }
+            Err(other) => Err(other),
         }
     }
 
@@ -150,12 +190,7 @@ impl<S: SecretStore> ConfigSource for StoreSource<S> {
         &'a self,
         schema: &'a ConfigSchema,
     ) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>> {
-        Box::pin(async move {
-            Ok(self
-                .read_versioned(schema.key())
-                .await?
-                .map(|doc| doc.value))
-        })
+        Box::pin(async move { Ok(self.read_or_copy(schema.key()).await?.map(|doc| doc.value)) })
     }
 
     fn hint(&self, schema: &ConfigSchema, _field: &Field) -> Option<String> {
@@ -167,12 +202,53 @@ impl<S: SecretStore> ConfigSource for StoreSource<S> {
     }
 }
 
+/// The copy of `key`, standing in for a store that did not answer (`error`), or that error.
+pub(crate) async fn serve_copy(
+    offline: &CacheScope,
+    key: &str,
+    location: &str,
+    error: SecretError,
+) -> Result<Option<Versioned<Partial>>, ConfigError> {
+    let unavailable = |source: SecretError| ConfigError::Store {
+        key: key.to_owned(),
+        action: "reading",
+        location: location.to_owned(),
+        source: Box::new(source),
+    };
+    let copy = match offline.load(location).await {
+        Ok(Some(copy)) => copy,
+        Ok(None) => return Err(unavailable(error)),
+        Err(cache_error) => {
+            tracing::warn!(key, error = %cache_error, "the offline copy cannot stand in");
+            return Err(unavailable(error));
+        }
+    };
+    let (version, age) = (copy.version, copy.age());
+    let Value::Object(map) = copy.value else {
+        return Err(ConfigError::StoredNotObject {
+            key: key.to_owned(),
+            location: location.to_owned(),
+        });
+    };
+    tracing::warn!(
+        key,
+        version,
+        age_secs = age.as_secs(),
+        reason = %error,
+        "the store did not answer; using the offline copy"
+    );
+    Ok(Some(Versioned {
+        value: map,
+        version,
+    }))
+}
+
 impl<S: SecretStore> WritableSource for StoreSource<S> {
     fn read<'a>(
         &'a self,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Versioned<Partial>>, ConfigError>> {
-        Box::pin(self.read_versioned(key))
+        Box::pin(self.read_or_copy(key))
     }
 
     fn write<'a>(
@@ -194,5 +270,68 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
 
     fn describe(&self, key: &str) -> String {
         self.store.describe(key)
+    }
+}
+
+/// A read-only source of offline copies alone: for an application that could not even sign in
+/// (OpenBao unreachable at start) but should still start from the last copies
+/// [`StoreSource::with_offline_cache`] or `harmony run`/`get` kept. Off by default: add it
+/// yourself, after any online source.
+pub struct OfflineSource {
+    scope: CacheScope,
+    locate: Box<dyn Fn(&str) -> String + Send + Sync>,
+    reason: String,
+}
+
+impl fmt::Debug for OfflineSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OfflineSource")
+            .field("server", &self.scope.server())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OfflineSource {
+    /// The copies of the documents `settings` points at (server, namespace, mount and prefix).
+    /// `reason` says why the store itself is not used (it goes into the log's warning).
+    pub fn for_openbao(
+        settings: &OpenbaoSettings,
+        cache: &OfflineCache,
+        reason: impl Into<String>,
+    ) -> Self {
+        let located = settings.clone();
+        Self {
+            scope: settings.offline_scope(cache),
+            locate: Box::new(move |key| located.data_path(key)),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl ConfigSource for OfflineSource {
+    fn name(&self) -> String {
+        format!("offline copies of {}", self.scope.server())
+    }
+
+    fn load<'a>(
+        &'a self,
+        schema: &'a ConfigSchema,
+    ) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>> {
+        Box::pin(async move {
+            let key = schema.key();
+            let location = (self.locate)(key);
+            let unavailable = SecretError::Unreachable {
+                url: self.scope.server().to_owned(),
+                reason: self.reason.clone(),
+                source: None,
+            };
+            match serve_copy(&self.scope, key, &location, unavailable).await {
+                Ok(copy) => Ok(copy.map(|c| c.value)),
+                // No copy is "nothing here", as for any source: the manager then asks the next
+                // source or names the missing fields.
+                Err(ConfigError::Store { .. }) => Ok(None),
+                Err(other) => Err(other),
+            }
+        })
     }
 }

@@ -370,3 +370,66 @@ async fn writes_store_the_schema_beside_the_document_once() -> anyhow::Result<()
     assert!(names.contains(&"_schema/".to_owned()), "{names:?}");
     Ok(())
 }
+
+/// Opt-in offline fallback: a manager whose `StoreSource` keeps copies still gets its config
+/// while OpenBao is gone (warning in the log); one without it gets the store's error; an
+/// application that could not even sign in starts from `OfflineSource`.
+#[tokio::test]
+#[traced_test]
+async fn the_offline_fallback_serves_the_last_copy_only_when_asked() -> anyhow::Result<()> {
+    use harmony_config::OfflineSource;
+    use harmony_secret::offline::{CacheProtection, OfflineCache};
+
+    let mut bao = Bao::start().await?;
+    let cache = OfflineCache::new(bao.data.path().join("cache"))
+        .with_protection(CacheProtection::PrivateFile);
+    let store = Arc::new(bao.store().await?);
+    let settings = store.settings().clone();
+    let with_copies = ConfigManager::builder()
+        .source(StoreSource::new(store.clone()).with_offline_cache(store.offline_scope(&cache)))
+        .interactive(false)
+        .build();
+    let without = ConfigManager::builder()
+        .source(StoreSource::new(store.clone()))
+        .interactive(false)
+        .build();
+    with_copies.set(&Snapshot::new(demo())).await?;
+    let online: DemoApp = with_copies.get().await?;
+    assert_eq!(online, demo());
+
+    bao.server.stop();
+    let offline: DemoApp = with_copies.get().await?;
+    assert_eq!(offline, demo());
+    assert!(logs_contain("using the offline copy"));
+    assert!(!logs_contain(&demo().database.password));
+    let err = without
+        .get::<DemoApp>()
+        .await
+        .expect_err("no fallback without opting in");
+    assert!(
+        matches!(&err, ConfigError::Store { source, .. } if source.is_unavailable()),
+        "{err}"
+    );
+
+    let started_offline = ConfigManager::builder()
+        .source(OfflineSource::for_openbao(
+            &settings,
+            &cache,
+            "could not sign in at start",
+        ))
+        .interactive(false)
+        .build();
+    assert_eq!(started_offline.get::<DemoApp>().await?, demo());
+    // A copy of nothing is nothing: the missing-fields error, not a cache error.
+    let empty = OfflineCache::new(bao.data.path().join("empty"))
+        .with_protection(CacheProtection::PrivateFile);
+    let err = ConfigManager::builder()
+        .source(OfflineSource::for_openbao(&settings, &empty, "offline"))
+        .interactive(false)
+        .build()
+        .get::<DemoApp>()
+        .await
+        .expect_err("nothing cached");
+    assert!(matches!(err, ConfigError::Missing(_)), "{err}");
+    Ok(())
+}

@@ -306,12 +306,11 @@ impl CacheScope {
         };
         let (entry, saved) = match self.cache.protection {
             CacheProtection::Encrypted => {
-                let key = cache_key(dir, &self.cache.key_account, true)?.ok_or_else(|| {
-                    SecretError::Io {
+                let key =
+                    cache_key(&self.cache.key_account, true)?.ok_or_else(|| SecretError::Io {
                         context: "create the offline cache key".to_owned(),
                         source: std::io::Error::other("the keychain did not keep it"),
-                    }
-                })?;
+                    })?;
                 let plain = zeroize::Zeroizing::new(serde_json::to_vec(&value).map_err(|e| {
                     SecretError::Io {
                         context: format!("encode the cached copy of {location}"),
@@ -395,7 +394,7 @@ impl CacheScope {
         }
         let value = match (entry.sealed, entry.value) {
             (Some(sealed), None) => {
-                let Some(key) = cache_key(&self.cache.dir, &self.cache.key_account, false)? else {
+                let Some(key) = cache_key(&self.cache.key_account, false)? else {
                     return Err(unusable(
                         "its key is no longer in the keychain (the Linux user keyring is emptied at reboot)",
                     ));
@@ -417,18 +416,16 @@ impl CacheScope {
 
 /// The keychain's cache key; with `create`, made (under a lock, so two processes agree on one)
 /// when there is none.
-fn cache_key(dir: &Path, account: &str, create: bool) -> Result<Option<LessSafeKey>, SecretError> {
+fn cache_key(account: &str, create: bool) -> Result<Option<LessSafeKey>, SecretError> {
     if let Some(key) = read_key(account)? {
         return Ok(Some(key));
     }
     if !create {
         return Ok(None);
     }
-    let _lock = acquire_lock(
-        &dir.join(".key.lock"),
-        "offline cache key lock",
-        KEY_LOCK_WAIT,
-    )?;
+    // The key is the user's (one keychain), not one directory's: so is the lock that makes two
+    // processes agree on it.
+    let _lock = acquire_lock(&key_lock_path(), "offline cache key lock", KEY_LOCK_WAIT)?;
     if let Some(key) = read_key(account)? {
         return Ok(Some(key));
     }
@@ -439,6 +436,14 @@ fn cache_key(dir: &Path, account: &str, create: bool) -> Result<Option<LessSafeK
     })?;
     keychain::put_text(account, &B64.encode(bytes.as_ref()))?;
     read_key(account)
+}
+
+fn key_lock_path() -> PathBuf {
+    #[cfg(unix)]
+    let user = rustix::process::getuid().as_raw().to_string();
+    #[cfg(not(unix))]
+    let user = std::env::var("USERNAME").unwrap_or_default();
+    std::env::temp_dir().join(format!("harmony-cache-key-{user}.lock"))
 }
 
 fn read_key(account: &str) -> Result<Option<LessSafeKey>, SecretError> {
@@ -513,24 +518,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_plain_copy_round_trips_and_says_its_first_time_once() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let scope = scope(dir.path(), CacheProtection::PrivateFile);
         let value = serde_json::json!({"password": "hunter2-plain", "port": 5432});
         let first = scope
             .save("secret/data/harmony/app", 3, &value)
             .await
-            .unwrap();
+            .expect("test step");
         assert_eq!(first, Saved::Plain { first_time: true });
         let again = scope
             .save("secret/data/harmony/app", 4, &value)
             .await
-            .unwrap();
+            .expect("test step");
         assert_eq!(again, Saved::Plain { first_time: false });
         let read = scope
             .load("secret/data/harmony/app")
             .await
-            .unwrap()
-            .unwrap();
+            .expect("test step")
+            .expect("test step");
         assert_eq!(read.value, value);
         assert_eq!(read.version, 4);
         assert!(read.age() < Duration::from_secs(60));
@@ -539,46 +544,79 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let path = scope.file_path("secret/data/harmony/app");
-            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            let mode = std::fs::metadata(path)
+                .expect("test step")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
-            let dir_mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+            let dir_mode = std::fs::metadata(dir.path())
+                .expect("test step")
+                .permissions()
+                .mode();
             assert_eq!(dir_mode & 0o077, 0, "{dir_mode:o}");
         }
     }
 
     #[tokio::test]
     async fn copies_are_kept_apart_by_server_namespace_and_location() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let cache = OfflineCache::new(dir.path()).with_protection(CacheProtection::PrivateFile);
         let a = cache.scope("http://a:8200", Some("team-a"));
         let b = cache.scope("http://a:8200", None);
         a.save("secret/data/harmony/app", 1, &serde_json::json!({"x": 1}))
             .await
-            .unwrap();
-        assert!(b.load("secret/data/harmony/app").await.unwrap().is_none());
-        assert!(a.load("secret/data/harmony/other").await.unwrap().is_none());
+            .expect("test step");
+        assert!(
+            b.load("secret/data/harmony/app")
+                .await
+                .expect("test step")
+                .is_none()
+        );
+        assert!(
+            a.load("secret/data/harmony/other")
+                .await
+                .expect("test step")
+                .is_none()
+        );
         // A file copied over another document's name is refused, not served.
         std::fs::copy(
             a.file_path("secret/data/harmony/app"),
             a.file_path("secret/data/harmony/other"),
         )
-        .unwrap();
-        let err = a.load("secret/data/harmony/other").await.unwrap_err();
+        .expect("test step");
+        let err = a
+            .load("secret/data/harmony/other")
+            .await
+            .expect_err("must fail");
         assert!(err.to_string().contains("cannot be used"), "{err}");
-        assert_eq!(cache.remove_all_for("http://a:8200/").await.unwrap(), 2);
-        assert!(a.load("secret/data/harmony/app").await.unwrap().is_none());
+        assert_eq!(
+            cache
+                .remove_all_for("http://a:8200/")
+                .await
+                .expect("test step"),
+            2
+        );
+        assert!(
+            a.load("secret/data/harmony/app")
+                .await
+                .expect("test step")
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn a_damaged_file_is_an_error_that_quotes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let scope = scope(dir.path(), CacheProtection::PrivateFile);
         std::fs::write(
             scope.file_path("secret/data/harmony/app"),
             br#"{"format":1,"value":{"password":"hunter2-damaged""#,
         )
-        .unwrap();
-        let err = scope.load("secret/data/harmony/app").await.unwrap_err();
+        .expect("test step");
+        let err = scope
+            .load("secret/data/harmony/app")
+            .await
+            .expect_err("must fail");
         let text = format!("{err} {err:?}");
         assert!(text.contains("damaged"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
@@ -598,45 +636,52 @@ mod tests {
 
     #[tokio::test]
     async fn an_encrypted_copy_round_trips_and_the_file_holds_no_value() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let account = format!("test-cache-key-{:08x}", rand::random::<u32>());
         let scope = encrypted(dir.path(), &account);
         let value = serde_json::json!({"password": "hunter2-sealed"});
         let saved = scope
             .save("secret/data/harmony/app", 7, &value)
             .await
-            .unwrap();
+            .expect("test step");
         assert_eq!(saved, Saved::Encrypted);
-        let on_disk = std::fs::read_to_string(scope.file_path("secret/data/harmony/app")).unwrap();
+        let on_disk =
+            std::fs::read_to_string(scope.file_path("secret/data/harmony/app")).expect("test step");
         assert!(!on_disk.contains("hunter2"), "{on_disk}");
         assert!(!dir.path().join(PLAIN_MARKER).exists());
         let read = scope
             .load("secret/data/harmony/app")
             .await
-            .unwrap()
-            .unwrap();
+            .expect("test step")
+            .expect("test step");
         assert_eq!((read.value, read.version), (value, 7));
 
         // Made to look like another version: the associated data no longer matches.
         let tampered = on_disk.replace("\"version\":7", "\"version\":8");
         assert_ne!(tampered, on_disk);
-        std::fs::write(scope.file_path("secret/data/harmony/app"), tampered).unwrap();
-        let err = scope.load("secret/data/harmony/app").await.unwrap_err();
+        std::fs::write(scope.file_path("secret/data/harmony/app"), tampered).expect("test step");
+        let err = scope
+            .load("secret/data/harmony/app")
+            .await
+            .expect_err("must fail");
         assert!(err.to_string().contains("cannot be used"), "{err}");
-        keychain::delete(&account).unwrap();
+        keychain::delete(&account).expect("test step");
     }
 
     #[tokio::test]
     async fn a_lost_key_makes_the_copy_unusable_and_says_why() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let account = format!("test-cache-key-{:08x}", rand::random::<u32>());
         let scope = encrypted(dir.path(), &account);
         scope
             .save("secret/data/harmony/app", 1, &serde_json::json!({"a": 1}))
             .await
-            .unwrap();
-        keychain::delete(&account).unwrap();
-        let err = scope.load("secret/data/harmony/app").await.unwrap_err();
+            .expect("test step");
+        keychain::delete(&account).expect("test step");
+        let err = scope
+            .load("secret/data/harmony/app")
+            .await
+            .expect_err("must fail");
         let text = format!("{err:#}");
         let source = std::error::Error::source(&err)
             .map(ToString::to_string)
@@ -649,16 +694,16 @@ mod tests {
         scope
             .save("secret/data/harmony/app", 2, &serde_json::json!({"a": 2}))
             .await
-            .unwrap();
+            .expect("test step");
         assert_eq!(
             scope
                 .load("secret/data/harmony/app")
                 .await
-                .unwrap()
-                .unwrap()
+                .expect("test step")
+                .expect("test step")
                 .version,
             2
         );
-        keychain::delete(&account).unwrap();
+        keychain::delete(&account).expect("test step");
     }
 }

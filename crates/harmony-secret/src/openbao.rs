@@ -93,6 +93,15 @@ impl OpenbaoSecretStore {
         &self.settings
     }
 
+    /// This store's documents in the offline cache (see
+    /// [`OfflineCache`](crate::offline::OfflineCache)).
+    pub fn offline_scope(
+        &self,
+        cache: &crate::offline::OfflineCache,
+    ) -> crate::offline::CacheScope {
+        self.settings.offline_scope(cache)
+    }
+
     /// The session cache, when a login method is configured.
     pub fn session_cache(&self) -> Option<&SessionCache> {
         self.cache.as_ref()

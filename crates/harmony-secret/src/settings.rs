@@ -302,6 +302,14 @@ impl OpenbaoSettings {
         &self.kv_prefix
     }
 
+    /// This server's and namespace's documents in the offline cache.
+    pub fn offline_scope(
+        &self,
+        cache: &crate::offline::OfflineCache,
+    ) -> crate::offline::CacheScope {
+        cache.scope(self.url(), self.namespace())
+    }
+
     /// Where the document `path` lives on OpenBao (`<mount>/data/<prefix>/<path>`): what
     /// messages show and what keys the offline cache.
     pub fn data_path(&self, path: &str) -> String {

@@ -1,12 +1,14 @@
 //! `harmony logout`: revoke the OpenBao token (`auth/token/revoke-self`), revoke the SSO refresh
 //! token at the issuer (RFC 7009) when discovery advertises a revocation endpoint, and delete
-//! the cached session (and any other session cached for the server) and the login record. A
+//! the cached session (and any other session cached for the server), the login record and the
+//! offline copies of the server's documents. A
 //! token given with `--token-stdin` is forgotten but not revoked (it was yours before `harmony`
 //! saw it).
 
 use std::process::ExitCode;
 
 use harmony_secret::SecretError;
+use harmony_secret::offline::OfflineCache;
 use harmony_secret::oidc::OidcClient;
 use serde_json::json;
 
@@ -15,8 +17,16 @@ use crate::profile::{LoginProfile, Method, SsoProfile};
 
 pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let base = ctx.base();
+    // The offline copies of this server's documents go whatever else happens.
+    let copies = OfflineCache::from_env()?.remove_all_for(&base).await?;
+    if copies > 0 {
+        eprintln!(
+            "deleted {copies} offline cop{} of {base}'s documents",
+            if copies == 1 { "y" } else { "ies" }
+        );
+    }
     let Some(profile) = LoginProfile::load(&base)? else {
-        eprintln!("not signed in to {base}; nothing to do");
+        eprintln!("not signed in to {base}; nothing else to do");
         return Ok(ExitCode::SUCCESS);
     };
     let cache = ctx.sessions()?;

@@ -9,7 +9,7 @@ use crate::context::Context;
 
 mod bootstrap;
 mod cleanup;
-mod config;
+pub(crate) mod config;
 mod deploy;
 mod login;
 mod logout;

@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::UsageError;
 use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
-use crate::commands::config::{Team, check_key};
 use crate::context::Context;
 use crate::document::{MASK, leaves};
+use crate::offline::{Read, read_documents};
 
 /// One variable and whether its value is a secret.
 struct Var {
@@ -24,16 +24,9 @@ struct Var {
 
 /// Read every document and turn its leaves into variables.
 async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<BTreeMap<String, Var>> {
-    for key in &args.configs {
-        check_key(key)?;
-    }
-    let team = Team {
-        store: ctx.connect().await?,
-    };
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
-    for key in &args.configs {
-        let (doc, typing) = tokio::join!(team.existing(key), team.typing(key));
-        let (doc, typing) = (doc?, typing?);
+    for read in read_documents(ctx, &args.configs, &args.cache).await? {
+        let Read { key, doc, typing } = read;
         for (path, value) in leaves(&doc.value) {
             if path.is_empty() || value.is_null() {
                 continue;

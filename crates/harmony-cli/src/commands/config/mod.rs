@@ -25,17 +25,27 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
     if let Some(key) = command.key() {
         check_key(key)?;
     }
+    if let ConfigCommand::Get {
+        key,
+        field,
+        format,
+        reveal,
+        cache,
+    } = command
+    {
+        // Reads may be served by the offline cache, so they sign in only when going online.
+        let read = crate::offline::read_documents(ctx, std::slice::from_ref(key), cache)
+            .await?
+            .pop()
+            .context("one document was read")?;
+        return get(ctx, read, field.as_deref(), *format, *reveal);
+    }
     let team = Team {
         store: ctx.connect().await?,
     };
     match command {
         ConfigCommand::List { prefix } => list(ctx, &team, prefix.as_deref()).await,
-        ConfigCommand::Get {
-            key,
-            field,
-            format,
-            reveal,
-        } => get(ctx, &team, key, field.as_deref(), *format, *reveal).await,
+        ConfigCommand::Get { .. } => unreachable!("answered above"),
         ConfigCommand::Set {
             key,
             assignments,
@@ -108,17 +118,19 @@ impl Team {
         })
     }
 
+    /// The schema document stored for `key`, if any.
+    pub async fn schema(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
+        Ok(self.store.get(&format!("{SCHEMA_FOLDER}/{key}")).await?)
+    }
+
     /// The schema stored for `key`; says "untyped" on stderr when there is none.
     pub async fn typing(&self, key: &str) -> anyhow::Result<Typing> {
-        let stored = self.store.get(&format!("{SCHEMA_FOLDER}/{key}")).await?;
-        if stored.is_none() {
-            eprintln!(
-                "note: {key} is untyped (no schema at {}): values are plain JSON, nothing is masked or checked",
-                self.store.describe(&format!("{SCHEMA_FOLDER}/{key}"))
-            );
-        }
-        Typing::new(key, stored.as_ref().map(|v| &v.value))
-            .with_context(|| format!("the schema stored for {key} cannot be used"))
+        let stored = self.schema(key).await?;
+        Typing::from_stored(
+            key,
+            stored.as_ref().map(|v| &v.value),
+            &self.store.describe(&format!("{SCHEMA_FOLDER}/{key}")),
+        )
     }
 
     /// Write `value` as the next version, check-and-set against `expected` (`None`: must not
@@ -232,17 +244,15 @@ async fn list(ctx: &Context, team: &Team, prefix: Option<&str>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(
+fn get(
     ctx: &Context,
-    team: &Team,
-    key: &str,
+    read: crate::offline::Read,
     field: Option<&str>,
     format: Option<Format>,
     reveal: bool,
 ) -> anyhow::Result<ExitCode> {
-    // One round trip's wait for both: the document and its schema.
-    let (doc, typing) = tokio::join!(team.existing(key), team.typing(key));
-    let (doc, typing) = (doc?, typing?);
+    let crate::offline::Read { key, doc, typing } = read;
+    let key = key.as_str();
     let format = format.unwrap_or(if ctx.json() {
         Format::Json
     } else {
