@@ -72,7 +72,7 @@ fn init_logging(verbose: u8) {
 }
 
 /// The whole error chain as one paragraph: the outermost message first, each cause after it.
-fn render_chain(e: &anyhow::Error) -> String {
+pub(crate) fn render_chain(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     for cause in e.chain().skip(1) {
         let text = cause.to_string();

@@ -74,3 +74,35 @@ fn usage_errors_exit_2_on_stderr() {
         assert!(stdout(&output).is_empty(), "{args:?}: data only on success");
     }
 }
+
+/// The offline and watch options: contradictions and bad durations are usage errors (exit 2)
+/// that name the option, before anything is read.
+#[test]
+fn run_options_that_cannot_work_are_usage_errors() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for (args, names) in [
+        (&["--interval", "5s"][..], "--watch"),
+        (&["--watch", "--offline"][..], "--offline"),
+        (&["--offline", "--no-cache"][..], "--no-cache"),
+        (&["--max-age", "5y"][..], "--max-age"),
+        (&["--watch", "--grace", "soon"][..], "--grace"),
+    ] {
+        let output = harmony(data.path())
+            .args(["run", "-c", "shop"])
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .expect("run");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(names),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}

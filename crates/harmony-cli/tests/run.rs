@@ -452,3 +452,162 @@ async fn a_sealed_server_is_served_from_the_copy() {
     assert!(stdout(&out).contains("HARMONY_SHOP_WORKERS=\"4\""));
     assert!(stderr(&out).contains("is sealed"), "{}", stderr(&out));
 }
+
+/// `harmony run --watch` with its stdout read line by line, and a way to signal it.
+struct Watched {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    fn start(data: &std::path::Path, bao: &OpenbaoServer, script: &str) -> Self {
+        let mut child = harmony_std(data)
+            .env(vars::OPENBAO_URL, bao.url())
+            .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
+            .args([
+                "run",
+                "-c",
+                "shop",
+                "--watch",
+                "--interval",
+                "1s",
+                "--grace",
+                "2s",
+            ])
+            .args(["--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = BufReader::new(child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                let mut all = sink.lock().expect("lock");
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn next_line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// SIGTERM to harmony; its exit code once it ends (bounded).
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.stderr());
+            }
+            assert!(std::time::Instant::now() < deadline, "harmony did not end");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A program that prints the workers count, then waits; on SIGTERM it says so and exits 0.
+const WATCHED: &str = r#"trap 'echo "stopped $HARMONY_SHOP_WORKERS"; exit 0' TERM; echo "workers=$HARMONY_SHOP_WORKERS"; while :; do sleep 0.1; done"#;
+
+/// A change made with the `bao` CLI restarts the program with the new value; SIGTERM to
+/// harmony reaches the program and harmony ends with its exit code.
+#[tokio::test]
+async fn watch_restarts_the_program_when_the_document_changes() {
+    let (bao, data) = setup().await;
+    let watched = Watched::start(data.path(), &bao, WATCHED);
+    assert_eq!(
+        watched.next_line(Duration::from_secs(20)).as_deref(),
+        Some("workers=4"),
+        "{}",
+        watched.stderr()
+    );
+    let patched = std::process::Command::new(harmony_testkit::bao_binary().expect("bao"))
+        .env("BAO_ADDR", bao.url())
+        .env("BAO_TOKEN", bao.root_token().expect("root"))
+        .args(["kv", "patch", "-mount=secret", "harmony/shop", "workers=9"])
+        .output()
+        .expect("bao kv patch");
+    assert!(
+        patched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&patched.stderr)
+    );
+    let changed_at = std::time::Instant::now();
+    // The old program is stopped with SIGTERM, the new one starts with the new value.
+    assert_eq!(
+        watched.next_line(Duration::from_secs(10)).as_deref(),
+        Some("stopped 4"),
+        "{}",
+        watched.stderr()
+    );
+    assert_eq!(
+        watched.next_line(Duration::from_secs(10)).as_deref(),
+        Some("workers=9"),
+        "{}",
+        watched.stderr()
+    );
+    eprintln!("restarted {:?} after the change", changed_at.elapsed());
+    let text = watched.stderr();
+    assert!(
+        text.contains("shop changed (version 1 → 2); restarting sh"),
+        "{text}"
+    );
+    let (code, text) = watched.terminate();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
+
+/// An unchanged document never restarts the program, and a program that stops on its own
+/// ends harmony with its exit code.
+#[tokio::test]
+async fn watch_leaves_an_unchanged_program_alone() {
+    let (bao, data) = setup().await;
+    let script = r#"echo "workers=$HARMONY_SHOP_WORKERS"; sleep 3.5; exit 5"#;
+    let mut watched = Watched::start(data.path(), &bao, script);
+    assert_eq!(
+        watched.next_line(Duration::from_secs(20)).as_deref(),
+        Some("workers=4")
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = watched.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "harmony did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(5), "{}", watched.stderr());
+    // Three checks passed meanwhile, none restarted it.
+    assert!(watched.next_line(Duration::from_millis(200)).is_none());
+    assert!(
+        !watched.stderr().contains("restarting"),
+        "{}",
+        watched.stderr()
+    );
+}

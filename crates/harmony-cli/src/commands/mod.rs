@@ -15,6 +15,7 @@ mod login;
 mod logout;
 mod run;
 mod status;
+mod watch;
 
 /// Run the parsed command line; `Ok` carries the exit code (a `check` that finds problems
 /// exits 1 without an error of its own).

@@ -22,11 +22,19 @@ struct Var {
     from: String,
 }
 
+/// The variables, and the version of each document they came from.
+struct Variables {
+    vars: BTreeMap<String, Var>,
+    versions: Vec<(String, u64)>,
+}
+
 /// Read every document and turn its leaves into variables.
-async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<BTreeMap<String, Var>> {
+async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
+    let mut versions = Vec::with_capacity(args.configs.len());
     for read in read_documents(ctx, &args.configs, &args.cache).await? {
         let Read { key, doc, typing } = read;
+        versions.push((key.clone(), doc.version));
         for (path, value) in leaves(&doc.value) {
             if path.is_empty() || value.is_null() {
                 continue;
@@ -63,36 +71,69 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<BTreeMap<Str
             );
         }
     }
-    Ok(vars)
+    Ok(Variables { vars, versions })
 }
 
 /// `harmony run`.
 pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let vars = variables(ctx, &args.env).await?;
     let Some((program, rest)) = args.command.split_first() else {
         return Err(UsageError("name the program to run after `--`".to_owned()).into());
     };
+    let read = variables(ctx, &args.env).await?;
+    let command = program_command(&read.vars, program, rest, args.override_env, true);
+    tracing::debug!(
+        variables = read.vars.len(),
+        "starting the program with the config"
+    );
+    if args.watch {
+        return super::watch::run(ctx, args, read.versions, command, program).await;
+    }
+    exec(command, program)
+}
+
+/// `program rest...` with the variables in its environment (existing ones win unless
+/// `override_env`; `say_kept` notes on stderr which were kept).
+fn program_command(
+    vars: &BTreeMap<String, Var>,
+    program: &std::ffi::OsStr,
+    rest: &[std::ffi::OsString],
+    override_env: bool,
+    say_kept: bool,
+) -> std::process::Command {
     let mut command = std::process::Command::new(program);
     command.args(rest);
     let mut kept = Vec::new();
-    for (name, var) in &vars {
-        if !args.override_env && std::env::var_os(name).is_some() {
+    for (name, var) in vars {
+        if !override_env && std::env::var_os(name).is_some() {
             kept.push(name.as_str());
             continue;
         }
         command.env(name, &var.value);
     }
-    if !kept.is_empty() {
+    if say_kept && !kept.is_empty() {
         eprintln!(
             "note: kept {} from the environment (pass --override to use the stored values)",
             kept.join(", ")
         );
     }
-    tracing::debug!(
-        variables = vars.len(),
-        "starting the program with the config"
-    );
-    exec(command, program)
+    command
+}
+
+/// The program's command again, from the documents as they are now (for `--watch`), with the
+/// versions read.
+pub(super) async fn reread(
+    ctx: &Context,
+    args: &RunArgs,
+) -> anyhow::Result<(std::process::Command, Vec<(String, u64)>)> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| UsageError("name the program to run after `--`".to_owned()))?;
+    let read = variables(ctx, &args.env).await?;
+    Ok((
+        program_command(&read.vars, program, rest, args.override_env, false),
+        read.versions,
+    ))
 }
 
 /// Replace this process with `command` (Unix): the program's signals and exit code are its own.
@@ -122,7 +163,7 @@ fn exec(mut command: std::process::Command, program: &std::ffi::OsStr) -> anyhow
 
 /// `harmony export`.
 pub async fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let vars = variables(ctx, &args.env).await?;
+    let vars = variables(ctx, &args.env).await?.vars;
     let shown = |var: &Var| {
         if args.mask && var.secret {
             MASK.to_owned()
