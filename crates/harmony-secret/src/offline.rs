@@ -21,9 +21,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -416,7 +417,7 @@ impl CacheScope {
 
 /// The keychain's cache key; with `create`, made (under a lock, so two processes agree on one)
 /// when there is none.
-fn cache_key(account: &str, create: bool) -> Result<Option<LessSafeKey>, SecretError> {
+fn cache_key(account: &str, create: bool) -> Result<Option<ChaCha20Poly1305>, SecretError> {
     if let Some(key) = read_key(account)? {
         return Ok(Some(key));
     }
@@ -430,7 +431,7 @@ fn cache_key(account: &str, create: bool) -> Result<Option<LessSafeKey>, SecretE
         return Ok(Some(key));
     }
     let mut bytes = zeroize::Zeroizing::new([0u8; KEY_LEN]);
-    aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| SecretError::Io {
+    getrandom::fill(bytes.as_mut()).map_err(|_| SecretError::Io {
         context: "create the offline cache key".to_owned(),
         source: std::io::Error::other("the system's random source failed"),
     })?;
@@ -446,7 +447,7 @@ fn key_lock_path() -> PathBuf {
     std::env::temp_dir().join(format!("harmony-cache-key-{user}.lock"))
 }
 
-fn read_key(account: &str) -> Result<Option<LessSafeKey>, SecretError> {
+fn read_key(account: &str) -> Result<Option<ChaCha20Poly1305>, SecretError> {
     let Some(text) = keychain::get_text(account)? else {
         return Ok(None);
     };
@@ -460,50 +461,51 @@ fn read_key(account: &str) -> Result<Option<LessSafeKey>, SecretError> {
             return Ok(None);
         }
     };
-    let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| SecretError::Io {
-        context: "load the offline cache key".to_owned(),
-        source: std::io::Error::other("the key was refused"),
-    })?;
-    Ok(Some(LessSafeKey::new(key)))
+    Ok(Some(ChaCha20Poly1305::new(Key::from_slice(&bytes))))
 }
 
-fn seal(key: &LessSafeKey, header: &Header, plain: &[u8]) -> Result<Sealed, SecretError> {
+const NONCE_LEN: usize = 12;
+
+fn seal(key: &ChaCha20Poly1305, header: &Header, plain: &[u8]) -> Result<Sealed, SecretError> {
     let failed = |what: &str| SecretError::Io {
         context: format!("encrypt the cached copy of {}", header.location),
         source: std::io::Error::other(what.to_owned()),
     };
     let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| failed("the system's random source failed"))?;
-    let mut buffer = plain.to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(header.associated_data()),
-        &mut buffer,
-    )
-    .map_err(|_| failed("encryption failed"))?;
+    getrandom::fill(&mut nonce).map_err(|_| failed("the system's random source failed"))?;
+    let aad = header.associated_data();
+    let sealed = key
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| failed("encryption failed"))?;
     Ok(Sealed {
         nonce: B64.encode(nonce),
-        ciphertext: B64.encode(&buffer),
+        ciphertext: B64.encode(&sealed),
     })
 }
 
 fn open(
-    key: &LessSafeKey,
+    key: &ChaCha20Poly1305,
     header: &Header,
     sealed: &Sealed,
 ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
     let nonce: [u8; NONCE_LEN] = B64.decode(&sealed.nonce).ok()?.try_into().ok()?;
-    let mut buffer = zeroize::Zeroizing::new(B64.decode(&sealed.ciphertext).ok()?);
-    let len = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(header.associated_data()),
-            &mut buffer,
-        )
-        .ok()?
-        .len();
-    buffer.truncate(len);
-    Some(buffer)
+    let ciphertext = B64.decode(&sealed.ciphertext).ok()?;
+    let aad = header.associated_data();
+    key.decrypt(
+        Nonce::from_slice(&nonce),
+        Payload {
+            msg: &ciphertext,
+            aad: &aad,
+        },
+    )
+    .ok()
+    .map(zeroize::Zeroizing::new)
 }
 
 #[cfg(test)]
