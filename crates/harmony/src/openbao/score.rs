@@ -12,9 +12,12 @@ use tracing::Instrument;
 use url::Url;
 
 use super::values::{API_PORT, CHART_VERSION, OpenbaoProfile, OpenbaoValues};
-use super::{BootstrapOptions, BootstrapReport, OpenbaoBootstrap, OpenbaoError};
+use super::{
+    BootstrapOptions, BootstrapReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, OpenbaoError,
+};
 use crate::cnpg::RetryPolicy;
 use crate::helm::{ChartRelease, Helm};
+use crate::ingress::PublicIngress;
 
 /// How long the first call through a fresh port-forward is retried: 30 × 2 s.
 pub const FORWARD_READY_RETRY: RetryPolicy = RetryPolicy {
@@ -40,6 +43,8 @@ pub struct OpenbaoScore {
     pub namespace: String,
     /// k3d (one replica, ingress) or HA.
     pub profile: OpenbaoProfile,
+    /// Published at `bao.<domain>` on an existing cluster (replaces the k3d ingress).
+    pub ingress: Option<PublicIngress>,
     /// helm's `--timeout`.
     pub helm_timeout: Duration,
     /// How long each pod may take to reach *Running* (image pull included).
@@ -56,6 +61,7 @@ impl Default for OpenbaoScore {
             release: "openbao".to_owned(),
             namespace: "openbao".to_owned(),
             profile: OpenbaoProfile::K3d,
+            ingress: None,
             helm_timeout: Duration::from_secs(300),
             pod_running_timeout: Duration::from_secs(300),
             forward_retry: FORWARD_READY_RETRY,
@@ -66,7 +72,11 @@ impl Default for OpenbaoScore {
 impl OpenbaoScore {
     /// The chart values for this release.
     pub fn values(&self) -> OpenbaoValues {
-        OpenbaoValues::new(self.profile, &self.release)
+        let values = OpenbaoValues::new(self.profile, &self.release);
+        match &self.ingress {
+            Some(ingress) => values.with_public_ingress(ingress),
+            None => values,
+        }
     }
 
     /// The pinned chart release, without `--wait` (see the module docs).
@@ -88,8 +98,10 @@ impl OpenbaoScore {
             .collect()
     }
 
-    /// Installs (or upgrades) the chart, waits for `<release>-0` to run, bootstraps it through
-    /// a port-forward, then unseals every other replica the same way. Idempotent.
+    /// Installs (or upgrades) the chart, waits for every pod to run and opens a port-forward to
+    /// each, then bootstraps: one pod directly, several as one raft cluster
+    /// ([`OpenbaoClusterBootstrap`]: init once, unseal each sealed pod through its own forward,
+    /// wait for every pod to be a voter and one to be active). Idempotent; never re-initialises.
     pub async fn deploy(
         &self,
         helm: &Helm,
@@ -168,27 +180,35 @@ impl OpenbaoScore {
         Fut: Future<Output = Result<PortForward, K8sError>>,
     {
         let pods = self.pods();
-        let mut report = None;
-        for (n, pod) in pods.iter().enumerate() {
-            let forward = self.forward_to(k8s, pod, &forward).await?;
-            let url = Url::parse(&forward.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
-                url: forward.local_url(),
+        // Every pod gets its own forward, kept open for the whole bootstrap.
+        let mut forwards = Vec::with_capacity(pods.len());
+        let mut urls = Vec::with_capacity(pods.len());
+        for pod in &pods {
+            let open = self.forward_to(k8s, pod, &forward).await?;
+            let url = Url::parse(&open.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
+                url: open.local_url(),
                 reason: e.to_string(),
             })?;
             self.wait_until_forward_answers(&url, pod).await?;
-            let bootstrap = OpenbaoBootstrap::new(&url, options.clone())?;
-            if n == 0 {
-                report = Some(bootstrap.run().await?);
-            } else if bootstrap.unseal().await? {
-                tracing::info!(pod = %pod, "unsealed replica");
-            }
-            drop(forward);
+            forwards.push(open);
+            urls.push(url);
         }
-        // `pods()` is never empty, so the first iteration set the report.
-        report.ok_or_else(|| OpenbaoError::Kubernetes {
-            what: format!("finding the pods of release {}", self.release),
-            source: None,
-        })
+        let report = match urls.as_slice() {
+            [one] => OpenbaoBootstrap::new(one, options)?.run().await?,
+            // Init once (pod 0 when none is initialised), unseal every sealed pod, wait until
+            // raft lists every pod as a voter and one is active.
+            _ => {
+                let cluster = OpenbaoClusterBootstrap::new(&urls, options)?.run().await?;
+                for (pod, node) in pods.iter().zip(&cluster.nodes) {
+                    if node.unsealed {
+                        tracing::info!(pod = %pod, "unsealed OpenBao pod");
+                    }
+                }
+                cluster.bootstrap
+            }
+        };
+        drop(forwards);
+        Ok(report)
     }
 
     /// Retries `sys/seal-status` through the forward while it fails at the transport level.
