@@ -471,10 +471,9 @@ exit 0
                 let mut asked = Vec::new();
                 let mut held = Vec::new();
                 loop {
-                    let next =
-                        tokio::time::timeout(Duration::from_secs(60), handle.next_request())
-                            .await
-                            .context("no request within 60 s")?;
+                    let next = tokio::time::timeout(Duration::from_secs(60), handle.next_request())
+                        .await
+                        .context("no request within 60 s")?;
                     let Some((request, send)) = next else {
                         return Ok(asked);
                     };
