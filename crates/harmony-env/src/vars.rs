@@ -140,3 +140,7 @@ pub const HTTPS_PROXY_ALIASES: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
 
 /// Hosts that bypass the proxy (comma-separated names, domain suffixes, addresses, CIDRs).
 pub const NO_PROXY_ALIASES: [&str; 2] = ["NO_PROXY", "no_proxy"];
+
+/// The kubeconfig files (`:`-separated, merged) an existing-cluster deploy (`--kube-context`)
+/// reads its context from, as kube-rs and kubectl read them; unset means `~/.kube/config`.
+pub const KUBECONFIG: &str = "KUBECONFIG";

@@ -452,6 +452,42 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_cluster_deploy_is_a_deploy_with_its_ingress() {
+        let args = parse(&[
+            "--kube-context",
+            "prod",
+            "--domain",
+            "Example.com",
+            "--ingress-class",
+            "nginx",
+            "--tls-secret",
+            "wildcard",
+            "--key-shares",
+            "7",
+            "--key-threshold",
+            "4",
+        ])
+        .expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::Deploy);
+        let (context, ingress) = args.existing_cluster().expect("valid").expect("given");
+        assert_eq!(context, "prod");
+        assert_eq!(ingress.sso_host(), "sso.example.com");
+        assert_eq!(ingress.class.as_deref(), Some("nginx"));
+        assert_eq!(
+            ingress.tls,
+            harmony::ingress::IngressTls::Secret("wildcard".into())
+        );
+        assert_eq!(args.key_shares().expect("valid"), Some((7, 4)));
+        assert_eq!(
+            args.profile, None,
+            "the deploy picks ha for an existing cluster"
+        );
+        let local = parse(&["--profile", "local"]).expect("parses");
+        assert_eq!(local.profile, Some(harmony::deploy::Profile::Local));
+        assert_eq!(local.existing_cluster().expect("valid"), None);
+    }
+
+    #[test]
     fn cluster_names() {
         assert!(valid_cluster_name("harmony"));
         assert!(valid_cluster_name("dev-2"));
