@@ -452,3 +452,67 @@ fn an_unknown_kube_context_is_named_with_the_ones_that_exist() {
     assert!(err.contains("dev, prod"), "{err}");
     assert!(files_under(data.path()).is_empty(), "nothing done");
 }
+
+fn live_setting(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("set {name}: this live test deploys onto a real cluster (see the README)")
+    })
+}
+
+/// The existing-cluster path end to end: `harmony deploy --kube-context` twice (the second run
+/// changes nothing), then OpenBao and Zitadel answer at their public https URLs with the issuer
+/// Zitadel was given. Never run on this project's machines (no cluster).
+#[test]
+#[ignore = "needs a Kubernetes cluster"]
+fn live_deploy_onto_an_existing_cluster_converges_and_publishes_both_hosts() {
+    let context = live_setting(vars::HARMONY_LIVE_CONTEXT);
+    let domain = live_setting(vars::HARMONY_LIVE_DOMAIN);
+    let data = tempfile::tempdir().expect("tempdir");
+    let deploy = || {
+        let mut cmd = harness::harmony_std(data.path());
+        cmd.args(["deploy", "--kube-context", &context, "--domain", &domain]);
+        if let Ok(issuer) = std::env::var(vars::HARMONY_LIVE_CLUSTER_ISSUER) {
+            cmd.args(["--cluster-issuer", &issuer]);
+        }
+        cmd.output().expect("run")
+    };
+    let first = deploy();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("profile ha"), "{}", stdout(&first));
+    let second = deploy();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains("already converged: nothing changed"),
+        "{}",
+        stdout(&second)
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .expect("client");
+        let health = http
+            .get(format!("https://bao.{domain}/v1/sys/health"))
+            .send()
+            .await
+            .expect("OpenBao answers at its public URL");
+        assert_eq!(
+            health.status().as_u16(),
+            200,
+            "active node behind the ingress"
+        );
+        let discovery: serde_json::Value = http
+            .get(format!(
+                "https://sso.{domain}/.well-known/openid-configuration"
+            ))
+            .send()
+            .await
+            .expect("Zitadel answers at its public URL")
+            .json()
+            .await
+            .expect("discovery JSON");
+        assert_eq!(discovery["issuer"], format!("https://sso.{domain}"));
+    });
+}
