@@ -52,6 +52,12 @@ pub const HA_ZITADEL_REPLICAS: u32 = 2;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeployError {
+    /// The `ha` profile asked of a k3d cluster (one machine: nothing to be available across).
+    #[error(
+        "the ha profile needs an existing cluster (--kube-context NAME --domain DOMAIN); a k3d \
+         cluster is one machine: use the local profile there"
+    )]
+    HaNeedsExistingCluster,
     /// Docker or port 8080 is not ready (found before anything is downloaded).
     #[error(transparent)]
     Preflight(#[from] PreflightError),
@@ -331,6 +337,10 @@ impl ClusterAccess {
 impl LocalDeploy {
     /// Deploy or converge. A re-run with nothing to do changes nothing (no new helm revision).
     pub async fn run(&self) -> Result<DeployReport, DeployError> {
+        let profile = self.stack.profile.unwrap_or(Profile::Local);
+        if profile == Profile::Ha {
+            return Err(DeployError::HaNeedsExistingCluster);
+        }
         let cluster = self.cluster.as_str();
         // Before anything is downloaded or created: Docker answers, port 8080 is ours to use.
         let docker = DockerEndpoint::from_env()?;
@@ -362,7 +372,6 @@ impl LocalDeploy {
             context: None,
             proxy: ProxyPolicy::KubeconfigOnly,
         };
-        let profile = self.stack.profile.unwrap_or(Profile::Local);
         let ingress = LocalIngress::k3d();
         let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
         Converge {
@@ -784,6 +793,30 @@ mod tests {
             "0 configuration change(s), 1 chart(s) installed or upgraded"
         );
         assert_eq!(charts_line(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn ha_on_k3d_is_refused_before_anything_runs() {
+        let deploy = LocalDeploy {
+            cluster: "harmony".into(),
+            stack: StackOptions {
+                profile: Some(Profile::Ha),
+                key_shares: None,
+                skip_zitadel: false,
+                grant_users: Vec::new(),
+                reset_userpass: false,
+                pending_recovery: std::sync::Arc::new(|_: &crate::helm::PendingRelease| false),
+            },
+        };
+        let err = deploy.run().await.expect_err("ha needs a real cluster");
+        assert!(matches!(err, DeployError::HaNeedsExistingCluster), "{err}");
+        assert!(err.to_string().contains("--kube-context"), "{err}");
+        assert_eq!("ha".parse::<Profile>(), Ok(Profile::Ha));
+        assert!(
+            Profile::parse("HA")
+                .expect_err("case matters")
+                .contains("local or ha")
+        );
     }
 
     #[test]

@@ -185,7 +185,9 @@ pub struct IngressValues {
     pub active_service: bool,
     /// Hosts routed to OpenBao.
     pub hosts: Vec<IngressHost>,
-    /// `ingressClassName` (absent: the cluster's default class; k3d's traefik serves it).
+    /// `ingressClassName` (absent: the cluster's default class; k3d's traefik serves it). Chart
+    /// openbao-0.29.2 `charts/openbao/values.yaml`: `server.ingress.{ingressClassName,
+    /// annotations,tls,activeService}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingress_class_name: Option<String>,
     /// Annotations (the cert-manager issuer, when one is asked for).

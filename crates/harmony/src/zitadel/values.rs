@@ -294,7 +294,8 @@ pub struct LoginValues {
     pub security_context: SecurityContext,
     /// Ingress of the login UI (path `/ui/v2/login` on the same host).
     pub ingress: IngressValues,
-    /// `login.replicaCount`; absent: the chart's default (1).
+    /// `login.replicaCount`; absent: the chart's default (1). Chart zitadel-9.34.0
+    /// `charts/zitadel/values.yaml` (`login.replicaCount`, `login.pdb`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_count: Option<u32>,
     /// `login.pdb`; absent: the chart's default (off).
