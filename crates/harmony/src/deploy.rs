@@ -435,7 +435,9 @@ impl ClusterDeploy {
             // Keyed by OpenBao's URL: `harmony --openbao-url https://bao.<domain>` finds the
             // saved login.
             openbao_state,
-            zitadel_state: zitadel_state_dir(&format!("context-{context}"))?,
+            // Keyed by Zitadel's host (a checked DNS name), not by the context, whose name may
+            // hold `/` or `:` (cloud contexts often do).
+            zitadel_state: zitadel_state_dir(&ingress.sso_host())?,
             on: DeployedOn::Context {
                 context: context.to_owned(),
             },
