@@ -9,6 +9,7 @@ use std::path::Path;
 
 use harmony_env::vars;
 use harmony_testkit::OpenbaoServer;
+use harmony_testkit::kubeconfig::TWO_CONTEXTS;
 use harness::{files_under, harmony, stderr, stdout};
 
 #[tokio::test]
@@ -338,24 +339,6 @@ exit 0
     std::fs::write(&path, script).expect("write fake helm");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
-
-const TWO_CONTEXTS: &str = r#"apiVersion: v1
-kind: Config
-current-context: dev
-clusters:
-- name: dev
-  cluster: {server: "https://127.0.0.1:1"}
-- name: prod
-  cluster: {server: "https://127.0.0.1:2"}
-users:
-- name: me
-  user: {token: not-a-real-token}
-contexts:
-- name: dev
-  context: {cluster: dev, user: me}
-- name: prod
-  context: {cluster: prod, user: me}
-"#;
 
 /// `--kube-context`: no Docker check, no k3d call; helm gets the user's kubeconfig pinned to the
 /// chosen context and the ha values published under the domain. (The fake helm fails the

@@ -38,24 +38,7 @@ mod tests {
 
     use super::*;
 
-    const TWO_CONTEXTS: &str = r#"
-apiVersion: v1
-kind: Config
-current-context: dev
-clusters:
-- name: dev
-  cluster: {server: "https://dev.example:6443"}
-- name: prod
-  cluster: {server: "https://prod.example:6443"}
-users:
-- name: me
-  user: {token: not-a-real-token}
-contexts:
-- name: dev
-  context: {cluster: dev, user: me}
-- name: prod
-  context: {cluster: prod, user: me}
-"#;
+    use harmony_testkit::kubeconfig::TWO_CONTEXTS;
 
     #[test]
     fn the_named_context_becomes_current_and_the_text_reads_back() {
@@ -69,7 +52,7 @@ contexts:
                 .cluster
                 .as_ref()
                 .and_then(|c| c.server.as_deref()),
-            Some("https://prod.example:6443")
+            Some("https://127.0.0.1:2")
         );
     }
 
