@@ -27,6 +27,17 @@ fn config_help_is_stable() {
 }
 
 #[test]
+fn deploy_help_is_stable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony(data.path())
+        .args(["deploy", "--help"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    insta::assert_snapshot!(stdout(&output));
+}
+
+#[test]
 fn completions_for_each_shell_name_the_subcommands() {
     let data = tempfile::tempdir().expect("tempdir");
     for (shell, marker) in [

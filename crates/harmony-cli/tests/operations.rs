@@ -9,6 +9,7 @@ use std::path::Path;
 
 use harmony_env::vars;
 use harmony_testkit::OpenbaoServer;
+use harmony_testkit::kubeconfig::TWO_CONTEXTS;
 use harness::{files_under, harmony, stderr, stdout};
 
 #[tokio::test]
@@ -267,4 +268,234 @@ fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
         "nothing downloaded or created: {:?}",
         files_under(data.path())
     );
+}
+
+#[test]
+fn deploy_flags_for_an_existing_cluster_are_checked_before_any_work() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--kube-context", "prod"], "--domain"),
+        (&["--domain", "example.com"], "--kube-context"),
+        (
+            &[
+                "--kube-context",
+                "prod",
+                "--domain",
+                "example.com",
+                "--tls-secret",
+                "t",
+                "--cluster-issuer",
+                "i",
+            ],
+            "--cluster-issuer",
+        ),
+        (&["--profile", "huge"], "--profile"),
+        (&["--profile", "ha"], "--kube-context"),
+        (
+            &["--kube-context", "prod", "--domain", "https://example.com"],
+            "--domain",
+        ),
+        (&["--tls-secret", "t"], "--kube-context"),
+        (&["--key-shares", "5"], "--key-threshold"),
+    ];
+    for (args, named) in cases {
+        let out = harmony(data.path())
+            .arg("deploy")
+            .args(*args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
+    assert!(files_under(data.path()).is_empty());
+}
+
+/// A fake `helm` at the pinned version: records its argv, keeps the kubeconfig and values it
+/// was given, answers `status` like helm v3.21.4 for an absent release, and fails `upgrade`
+/// (the cluster is not real).
+fn fake_helm(dir: &Path) {
+    let script = format!(
+        r#"#!/bin/sh
+dir="{dir}"
+case "$1" in version) echo "{version}+g0123abc"; exit 0 ;; esac
+for a in "$@"; do printf '%s\t' "$a" >> "$dir/helm.calls"; done
+printf '\n' >> "$dir/helm.calls"
+prev=""
+for a in "$@"; do
+  [ "$prev" = "--kubeconfig" ] && cp "$a" "$dir/kubeconfig.seen"
+  [ "$prev" = "--values" ] && cp "$a" "$dir/values.seen"
+  prev="$a"
+done
+case " $* " in
+  *" status "*) echo 'Error: release: not found' >&2; exit 1 ;;
+  *" upgrade "*) echo 'Error: UPGRADE FAILED: no cluster behind this fake' >&2; exit 1 ;;
+esac
+exit 0
+"#,
+        dir = dir.display(),
+        version = harmony::tools::HELM_VERSION,
+    );
+    let path = dir.join("helm");
+    std::fs::write(&path, script).expect("write fake helm");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// `--kube-context`: no Docker check, no k3d call; helm gets the user's kubeconfig pinned to the
+/// chosen context and the ha values published under the domain. (The fake helm fails the
+/// install, so the deploy stops there: no cluster runs here.)
+#[test]
+fn deploy_onto_an_existing_cluster_runs_no_k3d_and_pins_helm_to_the_context() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = tempfile::tempdir().expect("tempdir");
+    let k3d_log = bin.path().join("k3d.log");
+    fake_k3d(bin.path(), &k3d_log);
+    fake_helm(bin.path());
+    let kubeconfig = bin.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, TWO_CONTEXTS).expect("kubeconfig");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var(vars::PATH).unwrap_or_default()
+    );
+    let output = harmony(data.path())
+        .args([
+            "deploy",
+            "--kube-context",
+            "prod",
+            "--domain",
+            "example.com",
+            "--cluster-issuer",
+            "letsencrypt",
+        ])
+        .env(vars::PATH, &path)
+        .env(vars::KUBECONFIG, &kubeconfig)
+        // A preflight would stop at this socket: there is none for an existing cluster.
+        .env(
+            vars::DOCKER_HOST,
+            format!("unix://{}/docker.sock", data.path().display()),
+        )
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("deploying OpenBao"), "{err}");
+    assert!(err.contains("no cluster behind this fake"), "{err}");
+    assert!(!err.contains("Docker"), "{err}");
+    assert!(!err.contains("not-a-real-token"), "{err}");
+    assert!(
+        !k3d_log.exists(),
+        "k3d was called: {:?}",
+        std::fs::read_to_string(&k3d_log)
+    );
+
+    let calls = std::fs::read_to_string(bin.path().join("helm.calls")).expect("helm ran");
+    assert!(calls.contains("repo\tadd\topenbao\t"), "{calls}");
+    assert!(calls.contains("upgrade\t--install\topenbao\t"), "{calls}");
+    let seen: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bin.path().join("kubeconfig.seen")).expect("kubeconfig"),
+    )
+    .expect("the pinned kubeconfig is JSON (and so YAML)");
+    assert_eq!(seen["current-context"], "prod");
+    let values = std::fs::read_to_string(bin.path().join("values.seen")).expect("values");
+    assert!(values.contains("host: bao.example.com"), "{values}");
+    assert!(
+        values.contains("cert-manager.io/cluster-issuer: letsencrypt"),
+        "{values}"
+    );
+    assert!(values.contains("replicas: 3"), "ha by default: {values}");
+    // The temporary kubeconfig (it holds credentials) is gone with the process.
+    let handed = calls
+        .lines()
+        .next()
+        .and_then(|l| l.split('\t').nth(1))
+        .expect("--kubeconfig PATH");
+    assert!(!Path::new(handed).exists(), "{handed} left behind");
+}
+
+#[test]
+fn an_unknown_kube_context_is_named_with_the_ones_that_exist() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, TWO_CONTEXTS).expect("kubeconfig");
+    let output = harmony(data.path())
+        .args([
+            "deploy",
+            "--kube-context",
+            "staging",
+            "--domain",
+            "example.com",
+        ])
+        .env(vars::KUBECONFIG, &kubeconfig)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("\"staging\""), "{err}");
+    assert!(err.contains("dev, prod"), "{err}");
+    assert!(files_under(data.path()).is_empty(), "nothing done");
+}
+
+fn live_setting(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("set {name}: this live test deploys onto a real cluster (see the README)")
+    })
+}
+
+/// The existing-cluster path end to end: `harmony deploy --kube-context` twice (the second run
+/// changes nothing), then OpenBao and Zitadel answer at their public https URLs with the issuer
+/// Zitadel was given. Never run on this project's machines (no cluster).
+#[test]
+#[ignore = "needs a Kubernetes cluster"]
+fn live_deploy_onto_an_existing_cluster_converges_and_publishes_both_hosts() {
+    let context = live_setting(vars::HARMONY_LIVE_CONTEXT);
+    let domain = live_setting(vars::HARMONY_LIVE_DOMAIN);
+    let data = tempfile::tempdir().expect("tempdir");
+    let deploy = || {
+        let mut cmd = harness::harmony_std(data.path());
+        cmd.args(["deploy", "--kube-context", &context, "--domain", &domain]);
+        if let Ok(issuer) = std::env::var(vars::HARMONY_LIVE_CLUSTER_ISSUER) {
+            cmd.args(["--cluster-issuer", &issuer]);
+        }
+        cmd.output().expect("run")
+    };
+    let first = deploy();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("profile ha"), "{}", stdout(&first));
+    let second = deploy();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains("already converged: nothing changed"),
+        "{}",
+        stdout(&second)
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .expect("client");
+        let health = http
+            .get(format!("https://bao.{domain}/v1/sys/health"))
+            .send()
+            .await
+            .expect("OpenBao answers at its public URL");
+        assert_eq!(
+            health.status().as_u16(),
+            200,
+            "active node behind the ingress"
+        );
+        let discovery: serde_json::Value = http
+            .get(format!(
+                "https://sso.{domain}/.well-known/openid-configuration"
+            ))
+            .send()
+            .await
+            .expect("Zitadel answers at its public URL")
+            .json()
+            .await
+            .expect("discovery JSON");
+        assert_eq!(discovery["issuer"], format!("https://sso.{domain}"));
+    });
 }

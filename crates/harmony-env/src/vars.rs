@@ -140,3 +140,17 @@ pub const HTTPS_PROXY_ALIASES: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
 
 /// Hosts that bypass the proxy (comma-separated names, domain suffixes, addresses, CIDRs).
 pub const NO_PROXY_ALIASES: [&str; 2] = ["NO_PROXY", "no_proxy"];
+
+/// The kubeconfig files (`:`-separated, merged) an existing-cluster deploy (`--kube-context`)
+/// reads its context from, as kube-rs and kubectl read them; unset means `~/.kube/config`.
+pub const KUBECONFIG: &str = "KUBECONFIG";
+
+/// The kubeconfig context the `#[ignore]` existing-cluster live test deploys onto.
+pub const HARMONY_LIVE_CONTEXT: &str = "HARMONY_LIVE_CONTEXT";
+
+/// The domain (`bao.<domain>`, `sso.<domain>`) the existing-cluster live test publishes under.
+pub const HARMONY_LIVE_DOMAIN: &str = "HARMONY_LIVE_DOMAIN";
+
+/// The cert-manager ClusterIssuer the existing-cluster live test passes as `--cluster-issuer`
+/// (unset: no TLS flag; something else must terminate TLS for both hosts).
+pub const HARMONY_LIVE_CLUSTER_ISSUER: &str = "HARMONY_LIVE_CLUSTER_ISSUER";

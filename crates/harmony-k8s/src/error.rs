@@ -32,6 +32,38 @@ pub enum K8sError {
         source: kube::config::KubeconfigError,
     },
 
+    /// The default kubeconfig (`KUBECONFIG`, else `~/.kube/config`) could not be read.
+    #[error(
+        "cannot read the kubeconfig (the files in KUBECONFIG, else ~/.kube/config); check that \
+         it exists and is valid (`kubectl config view`)"
+    )]
+    KubeconfigRead {
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+
+    /// The kubeconfig has no context of that name.
+    #[error(
+        "the kubeconfig has no context {context:?} (it has: {}); `kubectl config get-contexts` \
+         lists them",
+        if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+    )]
+    ContextNotFound {
+        /// The context asked for.
+        context: String,
+        /// The contexts that exist.
+        available: Vec<String>,
+    },
+
+    /// The pinned kubeconfig could not be written out as text.
+    #[error("cannot write the kubeconfig out for helm")]
+    KubeconfigWrite {
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// No kubeconfig or in-cluster configuration could be found.
     #[error("no Kubernetes configuration found; set KUBECONFIG or create a cluster first")]
     InferConfig {

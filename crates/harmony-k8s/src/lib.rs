@@ -44,6 +44,7 @@
 
 mod error;
 mod exec;
+mod kubeconfig;
 mod port_forward;
 mod proxy;
 mod wait;
@@ -70,6 +71,7 @@ use zeroize::Zeroize;
 
 pub use error::K8sError;
 pub use exec::{EXEC_TIMEOUT, ExecOutput, ExecStatus, parse_exec_status};
+pub use kubeconfig::{default_kubeconfig_for_context, pin_context};
 pub use port_forward::{PortForward, UPSTREAM_CONNECT_TIMEOUT};
 
 /// Bound on every single (non-watch) API call.

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod kubeconfig;
 mod locate;
 pub mod oidc;
 mod openbao;

@@ -1,20 +1,32 @@
-//! The local stack in one operation: create or reuse the k3d cluster and converge OpenBao,
-//! CloudNativePG, Zitadel, the device-code app and OpenBao's JWT auth. Behind `harmony deploy`
-//! and the seed's `cargo run -p example-harmony-sso`; each binary only parses flags, decides
-//! how to ask a person (the stuck-release question) and prints [`DeployReport::summary`].
+//! The stack in one operation, on a local k3d cluster ([`LocalDeploy`]) or on a cluster that
+//! already exists ([`ClusterDeploy`]): OpenBao, CloudNativePG, Zitadel, the device-code app and
+//! OpenBao's JWT auth. Behind `harmony deploy` and the seed's `cargo run -p example-harmony-sso`;
+//! each binary only parses flags, decides how to ask a person (the stuck-release question) and
+//! prints [`DeployReport::summary`].
+//!
+//! The two differ only in how the cluster is reached (k3d creates it and hands out its
+//! kubeconfig; an existing one is a context of the user's kubeconfig) and how the stack is
+//! published (`*.harmony.local:8080` through k3d's load balancer and a CoreDNS rewrite, or real
+//! DNS names under a domain through the cluster's ingress controller). Everything after that is
+//! one code path ([`Converge`]).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::ExposeSecret as _;
+use harmony_k8s::{K8sClient, K8sError, ProxyPolicy};
+use secrecy::{ExposeSecret as _, SecretString};
 use tracing::Instrument as _;
 
-use crate::cnpg::{CnpgError, CnpgScore, RetryPolicy};
-use crate::helm::{Helm, HelmError, PendingRecovery, ReleaseOutcome};
-use crate::ingress::{BAO_HOST, LocalIngress, SSO_HOST};
+use crate::cnpg::{CnpgError, CnpgScore, PostgresCluster, RetryPolicy};
+use crate::helm::{
+    Helm, HelmError, KubeconfigFile, PendingRecovery, PrivateFileError, ReleaseOutcome,
+};
+use crate::ingress::{BAO_HOST, LocalIngress, PublicIngress, SSO_HOST};
 use crate::k3d::{EnsureOutcome, K3d, K3dError, LOADBALANCER_HOST_PORT};
 use crate::openbao::{
-    BootstrapOptions, BootstrapReport, JwtAuthOptions, OpenbaoError, OpenbaoScore, StateDir,
+    BootstrapOptions, BootstrapReport, HA_KEY_SHARES, JwtAuthOptions, OpenbaoError, OpenbaoProfile,
+    OpenbaoScore, StateDir,
 };
 use crate::preflight::{DockerEndpoint, PreflightError, check_local_deploy};
 use crate::tools::{ToolError, Tools};
@@ -23,17 +35,29 @@ use crate::zitadel::{
     DeviceAppSpec, SsoClientState, ZitadelError, ZitadelScore, ensure_device_app,
 };
 
-/// After CoreDNS restarts with the rewrite, `sso.harmony.local` takes a few seconds to resolve
-/// inside the cluster; OpenBao fetches discovery when its JWT config is written.
+/// After CoreDNS restarts with the rewrite (k3d), or while DNS and the certificate for
+/// `sso.<domain>` settle (an existing cluster), the issuer takes a while to answer from inside
+/// the cluster; OpenBao fetches discovery when its JWT config is written.
 const JWT_CONFIG_RETRY: RetryPolicy = RetryPolicy {
     attempts: 6,
     delay: Duration::from_secs(10),
 };
 
+/// OpenBao raft peers of the `ha` profile.
+pub const HA_OPENBAO_REPLICAS: u8 = 3;
+/// Zitadel pods (API and login UI) of the `ha` profile.
+pub const HA_ZITADEL_REPLICAS: u32 = 2;
+
 /// Why the deploy stopped; each variant says at which step.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeployError {
+    /// The `ha` profile asked of a k3d cluster (one machine: nothing to be available across).
+    #[error(
+        "the ha profile needs an existing cluster (--kube-context NAME --domain DOMAIN); a k3d \
+         cluster is one machine: use the local profile there"
+    )]
+    HaNeedsExistingCluster,
     /// Docker or port 8080 is not ready (found before anything is downloaded).
     #[error(transparent)]
     Preflight(#[from] PreflightError),
@@ -52,6 +76,18 @@ pub enum DeployError {
         #[source]
         source: K3dError,
     },
+    /// The existing cluster could not be reached through the kubeconfig.
+    #[error("{what}")]
+    Cluster {
+        /// The step, naming the context.
+        what: String,
+        /// The cause.
+        #[source]
+        source: K8sError,
+    },
+    /// The kubeconfig could not be handed to helm.
+    #[error("writing the cluster's kubeconfig for helm")]
+    Kubeconfig(#[source] PrivateFileError),
     /// helm could not be prepared.
     #[error("getting the pinned helm")]
     Helm(#[source] Box<HelmError>),
@@ -81,11 +117,108 @@ pub enum DeployError {
     },
 }
 
-/// What to deploy.
+/// How big the stack is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// One of everything (the k3d default): one OpenBao, one PostgreSQL instance, one Zitadel;
+    /// key shares 1/1.
+    Local,
+    /// Highly available (the default on an existing cluster): OpenBao
+    /// [`HA_OPENBAO_REPLICAS`] raft peers, CloudNativePG 3 instances, Zitadel
+    /// [`HA_ZITADEL_REPLICAS`] replicas, PodDisruptionBudgets for each; key shares 5/3 and the
+    /// root token retired once configured.
+    Ha,
+}
+
+impl Profile {
+    /// `local` or `ha`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Ha => "ha",
+        }
+    }
+
+    /// Unseal key shares and threshold unless asked otherwise.
+    pub fn default_key_shares(self) -> (u8, u8) {
+        match self {
+            Self::Local => (1, 1),
+            Self::Ha => HA_KEY_SHARES,
+        }
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(Self::Local),
+            "ha" => Ok(Self::Ha),
+            _ => Err(format!("{s:?} is not a profile: use local or ha")),
+        }
+    }
+}
+
+impl Profile {
+    /// `--profile` of both binaries (see [`FromStr`]).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// The scores of the stack for a profile and a way of publishing it: what both deploys
+/// install, and what the fake-helm tests render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    /// OpenBao.
+    pub openbao: OpenbaoScore,
+    /// Zitadel's PostgreSQL.
+    pub postgres: PostgresCluster,
+    /// Zitadel (with the PostgreSQL above as its database).
+    pub zitadel: ZitadelScore,
+}
+
+impl Stack {
+    /// `profile` published through `ingress` (`None`: k3d's `*.harmony.local`).
+    pub fn new(profile: Profile, ingress: Option<&PublicIngress>) -> Self {
+        let (openbao_profile, postgres, zitadel_replicas) = match profile {
+            Profile::Local => (OpenbaoProfile::K3d, PostgresCluster::default(), 1),
+            Profile::Ha => (
+                OpenbaoProfile::HighAvailability {
+                    replicas: HA_OPENBAO_REPLICAS,
+                },
+                PostgresCluster::ha(),
+                HA_ZITADEL_REPLICAS,
+            ),
+        };
+        let mut zitadel = match ingress {
+            Some(ingress) => ZitadelScore::public(ingress, zitadel_replicas),
+            None => ZitadelScore {
+                replicas: zitadel_replicas,
+                ..ZitadelScore::default()
+            },
+        };
+        zitadel.database = postgres.clone();
+        Self {
+            openbao: OpenbaoScore {
+                profile: openbao_profile,
+                ingress: ingress.cloned(),
+                ..OpenbaoScore::default()
+            },
+            postgres,
+            zitadel,
+        }
+    }
+}
+
+/// What both deploys take: the stack's size and how to treat what people already have.
 #[derive(Clone)]
-pub struct LocalDeploy {
-    /// The k3d cluster's name.
-    pub cluster: String,
+pub struct StackOptions {
+    /// `None`: [`Profile::Local`] on k3d, [`Profile::Ha`] on an existing cluster.
+    pub profile: Option<Profile>,
+    /// Unseal key shares and threshold at init; `None`: the profile's.
+    pub key_shares: Option<(u8, u8)>,
     /// OpenBao only (no CloudNativePG, no Zitadel, no JWT auth).
     pub skip_zitadel: bool,
     /// More Zitadel users (login names) to grant the project role people need to sign in.
@@ -97,10 +230,11 @@ pub struct LocalDeploy {
     pub pending_recovery: PendingRecovery,
 }
 
-impl std::fmt::Debug for LocalDeploy {
+impl std::fmt::Debug for StackOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalDeploy")
-            .field("cluster", &self.cluster)
+        f.debug_struct("StackOptions")
+            .field("profile", &self.profile)
+            .field("key_shares", &self.key_shares)
             .field("skip_zitadel", &self.skip_zitadel)
             .field("grant_users", &self.grant_users)
             .field("reset_userpass", &self.reset_userpass)
@@ -108,13 +242,58 @@ impl std::fmt::Debug for LocalDeploy {
     }
 }
 
+/// The local stack on a k3d cluster (created or reused).
+#[derive(Debug, Clone)]
+pub struct LocalDeploy {
+    /// The k3d cluster's name.
+    pub cluster: String,
+    /// What to deploy.
+    pub stack: StackOptions,
+}
+
+/// The stack on a cluster that exists: a context of the kubeconfig (`KUBECONFIG`, else
+/// `~/.kube/config`), published under a domain through the cluster's ingress controller.
+/// Nothing k3d-specific runs: no Docker check, no k3d, no CoreDNS rewrite.
+#[derive(Debug, Clone)]
+pub struct ClusterDeploy {
+    /// The kubeconfig context.
+    pub context: String,
+    /// Host names, ingress class and TLS.
+    pub ingress: PublicIngress,
+    /// What to deploy.
+    pub stack: StackOptions,
+}
+
+/// Where the stack was deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployedOn {
+    /// A local k3d cluster.
+    K3d {
+        /// Its name.
+        cluster: String,
+        /// Created, reused or started.
+        outcome: EnsureOutcome,
+    },
+    /// An existing cluster.
+    Context {
+        /// The kubeconfig context.
+        context: String,
+    },
+}
+
 /// What a deploy did.
 #[derive(Debug)]
 pub struct DeployReport {
-    /// The cluster's name.
-    pub cluster: String,
-    /// Created, reused or started.
-    pub outcome: EnsureOutcome,
+    /// Where.
+    pub on: DeployedOn,
+    /// The profile deployed.
+    pub profile: Profile,
+    /// Unseal key shares and threshold asked for at init.
+    pub key_shares: (u8, u8),
+    /// OpenBao's URL as people reach it (no trailing slash).
+    pub openbao_url: String,
+    /// Zitadel's URL as people reach it (no trailing slash).
+    pub sso_url: String,
     /// Each chart and what helm did with it.
     pub charts: Vec<(String, ReleaseOutcome)>,
     /// OpenBao's bootstrap.
@@ -136,9 +315,32 @@ pub fn zitadel_state_dir(cluster: &str) -> Result<PathBuf, harmony_env::DataDirE
         .join(cluster))
 }
 
+/// A fresh Kubernetes client per call, from one kubeconfig (the CNPG CRD race needs fresh API
+/// discovery).
+struct ClusterAccess {
+    kubeconfig: SecretString,
+    context: Option<String>,
+    proxy: ProxyPolicy,
+}
+
+impl ClusterAccess {
+    async fn connect(&self) -> Result<K8sClient, K8sError> {
+        K8sClient::from_kubeconfig_yaml_with(
+            self.kubeconfig.expose_secret(),
+            self.context.as_deref(),
+            self.proxy,
+        )
+        .await
+    }
+}
+
 impl LocalDeploy {
     /// Deploy or converge. A re-run with nothing to do changes nothing (no new helm revision).
     pub async fn run(&self) -> Result<DeployReport, DeployError> {
+        let profile = self.stack.profile.unwrap_or(Profile::Local);
+        if profile == Profile::Ha {
+            return Err(DeployError::HaNeedsExistingCluster);
+        }
         let cluster = self.cluster.as_str();
         // Before anything is downloaded or created: Docker answers, port 8080 is ours to use.
         let docker = DockerEndpoint::from_env()?;
@@ -162,51 +364,164 @@ impl LocalDeploy {
             .kubeconfig_file()
             .await
             .map_err(k3d_err("writing the cluster's kubeconfig for helm"))?;
-        let helm = Helm::install(&tools, kubeconfig)
+        let access = ClusterAccess {
+            kubeconfig: k3d
+                .kubeconfig()
+                .await
+                .map_err(k3d_err("reading the cluster's kubeconfig"))?,
+            context: None,
+            proxy: ProxyPolicy::KubeconfigOnly,
+        };
+        let ingress = LocalIngress::k3d();
+        let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
+        Converge {
+            stack: Stack::new(profile, None),
+            profile,
+            options: &self.stack,
+            openbao_state: StateDir::for_cluster(cluster)
+                .map_err(openbao_err("naming OpenBao's state directory"))?,
+            zitadel_state: zitadel_state_dir(cluster)?,
+            on: DeployedOn::K3d {
+                cluster: cluster.to_owned(),
+                outcome,
+            },
+            openbao_url: url(BAO_HOST),
+            sso_url: url(SSO_HOST),
+            reached: "through the k3d load balancer",
+            dns_hint: "check that CoreDNS serves the sso.harmony.local rewrite \
+                       (kube-system/coredns-custom)"
+                .to_owned(),
+        }
+        .run(&tools, kubeconfig, &k8s, &access)
+        .await
+    }
+}
+
+impl ClusterDeploy {
+    /// Deploy or converge on the existing cluster. A re-run with nothing to do changes nothing.
+    pub async fn run(&self) -> Result<DeployReport, DeployError> {
+        let context = self.context.as_str();
+        let cluster_err = |what: String| move |source| DeployError::Cluster { what, source };
+        let access = ClusterAccess {
+            kubeconfig: harmony_k8s::default_kubeconfig_for_context(context).map_err(
+                cluster_err(format!("reading kubeconfig context {context:?}")),
+            )?,
+            context: Some(context.to_owned()),
+            // A real cluster may sit behind the environment's proxy.
+            proxy: ProxyPolicy::KubeconfigThenEnvironment,
+        };
+        let k8s = access.connect().await.map_err(cluster_err(format!(
+            "connecting to the cluster of context {context:?}"
+        )))?;
+        // helm gets the same kubeconfig, pinned to the same context.
+        let kubeconfig =
+            KubeconfigFile::temporary(&access.kubeconfig).map_err(DeployError::Kubeconfig)?;
+        let tools = Tools::from_env()?;
+        let profile = self.stack.profile.unwrap_or(Profile::Ha);
+        let ingress = &self.ingress;
+        let sso_url = PublicIngress::url(&ingress.sso_host());
+        let openbao_url = PublicIngress::url(&ingress.bao_host());
+        let openbao_state = url::Url::parse(&openbao_url)
+            .map_err(|e| OpenbaoError::InvalidUrl {
+                url: openbao_url.clone(),
+                reason: e.to_string(),
+            })
+            .and_then(|url| StateDir::for_url(&url))
+            .map_err(openbao_err("naming OpenBao's state directory"))?;
+        Converge {
+            stack: Stack::new(profile, Some(ingress)),
+            profile,
+            options: &self.stack,
+            // Keyed by OpenBao's URL: `harmony --openbao-url https://bao.<domain>` finds the
+            // saved login.
+            openbao_state,
+            // Keyed by Zitadel's host (a checked DNS name), not by the context, whose name may
+            // hold `/` or `:` (cloud contexts often do).
+            zitadel_state: zitadel_state_dir(&ingress.sso_host())?,
+            on: DeployedOn::Context {
+                context: context.to_owned(),
+            },
+            reached: "at its ingress host name",
+            dns_hint: format!(
+                "check that {} resolves inside the cluster and serves a certificate OpenBao trusts",
+                ingress.sso_host()
+            ),
+            openbao_url,
+            sso_url,
+        }
+        .run(&tools, kubeconfig, &k8s, &access)
+        .await
+    }
+}
+
+/// Everything after the cluster is reachable: the same for both deploys.
+struct Converge<'a> {
+    stack: Stack,
+    profile: Profile,
+    options: &'a StackOptions,
+    openbao_state: StateDir,
+    zitadel_state: PathBuf,
+    on: DeployedOn,
+    openbao_url: String,
+    sso_url: String,
+    /// How the deploy reaches Zitadel's API, for the readiness error.
+    reached: &'static str,
+    /// What to check when OpenBao cannot fetch the issuer's discovery.
+    dns_hint: String,
+}
+
+impl Converge<'_> {
+    /// Bootstrap options shared by both OpenBao passes.
+    fn bootstrap_options(&self) -> BootstrapOptions {
+        let mut options = BootstrapOptions::local(self.openbao_state.clone());
+        (options.shares, options.threshold) = self
+            .options
+            .key_shares
+            .unwrap_or(self.profile.default_key_shares());
+        options.revoke_root = self.profile == Profile::Ha;
+        options.reset_userpass = self.options.reset_userpass;
+        options
+    }
+
+    async fn run(
+        self,
+        tools: &Tools,
+        kubeconfig: KubeconfigFile,
+        k8s: &K8sClient,
+        access: &ClusterAccess,
+    ) -> Result<DeployReport, DeployError> {
+        let helm = Helm::install(tools, kubeconfig)
             .await
             .map_err(|e| DeployError::Helm(Box::new(e)))?
             .with_state_dir(harmony_env::harmony_data_dir()?.join("helm"))
-            .with_pending_recovery(self.pending_recovery.clone());
+            .with_pending_recovery(self.options.pending_recovery.clone());
 
-        let openbao_state = StateDir::for_cluster(cluster)
-            .map_err(openbao_err("naming OpenBao's state directory"))?;
-        let openbao = OpenbaoScore::default();
-        let mut options = BootstrapOptions::local(openbao_state.clone());
-        options.reset_userpass = self.reset_userpass;
+        let openbao = &self.stack.openbao;
         let report = openbao
-            .deploy(&helm, &k8s, options)
+            .deploy(&helm, k8s, self.bootstrap_options())
             .await
             .map_err(openbao_err("deploying OpenBao"))?;
 
-        let zitadel_state = zitadel_state_dir(cluster)?;
         let mut sso: Option<SsoClientState> = None;
         let mut jwt_report: Option<BootstrapReport> = None;
-        if !self.skip_zitadel {
-            // A fresh client per attempt (the CNPG CRD race needs fresh API discovery), built
-            // from the kubeconfig k3d handed out once.
-            let kubeconfig_yaml = k3d
-                .kubeconfig()
-                .await
-                .map_err(k3d_err("reading the cluster's kubeconfig"))?;
-            let connect = || {
-                let yaml = kubeconfig_yaml.clone();
-                async move {
-                    harmony_k8s::K8sClient::from_kubeconfig_yaml(yaml.expose_secret(), None).await
-                }
-            };
-            CnpgScore::default()
-                .deploy(&helm, connect)
-                .await
-                .map_err(|e| DeployError::Cnpg(Box::new(e)))?;
-            let zitadel = ZitadelScore::default();
+        if !self.options.skip_zitadel {
+            let connect = || access.connect();
+            CnpgScore {
+                cluster: self.stack.postgres.clone(),
+                ..CnpgScore::default()
+            }
+            .deploy(&helm, connect)
+            .await
+            .map_err(|e| DeployError::Cnpg(Box::new(e)))?;
+            let zitadel = &self.stack.zitadel;
             let deployed = zitadel
                 .deploy(&helm, connect, RetryPolicy::default())
                 .await
                 .map_err(|e| DeployError::Zitadel(Box::new(e)))?;
-            // `http://sso.harmony.local:8080` with the name resolved to the load balancer:
-            // Zitadel builds its issuer from the Host, which must carry the port.
+            // Zitadel builds its issuer from the Host it receives: the API is called at the
+            // issuer's own host and port.
             let api = zitadel
-                .api_via(&LocalIngress::k3d(), deployed.pat.clone())
+                .api(deployed.pat.clone())
                 .map_err(setup_err("reaching Zitadel's API"))?;
             api.wait_ready(&deployed.issuer, 30, Duration::from_secs(5))
                 .instrument(tracing::info_span!(
@@ -214,15 +529,16 @@ impl LocalDeploy {
                     message = "Waiting for Zitadel to answer"
                 ))
                 .await
-                .map_err(setup_err(
-                    "waiting for Zitadel's OIDC discovery through the k3d load balancer",
-                ))?;
+                .map_err(setup_err(&format!(
+                    "waiting for Zitadel's OIDC discovery {}",
+                    self.reached
+                )))?;
             let spec = DeviceAppSpec {
-                grant_users: self.grant_users.clone(),
+                grant_users: self.options.grant_users.clone(),
                 grant_if_present: vec![zitadel.first_admin_login()],
                 ..DeviceAppSpec::default()
             };
-            let client = ensure_device_app(&api, &spec, &deployed.issuer, &zitadel_state)
+            let client = ensure_device_app(&api, &spec, &deployed.issuer, &self.zitadel_state)
                 .instrument(tracing::info_span!(
                     "zitadel_app",
                     message = "Ensuring the device-code application"
@@ -239,10 +555,10 @@ impl LocalDeploy {
                     reason: e.to_string(),
                 }),
             })?;
-            let mut options = BootstrapOptions::local(openbao_state.clone());
+            let mut options = self.bootstrap_options();
             options.jwt = Some(JwtAuthOptions::oidc(issuer, vec![client.client_id.clone()]));
             jwt_report = Some(
-                wire_jwt(&openbao, &k8s, options)
+                wire_jwt(openbao, k8s, options, &self.dns_hint)
                     .instrument(tracing::info_span!(
                         "openbao_jwt",
                         message = "Wiring OpenBao's JWT auth to Zitadel"
@@ -251,15 +567,19 @@ impl LocalDeploy {
             );
             sso = Some(client);
         }
+        let options = self.bootstrap_options();
         Ok(DeployReport {
-            cluster: cluster.to_owned(),
-            outcome,
+            key_shares: (options.shares, options.threshold),
+            on: self.on,
+            profile: self.profile,
+            openbao_url: self.openbao_url,
+            sso_url: self.sso_url,
             charts: helm.outcomes(),
             openbao: report,
             jwt: jwt_report,
             sso,
-            openbao_state,
-            zitadel_state,
+            openbao_state: self.openbao_state,
+            zitadel_state: self.zitadel_state,
         })
     }
 }
@@ -280,13 +600,14 @@ fn setup_err(what: &str) -> impl FnOnce(ZitadelSetupError) -> DeployError + use<
     }
 }
 
-/// The JWT config is written when OpenBao can fetch Zitadel's discovery through the CoreDNS
-/// rewrite; retry (bootstrap only, no helm) a bounded number of times while it cannot. Any other
+/// The JWT config is written when OpenBao can fetch Zitadel's discovery (through the CoreDNS
+/// rewrite on k3d, through real DNS elsewhere); retry (bootstrap only, no helm) a bounded number of times while it cannot. Any other
 /// error is reported at once.
 async fn wire_jwt(
     openbao: &OpenbaoScore,
-    k8s: &harmony_k8s::K8sClient,
+    k8s: &K8sClient,
     options: BootstrapOptions,
+    dns_hint: &str,
 ) -> Result<BootstrapReport, DeployError> {
     let mut attempt = 1;
     loop {
@@ -297,15 +618,14 @@ async fn wire_jwt(
                     attempt,
                     attempts = JWT_CONFIG_RETRY.attempts,
                     error = %e,
-                    "OpenBao cannot fetch Zitadel's discovery yet (waiting for sso.harmony.local to resolve in the cluster)"
+                    "OpenBao cannot fetch Zitadel's discovery yet (waiting for the issuer to answer inside the cluster)"
                 );
                 tokio::time::sleep(JWT_CONFIG_RETRY.delay).await;
                 attempt += 1;
             }
             Err(e) if is_jwt_discovery_failure(&e) => {
                 return Err(openbao_err(&format!(
-                    "configuring OpenBao's JWT auth against Zitadel failed {attempt} times; \
-                     check that CoreDNS serves the sso.harmony.local rewrite (kube-system/coredns-custom)"
+                    "configuring OpenBao's JWT auth against Zitadel failed {attempt} times; {dns_hint}"
                 ))(e));
             }
             Err(e) => return Err(openbao_err("configuring OpenBao's JWT auth")(e)),
@@ -367,30 +687,30 @@ impl DeployReport {
     /// What runs where, what changed and where the local credentials are (stdout of both
     /// binaries; each adds its own "Next:" lines).
     pub fn summary(&self) -> Vec<String> {
-        let cluster_line = match self.outcome {
-            EnsureOutcome::Created => "created",
-            EnsureOutcome::Reused => "reused",
-            EnsureOutcome::Started => "started (was stopped)",
-        };
-        let mut out = vec![
-            format!(
-                "Harmony SSO is up on k3d cluster {:?} ({cluster_line}).",
-                self.cluster
+        let headline = match &self.on {
+            DeployedOn::K3d { cluster, outcome } => {
+                let outcome = match outcome {
+                    EnsureOutcome::Created => "created",
+                    EnsureOutcome::Reused => "reused",
+                    EnsureOutcome::Started => "started (was stopped)",
+                };
+                format!("Harmony SSO is up on k3d cluster {cluster:?} ({outcome}).")
+            }
+            DeployedOn::Context { context } => format!(
+                "Harmony SSO is up on the cluster of context {context:?} (profile {}).",
+                self.profile.as_str()
             ),
-            String::new(),
-        ];
+        };
+        let mut out = vec![headline, String::new()];
         if let Some(line) = charts_line(&self.charts) {
             out.push(format!("  Charts    {line}"));
         }
         let converged = converged_text(&self.charts, &self.openbao, self.jwt.as_ref());
-        let ingress = LocalIngress::k3d();
-        let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
-        out.push(format!("  OpenBao   {}   {converged}", url(BAO_HOST)));
+        out.push(format!("  OpenBao   {}   {converged}", self.openbao_url));
         if let Some(sso) = &self.sso {
             out.push(format!(
                 "  Zitadel   {}   issuer {}",
-                url(SSO_HOST),
-                sso.issuer
+                self.sso_url, sso.issuer
             ));
             out.push(format!(
                 "  SSO app   client id {}   project {}",
@@ -401,6 +721,13 @@ impl DeployReport {
             ));
         } else {
             out.push("  Zitadel   skipped (--skip-zitadel)".to_owned());
+        }
+        if self.openbao.initialised {
+            let (shares, threshold) = self.key_shares;
+            out.push(format!(
+                "  Unseal    {}",
+                crate::openbao::initialised_text(&self.openbao_state, shares, threshold)
+            ));
         }
         out.push(String::new());
         out.push("Local credentials (mode 0600, never printed):".to_owned());
@@ -468,6 +795,30 @@ mod tests {
             "0 configuration change(s), 1 chart(s) installed or upgraded"
         );
         assert_eq!(charts_line(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn ha_on_k3d_is_refused_before_anything_runs() {
+        let deploy = LocalDeploy {
+            cluster: "harmony".into(),
+            stack: StackOptions {
+                profile: Some(Profile::Ha),
+                key_shares: None,
+                skip_zitadel: false,
+                grant_users: Vec::new(),
+                reset_userpass: false,
+                pending_recovery: std::sync::Arc::new(|_: &crate::helm::PendingRelease| false),
+            },
+        };
+        let err = deploy.run().await.expect_err("ha needs a real cluster");
+        assert!(matches!(err, DeployError::HaNeedsExistingCluster), "{err}");
+        assert!(err.to_string().contains("--kube-context"), "{err}");
+        assert_eq!("ha".parse::<Profile>(), Ok(Profile::Ha));
+        assert!(
+            Profile::parse("HA")
+                .expect_err("case matters")
+                .contains("local or ha")
+        );
     }
 
     #[test]

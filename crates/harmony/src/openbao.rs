@@ -46,14 +46,15 @@ pub use bootstrap::{
 };
 pub use error::OpenbaoError;
 pub use existing::{
-    ExistingBootstrap, ExistingRequest, HA_KEY_SHARES, bootstrap_existing, key_shares_from_flags,
-    parse_bound_claim, regenerate_root,
+    ExistingBootstrap, ExistingRequest, HA_KEY_SHARES, bootstrap_existing, initialised_text,
+    key_shares_from_flags, parse_bound_claim, regenerate_root,
 };
 pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use state::{InitKeys, StateDir};
 pub use values::{
-    API_PORT, CHART_VERSION, DataStorageValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG,
-    ImageValues, IngressHost, IngressValues, InjectorValues, K3D_INGRESS_HOST, OpenbaoProfile,
-    OpenbaoValues, ProbeValues, READINESS_PATH, RaftValues, ServerValues, UiValues,
+    API_PORT, CHART_VERSION, DataStorageValues, DisruptionBudgetValues, EnabledValues,
+    GlobalValues, HaValues, IMAGE_TAG, ImageValues, IngressHost, IngressValues, InjectorValues,
+    K3D_INGRESS_HOST, OpenbaoProfile, OpenbaoValues, ProbeValues, READINESS_PATH, RaftValues,
+    ServerValues, UiValues,
 };

@@ -25,12 +25,28 @@ fn cluster_manifest_snapshot() {
     insta::assert_yaml_snapshot!(manifest);
 }
 
+/// The `ha` profile's database: three instances and the operator's disruption budgets.
+#[test]
+fn ha_cluster_manifest_snapshot() {
+    let stack = harmony::deploy::Stack::new(harmony::deploy::Profile::Ha, None);
+    let m = serde_json::to_value(stack.postgres.manifest()).expect("json");
+    assert_eq!(m["spec"]["instances"], 3);
+    assert_eq!(m["spec"]["enablePDB"], true);
+    // Zitadel's database is this cluster's.
+    assert_eq!(stack.zitadel.database, stack.postgres);
+    insta::assert_yaml_snapshot!(stack.postgres.manifest());
+}
+
 #[test]
 fn cluster_is_small_and_lets_cnpg_own_credentials() {
     let m = serde_json::to_value(PostgresCluster::default().manifest()).expect("json");
     assert_eq!(m["apiVersion"], "postgresql.cnpg.io/v1");
     assert_eq!(m["kind"], "Cluster");
     assert_eq!(m["spec"]["instances"], 1);
+    assert!(
+        m["spec"].get("enablePDB").is_none(),
+        "local: the operator's default"
+    );
     assert_eq!(m["spec"]["enableSuperuserAccess"], true);
     assert_eq!(m["spec"]["bootstrap"]["initdb"]["owner"], "zitadel");
     // No password anywhere: CNPG generates them into <cluster>-app / <cluster>-superuser.

@@ -522,3 +522,166 @@ async fn an_unreachable_values_schema_is_explained() {
     assert!(text.contains("HTTPS_PROXY"), "{text}");
     assert!(text.contains("JSON schema"), "{text}");
 }
+
+/// The stack of `--kube-context ctx --domain example.com --ingress-class nginx` with `tls`.
+fn existing_cluster_stack(
+    tls: harmony::ingress::IngressTls,
+) -> (harmony::deploy::Stack, harmony::ingress::PublicIngress) {
+    let ingress = harmony::ingress::PublicIngress {
+        domain: "example.com".parse().expect("domain"),
+        class: Some("nginx".to_owned()),
+        tls,
+    };
+    (
+        harmony::deploy::Stack::new(harmony::deploy::Profile::Ha, Some(&ingress)),
+        ingress,
+    )
+}
+
+/// What the fake helm was handed for `release`, as the file it read and parsed.
+async fn installed<V: Serialize>(
+    fake: &FakeHelm,
+    release: &ChartRelease,
+    values: &V,
+) -> (String, serde_yaml::Value) {
+    fake.helm()
+        .upgrade_install(release, values)
+        .await
+        .expect("installs");
+    let text = fake.read("values.seen");
+    let parsed = serde_yaml::from_str(&text).expect("YAML");
+    (text, parsed)
+}
+
+#[tokio::test]
+async fn ha_values_on_an_existing_cluster_with_a_tls_secret() {
+    let fake = FakeHelm::new();
+    let (stack, _) = existing_cluster_stack(harmony::ingress::IngressTls::Secret(
+        "example-com-tls".to_owned(),
+    ));
+
+    let (text, bao) = installed(
+        &fake,
+        &stack.openbao.chart_release(),
+        &stack.openbao.values(),
+    )
+    .await;
+    insta::assert_snapshot!("ha_openbao_values", text);
+    let server = &bao["server"];
+    assert_eq!(server["ha"]["replicas"], 3);
+    assert_eq!(server["ha"]["raft"]["enabled"], true);
+    let config = server["ha"]["raft"]["config"].as_str().expect("config");
+    for n in 0..3 {
+        assert!(
+            config.contains(&format!("http://openbao-{n}.openbao-internal:8200")),
+            "retry_join through the chart's internal service: {config}"
+        );
+    }
+    assert_eq!(server["ha"]["disruptionBudget"]["enabled"], true);
+    assert_eq!(server["ha"]["disruptionBudget"]["maxUnavailable"], 1);
+    let ingress = &server["ingress"];
+    assert_eq!(ingress["enabled"], true);
+    assert_eq!(ingress["activeService"], true, "routes to the active node");
+    assert_eq!(ingress["ingressClassName"], "nginx");
+    assert_eq!(ingress["hosts"][0]["host"], "bao.example.com");
+    assert_eq!(ingress["tls"][0]["secretName"], "example-com-tls");
+    assert_eq!(ingress["tls"][0]["hosts"][0], "bao.example.com");
+    assert!(ingress.get("annotations").is_none(), "{ingress:?}");
+
+    let (text, zitadel) = installed(&fake, &stack.zitadel.release(), &stack.zitadel.values()).await;
+    insta::assert_snapshot!("ha_zitadel_values", text);
+    let config = &zitadel["zitadel"]["configmapConfig"];
+    assert_eq!(config["ExternalDomain"], "sso.example.com");
+    assert_eq!(config["ExternalPort"], 443);
+    assert_eq!(config["ExternalSecure"], true);
+    assert_eq!(stack.zitadel.issuer(), "https://sso.example.com");
+    assert_eq!(zitadel["replicaCount"], 2);
+    assert_eq!(zitadel["pdb"]["enabled"], true);
+    assert_eq!(zitadel["pdb"]["maxUnavailable"], 1);
+    assert_eq!(zitadel["login"]["replicaCount"], 2);
+    assert_eq!(zitadel["login"]["pdb"]["maxUnavailable"], 1);
+    for ingress in [&zitadel["ingress"], &zitadel["login"]["ingress"]] {
+        assert_eq!(ingress["className"], "nginx");
+        assert_eq!(ingress["hosts"][0]["host"], "sso.example.com");
+        assert_eq!(ingress["tls"][0]["secretName"], "example-com-tls");
+        assert_eq!(
+            ingress["annotations"],
+            serde_yaml::Value::Mapping(Default::default())
+        );
+    }
+    // Zitadel's database is the ha PostgreSQL (3 instances), through its -rw service.
+    assert_eq!(
+        config["Database"]["Postgres"]["Host"],
+        "zitadel-pg-rw.zitadel.svc.cluster.local"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_issuer_annotates_one_ingress_per_host_and_names_its_secret() {
+    let fake = FakeHelm::new();
+    let (stack, _) = existing_cluster_stack(harmony::ingress::IngressTls::ClusterIssuer(
+        "letsencrypt".to_owned(),
+    ));
+    let (_, bao) = installed(
+        &fake,
+        &stack.openbao.chart_release(),
+        &stack.openbao.values(),
+    )
+    .await;
+    let ingress = &bao["server"]["ingress"];
+    assert_eq!(
+        ingress["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+    assert_eq!(ingress["tls"][0]["secretName"], "openbao-tls");
+    assert_eq!(ingress["tls"][0]["hosts"][0], "bao.example.com");
+
+    let (_, zitadel) = installed(&fake, &stack.zitadel.release(), &stack.zitadel.values()).await;
+    let api = &zitadel["ingress"];
+    let login = &zitadel["login"]["ingress"];
+    assert_eq!(
+        api["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+    // The login UI shares the host and the certificate, but only one Ingress asks for it.
+    assert_eq!(
+        login["annotations"],
+        serde_yaml::Value::Mapping(Default::default())
+    );
+    assert_eq!(api["tls"][0]["secretName"], "zitadel-tls");
+    assert_eq!(login["tls"][0]["secretName"], "zitadel-tls");
+    assert_eq!(login["hosts"][0]["paths"][0]["path"], "/ui/v2/login");
+}
+
+#[tokio::test]
+async fn without_tls_flags_the_ingresses_carry_no_tls_but_the_urls_stay_https() {
+    let fake = FakeHelm::new();
+    let (stack, ingress) = existing_cluster_stack(harmony::ingress::IngressTls::None);
+    let (_, bao) = installed(
+        &fake,
+        &stack.openbao.chart_release(),
+        &stack.openbao.values(),
+    )
+    .await;
+    assert!(bao["server"]["ingress"].get("tls").is_none());
+    assert!(bao["server"]["ingress"].get("annotations").is_none());
+    let (_, zitadel) = installed(&fake, &stack.zitadel.release(), &stack.zitadel.values()).await;
+    assert!(zitadel["ingress"].get("tls").is_none());
+    assert_eq!(
+        zitadel["zitadel"]["configmapConfig"]["ExternalSecure"],
+        true
+    );
+    assert_eq!(
+        harmony::ingress::PublicIngress::url(&ingress.bao_host()),
+        "https://bao.example.com"
+    );
+}
+
+#[tokio::test]
+async fn the_local_profile_keeps_the_k3d_values() {
+    // `cargo run -p example-harmony-sso` with no flags: one of everything, k3d's ingress.
+    let stack = harmony::deploy::Stack::new(harmony::deploy::Profile::Local, None);
+    assert_eq!(stack.openbao, harmony::openbao::OpenbaoScore::default());
+    assert_eq!(stack.zitadel, harmony::zitadel::ZitadelScore::default());
+    assert_eq!(stack.postgres, harmony::cnpg::PostgresCluster::default());
+}

@@ -15,6 +15,8 @@ use harmony_env::vars;
   harmony-sso --demo                           typed config round trip through OpenBao
   harmony-sso --sso-demo                       the same, signed in through SSO (device flow)
   harmony-sso --openbao-url http://bao:8200    bootstrap an existing OpenBao instead of deploying
+  harmony-sso --kube-context prod --domain example.com --cluster-issuer letsencrypt
+                                               deploy onto an existing cluster (profile ha)
   harmony-sso --cleanup                        delete the cluster and its local state")]
 pub struct Args {
     /// Name of the k3d cluster to create or reuse.
@@ -73,13 +75,48 @@ pub struct Args {
     #[arg(long, value_name = "URL", requires = "openbao_url", value_parser = parse_http_url)]
     pub openbao_node: Vec<url::Url>,
 
-    /// With --openbao-url: unseal key shares created at init (with --key-threshold).
-    #[arg(long, value_name = "N", requires = "openbao_url")]
+    /// Deploy or --openbao-url: unseal key shares created at init (with --key-threshold;
+    /// default 1, or 5 for several nodes and the ha profile).
+    #[arg(long, value_name = "N", conflicts_with_all = ["demo", "sso_demo", "cleanup"])]
     pub key_shares: Option<u8>,
 
-    /// With --openbao-url: how many shares unseal (with --key-shares).
-    #[arg(long, value_name = "T", requires = "openbao_url")]
+    /// Deploy or --openbao-url: how many shares unseal (with --key-shares; default 1, or 3).
+    #[arg(long, value_name = "T", conflicts_with_all = ["demo", "sso_demo", "cleanup"])]
     pub key_threshold: Option<u8>,
+
+    /// Deploy onto this context of your kubeconfig (KUBECONFIG, else ~/.kube/config) instead of
+    /// a local k3d cluster. Needs --domain.
+    #[arg(long, value_name = "NAME", requires = "domain", conflicts_with_all = ["demo", "sso_demo", "cleanup", "openbao_url"])]
+    pub kube_context: Option<String>,
+
+    /// With --kube-context: publish OpenBao at https://bao.DOMAIN and Zitadel at
+    /// https://sso.DOMAIN (both names must resolve to the cluster's ingress controller).
+    #[arg(long, value_name = "DOMAIN", requires = "kube_context")]
+    pub domain: Option<harmony::ingress::Domain>,
+
+    /// With --kube-context: the IngressClass to use (default: the cluster's default class).
+    #[arg(long, value_name = "NAME", requires = "kube_context")]
+    pub ingress_class: Option<String>,
+
+    /// With --kube-context: the TLS Secret for both hosts (it must exist in the namespaces
+    /// openbao and zitadel). Without it or --cluster-issuer the Ingresses carry no TLS.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "kube_context",
+        conflicts_with = "cluster_issuer"
+    )]
+    pub tls_secret: Option<String>,
+
+    /// With --kube-context: let cert-manager issue the certificates from this ClusterIssuer.
+    #[arg(long, value_name = "NAME", requires = "kube_context")]
+    pub cluster_issuer: Option<String>,
+
+    /// Deploy: local (one of everything; the k3d default) or ha (OpenBao 3 raft peers,
+    /// PostgreSQL 3 instances, Zitadel 2 replicas, disruption budgets; the default with
+    /// --kube-context, which ha needs).
+    #[arg(long, value_name = "PROFILE", value_parser = harmony::deploy::Profile::parse, requires_if("ha", "kube_context"), conflicts_with_all = ["demo", "sso_demo", "cleanup", "openbao_url"])]
+    pub profile: Option<harmony::deploy::Profile>,
 
     /// With --openbao-url: once configured, hand over to a periodic harmony-admin token and
     /// revoke the root token (default: yes for several nodes, no for one).
@@ -189,6 +226,9 @@ pub enum UsageError {
     /// A setting from the environment that cannot work (found before signing in).
     #[error("{0}")]
     BadSetting(String),
+    /// `--tls-secret` with `--cluster-issuer`.
+    #[error("{0}")]
+    Tls(String),
     /// The cluster name is not a valid k3d cluster name.
     #[error(
         "--cluster-name {0:?} is not a valid cluster name: use 1-32 lowercase letters, digits and '-', starting with a letter"
@@ -224,6 +264,7 @@ impl Args {
         if self.sso_demo {
             return Ok(Mode::SsoDemo);
         }
+        self.key_shares()?;
         if self.openbao_url.is_some() {
             if self.skip_zitadel {
                 return Err(UsageError::SkipZitadelWithExisting);
@@ -232,14 +273,36 @@ impl Args {
                 return Err(UsageError::SsoUrlWithoutClientId);
             }
             self.ci_options()?;
-            self.key_shares()?;
             return Ok(Mode::BootstrapExisting);
         }
+        self.existing_cluster()?;
         Ok(Mode::Deploy)
     }
 }
 
 impl Args {
+    /// With `--kube-context`: the existing cluster and how the stack is published there.
+    pub fn existing_cluster(
+        &self,
+    ) -> Result<Option<(String, harmony::ingress::PublicIngress)>, UsageError> {
+        let (Some(context), Some(domain)) = (&self.kube_context, &self.domain) else {
+            return Ok(None);
+        };
+        let tls = harmony::ingress::IngressTls::from_flags(
+            self.tls_secret.clone(),
+            self.cluster_issuer.clone(),
+        )
+        .map_err(UsageError::Tls)?;
+        Ok(Some((
+            context.clone(),
+            harmony::ingress::PublicIngress {
+                domain: domain.clone(),
+                class: self.ingress_class.clone(),
+                tls,
+            },
+        )))
+    }
+
     /// `--key-shares` / `--key-threshold`, checked.
     pub fn key_shares(&self) -> Result<Option<(u8, u8)>, UsageError> {
         harmony::openbao::key_shares_from_flags(self.key_shares, self.key_threshold)
@@ -386,6 +449,42 @@ mod tests {
             .mode()
             .expect_err("not a deploy");
         assert!(err.to_string().contains("--grant-user"), "{err}");
+    }
+
+    #[test]
+    fn an_existing_cluster_deploy_is_a_deploy_with_its_ingress() {
+        let args = parse(&[
+            "--kube-context",
+            "prod",
+            "--domain",
+            "Example.com",
+            "--ingress-class",
+            "nginx",
+            "--tls-secret",
+            "wildcard",
+            "--key-shares",
+            "7",
+            "--key-threshold",
+            "4",
+        ])
+        .expect("parses");
+        assert_eq!(args.mode().expect("valid"), Mode::Deploy);
+        let (context, ingress) = args.existing_cluster().expect("valid").expect("given");
+        assert_eq!(context, "prod");
+        assert_eq!(ingress.sso_host(), "sso.example.com");
+        assert_eq!(ingress.class.as_deref(), Some("nginx"));
+        assert_eq!(
+            ingress.tls,
+            harmony::ingress::IngressTls::Secret("wildcard".into())
+        );
+        assert_eq!(args.key_shares().expect("valid"), Some((7, 4)));
+        assert_eq!(
+            args.profile, None,
+            "the deploy picks ha for an existing cluster"
+        );
+        let local = parse(&["--profile", "local"]).expect("parses");
+        assert_eq!(local.profile, Some(harmony::deploy::Profile::Local));
+        assert_eq!(local.existing_cluster().expect("valid"), None);
     }
 
     #[test]

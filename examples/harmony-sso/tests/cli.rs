@@ -143,6 +143,46 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
         ),
         (&["--openbao-node", "http://127.0.0.1:2"], "--openbao-url"),
         (&["--demo", "--grant-user", "alice"], "--grant-user"),
+        (&["--kube-context", "prod"], "--domain"),
+        (&["--domain", "example.com"], "--kube-context"),
+        (
+            &[
+                "--kube-context",
+                "prod",
+                "--domain",
+                "example.com",
+                "--tls-secret",
+                "t",
+                "--cluster-issuer",
+                "i",
+            ],
+            "--cluster-issuer",
+        ),
+        (&["--profile", "huge"], "--profile"),
+        (&["--profile", "ha"], "--kube-context"),
+        (
+            &["--kube-context", "prod", "--domain", "example.com:443"],
+            "--domain",
+        ),
+        (
+            &[
+                "--kube-context",
+                "prod",
+                "--domain",
+                "example.com",
+                "--openbao-url",
+                "http://127.0.0.1:1",
+            ],
+            "--openbao-url",
+        ),
+        (
+            &["--demo", "--key-shares", "5", "--key-threshold", "3"],
+            "--key-shares",
+        ),
+        (
+            &["--key-shares", "5", "--key-threshold", "1"],
+            "--key-threshold",
+        ),
     ];
     for (args, named) in cases {
         let output = harmony_sso(data.path()).args(*args).output().expect("run");

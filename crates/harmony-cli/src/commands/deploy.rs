@@ -1,15 +1,21 @@
-//! `harmony deploy`: the local stack on k3d, through the same library operation as the seed's
-//! `cargo run -p example-harmony-sso` ([`harmony::deploy::LocalDeploy`]).
+//! `harmony deploy`: the stack on k3d, or with `--kube-context` on an existing cluster, through
+//! the same library operations as the seed's `cargo run -p example-harmony-sso`
+//! ([`harmony::deploy::LocalDeploy`], [`harmony::deploy::ClusterDeploy`]).
 
+use harmony::deploy::{ClusterDeploy, LocalDeploy, StackOptions};
 use harmony::helm::PendingRelease;
+use harmony::ingress::{IngressTls, PublicIngress};
 
+use crate::UsageError;
 use crate::cli::DeployArgs;
 use crate::context::Context;
 
 pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
     let (yes, interactive) = (args.yes, ctx.interactive);
-    let deploy = harmony::deploy::LocalDeploy {
-        cluster: ctx.cluster_name.clone(),
+    let stack = StackOptions {
+        profile: args.profile,
+        key_shares: harmony::openbao::key_shares_from_flags(args.key_shares, args.key_threshold)
+            .map_err(UsageError)?,
         skip_zitadel: args.skip_zitadel,
         grant_users: args.grant_user.clone(),
         reset_userpass: args.reset_userpass,
@@ -25,16 +31,50 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
                 .unwrap_or(false)
         }),
     };
-    let report = deploy.run().await?;
+    let report = match (&args.kube_context, &args.domain) {
+        (Some(context), Some(domain)) => {
+            ClusterDeploy {
+                context: context.clone(),
+                ingress: PublicIngress {
+                    domain: domain.clone(),
+                    class: args.ingress_class.clone(),
+                    tls: IngressTls::from_flags(
+                        args.tls_secret.clone(),
+                        args.cluster_issuer.clone(),
+                    )
+                    .map_err(UsageError)?,
+                },
+                stack,
+            }
+            .run()
+            .await?
+        }
+        _ => {
+            LocalDeploy {
+                cluster: ctx.cluster_name.clone(),
+                stack,
+            }
+            .run()
+            .await?
+        }
+    };
     for line in report.summary() {
         println!("{line}");
     }
     println!();
     println!("Next:");
-    println!("  harmony login --userpass        sign in with the deploy's saved userpass login");
+    let on_k3d = args.kube_context.is_none();
+    let url = if on_k3d {
+        String::new()
+    } else {
+        format!(" --openbao-url {}", report.openbao_url)
+    };
+    println!("  harmony{url} login --userpass   sign in with the deploy's saved userpass login");
     if report.sso.is_some() {
-        println!("  harmony login --sso             or through Zitadel (device flow)");
+        println!("  harmony{url} login --sso        or through Zitadel (device flow)");
     }
-    println!("  harmony cleanup                 delete the cluster and local state");
+    if on_k3d {
+        println!("  harmony cleanup                 delete the cluster and local state");
+    }
     Ok(())
 }

@@ -87,6 +87,8 @@ pub struct PostgresCluster {
     pub database: String,
     /// Owner of that database; its password is in Secret `<name>-app`.
     pub owner: String,
+    /// `spec.enablePDB`; `None` leaves the operator's default (true).
+    pub enable_pdb: Option<bool>,
 }
 
 impl Default for PostgresCluster {
@@ -98,11 +100,23 @@ impl Default for PostgresCluster {
             storage_size: "1Gi".into(),
             database: "zitadel".into(),
             owner: "zitadel".into(),
+            enable_pdb: None,
         }
     }
 }
 
 impl PostgresCluster {
+    /// Three instances (a primary and two streaming replicas) with the operator's
+    /// PodDisruptionBudgets, 10 GiB each: the `ha` profile.
+    pub fn ha() -> Self {
+        Self {
+            instances: 3,
+            storage_size: "10Gi".into(),
+            enable_pdb: Some(true),
+            ..Self::default()
+        }
+    }
+
     /// The read-write service (`<name>-rw`), pointing at the primary.
     pub fn rw_service(&self) -> String {
         format!("{}-rw", self.name)
@@ -149,6 +163,7 @@ impl PostgresCluster {
                     size: self.storage_size.clone(),
                 },
                 enable_superuser_access: true,
+                enable_pdb: self.enable_pdb,
                 bootstrap: Bootstrap {
                     initdb: InitDb {
                         database: self.database.clone(),
@@ -213,6 +228,11 @@ pub struct ClusterSpec {
     /// Makes CNPG keep the `postgres` password in Secret `<cluster>-superuser` (Zitadel's init
     /// job connects as admin).
     pub enable_superuser_access: bool,
+    /// Whether the operator keeps PodDisruptionBudgets for the instances (one for the primary,
+    /// one for the replicas). Field `enablePDB` of `Cluster` (cloudnative-pg v1.30.0,
+    /// `api/v1/cluster_types.go`, default true).
+    #[serde(rename = "enablePDB", skip_serializing_if = "Option::is_none")]
+    pub enable_pdb: Option<bool>,
     /// How the database is created.
     pub bootstrap: Bootstrap,
 }

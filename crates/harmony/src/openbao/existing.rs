@@ -165,6 +165,26 @@ pub async fn regenerate_root(url: &Url) -> Result<Vec<String>, OpenbaoError> {
     )
 }
 
+/// What a person must know after an init with `shares`/`threshold`: where the keys are, and —
+/// with several shares — that all of them sit on this machine and how to hand them out.
+pub fn initialised_text(state: &StateDir, shares: u8, threshold: u8) -> String {
+    if shares == 1 {
+        format!(
+            "initialised (1 key share); keys and root token saved to {} (0600)",
+            state.keys_file().display()
+        )
+    } else {
+        format!(
+            "initialised with {shares} unseal key shares, any {threshold} of which unseal it. \
+             ALL {shares} are saved on this machine in {} (0600) so this tool can unseal \
+             every node: hand one share to each of {shares} people (the `keys_base64` list), \
+             then delete the file if no machine should hold them all; a sealed node is \
+             unsealed with `bao operator unseal` by any {threshold} of them.",
+            state.keys_file().display()
+        )
+    }
+}
+
 impl ExistingBootstrap {
     /// The summary people read (stdout of both binaries).
     pub fn summary(&self) -> Vec<String> {
@@ -174,21 +194,10 @@ impl ExistingBootstrap {
         }];
         let (shares, threshold) = self.key_shares;
         if self.report.initialised {
-            if shares == 1 {
-                out.push(format!(
-                    "  initialised (1 key share); keys and root token saved to {} (0600)",
-                    self.state.keys_file().display()
-                ));
-            } else {
-                out.push(format!(
-                    "  initialised with {shares} unseal key shares, any {threshold} of which unseal it. \
-                     ALL {shares} are saved on this machine in {} (0600) so this tool can unseal \
-                     every node: hand one share to each of {shares} people (the `keys_base64` list), \
-                     then delete the file if no machine should hold them all; a sealed node is \
-                     unsealed with `bao operator unseal` by any {threshold} of them.",
-                    self.state.keys_file().display()
-                ));
-            }
+            out.push(format!(
+                "  {}",
+                initialised_text(&self.state, shares, threshold)
+            ));
         }
         for node in &self.nodes {
             if node.unreachable {

@@ -12,9 +12,12 @@ use tracing::Instrument;
 use url::Url;
 
 use super::values::{API_PORT, CHART_VERSION, OpenbaoProfile, OpenbaoValues};
-use super::{BootstrapOptions, BootstrapReport, OpenbaoBootstrap, OpenbaoError};
+use super::{
+    BootstrapOptions, BootstrapReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, OpenbaoError,
+};
 use crate::cnpg::RetryPolicy;
 use crate::helm::{ChartRelease, Helm};
+use crate::ingress::PublicIngress;
 
 /// How long the first call through a fresh port-forward is retried: 30 × 2 s.
 pub const FORWARD_READY_RETRY: RetryPolicy = RetryPolicy {
@@ -40,6 +43,8 @@ pub struct OpenbaoScore {
     pub namespace: String,
     /// k3d (one replica, ingress) or HA.
     pub profile: OpenbaoProfile,
+    /// Published at `bao.<domain>` on an existing cluster (replaces the k3d ingress).
+    pub ingress: Option<PublicIngress>,
     /// helm's `--timeout`.
     pub helm_timeout: Duration,
     /// How long each pod may take to reach *Running* (image pull included).
@@ -56,6 +61,7 @@ impl Default for OpenbaoScore {
             release: "openbao".to_owned(),
             namespace: "openbao".to_owned(),
             profile: OpenbaoProfile::K3d,
+            ingress: None,
             helm_timeout: Duration::from_secs(300),
             pod_running_timeout: Duration::from_secs(300),
             forward_retry: FORWARD_READY_RETRY,
@@ -66,7 +72,11 @@ impl Default for OpenbaoScore {
 impl OpenbaoScore {
     /// The chart values for this release.
     pub fn values(&self) -> OpenbaoValues {
-        OpenbaoValues::new(self.profile, &self.release)
+        let values = OpenbaoValues::new(self.profile, &self.release);
+        match &self.ingress {
+            Some(ingress) => values.with_public_ingress(ingress),
+            None => values,
+        }
     }
 
     /// The pinned chart release, without `--wait` (see the module docs).
@@ -88,8 +98,10 @@ impl OpenbaoScore {
             .collect()
     }
 
-    /// Installs (or upgrades) the chart, waits for `<release>-0` to run, bootstraps it through
-    /// a port-forward, then unseals every other replica the same way. Idempotent.
+    /// Installs (or upgrades) the chart, waits for every pod to run and opens a port-forward to
+    /// each, then bootstraps: one pod directly, several as one raft cluster
+    /// ([`OpenbaoClusterBootstrap`]: init once, unseal each sealed pod through its own forward,
+    /// wait for every pod to be a voter and one to be active). Idempotent; never re-initialises.
     pub async fn deploy(
         &self,
         helm: &Helm,
@@ -168,27 +180,35 @@ impl OpenbaoScore {
         Fut: Future<Output = Result<PortForward, K8sError>>,
     {
         let pods = self.pods();
-        let mut report = None;
-        for (n, pod) in pods.iter().enumerate() {
-            let forward = self.forward_to(k8s, pod, &forward).await?;
-            let url = Url::parse(&forward.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
-                url: forward.local_url(),
+        // Every pod gets its own forward, kept open for the whole bootstrap.
+        let mut forwards = Vec::with_capacity(pods.len());
+        let mut urls = Vec::with_capacity(pods.len());
+        for pod in &pods {
+            let open = self.forward_to(k8s, pod, &forward).await?;
+            let url = Url::parse(&open.local_url()).map_err(|e| OpenbaoError::InvalidUrl {
+                url: open.local_url(),
                 reason: e.to_string(),
             })?;
             self.wait_until_forward_answers(&url, pod).await?;
-            let bootstrap = OpenbaoBootstrap::new(&url, options.clone())?;
-            if n == 0 {
-                report = Some(bootstrap.run().await?);
-            } else if bootstrap.unseal().await? {
-                tracing::info!(pod = %pod, "unsealed replica");
-            }
-            drop(forward);
+            forwards.push(open);
+            urls.push(url);
         }
-        // `pods()` is never empty, so the first iteration set the report.
-        report.ok_or_else(|| OpenbaoError::Kubernetes {
-            what: format!("finding the pods of release {}", self.release),
-            source: None,
-        })
+        let report = match urls.as_slice() {
+            [one] => OpenbaoBootstrap::new(one, options)?.run().await?,
+            // Init once (pod 0 when none is initialised), unseal every sealed pod, wait until
+            // raft lists every pod as a voter and one is active.
+            _ => {
+                let cluster = OpenbaoClusterBootstrap::new(&urls, options)?.run().await?;
+                for (pod, node) in pods.iter().zip(&cluster.nodes) {
+                    if node.unsealed {
+                        tracing::info!(pod = %pod, "unsealed OpenBao pod");
+                    }
+                }
+                cluster.bootstrap
+            }
+        };
+        drop(forwards);
+        Ok(report)
     }
 
     /// Retries `sys/seal-status` through the forward while it fails at the transport level.
@@ -437,6 +457,213 @@ exit 0
                 .next()
                 .context("testkit URL has an address")?;
             Ok((bao, addr))
+        }
+
+        /// A mock API server for pod-Running waits of several pods: a pod in `running` is
+        /// listed Running (not Ready: sealed); any other pod is listed absent and its watch is
+        /// held unanswered, so the wait runs into its own timeout. Ends when the client is
+        /// dropped and returns the pods asked for, in order.
+        fn mock_api_for_pods(
+            running: &'static [&'static str],
+        ) -> (K8sClient, tokio::task::JoinHandle<Result<Vec<String>>>) {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let server = tokio::spawn(async move {
+                let mut asked = Vec::new();
+                let mut held = Vec::new();
+                loop {
+                    let next = tokio::time::timeout(Duration::from_secs(60), handle.next_request())
+                        .await
+                        .context("no request within 60 s")?;
+                    let Some((request, send)) = next else {
+                        return Ok(asked);
+                    };
+                    ensure!(request.uri().path() == "/api/v1/namespaces/openbao/pods");
+                    let query = request.uri().query().unwrap_or_default().to_owned();
+                    if query.contains("watch=true") {
+                        held.push(send);
+                        continue;
+                    }
+                    let pod = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("fieldSelector=metadata.name%3D"))
+                        .context("the wait lists one pod by name")?
+                        .to_owned();
+                    let items = if running.contains(&pod.as_str()) {
+                        vec![json!({
+                            "apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": pod, "namespace": "openbao",
+                                         "resourceVersion": "7"},
+                            "spec": {"containers": [{"name": "openbao", "image": "openbao"}]},
+                            "status": {"phase": "Running", "conditions":
+                                [{"type": "Ready", "status": "False"}]},
+                        })]
+                    } else {
+                        Vec::new()
+                    };
+                    asked.push(pod);
+                    let list = json!({
+                        "apiVersion": "v1", "kind": "PodList",
+                        "metadata": {"resourceVersion": "7"}, "items": items,
+                    });
+                    send.send_response(Response::new(Body::from(
+                        serde_json::to_vec(&list).expect("JSON"),
+                    )));
+                }
+            });
+            (
+                K8sClient::new(kube::Client::new(service, "default")),
+                server,
+            )
+        }
+
+        /// Forwards pod `openbao-<n>` to `nodes[n]`, recording each forward opened.
+        fn forward_to_nodes(
+            nodes: Vec<std::net::SocketAddr>,
+            opened: Arc<Mutex<Vec<String>>>,
+        ) -> impl Fn(String, String, u16) -> ForwardFuture {
+            move |ns: String, pod: String, port: u16| {
+                let opened = Arc::clone(&opened);
+                let node = pod
+                    .strip_prefix("openbao-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| nodes.get(n).copied());
+                Box::pin(async move {
+                    let target = format!("{ns}/{pod}:{port}");
+                    opened.lock().expect("lock").push(target.clone());
+                    let Some(addr) = node else {
+                        return Err(K8sError::PortForwardNoStream { target });
+                    };
+                    PortForward::with_connector(target.clone(), move || {
+                        let target = target.clone();
+                        async move {
+                            TcpStream::connect(addr)
+                                .await
+                                .map_err(|_| K8sError::PortForwardNoStream { target })
+                        }
+                    })
+                    .await
+                })
+            }
+        }
+
+        fn socket_addr(url: &str) -> Result<std::net::SocketAddr> {
+            Url::parse(url)?
+                .socket_addrs(|| None)?
+                .into_iter()
+                .next()
+                .context("URL has an address")
+        }
+
+        async fn seal_status(url: &str) -> Result<serde_json::Value> {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?;
+            Ok(http
+                .get(format!("{url}/v1/sys/seal-status"))
+                .send()
+                .await?
+                .json()
+                .await?)
+        }
+
+        fn ha_score() -> OpenbaoScore {
+            OpenbaoScore {
+                profile: OpenbaoProfile::HighAvailability { replicas: 3 },
+                pod_running_timeout: Duration::from_millis(400),
+                forward_retry: RetryPolicy {
+                    attempts: 10,
+                    delay: Duration::from_millis(100),
+                },
+                ..OpenbaoScore::default()
+            }
+        }
+
+        /// The `ha` bootstrap over the Kubernetes API: every pod is waited for by name and
+        /// gets its own port-forward, here to one node of a REAL 3-node raft cluster; the
+        /// first run inits once and unseals all three, a re-run changes nothing, and a pod
+        /// that restarted sealed is unsealed by the next run.
+        #[tokio::test]
+        async fn ha_pods_are_bootstrapped_as_one_raft_cluster_through_one_forward_each()
+        -> Result<()> {
+            let mut cluster = harmony_testkit::OpenbaoCluster::start(3).await?;
+            let nodes = cluster
+                .urls()
+                .iter()
+                .map(|u| socket_addr(u))
+                .collect::<Result<Vec<_>>>()?;
+            let state = tempfile::tempdir()?;
+            let mut options = BootstrapOptions::local(StateDir::new(state.path()));
+            (options.shares, options.threshold) = (5, 3);
+            options.revoke_root = true;
+            let opened = Arc::new(Mutex::new(Vec::new()));
+            let forward = forward_to_nodes(nodes, Arc::clone(&opened));
+            let score = ha_score();
+            let every_pod = ["openbao-0", "openbao-1", "openbao-2"];
+
+            let (k8s, api) = mock_api_for_pods(&["openbao-0", "openbao-1", "openbao-2"]);
+            let first = score
+                .bootstrap_through(&k8s, options.clone(), &forward)
+                .await?;
+            assert!(first.initialised && first.unsealed, "{first:?}");
+            drop(k8s);
+            assert_eq!(api.await??, every_pod, "each pod is waited for by name");
+            assert_eq!(
+                *opened.lock().expect("lock"),
+                every_pod.map(|p| format!("openbao/{p}:8200")),
+                "one forward per pod"
+            );
+            for url in cluster.urls() {
+                assert_eq!(seal_status(&url).await?["sealed"], false, "{url}");
+            }
+            let keys_file = StateDir::new(state.path()).keys_file();
+            let keys = std::fs::read(&keys_file)?;
+
+            let (k8s, api) = mock_api_for_pods(&["openbao-0", "openbao-1", "openbao-2"]);
+            let again = score
+                .bootstrap_through(&k8s, options.clone(), &forward)
+                .await?;
+            assert!(again.nothing_changed(), "a re-run converges: {again:?}");
+            drop(k8s);
+            assert_eq!(api.await??, every_pod);
+
+            // openbao-2 restarts (sealed): the next run unseals it and never re-initialises.
+            cluster.node_mut(2).stop();
+            cluster.node_mut(2).restart().await?;
+            assert_eq!(seal_status(&cluster.urls()[2]).await?["sealed"], true);
+            let (k8s, api) = mock_api_for_pods(&["openbao-0", "openbao-1", "openbao-2"]);
+            let after_restart = score.bootstrap_through(&k8s, options, &forward).await?;
+            assert!(
+                after_restart.unsealed && !after_restart.initialised,
+                "{after_restart:?}"
+            );
+            drop(k8s);
+            api.await??;
+            assert_eq!(seal_status(&cluster.urls()[2]).await?["sealed"], false);
+            assert_eq!(std::fs::read(&keys_file)?, keys, "keys file unchanged");
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn a_pod_that_does_not_run_is_named_and_nothing_is_initialised() -> Result<()> {
+            let (bao, bao_addr) = sealed_with_addr().await?;
+            let state = tempfile::tempdir()?;
+            let options = BootstrapOptions::local(StateDir::new(state.path()));
+            let opened = Arc::new(Mutex::new(Vec::new()));
+            let forward = forward_to_nodes(vec![bao_addr], Arc::clone(&opened));
+            let (k8s, api) = mock_api_for_pods(&["openbao-0"]);
+            let err = ha_score()
+                .bootstrap_through(&k8s, options, &forward)
+                .await
+                .expect_err("openbao-1 never runs");
+            let text = crate::cnpg::retry::ErrorChain(&err).to_string();
+            assert!(text.contains("openbao/openbao-1"), "{text}");
+            assert!(text.contains("pod does not exist"), "{text}");
+            drop(k8s);
+            assert_eq!(api.await??, ["openbao-0", "openbao-1"]);
+            assert_eq!(*opened.lock().expect("lock"), ["openbao/openbao-0:8200"]);
+            // Every pod is reached before anything is initialised.
+            assert_eq!(seal_status(bao.url()).await?["initialized"], false);
+            Ok(())
         }
 
         #[tokio::test]

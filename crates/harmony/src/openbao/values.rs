@@ -11,9 +11,12 @@
 //! uninitialised, because a sealed OpenBao is never Ready and the bootstrap can only unseal a
 //! pod that is reachable.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::OpenbaoError;
+use crate::ingress::{IngressTlsEntry, PublicIngress};
 
 /// The chart version Harmony installs (the newest release checked against these values).
 pub const CHART_VERSION: &str = "0.29.2";
@@ -144,7 +147,19 @@ pub struct HaValues {
     /// `server.ha.raft`.
     pub raft: RaftValues,
     /// `server.ha.disruptionBudget`.
-    pub disruption_budget: EnabledValues,
+    pub disruption_budget: DisruptionBudgetValues,
+}
+
+/// `server.ha.disruptionBudget` (chart openbao-0.29.2, `charts/openbao/values.yaml`:
+/// `enabled`, `maxUnavailable`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudgetValues {
+    /// Create the PodDisruptionBudget.
+    pub enabled: bool,
+    /// Pods that may be down at once; `None`: the chart's `(n/2)-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<u8>,
 }
 
 /// `server.ha.raft`.
@@ -170,6 +185,17 @@ pub struct IngressValues {
     pub active_service: bool,
     /// Hosts routed to OpenBao.
     pub hosts: Vec<IngressHost>,
+    /// `ingressClassName` (absent: the cluster's default class; k3d's traefik serves it). Chart
+    /// openbao-0.29.2 `charts/openbao/values.yaml`: `server.ingress.{ingressClassName,
+    /// annotations,tls,activeService}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// Annotations (the cert-manager issuer, when one is asked for).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// `tls` entries (chart openbao-0.29.2 `server.ingress.tls`: `secretName`, `hosts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<IngressTlsEntry>,
 }
 
 /// One host of `server.ingress.hosts`.
@@ -196,6 +222,9 @@ impl OpenbaoValues {
                         host: K3D_INGRESS_HOST.to_owned(),
                         paths: Vec::new(),
                     }],
+                    ingress_class_name: None,
+                    annotations: BTreeMap::new(),
+                    tls: Vec::new(),
                 },
             ),
             OpenbaoProfile::HighAvailability { replicas } => (
@@ -205,6 +234,9 @@ impl OpenbaoValues {
                     enabled: false,
                     active_service: true,
                     hosts: Vec::new(),
+                    ingress_class_name: None,
+                    annotations: BTreeMap::new(),
+                    tls: Vec::new(),
                 },
             ),
         };
@@ -234,14 +266,35 @@ impl OpenbaoValues {
                         set_node_id: true,
                         config: raft_config(release, replicas),
                     },
-                    // With one replica the chart's computed budget would forbid any eviction.
-                    disruption_budget: EnabledValues {
+                    // With one replica the chart's computed budget would forbid any eviction; with
+                    // several, one pod at a time may go (raft keeps its quorum).
+                    disruption_budget: DisruptionBudgetValues {
                         enabled: replicas > 1,
+                        max_unavailable: (replicas > 1).then_some(1),
                     },
                 },
                 ingress,
             },
         }
+    }
+
+    /// Publish OpenBao at `bao.<domain>` through `ingress` (class, TLS); several replicas are
+    /// routed to the `<release>-active` service, one to `<release>`.
+    pub fn with_public_ingress(mut self, ingress: &PublicIngress) -> Self {
+        let host = ingress.bao_host();
+        let release = &self.fullname_override;
+        self.server.ingress = IngressValues {
+            enabled: true,
+            active_service: self.server.ha.replicas > 1,
+            tls: ingress.tls_entries(&host, &format!("{release}-tls")),
+            hosts: vec![IngressHost {
+                host,
+                paths: Vec::new(),
+            }],
+            ingress_class_name: ingress.class.clone(),
+            annotations: ingress.annotations(),
+        };
+        self
     }
 
     /// The values as YAML, as passed to `helm --values`.

@@ -32,10 +32,11 @@ use crate::{
         retry_with_fresh_client,
     },
     helm::{ChartRelease, Helm, HelmError},
+    ingress::PublicIngress,
 };
 use values::{
     DatabaseConfig, DbRole, EnvVar, FirstInstance, FirstOrg, FirstOrgMachine, IngressValues,
-    JobValues, LoginValues, MachineUser, PatConfig, PodSecurityContext, PostgresConfig,
+    JobValues, LoginValues, MachineUser, PatConfig, PdbValues, PodSecurityContext, PostgresConfig,
     SecurityContext, SslConfig, TlsConfig, ZitadelConfig, ZitadelSection, ZitadelValues,
 };
 
@@ -73,6 +74,11 @@ pub struct ZitadelScore {
     pub masterkey_secret: String,
     /// Timeout handed to `helm upgrade --install --wait` (init + setup jobs + rollout).
     pub helm_timeout: Duration,
+    /// Pods of the Zitadel API and of the login UI; more than one adds PodDisruptionBudgets.
+    pub replicas: u32,
+    /// Published at `sso.<domain>` on an existing cluster: real DNS serves the issuer inside
+    /// and outside the cluster, so no CoreDNS rewrite. `None`: the k3d setup.
+    pub public: Option<PublicIngress>,
 }
 
 impl Default for ZitadelScore {
@@ -89,11 +95,26 @@ impl Default for ZitadelScore {
             pat_expiration: "2035-01-01T00:00:00Z".into(),
             masterkey_secret: "zitadel-masterkey".into(),
             helm_timeout: Duration::from_secs(600),
+            replicas: 1,
+            public: None,
         }
     }
 }
 
 impl ZitadelScore {
+    /// Zitadel at `https://sso.<domain>` (`ExternalDomain` the host, `ExternalPort` 443,
+    /// `ExternalSecure` true) with `replicas` pods.
+    pub fn public(ingress: &PublicIngress, replicas: u32) -> Self {
+        Self {
+            external_domain: ingress.sso_host(),
+            external_port: 443,
+            external_secure: true,
+            replicas,
+            public: Some(ingress.clone()),
+            ..Self::default()
+        }
+    }
+
     /// The issuer URL (`http://sso.harmony.local:8080` by default); no trailing slash, the form
     /// Zitadel announces in discovery and OpenBao's `oidc_discovery_url` must match exactly.
     pub fn issuer(&self) -> String {
@@ -127,6 +148,20 @@ impl ZitadelScore {
         ZitadelApi::via_ingress(ingress, &self.external_domain, pat)
     }
 
+    /// The Management API client: at the issuer through real DNS when published
+    /// ([`Self::public`]), else through the k3d load balancer ([`Self::api_via`]).
+    pub fn api(&self, pat: SecretString) -> Result<ZitadelApi, ZitadelSetupError> {
+        match &self.public {
+            Some(_) => {
+                let issuer = self.issuer();
+                let base = url::Url::parse(&issuer)
+                    .map_err(|source| ZitadelSetupError::BadIssuer { issuer, source })?;
+                ZitadelApi::new(base, pat)
+            }
+            None => self.api_via(&crate::ingress::LocalIngress::k3d(), pat),
+        }
+    }
+
     /// Secret the chart writes the machine user's PAT to.
     pub fn pat_secret(&self) -> String {
         format!("{}-pat", self.machine_username)
@@ -149,6 +184,22 @@ impl ZitadelScore {
     /// The chart's Helm values for k3s-family and default clusters (see [`values`]).
     pub fn values(&self) -> ZitadelValues {
         let db = &self.database;
+        let ha = self.replicas > 1;
+        let host = self.external_domain.as_str();
+        let (ingress, login_ingress) = match &self.public {
+            // cert-manager issues for the API's Ingress; the login's lists the same Secret.
+            Some(public) => {
+                let issued = format!("{}-tls", self.release);
+                (
+                    IngressValues::public(public, host, "/", &issued, true),
+                    IngressValues::public(public, host, "/ui/v2/login", &issued, false),
+                )
+            }
+            None => (
+                IngressValues::plain(host, "/"),
+                IngressValues::plain(host, "/ui/v2/login"),
+            ),
+        };
         let ssl_disabled = || SslConfig {
             mode: "disable".into(),
         };
@@ -160,7 +211,7 @@ impl ZitadelScore {
         };
         ZitadelValues {
             fullname_override: self.release.clone(),
-            replica_count: 1,
+            replica_count: self.replicas,
             zitadel: ZitadelSection {
                 masterkey_secret_name: self.masterkey_secret.clone(),
                 configmap_config: ZitadelConfig {
@@ -218,9 +269,12 @@ impl ZitadelScore {
                 enabled: true,
                 pod_security_context: PodSecurityContext::zitadel(),
                 security_context: SecurityContext::zitadel(),
-                ingress: IngressValues::plain(&self.external_domain, "/ui/v2/login"),
+                ingress: login_ingress,
+                replica_count: ha.then_some(self.replicas),
+                pdb: ha.then(PdbValues::one_at_a_time),
             },
-            ingress: IngressValues::plain(&self.external_domain, "/"),
+            ingress,
+            pdb: ha.then(PdbValues::one_at_a_time),
         }
     }
 
@@ -378,12 +432,16 @@ impl ZitadelScore {
             .map_err(ZitadelError::Helm)?;
 
         let pat = self.read_pat(&connect, retry).await?;
-        let k8s = connect()
-            .await
-            .map_err(ZitadelError::kube("connecting to the cluster"))?;
-        apply_in_cluster_issuer(&k8s, &self.coredns_rewrite())
-            .await
-            .map_err(ZitadelError::Issuer)?;
+        // On k3d the issuer's name exists only on this machine: CoreDNS rewrites it to the
+        // Service. A published Zitadel is found through real DNS.
+        if self.public.is_none() {
+            let k8s = connect()
+                .await
+                .map_err(ZitadelError::kube("connecting to the cluster"))?;
+            apply_in_cluster_issuer(&k8s, &self.coredns_rewrite())
+                .await
+                .map_err(ZitadelError::Issuer)?;
+        }
         Ok(ZitadelDeployment {
             issuer: self.issuer(),
             pat,

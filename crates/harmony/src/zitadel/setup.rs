@@ -69,6 +69,16 @@ pub enum ZitadelSetupError {
     #[error("cannot build the HTTP client for Zitadel's API")]
     ClientBuild(#[source] reqwest::Error),
 
+    /// The issuer Zitadel is published at is not a URL.
+    #[error("Zitadel's issuer {issuer:?} is not a URL; check the domain")]
+    BadIssuer {
+        /// The issuer.
+        issuer: String,
+        /// Why it failed.
+        #[source]
+        source: url::ParseError,
+    },
+
     /// A URL could not be formed from the base URL.
     #[error("cannot form the URL {path:?} on Zitadel base URL {base}; check the URL")]
     Url {

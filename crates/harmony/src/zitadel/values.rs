@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::ingress::{IngressTlsEntry, PublicIngress};
+
 /// Helm repository name used for Zitadel's chart.
 pub const ZITADEL_REPO_NAME: &str = "zitadel";
 /// Zitadel's charts repository.
@@ -62,6 +64,31 @@ pub struct ZitadelValues {
     pub login: LoginValues,
     /// Ingress of the Zitadel API.
     pub ingress: IngressValues,
+    /// `pdb:` (chart zitadel-9.34.0 `charts/zitadel/values.yaml`: `enabled`, `minAvailable`,
+    /// `maxUnavailable`); absent: the chart's default (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdb: Option<PdbValues>,
+}
+
+/// `pdb:` / `login.pdb:`: a PodDisruptionBudget by `maxUnavailable` (the chart takes either
+/// that or `minAvailable`, never both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbValues {
+    /// Create it.
+    pub enabled: bool,
+    /// Pods that may be down at once.
+    pub max_unavailable: u32,
+}
+
+impl PdbValues {
+    /// One pod at a time may go.
+    pub fn one_at_a_time() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: 1,
+        }
+    }
 }
 
 /// `zitadel:` section.
@@ -267,6 +294,13 @@ pub struct LoginValues {
     pub security_context: SecurityContext,
     /// Ingress of the login UI (path `/ui/v2/login` on the same host).
     pub ingress: IngressValues,
+    /// `login.replicaCount`; absent: the chart's default (1). Chart zitadel-9.34.0
+    /// `charts/zitadel/values.yaml` (`login.replicaCount`, `login.pdb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_count: Option<u32>,
+    /// `login.pdb`; absent: the chart's default (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdb: Option<PdbValues>,
 }
 
 /// `ingress:` / `login.ingress:`.
@@ -284,6 +318,9 @@ pub struct IngressValues {
     pub annotations: BTreeMap<String, String>,
     /// Hosts and paths.
     pub hosts: Vec<IngressHost>,
+    /// `tls` (chart zitadel-9.34.0: a list of IngressTLS, `secretName` and `hosts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<IngressTlsEntry>,
 }
 
 /// One host of an Ingress.
@@ -344,6 +381,30 @@ impl IngressValues {
                     path_type: "Prefix".into(),
                 }],
             }],
+            tls: Vec::new(),
+        }
+    }
+
+    /// The ingress for `host` on `path` through a real cluster's controller: its class, and
+    /// the certificate `ingress` names (`issued_secret` when cert-manager issues it). Only an
+    /// Ingress with `issue` set carries the cert-manager annotation, so the two Ingresses of
+    /// one host never claim the same Certificate.
+    pub fn public(
+        ingress: &PublicIngress,
+        host: &str,
+        path: &str,
+        issued_secret: &str,
+        issue: bool,
+    ) -> Self {
+        Self {
+            class_name: ingress.class.clone().unwrap_or_default(),
+            annotations: if issue {
+                ingress.annotations()
+            } else {
+                BTreeMap::new()
+            },
+            tls: ingress.tls_entries(host, issued_secret),
+            ..Self::plain(host, path)
         }
     }
 }

@@ -1,26 +1,56 @@
-//! The default mode: create or reuse the k3d cluster and converge OpenBao, CloudNativePG,
-//! Zitadel, the device-code app and OpenBao's JWT auth ([`harmony::deploy::LocalDeploy`], shared
-//! with `harmony deploy`).
+//! The default mode: create or reuse the k3d cluster — or, with `--kube-context`, use an
+//! existing cluster — and converge OpenBao, CloudNativePG, Zitadel, the device-code app and
+//! OpenBao's JWT auth ([`harmony::deploy::LocalDeploy`], [`harmony::deploy::ClusterDeploy`],
+//! shared with `harmony deploy`).
 
+use harmony::deploy::{ClusterDeploy, LocalDeploy, StackOptions};
 use harmony::helm::PendingRelease;
 
 use crate::cli::Args;
 use crate::modes::Ui;
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
-    let deploy = harmony::deploy::LocalDeploy {
-        cluster: args.cluster_name.clone(),
+    let stack = StackOptions {
+        profile: args.profile,
+        key_shares: args.key_shares()?,
         skip_zitadel: args.skip_zitadel,
         grant_users: args.grant_user.clone(),
         reset_userpass: args.reset_userpass,
         pending_recovery: pending_recovery(args, ui),
     };
-    let report = deploy.run().await?;
+    let existing = args.existing_cluster()?;
+    let on_k3d = existing.is_none();
+    let report = match existing {
+        Some((context, ingress)) => {
+            ClusterDeploy {
+                context,
+                ingress,
+                stack,
+            }
+            .run()
+            .await?
+        }
+        None => {
+            LocalDeploy {
+                cluster: args.cluster_name.clone(),
+                stack,
+            }
+            .run()
+            .await?
+        }
+    };
     for line in report.summary() {
         println!("{line}");
     }
     println!();
     println!("Next:");
+    if !on_k3d {
+        println!(
+            "  cargo run -p example-harmony-sso -- --demo --openbao-url {}",
+            report.openbao_url
+        );
+        return Ok(());
+    }
     println!(
         "  cargo run -p example-harmony-sso -- --demo        typed config through OpenBao (userpass)"
     );
