@@ -611,3 +611,35 @@ async fn watch_leaves_an_unchanged_program_alone() {
         watched.stderr()
     );
 }
+
+/// With no keychain chosen, copies are plain 0600 files, and that is said once (first save).
+#[tokio::test]
+async fn unencrypted_copies_are_said_once() {
+    let (bao, data) = setup().await;
+    let get = || {
+        cmd(data.path(), &bao)
+            .env(vars::HARMONY_SESSION_STORE, "file")
+            .args(["config", "get", "shop"])
+            .output()
+            .expect("get")
+    };
+    let first = get();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("keeps copies unencrypted in 0600 files"),
+        "{}",
+        stderr(&first)
+    );
+    let second = get();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        !stderr(&second).contains("unencrypted"),
+        "{}",
+        stderr(&second)
+    );
+    for file in cached_files(data.path()) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+}
