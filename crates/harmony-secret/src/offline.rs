@@ -109,21 +109,19 @@ impl std::fmt::Debug for CachedDocument {
 #[derive(Debug, Clone)]
 pub struct OfflineCache {
     dir: PathBuf,
-    protection: CacheProtection,
+    /// `None`: as [`CacheProtection::from_env`] chooses, asked at the first save (reading needs
+    /// no choice: a file says how it was written, and `--offline` stays fast).
+    protection: Option<CacheProtection>,
     key_account: String,
 }
 
 impl OfflineCache {
-    /// A cache in `dir`, encrypted when a keychain answers.
+    /// A cache in `dir`, encrypted when a keychain answers (and `HARMONY_SESSION_STORE` does not
+    /// say `file`).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        let protection = if keychain::keychain_available() {
-            CacheProtection::Encrypted
-        } else {
-            CacheProtection::PrivateFile
-        };
         Self {
             dir: dir.into(),
-            protection,
+            protection: None,
             key_account: KEY_ACCOUNT.to_owned(),
         }
     }
@@ -134,14 +132,14 @@ impl OfflineCache {
         self
     }
 
-    /// The default directory with the protection the environment chooses.
+    /// The default directory, with the protection the environment chooses.
     pub fn from_env() -> Result<Self, SecretError> {
-        Ok(Self::new(Self::default_dir()?).with_protection(CacheProtection::from_env()?))
+        Ok(Self::new(Self::default_dir()?))
     }
 
-    /// Another protection.
+    /// This protection, whatever the environment says.
     pub fn with_protection(mut self, protection: CacheProtection) -> Self {
-        self.protection = protection;
+        self.protection = Some(protection);
         self
     }
 
@@ -155,9 +153,12 @@ impl OfflineCache {
         &self.dir
     }
 
-    /// How values are protected.
-    pub fn protection(&self) -> CacheProtection {
-        self.protection
+    /// How values are protected (asks the keychain once per process when not set).
+    pub fn protection(&self) -> Result<CacheProtection, SecretError> {
+        match self.protection {
+            Some(protection) => Ok(protection),
+            None => CacheProtection::from_env(),
+        }
     }
 
     /// The documents of one server (URL, trailing `/` ignored) and namespace.
@@ -305,7 +306,7 @@ impl CacheScope {
                 .unwrap_or_default()
                 .as_secs(),
         };
-        let (entry, saved) = match self.cache.protection {
+        let (entry, saved) = match self.cache.protection()? {
             CacheProtection::Encrypted => {
                 let key =
                     cache_key(&self.cache.key_account, true)?.ok_or_else(|| SecretError::Io {
