@@ -201,9 +201,11 @@ pub enum UsageError {
         "--cleanup deletes the k3d cluster {0:?} and its unseal keys; pass --yes to confirm when not running on a terminal"
     )]
     CleanupNeedsYes(String),
-    /// `--yes` without `--cleanup`.
-    #[error("--yes only applies to --cleanup")]
-    YesWithoutCleanup,
+    /// `--yes` with a mode that never asks.
+    #[error(
+        "--yes only applies to --cleanup and to a deploy (it answers their questions); drop it"
+    )]
+    YesOutsideCleanupOrDeploy,
     /// `--skip-zitadel` with an existing OpenBao (nothing is deployed then).
     #[error(
         "--skip-zitadel has no effect with --openbao-url (nothing is deployed); drop one of them"
@@ -242,8 +244,8 @@ impl Args {
         if !valid_cluster_name(&self.cluster_name) {
             return Err(UsageError::BadClusterName(self.cluster_name.clone()));
         }
-        if self.yes && !self.cleanup {
-            return Err(UsageError::YesWithoutCleanup);
+        if self.yes && (self.demo || self.sso_demo || self.openbao_url.is_some()) {
+            return Err(UsageError::YesOutsideCleanupOrDeploy);
         }
         let deploying = !(self.cleanup || self.demo || self.sso_demo || self.openbao_url.is_some());
         if !self.grant_user.is_empty() && !deploying {
@@ -363,6 +365,8 @@ mod tests {
         assert_eq!(m(&["--demo"]), Mode::Demo);
         assert_eq!(m(&["--sso-demo"]), Mode::SsoDemo);
         assert_eq!(m(&["--cleanup", "--yes"]), Mode::Cleanup);
+        // --yes on a deploy recovers a stuck helm release without asking (as documented).
+        assert_eq!(m(&["--yes"]), Mode::Deploy);
         assert_eq!(
             m(&["--openbao-url", "http://127.0.0.1:8200"]),
             Mode::BootstrapExisting
@@ -379,10 +383,10 @@ mod tests {
         assert!(err.to_string().contains("--sso-demo"), "{err}");
         let err = parse(&["--cleanup", "--demo"]).expect_err("conflict");
         assert!(err.to_string().contains("--demo"), "{err}");
-        let err = parse(&["--yes"])
+        let err = parse(&["--demo", "--yes"])
             .expect("parses")
             .mode()
-            .expect_err("yes alone");
+            .expect_err("yes with a demo");
         assert!(err.to_string().contains("--yes"), "{err}");
         let err = parse(&["--openbao-url", "http://x:8200", "--sso-url", "http://i"])
             .expect("parses")

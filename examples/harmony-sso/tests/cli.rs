@@ -93,7 +93,7 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
     let cases: &[(&[&str], &str)] = &[
         (&["--demo", "--sso-demo"], "--sso-demo"),
         (&["--cleanup", "--demo"], "--demo"),
-        (&["--yes"], "--yes"),
+        (&["--demo", "--yes"], "--yes"),
         (&["--cluster-name", "Not_Valid"], "--cluster-name"),
         (&["--openbao-url", "not a url"], "--openbao-url"),
         (&["--openbao-url", "ftp://x"], "--openbao-url"),
