@@ -565,3 +565,69 @@ async fn cached_tokens(file: &std::path::Path) -> (String, Option<String>) {
         .map(|t| t.expose_secret().to_owned());
     (token, refresh)
 }
+
+/// A laptop offline the next morning: the cached OpenBao token has expired, so signing in means
+/// a silent refresh at the provider, which is unreachable too. `harmony run` serves the offline
+/// copy with its warning instead of failing on the sign-in.
+#[tokio::test]
+async fn offline_after_the_token_expired_serves_the_copy() {
+    let provider = OidcProvider::start(OidcProviderOptions::default())
+        .await
+        .expect("test OpenID provider");
+    let mut bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    bao.root_call(
+        Method::PUT,
+        "sys/policies/acl/team",
+        Some(serde_json::json!({ "policy": harness::kv_policy("harmony") })),
+    )
+    .await
+    .expect("team policy");
+    provider
+        .configure_openbao_jwt(
+            &bao,
+            "jwt",
+            &JwtRole {
+                policies: vec!["default".to_owned(), "team".to_owned()],
+                token_ttl: "3s".to_owned(),
+                ..JwtRole::default()
+            },
+        )
+        .await
+        .expect("JWT auth");
+    let data = tempfile::tempdir().expect("tempdir");
+    sso_login(data.path(), bao.url(), &provider, "dave").await;
+    let url = bao.url().to_owned();
+    let run = |args: &[&str]| {
+        harmony(data.path())
+            .env(vars::OPENBAO_URL, &url)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["config", "set", "laptop-app", "region=eu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["run", "-c", "laptop-app", "--", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Both servers gone, and the token past its TTL.
+    drop(provider);
+    bao.stop();
+    std::thread::sleep(Duration::from_secs(4));
+    let out = run(&[
+        "run",
+        "-c",
+        "laptop-app",
+        "--",
+        "sh",
+        "-c",
+        "echo $HARMONY_LAPTOP_APP_REGION",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "eu");
+    let text = stderr(&out);
+    assert_eq!(text.matches("warning:").count(), 1, "{text}");
+    assert!(
+        text.contains("unreachable") && text.contains("laptop-app (version 1"),
+        "{text}"
+    );
+}

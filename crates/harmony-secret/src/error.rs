@@ -93,12 +93,17 @@ pub enum SecretError {
 }
 
 impl SecretError {
-    /// OpenBao did not serve the request at all: unreachable, sealed, or a gateway in front of
-    /// it answered 502/503/504. What an offline copy may stand in for; a refusal may not.
+    /// The servers needed did not answer: OpenBao unreachable or sealed (or a gateway in front
+    /// of it answered 502/503/504), or a sign-in that could not reach the OpenID provider or
+    /// OpenBao. What an offline copy may stand in for; a refusal may not.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Sealed { .. } | Self::Unreachable { .. } => true,
             Self::BadResponse { status, .. } => matches!(status, 502..=504),
+            Self::Auth(AuthError::Sso(e)) => {
+                e.is_provider_unavailable()
+                    || matches!(e, crate::oidc::OidcError::OpenbaoUnreachable { .. })
+            }
             _ => false,
         }
     }
