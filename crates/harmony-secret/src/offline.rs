@@ -170,43 +170,84 @@ impl OfflineCache {
         }
     }
 
+    /// How many copies of `server`'s documents (all namespaces) are kept, and how.
+    pub async fn copies_of(&self, server: &str) -> Result<Copies, SecretError> {
+        let dir = self.dir.clone();
+        let server = server.trim_end_matches('/').to_owned();
+        run_blocking(move || {
+            let mut copies = Copies::default();
+            for (_, encrypted) in files_of(&dir, &server)? {
+                if encrypted {
+                    copies.encrypted += 1;
+                } else {
+                    copies.plain += 1;
+                }
+            }
+            Ok(copies)
+        })
+        .await
+    }
+
     /// Delete every cached document of `server` (all namespaces); returns how many.
     pub async fn remove_all_for(&self, server: &str) -> Result<usize, SecretError> {
         let dir = self.dir.clone();
         let server = server.trim_end_matches('/').to_owned();
         run_blocking(move || {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-                Err(source) => {
-                    return Err(SecretError::Io {
-                        context: format!("list the offline cache {}", dir.display()),
-                        source,
-                    });
-                }
-            };
-            let mut removed = 0;
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().is_none_or(|e| e != "json") {
-                    continue;
-                }
-                let belongs = std::fs::read(&path)
-                    .ok()
-                    .and_then(|bytes| serde_json::from_slice::<Header>(&bytes).ok())
-                    .is_some_and(|h| h.server == server);
-                if belongs {
-                    std::fs::remove_file(&path).map_err(|source| SecretError::Io {
-                        context: format!("delete the cached document {}", path.display()),
-                        source,
-                    })?;
-                    removed += 1;
-                }
+            let files = files_of(&dir, &server)?;
+            for (path, _) in &files {
+                std::fs::remove_file(path).map_err(|source| SecretError::Io {
+                    context: format!("delete the cached document {}", path.display()),
+                    source,
+                })?;
             }
-            Ok(removed)
+            Ok(files.len())
         })
         .await
     }
+}
+
+/// How many copies of one server's documents are kept, by protection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Encrypted with the keychain's key.
+    pub encrypted: usize,
+    /// Unencrypted 0600 files.
+    pub plain: usize,
+}
+
+impl Copies {
+    /// All of them.
+    pub fn total(&self) -> usize {
+        self.encrypted + self.plain
+    }
+}
+
+/// The files in `dir` holding `server`'s documents, each with whether it is encrypted.
+fn files_of(dir: &Path, server: &str) -> Result<Vec<(PathBuf, bool)>, SecretError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(SecretError::Io {
+                context: format!("list the offline cache {}", dir.display()),
+                source,
+            });
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let entry = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Entry>(&bytes).ok());
+        if let Some(entry) = entry.filter(|e| e.header.server == server) {
+            files.push((path, entry.sealed.is_some()));
+        }
+    }
+    Ok(files)
 }
 
 /// The cached documents of one server and namespace.
@@ -592,6 +633,13 @@ mod tests {
             .await
             .expect_err("must fail");
         assert!(err.to_string().contains("cannot be used"), "{err}");
+        assert_eq!(
+            cache.copies_of("http://a:8200").await.expect("test step"),
+            Copies {
+                encrypted: 0,
+                plain: 2
+            }
+        );
         assert_eq!(
             cache
                 .remove_all_for("http://a:8200/")

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use harmony::target::admin_token_from_env;
 use harmony_secret::SecretError;
+use harmony_secret::offline::OfflineCache;
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
@@ -18,8 +19,17 @@ struct Report {
     signed_in: bool,
     /// Where cached sessions keep their tokens: `keychain` or `file`.
     session_store: &'static str,
+    /// Offline copies of this server's documents (`harmony logout` deletes them).
+    offline_copies: OfflineCopies,
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<SessionReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct OfflineCopies {
+    encrypted: usize,
+    unencrypted: usize,
+    dir: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,8 +140,15 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             Some(report)
         }
     };
+    let cache = OfflineCache::from_env()?;
+    let copies = cache.copies_of(&base).await?;
     let report = Report {
         session_store: ctx.sessions()?.store_kind().name(),
+        offline_copies: OfflineCopies {
+            encrypted: copies.encrypted,
+            unencrypted: copies.plain,
+            dir: cache.dir().display().to_string(),
+        },
         signed_in: session.as_ref().is_some_and(|s| s.valid),
         server,
         session,
@@ -192,6 +209,10 @@ async fn describe_token(
     }
 }
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "y" } else { "ies" }
+}
+
 fn duration(seconds: u64) -> String {
     if seconds == 0 {
         return "no expiry".to_owned();
@@ -213,6 +234,21 @@ fn print_text(r: &Report) {
     };
     println!("server:        {} ({state})", r.server.url);
     println!("session store: {}", r.session_store);
+    let copies = &r.offline_copies;
+    match (copies.encrypted, copies.unencrypted) {
+        (0, 0) => println!("offline:       no copies kept yet"),
+        (e, 0) => println!(
+            "offline:       {e} cop{} kept, encrypted ({})",
+            plural(e),
+            copies.dir
+        ),
+        (e, u) => println!(
+            "offline:       {} cop{} kept, {u} of them unencrypted ({})",
+            e + u,
+            plural(e + u),
+            copies.dir
+        ),
+    }
     let Some(s) = &r.session else {
         println!("signed in:     no — run `harmony login`");
         return;
