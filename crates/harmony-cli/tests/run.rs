@@ -309,7 +309,10 @@ async fn reads_keep_working_from_the_offline_copy_while_openbao_is_gone() {
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
 
-    let out = cmd(data.path(), &bao).arg("status").output().expect("status");
+    let out = cmd(data.path(), &bao)
+        .arg("status")
+        .output()
+        .expect("status");
     assert!(
         stdout(&out).contains("offline:       2 copies kept, encrypted"),
         "{}",
