@@ -361,39 +361,8 @@ pub struct DeployArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 
-    /// Deploy onto this context of your kubeconfig (KUBECONFIG, else ~/.kube/config) instead of
-    /// a local k3d cluster. Needs --domain.
-    #[arg(long, value_name = "NAME", requires = "domain")]
-    pub kube_context: Option<String>,
-
-    /// With --kube-context: publish OpenBao at https://bao.DOMAIN and Zitadel at
-    /// https://sso.DOMAIN (both names must resolve to the cluster's ingress controller).
-    #[arg(long, value_name = "DOMAIN", requires = "kube_context")]
-    pub domain: Option<harmony::ingress::Domain>,
-
-    /// With --kube-context: the IngressClass to use (default: the cluster's default class).
-    #[arg(long, value_name = "NAME", requires = "kube_context")]
-    pub ingress_class: Option<String>,
-
-    /// With --kube-context: the TLS Secret for both hosts (it must exist in the namespaces
-    /// openbao and zitadel). Without it or --cluster-issuer the Ingresses carry no TLS.
-    #[arg(
-        long,
-        value_name = "NAME",
-        requires = "kube_context",
-        conflicts_with = "cluster_issuer"
-    )]
-    pub tls_secret: Option<String>,
-
-    /// With --kube-context: let cert-manager issue the certificates from this ClusterIssuer.
-    #[arg(long, value_name = "NAME", requires = "kube_context")]
-    pub cluster_issuer: Option<String>,
-
-    /// local (one of everything; the k3d default) or ha (OpenBao 3 raft peers, PostgreSQL 3
-    /// instances, Zitadel 2 replicas, disruption budgets; the default with --kube-context, which
-    /// ha needs).
-    #[arg(long, value_name = "PROFILE", value_parser = harmony::deploy::Profile::parse, requires_if("ha", "kube_context"))]
-    pub profile: Option<harmony::deploy::Profile>,
+    #[command(flatten)]
+    pub cluster: harmony::deploy::flags::ClusterFlags,
 
     /// Unseal key shares created at init (with --key-threshold; default 1, or 5 for ha).
     #[arg(long, value_name = "N")]

@@ -10,6 +10,8 @@
 //! DNS names under a domain through the cluster's ingress controller). Everything after that is
 //! one code path ([`Converge`]).
 
+pub mod flags;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;

@@ -30,7 +30,7 @@ pub struct Args {
     /// Use this existing OpenBao instead of deploying one: init it if uninitialised (keys saved
     /// locally), unseal it if sealed, then configure it (admin token from OPENBAO_TOKEN or the
     /// saved init file).
-    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
+    #[arg(long, value_name = "URL", value_parser = parse_http_url, conflicts_with_all = ["kube_context", "profile"])]
     pub openbao_url: Option<url::Url>,
 
     /// OpenBao namespace to configure and use (created by the bootstrap when missing; also
@@ -84,39 +84,8 @@ pub struct Args {
     #[arg(long, value_name = "T", conflicts_with_all = ["demo", "sso_demo", "cleanup"])]
     pub key_threshold: Option<u8>,
 
-    /// Deploy onto this context of your kubeconfig (KUBECONFIG, else ~/.kube/config) instead of
-    /// a local k3d cluster. Needs --domain.
-    #[arg(long, value_name = "NAME", requires = "domain", conflicts_with_all = ["demo", "sso_demo", "cleanup", "openbao_url"])]
-    pub kube_context: Option<String>,
-
-    /// With --kube-context: publish OpenBao at https://bao.DOMAIN and Zitadel at
-    /// https://sso.DOMAIN (both names must resolve to the cluster's ingress controller).
-    #[arg(long, value_name = "DOMAIN", requires = "kube_context")]
-    pub domain: Option<harmony::ingress::Domain>,
-
-    /// With --kube-context: the IngressClass to use (default: the cluster's default class).
-    #[arg(long, value_name = "NAME", requires = "kube_context")]
-    pub ingress_class: Option<String>,
-
-    /// With --kube-context: the TLS Secret for both hosts (it must exist in the namespaces
-    /// openbao and zitadel). Without it or --cluster-issuer the Ingresses carry no TLS.
-    #[arg(
-        long,
-        value_name = "NAME",
-        requires = "kube_context",
-        conflicts_with = "cluster_issuer"
-    )]
-    pub tls_secret: Option<String>,
-
-    /// With --kube-context: let cert-manager issue the certificates from this ClusterIssuer.
-    #[arg(long, value_name = "NAME", requires = "kube_context")]
-    pub cluster_issuer: Option<String>,
-
-    /// Deploy: local (one of everything; the k3d default) or ha (OpenBao 3 raft peers,
-    /// PostgreSQL 3 instances, Zitadel 2 replicas, disruption budgets; the default with
-    /// --kube-context, which ha needs).
-    #[arg(long, value_name = "PROFILE", value_parser = harmony::deploy::Profile::parse, requires_if("ha", "kube_context"), conflicts_with_all = ["demo", "sso_demo", "cleanup", "openbao_url"])]
-    pub profile: Option<harmony::deploy::Profile>,
+    #[command(flatten)]
+    pub cluster: harmony::deploy::flags::ClusterFlags,
 
     /// With --openbao-url: once configured, hand over to a periodic harmony-admin token and
     /// revoke the root token (default: yes for several nodes, no for one).
@@ -129,12 +98,12 @@ pub struct Args {
     pub regenerate_root: bool,
 
     /// Write a typed demo config to OpenBao and read it back (token or userpass auth).
-    #[arg(long, conflicts_with_all = ["sso_demo", "cleanup"])]
+    #[arg(long, conflicts_with_all = ["sso_demo", "cleanup", "kube_context", "profile"])]
     pub demo: bool,
 
     /// Like --demo, signed in through SSO: OIDC device flow, id_token exchanged for an OpenBao
     /// token, session cached and silently refreshed.
-    #[arg(long, conflicts_with_all = ["demo", "cleanup"])]
+    #[arg(long, conflicts_with_all = ["demo", "cleanup", "kube_context", "profile"])]
     pub sso_demo: bool,
 
     /// With --sso-demo: start the device flow even when stdin is not a terminal (the URL and
@@ -143,7 +112,7 @@ pub struct Args {
     pub allow_device_flow: bool,
 
     /// Delete the k3d cluster and its local state (asks first on a terminal).
-    #[arg(long, conflicts_with_all = ["demo", "sso_demo", "skip_zitadel", "openbao_url"])]
+    #[arg(long, conflicts_with_all = ["demo", "sso_demo", "skip_zitadel", "openbao_url", "kube_context", "profile"])]
     pub cleanup: bool,
 
     /// Do not ask for confirmation: --cleanup deletes at once; a deploy recovers a helm release
@@ -287,22 +256,7 @@ impl Args {
     pub fn existing_cluster(
         &self,
     ) -> Result<Option<(String, harmony::ingress::PublicIngress)>, UsageError> {
-        let (Some(context), Some(domain)) = (&self.kube_context, &self.domain) else {
-            return Ok(None);
-        };
-        let tls = harmony::ingress::IngressTls::from_flags(
-            self.tls_secret.clone(),
-            self.cluster_issuer.clone(),
-        )
-        .map_err(UsageError::Tls)?;
-        Ok(Some((
-            context.clone(),
-            harmony::ingress::PublicIngress {
-                domain: domain.clone(),
-                class: self.ingress_class.clone(),
-                tls,
-            },
-        )))
+        self.cluster.existing_cluster().map_err(UsageError::Tls)
     }
 
     /// `--key-shares` / `--key-threshold`, checked.
@@ -483,11 +437,11 @@ mod tests {
         );
         assert_eq!(args.key_shares().expect("valid"), Some((7, 4)));
         assert_eq!(
-            args.profile, None,
+            args.cluster.profile, None,
             "the deploy picks ha for an existing cluster"
         );
         let local = parse(&["--profile", "local"]).expect("parses");
-        assert_eq!(local.profile, Some(harmony::deploy::Profile::Local));
+        assert_eq!(local.cluster.profile, Some(harmony::deploy::Profile::Local));
         assert_eq!(local.existing_cluster().expect("valid"), None);
     }
 

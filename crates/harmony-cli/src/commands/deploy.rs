@@ -4,7 +4,6 @@
 
 use harmony::deploy::{ClusterDeploy, LocalDeploy, StackOptions};
 use harmony::helm::PendingRelease;
-use harmony::ingress::{IngressTls, PublicIngress};
 
 use crate::UsageError;
 use crate::cli::DeployArgs;
@@ -13,7 +12,7 @@ use crate::context::Context;
 pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
     let (yes, interactive) = (args.yes, ctx.interactive);
     let stack = StackOptions {
-        profile: args.profile,
+        profile: args.cluster.profile,
         key_shares: harmony::openbao::key_shares_from_flags(args.key_shares, args.key_threshold)
             .map_err(UsageError)?,
         skip_zitadel: args.skip_zitadel,
@@ -31,19 +30,11 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
                 .unwrap_or(false)
         }),
     };
-    let report = match (&args.kube_context, &args.domain) {
-        (Some(context), Some(domain)) => {
+    let report = match args.cluster.existing_cluster().map_err(UsageError)? {
+        Some((context, ingress)) => {
             ClusterDeploy {
-                context: context.clone(),
-                ingress: PublicIngress {
-                    domain: domain.clone(),
-                    class: args.ingress_class.clone(),
-                    tls: IngressTls::from_flags(
-                        args.tls_secret.clone(),
-                        args.cluster_issuer.clone(),
-                    )
-                    .map_err(UsageError)?,
-                },
+                context,
+                ingress,
                 stack,
             }
             .run()
@@ -63,7 +54,7 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("Next:");
-    let on_k3d = args.kube_context.is_none();
+    let on_k3d = args.cluster.kube_context.is_none();
     let url = if on_k3d {
         String::new()
     } else {

@@ -11,7 +11,7 @@ use crate::modes::Ui;
 
 pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
     let stack = StackOptions {
-        profile: args.profile,
+        profile: args.cluster.profile,
         key_shares: args.key_shares()?,
         skip_zitadel: args.skip_zitadel,
         grant_users: args.grant_user.clone(),
