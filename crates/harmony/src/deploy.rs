@@ -456,6 +456,46 @@ impl ClusterDeploy {
     }
 }
 
+/// Where a deploy goes.
+#[derive(Debug, Clone)]
+pub enum DeployTarget {
+    /// The local k3d cluster of this name (created when missing).
+    K3d {
+        /// The cluster's name.
+        cluster: String,
+    },
+    /// A cluster that exists, by kubeconfig context, published under a domain.
+    Existing {
+        /// The kubeconfig context.
+        context: String,
+        /// Host names, ingress class and TLS.
+        ingress: PublicIngress,
+    },
+}
+
+impl DeployTarget {
+    /// Deploy or converge `stack` there ([`LocalDeploy`] or [`ClusterDeploy`]).
+    pub async fn deploy(self, stack: StackOptions) -> Result<DeployReport, DeployError> {
+        match self {
+            Self::K3d { cluster } => LocalDeploy { cluster, stack }.run().await,
+            Self::Existing { context, ingress } => {
+                ClusterDeploy {
+                    context,
+                    ingress,
+                    stack,
+                }
+                .run()
+                .await
+            }
+        }
+    }
+
+    /// Whether it is the local k3d cluster.
+    pub fn is_k3d(&self) -> bool {
+        matches!(self, Self::K3d { .. })
+    }
+}
+
 /// Everything after the cluster is reachable: the same for both deploys.
 struct Converge<'a> {
     stack: Stack,

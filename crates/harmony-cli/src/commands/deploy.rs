@@ -2,7 +2,7 @@
 //! the same library operations as the seed's `cargo run -p example-harmony-sso`
 //! ([`harmony::deploy::LocalDeploy`], [`harmony::deploy::ClusterDeploy`]).
 
-use harmony::deploy::{ClusterDeploy, LocalDeploy, StackOptions};
+use harmony::deploy::StackOptions;
 use harmony::helm::PendingRelease;
 
 use crate::UsageError;
@@ -30,31 +30,14 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
                 .unwrap_or(false)
         }),
     };
-    let report = match args.cluster.existing_cluster().map_err(UsageError)? {
-        Some((context, ingress)) => {
-            ClusterDeploy {
-                context,
-                ingress,
-                stack,
-            }
-            .run()
-            .await?
-        }
-        _ => {
-            LocalDeploy {
-                cluster: ctx.cluster_name.clone(),
-                stack,
-            }
-            .run()
-            .await?
-        }
-    };
+    let target = args.cluster.target(&ctx.cluster_name).map_err(UsageError)?;
+    let on_k3d = target.is_k3d();
+    let report = target.deploy(stack).await?;
     for line in report.summary() {
         println!("{line}");
     }
     println!();
     println!("Next:");
-    let on_k3d = args.cluster.kube_context.is_none();
     let url = if on_k3d {
         String::new()
     } else {

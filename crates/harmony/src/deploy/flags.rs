@@ -2,7 +2,7 @@
 //! defined once for both binaries (`harmony deploy` and `cargo run -p example-harmony-sso`), which
 //! flatten them into their own arguments.
 
-use crate::deploy::Profile;
+use crate::deploy::{DeployTarget, Profile};
 use crate::ingress::{Domain, IngressTls, PublicIngress};
 
 /// `--kube-context`, `--domain`, `--ingress-class`, `--tls-secret`, `--cluster-issuer`,
@@ -60,5 +60,15 @@ impl ClusterFlags {
                 tls,
             },
         )))
+    }
+
+    /// Where to deploy: the existing cluster the flags name, else the k3d cluster `k3d_cluster`.
+    pub fn target(&self, k3d_cluster: &str) -> Result<DeployTarget, String> {
+        Ok(match self.existing_cluster()? {
+            Some((context, ingress)) => DeployTarget::Existing { context, ingress },
+            None => DeployTarget::K3d {
+                cluster: k3d_cluster.to_owned(),
+            },
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! OpenBao's JWT auth ([`harmony::deploy::LocalDeploy`], [`harmony::deploy::ClusterDeploy`],
 //! shared with `harmony deploy`).
 
-use harmony::deploy::{ClusterDeploy, LocalDeploy, StackOptions};
+use harmony::deploy::StackOptions;
 use harmony::helm::PendingRelease;
 
 use crate::cli::Args;
@@ -18,27 +18,12 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         reset_userpass: args.reset_userpass,
         pending_recovery: pending_recovery(args, ui),
     };
-    let existing = args.existing_cluster()?;
-    let on_k3d = existing.is_none();
-    let report = match existing {
-        Some((context, ingress)) => {
-            ClusterDeploy {
-                context,
-                ingress,
-                stack,
-            }
-            .run()
-            .await?
-        }
-        None => {
-            LocalDeploy {
-                cluster: args.cluster_name.clone(),
-                stack,
-            }
-            .run()
-            .await?
-        }
-    };
+    let target = args
+        .cluster
+        .target(&args.cluster_name)
+        .map_err(crate::cli::UsageError::Tls)?;
+    let on_k3d = target.is_k3d();
+    let report = target.deploy(stack).await?;
     for line in report.summary() {
         println!("{line}");
     }
