@@ -30,6 +30,32 @@ async fn bao_with_sso(provider: &OidcProvider, policies: &[&str]) -> OpenbaoServ
     bao
 }
 
+/// A dev OpenBao with the team's KV policy, whose JWT auth gives SSO users that policy for
+/// `token_ttl`.
+async fn bao_for_the_team(provider: &OidcProvider, token_ttl: &str) -> OpenbaoServer {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    bao.root_call(
+        Method::PUT,
+        "sys/policies/acl/team",
+        Some(serde_json::json!({ "policy": harness::kv_policy("harmony") })),
+    )
+    .await
+    .expect("team policy");
+    provider
+        .configure_openbao_jwt(
+            &bao,
+            "jwt",
+            &JwtRole {
+                policies: vec!["default".to_owned(), "team".to_owned()],
+                token_ttl: token_ttl.to_owned(),
+                ..JwtRole::default()
+            },
+        )
+        .await
+        .expect("JWT auth");
+    bao
+}
+
 #[tokio::test]
 async fn status_without_a_session_says_so() {
     let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
@@ -377,25 +403,7 @@ async fn a_teammates_day_sso_login_config_round_trip_logout() {
     })
     .await
     .expect("test OpenID provider");
-    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
-    bao.root_call(
-        Method::PUT,
-        "sys/policies/acl/team",
-        Some(serde_json::json!({ "policy": harness::kv_policy("harmony") })),
-    )
-    .await
-    .expect("team policy");
-    provider
-        .configure_openbao_jwt(
-            &bao,
-            "jwt",
-            &JwtRole {
-                policies: vec!["default".to_owned(), "team".to_owned()],
-                ..JwtRole::default()
-            },
-        )
-        .await
-        .expect("JWT auth");
+    let bao = bao_for_the_team(&provider, "1h").await;
     let data = tempfile::tempdir().expect("tempdir");
     sso_login(data.path(), bao.url(), &provider, "carol").await;
 
@@ -574,26 +582,7 @@ async fn offline_after_the_token_expired_serves_the_copy() {
     let provider = OidcProvider::start(OidcProviderOptions::default())
         .await
         .expect("test OpenID provider");
-    let mut bao = OpenbaoServer::dev().await.expect("dev OpenBao");
-    bao.root_call(
-        Method::PUT,
-        "sys/policies/acl/team",
-        Some(serde_json::json!({ "policy": harness::kv_policy("harmony") })),
-    )
-    .await
-    .expect("team policy");
-    provider
-        .configure_openbao_jwt(
-            &bao,
-            "jwt",
-            &JwtRole {
-                policies: vec!["default".to_owned(), "team".to_owned()],
-                token_ttl: "3s".to_owned(),
-                ..JwtRole::default()
-            },
-        )
-        .await
-        .expect("JWT auth");
+    let mut bao = bao_for_the_team(&provider, "3s").await;
     let data = tempfile::tempdir().expect("tempdir");
     sso_login(data.path(), bao.url(), &provider, "dave").await;
     let url = bao.url().to_owned();
