@@ -4,7 +4,6 @@
 
 mod harness;
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use harmony_env::vars;
@@ -438,10 +437,7 @@ async fn sealed_or_unreachable_servers_are_clear_errors() {
 
 /// An executable shell script at `dir/name`.
 fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
+    harness::write_executable(dir, name, &format!("#!/bin/sh\nset -e\n{body}"))
 }
 
 #[tokio::test]

@@ -92,9 +92,7 @@ esac
         log = log.display(),
         version = harmony::tools::K3D_VERSION,
     );
-    let path = dir.join("k3d");
-    std::fs::write(&path, script).expect("write fake k3d");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    harness::write_executable(dir, "k3d", &script);
 }
 
 #[test]
@@ -273,31 +271,10 @@ fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
 #[test]
 fn deploy_flags_for_an_existing_cluster_are_checked_before_any_work() {
     let data = tempfile::tempdir().expect("tempdir");
-    let cases: &[(&[&str], &str)] = &[
-        (&["--kube-context", "prod"], "--domain"),
-        (&["--domain", "example.com"], "--kube-context"),
-        (
-            &[
-                "--kube-context",
-                "prod",
-                "--domain",
-                "example.com",
-                "--tls-secret",
-                "t",
-                "--cluster-issuer",
-                "i",
-            ],
-            "--cluster-issuer",
-        ),
-        (&["--profile", "huge"], "--profile"),
-        (&["--profile", "ha"], "--kube-context"),
-        (
-            &["--kube-context", "prod", "--domain", "https://example.com"],
-            "--domain",
-        ),
-        (&["--tls-secret", "t"], "--kube-context"),
-        (&["--key-shares", "5"], "--key-threshold"),
-    ];
+    let own: &[(&[&str], &str)] = &[(&["--key-shares", "5"], "--key-threshold")];
+    let cases = harmony_testkit::cli_cases::CLUSTER_FLAG_MISTAKES
+        .iter()
+        .chain(own);
     for (args, named) in cases {
         let out = harmony(data.path())
             .arg("deploy")
@@ -335,9 +312,7 @@ exit 0
         dir = dir.display(),
         version = harmony::tools::HELM_VERSION,
     );
-    let path = dir.join("helm");
-    std::fs::write(&path, script).expect("write fake helm");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    harness::write_executable(dir, "helm", &script);
 }
 
 /// `--kube-context`: no Docker check, no k3d call; helm gets the user's kubeconfig pinned to the

@@ -431,13 +431,11 @@ async fn a_teammates_day_sso_login_config_round_trip_logout() {
     let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(got, serde_json::json!({"replicas": 3, "region": "eu"}));
     // edit with a scripted editor, then the diff shows it.
-    let editor = data.path().join("editor.sh");
-    std::fs::write(
-        &editor,
+    let editor = harness::write_executable(
+        data.path(),
+        "editor.sh",
         "#!/bin/sh\nsed -i 's/^region: .*/region: us/' \"$1\"\n",
-    )
-    .expect("write editor");
-    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     let out = harmony(data.path())
         .env(vars::OPENBAO_URL, bao.url())
         .env(vars::EDITOR, &editor)
@@ -619,4 +617,7 @@ async fn offline_after_the_token_expired_serves_the_copy() {
         text.contains("unreachable") && text.contains("laptop-app (version 1"),
         "{text}"
     );
+    // The library's log line about the provider is plain text off a terminal.
+    assert!(text.contains("WARN"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes on a pipe: {text:?}");
 }

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli_cases;
 pub mod kubeconfig;
 mod locate;
 pub mod oidc;

@@ -143,27 +143,6 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
         ),
         (&["--openbao-node", "http://127.0.0.1:2"], "--openbao-url"),
         (&["--demo", "--grant-user", "alice"], "--grant-user"),
-        (&["--kube-context", "prod"], "--domain"),
-        (&["--domain", "example.com"], "--kube-context"),
-        (
-            &[
-                "--kube-context",
-                "prod",
-                "--domain",
-                "example.com",
-                "--tls-secret",
-                "t",
-                "--cluster-issuer",
-                "i",
-            ],
-            "--cluster-issuer",
-        ),
-        (&["--profile", "huge"], "--profile"),
-        (&["--profile", "ha"], "--kube-context"),
-        (
-            &["--kube-context", "prod", "--domain", "example.com:443"],
-            "--domain",
-        ),
         (
             &[
                 "--kube-context",
@@ -184,6 +163,9 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
             "--key-threshold",
         ),
     ];
+    let cases = cases
+        .iter()
+        .chain(harmony_testkit::cli_cases::CLUSTER_FLAG_MISTAKES);
     for (args, named) in cases {
         let output = harmony_sso(data.path()).args(*args).output().expect("run");
         assert_eq!(

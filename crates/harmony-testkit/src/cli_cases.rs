@@ -1,0 +1,33 @@
+//! Command lines both binaries must refuse the same way (exit 2, naming the flag), because they
+//! share the flags (`harmony::deploy::flags::ClusterFlags`). Each binary's tests run these after
+//! its own subcommand (`harmony deploy`, or the example's default deploy mode).
+
+/// Arguments, and the flag the usage error must name.
+pub const CLUSTER_FLAG_MISTAKES: &[(&[&str], &str)] = &[
+    (&["--kube-context", "prod"], "--domain"),
+    (&["--domain", "example.com"], "--kube-context"),
+    (
+        &[
+            "--kube-context",
+            "prod",
+            "--domain",
+            "example.com",
+            "--tls-secret",
+            "t",
+            "--cluster-issuer",
+            "i",
+        ],
+        "--cluster-issuer",
+    ),
+    (&["--profile", "huge"], "--profile"),
+    (&["--profile", "ha"], "--kube-context"),
+    (
+        &["--kube-context", "prod", "--domain", "https://example.com"],
+        "--domain",
+    ),
+    (
+        &["--kube-context", "prod", "--domain", "example.com:443"],
+        "--domain",
+    ),
+    (&["--tls-secret", "t"], "--kube-context"),
+];
