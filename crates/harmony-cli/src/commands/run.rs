@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::UsageError;
 use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
 use crate::context::Context;
-use crate::document::{MASK, leaves};
+use crate::document::{MASK, leaves, shell_quote};
 use crate::offline::{Read, read_documents};
 
 /// One variable and whether its value is a secret.
@@ -74,12 +74,31 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
     Ok(Variables { vars, versions })
 }
 
+/// A value with a NUL byte, which no environment variable or shell word can carry (an error
+/// naming the field, never the value).
+fn nul_error(var: &Var) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} holds a NUL byte, which no environment variable can carry; fix that value \
+         (`harmony export --format json` shows it escaped)",
+        var.from
+    )
+}
+
+/// [`nul_error`] for the first such value.
+fn refuse_nul(vars: &BTreeMap<String, Var>) -> anyhow::Result<()> {
+    match vars.values().find(|v| v.value.contains('\0')) {
+        Some(var) => Err(nul_error(var)),
+        None => Ok(()),
+    }
+}
+
 /// `harmony run`.
 pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(UsageError("name the program to run after `--`".to_owned()).into());
     };
     let read = variables(ctx, &args.env).await?;
+    refuse_nul(&read.vars)?;
     let command = program_command(&read.vars, program, rest, args.override_env, true);
     tracing::debug!(
         variables = read.vars.len(),
@@ -130,6 +149,7 @@ pub(super) async fn reread(
         .split_first()
         .ok_or_else(|| UsageError("name the program to run after `--`".to_owned()))?;
     let read = variables(ctx, &args.env).await?;
+    refuse_nul(&read.vars)?;
     Ok((
         program_command(&read.vars, program, rest, args.override_env, false),
         read.versions,
@@ -173,14 +193,13 @@ pub async fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode
     };
     match args.format {
         Format::Dotenv => {
+            // All lines first: a refused value leaves no half-written file.
+            let mut out = String::new();
             for (name, var) in &vars {
-                let escaped = shown(var)
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('$', "\\$")
-                    .replace('\n', "\\n");
-                println!("{name}=\"{escaped}\"");
+                let quoted = shell_quote(&shown(var)).ok_or_else(|| nul_error(var))?;
+                out.push_str(&format!("{name}={quoted}\n"));
             }
+            print!("{out}");
         }
         Format::Json | Format::Yaml => {
             let map: Map<String, Value> = vars

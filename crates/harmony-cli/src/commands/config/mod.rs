@@ -293,7 +293,12 @@ fn get(
                     &path,
                     v.clone(),
                 );
-                print!("{}", typing.to_dotenv(&wrapper, false))
+                print!(
+                    "{}",
+                    typing
+                        .to_dotenv(&wrapper, false)
+                        .map_err(anyhow::Error::msg)?
+                )
             }
             (Format::Yaml, Value::String(s)) => println!("{s}"),
             (Format::Yaml, v) => print!("{}", serde_yaml::to_string(v)?),
@@ -306,7 +311,12 @@ fn get(
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
         Format::Yaml => print!("{}", typing.to_yaml(&value, false)),
-        Format::Dotenv => print!("{}", typing.to_dotenv(&value, false)),
+        Format::Dotenv => print!(
+            "{}",
+            typing
+                .to_dotenv(&value, false)
+                .map_err(anyhow::Error::msg)?
+        ),
     }
     eprintln!("{key}: version {}", doc.version);
     Ok(ExitCode::SUCCESS)

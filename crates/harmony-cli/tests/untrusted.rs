@@ -1,0 +1,173 @@
+//! What a teammate can store — a value, a field name, a schema — is untrusted input: it must
+//! never run code on another teammate's machine, change how a program starts, or exhaust memory
+//! or time. Every test here writes the hostile input with the root token of a real OpenBao
+//! (testkit dev server), as anyone with write access could, and runs `harmony` as the victim.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use harmony_env::vars;
+use harmony_testkit::OpenbaoServer;
+use harness::{harmony, stderr, stdout};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn cmd(data: &Path, bao: &OpenbaoServer) -> assert_cmd::Command {
+    let mut c = harmony(data);
+    c.env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"));
+    c
+}
+
+/// Store `doc` at `secret/harmony/<key>` (no schema: untyped, so nothing is masked).
+async fn store(bao: &OpenbaoServer, key: &str, doc: Value) {
+    bao.root_call(
+        Method::POST,
+        &format!("secret/data/harmony/{key}"),
+        Some(json!({ "data": doc })),
+    )
+    .await
+    .expect("store the document");
+}
+
+/// Source `file` in `shell` the way people load a dotenv file (`set -a; . FILE`) and return
+/// the variables it set, byte for byte (read back with `env -0`).
+fn source_in(shell: &str, file: &Path, canary_dir: &Path) -> BTreeMap<String, String> {
+    let out = std::process::Command::new(shell)
+        .arg("-c")
+        .arg(r#"set -a; . "$1"; env -0"#)
+        .arg(shell)
+        .arg(file)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(canary_dir)
+        .output()
+        .expect("run the shell");
+    assert!(
+        out.status.success(),
+        "{shell} could not source the file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 environment")
+        .split('\0')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Finding 1 of issue 20: `export --format dotenv` (and `config get --format dotenv`) output,
+/// sourced by bash and by dash (`/bin/sh` here), gives exactly the stored bytes and runs
+/// nothing, whatever the value holds.
+#[tokio::test]
+async fn dotenv_output_sourced_by_a_shell_runs_nothing_and_keeps_every_byte() {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    let canary_dir = tempfile::tempdir().expect("tempdir");
+    let canary = canary_dir.path().join("PWNED");
+    let c = canary.display().to_string();
+    let values: BTreeMap<&str, String> = [
+        ("backtick", format!("hi `touch {c}`")),
+        ("subst", format!("$(touch {c})")),
+        ("brace", "${HOME}x${x:-y}".to_owned()),
+        ("squote", format!("it's'; touch {c}; echo '")),
+        ("dquote", format!("say \"hi\" \"; touch {c}; \"")),
+        ("backslash", r"a\b\\n\".to_owned()),
+        ("newline", format!("line1\nline2\ntouch {c}\n")),
+        ("bang", "hi!! !$ !-1".to_owned()),
+        ("dollar", "$".to_owned()),
+        ("empty", String::new()),
+    ]
+    .into_iter()
+    .collect();
+    store(&bao, "evil", json!(values)).await;
+
+    let outputs = [
+        ("export", vec!["export", "-c", "evil", "--format", "dotenv"]),
+        (
+            "config get",
+            vec!["config", "get", "evil", "--format", "dotenv", "--reveal"],
+        ),
+    ];
+    for (what, args) in outputs {
+        let out = cmd(data.path(), &bao).args(&args).output().expect("run");
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        let file = data.path().join("out.env");
+        std::fs::write(&file, &out.stdout).expect("write the dotenv file");
+        for shell in ["bash", "sh"] {
+            let env = source_in(shell, &file, canary_dir.path());
+            assert!(
+                !canary.exists(),
+                "sourcing the {what} output in {shell} ran the payload:\n{}",
+                stdout(&out)
+            );
+            for (field, stored) in &values {
+                let name = format!("HARMONY_EVIL_{}", field.to_ascii_uppercase());
+                assert_eq!(
+                    env.get(&name),
+                    Some(stored),
+                    "{what} sourced in {shell}: {name}\n{}",
+                    stdout(&out)
+                );
+            }
+        }
+    }
+}
+
+/// A value with a NUL byte cannot be a shell word or an environment variable: dotenv output and
+/// `harmony run` refuse it naming the field (never showing the value); JSON still carries it.
+#[tokio::test]
+async fn a_nul_in_a_value_is_refused_naming_the_field() {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    store(
+        &bao,
+        "nul",
+        json!({"ok": "fine", "token": "secret-part\u{0}hidden-part"}),
+    )
+    .await;
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "nul", "--format", "dotenv"])
+        .output()
+        .expect("export");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("nul.token") && text.contains("NUL"), "{text}");
+    assert!(
+        !text.contains("secret-part") && !text.contains("hidden-part"),
+        "{text}"
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing half written: {}",
+        stdout(&out)
+    );
+
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "nul", "--format", "dotenv", "--reveal"])
+        .output()
+        .expect("get");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nul.token"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "nul", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("nul.token") && text.contains("NUL"), "{text}");
+    assert!(!text.contains("could not start"), "{text}");
+    assert!(!text.contains("secret-part"), "{text}");
+
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "nul", "--format", "json"])
+        .output()
+        .expect("export json");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let back: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(back["HARMONY_NUL_TOKEN"], "secret-part\u{0}hidden-part");
+}
