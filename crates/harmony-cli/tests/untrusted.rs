@@ -171,3 +171,45 @@ async fn a_nul_in_a_value_is_refused_naming_the_field() {
     let back: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(back["HARMONY_NUL_TOKEN"], "secret-part\u{0}hidden-part");
 }
+
+/// Issue 20 finding 3 as a user meets it: the 236-byte self-referencing schema stored at
+/// `secret/harmony/_schema/app` (before: `config get app` ran past 60 s and 5.8 GB). Online and
+/// `--offline` (from the copy that online read kept) both refuse it at once, naming the key.
+#[tokio::test]
+async fn a_self_referencing_stored_schema_is_a_clear_error_online_and_offline() {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    store(&bao, "app", json!({"a": "x"})).await;
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "App",
+        "$ref": "#/$defs/n",
+        "$defs": {"n": {"type": "object", "properties": {
+            "a": {"$ref": "#/$defs/n"},
+            "b": {"$ref": "#/$defs/n"},
+            "c": {"$ref": "#/$defs/n"}
+        }}}
+    });
+    store(&bao, "_schema/app", schema).await;
+    for offline in [false, true] {
+        let mut c = cmd(data.path(), &bao);
+        c.args(["config", "get", "app"]);
+        if offline {
+            c.arg("--offline");
+        }
+        let out = c.output().expect("get");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "offline={offline}: {}",
+            stderr(&out)
+        );
+        let text = stderr(&out);
+        assert!(
+            text.contains("the schema stored for app cannot be used")
+                && text.contains("refers to itself"),
+            "offline={offline}: {text}"
+        );
+        assert!(stdout(&out).is_empty());
+    }
+}
