@@ -236,6 +236,12 @@ pub struct EnvArgs {
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
 
+    /// Let the config set this variable although it changes how programs start (BASH_ENV,
+    /// LD_PRELOAD, PATH, NODE_OPTIONS, GIT_*, ...; refused by default). Repeatable. Harmony's
+    /// and OpenBao's own variables can never be set.
+    #[arg(long, value_name = "NAME")]
+    pub allow_name: Vec<String>,
+
     #[command(flatten)]
     pub cache: CacheArgs,
 }

@@ -213,3 +213,109 @@ async fn a_self_referencing_stored_schema_is_a_clear_error_online_and_offline() 
         assert!(stdout(&out).is_empty());
     }
 }
+
+/// Issue 20 finding 2: a field name becomes a variable name only when it is a plain name that
+/// changes nothing about how the program starts (or `--allow-name` names it), and never one of
+/// harmony's own.
+#[tokio::test]
+async fn field_names_that_would_change_how_programs_start_are_refused() {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    let canary_dir = tempfile::tempdir().expect("tempdir");
+    let canary = canary_dir.path().join("PWNED");
+    let payload = canary_dir.path().join("payload.sh");
+    std::fs::write(&payload, format!("touch {}\n", canary.display())).expect("payload");
+    store(
+        &bao,
+        "startup",
+        json!({"bash_env": payload.display().to_string(), "port": "80"}),
+    )
+    .await;
+    for verb in ["run", "export"] {
+        let mut c = cmd(data.path(), &bao);
+        c.args([verb, "-c", "startup", "--plain"]);
+        if verb == "run" {
+            c.args(["--", "bash", "-c", "true"]);
+        }
+        let out = c.output().expect("harmony");
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains("startup.bash_env") && text.contains("--allow-name BASH_ENV"),
+            "{verb}: {text}"
+        );
+        assert!(stdout(&out).is_empty(), "{verb}: {}", stdout(&out));
+        assert!(!canary.exists(), "{verb}: bash ran BASH_ENV");
+    }
+    // Named on the command line, it goes through (and bash does what BASH_ENV says).
+    let out = cmd(data.path(), &bao)
+        .args([
+            "run",
+            "-c",
+            "startup",
+            "--plain",
+            "--allow-name",
+            "BASH_ENV",
+        ])
+        .args(["--", "bash", "-c", "echo $PORT"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "80");
+    assert!(canary.exists(), "the allowed BASH_ENV was passed on");
+    // With a prefix the name is harmless.
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "startup", "--plain", "--prefix", "APP_"])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("APP_BASH_ENV='"), "{}", stdout(&out));
+
+    // Names that are no plain variable name, in both commands.
+    for (i, field) in ["a\nb", "a;touch x", "a=b", "a${b}", "a$(b)"]
+        .iter()
+        .enumerate()
+    {
+        let key = format!("odd{i}");
+        store(&bao, &key, json!({ *field: "v" })).await;
+        for verb in ["run", "export"] {
+            let mut c = cmd(data.path(), &bao);
+            c.args([verb, "-c", key.as_str(), "--plain"]);
+            if verb == "run" {
+                c.args(["--", "true"]);
+            }
+            let out = c.output().expect("harmony");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{field:?} {verb}: {}",
+                stderr(&out)
+            );
+            let text = stderr(&out);
+            assert!(
+                text.contains(&format!("{key}.{}", field.escape_debug()))
+                    && text.contains("not a plain variable name"),
+                "{field:?} {verb}: {text}"
+            );
+        }
+    }
+
+    // harmony's own variables, even with the default names and --allow-name.
+    store(&bao, "sso", json!({"cacert": "/tmp/attacker-ca.pem"})).await;
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "sso", "--", "true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sso.cacert would set HARMONY_SSO_CACERT"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cmd(data.path(), &bao)
+        .args(["export", "-c", "sso", "--allow-name", "HARMONY_SSO_CACERT"])
+        .output()
+        .expect("export");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("outside harmony"), "{}", stderr(&out));
+}

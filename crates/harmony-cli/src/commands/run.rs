@@ -2,6 +2,8 @@
 //! variables. By default named exactly as `harmony_config::EnvSource` reads them
 //! (`HARMONY_<KEY>_<FIELD>`), so a Rust program using `ConfigManager` gets its whole config from
 //! the environment with no network call; `--plain` gives `FIELD` names for any other program.
+//! Every name passes [`crate::env_names`] (no startup-changing or harmony-own variable), and
+//! dotenv values are single-quoted ([`crate::document::shell_quote`]).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -12,6 +14,7 @@ use crate::UsageError;
 use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
 use crate::context::Context;
 use crate::document::{MASK, leaves, shell_quote};
+use crate::env_names::NameRules;
 use crate::offline::{Read, read_documents};
 
 /// One variable and whether its value is a secret.
@@ -30,6 +33,7 @@ struct Variables {
 
 /// Read every document and turn its leaves into variables.
 async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
+    let rules = NameRules::new(&args.allow_name)?;
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
     let mut versions = Vec::with_capacity(args.configs.len());
     for read in read_documents(ctx, &args.configs, &args.cache).await? {
@@ -49,6 +53,7 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
             };
             let name = format!("{}{base}", args.prefix.as_deref().unwrap_or_default());
             let from = format!("{key}.{}", path.join("."));
+            rules.check(&name, &from)?;
             if let Some(earlier) = vars.get(&name) {
                 return Err(UsageError(format!(
                     "{from} and {} would both be {name}; drop --plain or give one of them a --prefix \
