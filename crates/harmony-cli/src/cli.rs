@@ -162,7 +162,9 @@ pub enum ConfigCommand {
     Set {
         /// The config key.
         key: String,
-        /// FIELD=VALUE pairs, e.g. database.port=5432 debug=true.
+        /// FIELD=VALUE pairs, e.g. database.port=5432 debug=true. Keep secrets off the command
+        /// line: FIELD=- reads that value from stdin (one per call, a trailing newline dropped);
+        /// a bare FIELD asks for it on a terminal (masked for secret fields).
         #[arg(value_name = "FIELD=VALUE", required_unless_present = "from_file")]
         assignments: Vec<String>,
         /// Replace the whole document with this JSON or YAML file.

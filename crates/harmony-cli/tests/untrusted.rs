@@ -2,6 +2,8 @@
 //! never run code on another teammate's machine, change how a program starts, or exhaust memory
 //! or time. Every test here writes the hostile input with the root token of a real OpenBao
 //! (testkit dev server), as anyone with write access could, and runs `harmony` as the victim.
+//! And the other way round: a secret being stored never travels on a command line
+//! (`config set KEY field=-`, or the prompt of a bare `field`).
 
 mod harness;
 
@@ -318,4 +320,147 @@ async fn field_names_that_would_change_how_programs_start_are_refused() {
         .expect("export");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("outside harmony"), "{}", stderr(&out));
+}
+
+/// A typed config with a secret field, for `config set`.
+async fn store_secret_config(bao: &OpenbaoServer) {
+    store(
+        bao,
+        "_schema/app",
+        json!({"type": "object", "properties": {
+            "token": {"type": "string", "x-secret": true},
+            "port": {"type": "integer"}
+        }}),
+    )
+    .await;
+    store(bao, "app", json!({"port": 1})).await;
+}
+
+async fn stored_field(bao: &OpenbaoServer, field: &str) -> Value {
+    bao.root_call(Method::GET, "secret/data/harmony/app", None)
+        .await
+        .expect("read back")["data"]["data"][field]
+        .clone()
+}
+
+/// Issue 20 finding 15: `config set KEY field=-` takes that value from stdin, so it never is in
+/// `/proc/PID/cmdline`; a bare `field` off a terminal is a usage error pointing at `field=-`.
+#[tokio::test]
+async fn config_set_reads_a_value_from_stdin_never_from_the_command_line() {
+    use std::io::Write as _;
+
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    store_secret_config(&bao).await;
+    const SECRET: &str = "s3cret-from-stdin-not-real";
+    let mut child = harness::harmony_std(data.path())
+        .env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
+        .args(["config", "set", "app", "token=-", "port=2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).expect("cmdline");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .expect("write stdin");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("token=-"),
+        "{cmdline:?}"
+    );
+    assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
+    assert!(!stderr(&out).contains(SECRET) && !stdout(&out).contains(SECRET));
+    assert_eq!(
+        stored_field(&bao, "token").await,
+        SECRET,
+        "one newline dropped"
+    );
+    assert_eq!(stored_field(&bao, "port").await, 2);
+
+    // A bare field off a terminal, two values from one stdin: usage errors, nothing written.
+    for args in [vec!["token"], vec!["token=-", "port=-"]] {
+        let out = cmd(data.path(), &bao)
+            .args(["config", "set", "app"])
+            .args(&args)
+            .write_stdin("x\n")
+            .output()
+            .expect("set");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("=-"), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(stored_field(&bao, "token").await, SECRET);
+}
+
+/// On a terminal (a pty from `script`), a bare secret `field` is asked for, echoed as stars
+/// only, and stored.
+#[tokio::test]
+async fn config_set_asks_for_a_bare_field_on_a_terminal() {
+    use std::io::{Read as _, Write as _};
+
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    store_secret_config(&bao).await;
+    const TYPED: &str = "typed-secret-not-real";
+    let inner = format!(
+        "{} config set app token",
+        assert_cmd::cargo::cargo_bin("harmony").display()
+    );
+    let mut cmd = harness::harmony_std(data.path());
+    let env: Vec<_> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    cmd = std::process::Command::new("script");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd
+        .env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
+        .args(["-qefc", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut screen_out = child.stdout.take().expect("stdout");
+    let mut keyboard = child.stdin.take().expect("stdin");
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        let mut typed = false;
+        loop {
+            let n = screen_out.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if !typed && String::from_utf8_lossy(&seen).contains("app.token:") {
+                keyboard
+                    .write_all(format!("{TYPED}\r").as_bytes())
+                    .expect("type");
+                keyboard.flush().expect("flush");
+                typed = true;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let screen = tokio::time::timeout(std::time::Duration::from_secs(60), screen)
+        .await
+        .expect("set finished")
+        .expect("join");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains(TYPED), "the secret was echoed: {screen}");
+    assert!(screen.contains("saved version 2"), "{screen}");
+    assert_eq!(stored_field(&bao, "token").await, TYPED);
 }
