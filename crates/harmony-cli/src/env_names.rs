@@ -168,8 +168,8 @@ impl NameRules {
         if !is_plain_name(name) {
             return Err(UsageError(format!(
                 "{from} would become the variable {:?}, which is not a plain variable name \
-                 (A-Z, 0-9 and _, not starting with a digit); rename the field, or drop --plain \
-                 to get HARMONY_<KEY>_<FIELD> names",
+                 (A-Z, 0-9 and _, not starting with a digit); rename the field (or fix \
+                 --prefix), or drop --plain to get HARMONY_<KEY>_<FIELD> names",
                 name
             )));
         }

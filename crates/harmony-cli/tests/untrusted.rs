@@ -314,6 +314,16 @@ async fn field_names_that_would_change_how_programs_start_are_refused() {
         "{}",
         stderr(&out)
     );
+    for field in [None, Some("cacert")] {
+        let mut c = cmd(data.path(), &bao);
+        c.args(["config", "get", "sso", "--format", "dotenv"]);
+        if let Some(field) = field {
+            c.args(["--field", field]);
+        }
+        let out = c.output().expect("get");
+        assert_eq!(out.status.code(), Some(2), "{field:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{field:?}: {}", stdout(&out));
+    }
     let out = cmd(data.path(), &bao)
         .args(["export", "-c", "sso", "--allow-name", "HARMONY_SSO_CACERT"])
         .output()
@@ -362,7 +372,15 @@ async fn config_set_reads_a_value_from_stdin_never_from_the_command_line() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).expect("cmdline");
+    // Right after exec the kernel may not show the arguments yet: read until it does (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cmdline = loop {
+        let text = std::fs::read(format!("/proc/{}/cmdline", child.id())).expect("cmdline");
+        if !text.is_empty() || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(format!("{SECRET}\n").as_bytes())

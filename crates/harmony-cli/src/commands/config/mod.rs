@@ -296,6 +296,7 @@ fn get(
                     &path,
                     v.clone(),
                 );
+                check_dotenv_names(&typing, key, &wrapper)?;
                 print!(
                     "{}",
                     typing
@@ -311,6 +312,9 @@ fn get(
     if !reveal {
         value = typing.masked(&value);
     }
+    if format == Format::Dotenv {
+        check_dotenv_names(&typing, key, &value)?;
+    }
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
         Format::Yaml => print!("{}", typing.to_yaml(&value, false)),
@@ -323,6 +327,16 @@ fn get(
     }
     eprintln!("{key}: version {}", doc.version);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The names a dotenv rendering of `value` sets pass the same rules as `export`'s
+/// ([`crate::env_names`]): none of harmony's own variables.
+fn check_dotenv_names(typing: &Typing, key: &str, value: &Value) -> anyhow::Result<()> {
+    let rules = crate::env_names::NameRules::default();
+    for (path, _) in leaves(value).into_iter().filter(|(p, _)| !p.is_empty()) {
+        rules.check(&typing.env_var(&path), &format!("{key}.{}", path.join(".")))?;
+    }
+    Ok(())
 }
 
 /// Parse a whole document from a file: JSON or YAML (by extension, else whichever parses).
