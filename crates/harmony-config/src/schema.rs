@@ -429,11 +429,13 @@ impl Expander<'_> {
             chain.push(name.to_owned());
             return Err(Limit::Cycle(chain));
         }
-        if let Some(done) = self.memo.get(name) {
-            let (node, nodes, height) = (done.node.clone(), done.nodes, done.height);
+        if let Some((nodes, height)) = self.memo.get(name).map(|d| (d.nodes, d.height)) {
+            // Within the limits first, so an over-budget use costs no copy.
             self.reach(depth + height)?;
             self.count(nodes)?;
-            return Ok(node);
+            if let Some(done) = self.memo.get(name) {
+                return Ok(done.node.clone());
+            }
         }
         let (nodes_before, deepest_before) = (self.nodes, self.deepest);
         self.deepest = depth;
