@@ -162,7 +162,9 @@ pub enum ConfigCommand {
     Set {
         /// The config key.
         key: String,
-        /// FIELD=VALUE pairs, e.g. database.port=5432 debug=true.
+        /// FIELD=VALUE pairs, e.g. database.port=5432 debug=true. Keep secrets off the command
+        /// line: FIELD=- reads that value from stdin (one per call, a trailing newline dropped);
+        /// a bare FIELD asks for it on a terminal (masked for secret fields).
         #[arg(value_name = "FIELD=VALUE", required_unless_present = "from_file")]
         assignments: Vec<String>,
         /// Replace the whole document with this JSON or YAML file.
@@ -235,6 +237,12 @@ pub struct EnvArgs {
     /// Put this before every variable name (e.g. `APP_`).
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
+
+    /// Let the config set this variable although it changes how programs start (BASH_ENV,
+    /// LD_PRELOAD, PATH, NODE_OPTIONS, GIT_*, ...; refused by default). Repeatable. Harmony's
+    /// and OpenBao's own variables can never be set.
+    #[arg(long, value_name = "NAME")]
+    pub allow_name: Vec<String>,
 
     #[command(flatten)]
     pub cache: CacheArgs,

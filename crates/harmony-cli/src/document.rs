@@ -382,8 +382,9 @@ impl Typing {
         }
     }
 
-    /// `HARMONY_<KEY>_<FIELD>="value"` lines (secret values masked when `mask`).
-    pub fn to_dotenv(&self, value: &Value, mask: bool) -> String {
+    /// `HARMONY_<KEY>_<FIELD>='value'` lines (secret values masked when `mask`), each value
+    /// quoted by [`shell_quote`]. The error names the field whose value holds a NUL.
+    pub fn to_dotenv(&self, value: &Value, mask: bool) -> Result<String, String> {
         let mut out = String::new();
         for (path, v) in leaves(value) {
             if path.is_empty() || v.is_null() {
@@ -397,15 +398,40 @@ impl Typing {
                     other => other.to_string(),
                 }
             };
-            let escaped = text
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('$', "\\$")
-                .replace('\n', "\\n");
-            out.push_str(&format!("{}=\"{escaped}\"\n", self.env_var(&path)));
+            let quoted = shell_quote(&text).ok_or_else(|| {
+                format!(
+                    "{}.{} holds a NUL byte, which no shell variable can carry; fix that value \
+                     (harmony config edit {}) or read it as JSON",
+                    self.key,
+                    path.join("."),
+                    self.key
+                )
+            })?;
+            out.push_str(&format!("{}={quoted}\n", self.env_var(&path)));
         }
-        out
+        Ok(out)
     }
+}
+
+/// `value` as one shell word that bash, dash/sh and zsh read back byte for byte and expand
+/// nothing in (no `$`, backtick, `\`, `!` or newline is special there): inside single quotes,
+/// each `'` written as `'\''`. `None` when it holds a NUL, which no shell word or environment
+/// variable can carry.
+pub fn shell_quote(value: &str) -> Option<String> {
+    if value.contains('\0') {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    Some(out)
 }
 
 /// Remove the value at `path` (no-op when absent).
@@ -518,10 +544,10 @@ mod tests {
         assert!(!yaml.contains("s3cret-value"), "{yaml}");
         assert!(yaml.contains("# Shown in the UI.\nname: x\n"), "{yaml}");
         assert!(yaml.contains("  # DB password.\n"), "{yaml}");
-        let env = t.to_dotenv(&doc(), true);
-        assert!(env.contains("HARMONY_MY_APP_DB_HOST=\"h\"\n"), "{env}");
+        let env = t.to_dotenv(&doc(), true).expect("no NUL");
+        assert!(env.contains("HARMONY_MY_APP_DB_HOST='h'\n"), "{env}");
         assert!(
-            env.contains(&format!("HARMONY_MY_APP_DB_PASSWORD=\"{MASK}\"")),
+            env.contains(&format!("HARMONY_MY_APP_DB_PASSWORD='{MASK}'")),
             "{env}"
         );
         let mut newer = doc();
@@ -550,6 +576,19 @@ mod tests {
             "only the secret is listed, as unchanged: {same:?}"
         );
         assert_eq!(same[0].change, ChangeKind::Unchanged);
+    }
+
+    #[test]
+    fn shell_quoting_is_single_quotes_with_quotes_spliced_in() {
+        assert_eq!(shell_quote("").as_deref(), Some("''"));
+        assert_eq!(shell_quote("a b$`\\\n!").as_deref(), Some("'a b$`\\\n!'"));
+        assert_eq!(shell_quote("it's").as_deref(), Some("'it'\\''s'"));
+        assert_eq!(shell_quote("a\0b"), None);
+        let err = Typing::new("raw", None)
+            .expect("untyped")
+            .to_dotenv(&json!({"x": {"y": "a\u{0}secret"}}), false)
+            .expect_err("NUL");
+        assert!(err.contains("raw.x.y") && !err.contains("secret"), "{err}");
     }
 
     #[test]

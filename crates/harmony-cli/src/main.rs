@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod context;
 mod document;
+mod env_names;
 mod offline;
 mod profile;
 

@@ -26,6 +26,21 @@ fn config_help_is_stable() {
     insta::assert_snapshot!(stdout(&output));
 }
 
+/// `export` (the same flags as `run`: --plain, --prefix, --allow-name) and `config set`
+/// (FIELD=-, a bare FIELD).
+#[test]
+fn export_and_config_set_help_is_stable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for (name, args) in [
+        ("export_help", vec!["export", "--help"]),
+        ("config_set_help", vec!["config", "set", "--help"]),
+    ] {
+        let output = harmony(data.path()).args(&args).output().expect("run");
+        assert!(output.status.success());
+        insta::assert_snapshot!(name, stdout(&output));
+    }
+}
+
 #[test]
 fn deploy_help_is_stable() {
     let data = tempfile::tempdir().expect("tempdir");

@@ -135,10 +135,7 @@ async fn set_get_history_diff_rollback_with_secrets_masked() {
         .expect("run");
     let env = ok(&out);
     no_secret(&out);
-    assert!(
-        env.contains("HARMONY_MY_APP_DATABASE_PORT=\"5432\""),
-        "{env}"
-    );
+    assert!(env.contains("HARMONY_MY_APP_DATABASE_PORT='5432'"), "{env}");
     let out = cmd(data.path(), &bao)
         .args(["--output", "json", "config", "get", "my-app"])
         .output()
@@ -166,7 +163,7 @@ async fn set_get_history_diff_rollback_with_secrets_masked() {
         .expect("run");
     assert_eq!(
         ok(&out),
-        "HARMONY_MY_APP_DATABASE_HOST=\"db.internal\"\nHARMONY_MY_APP_DATABASE_PASSWORD=\"********\"\nHARMONY_MY_APP_DATABASE_PORT=\"5432\"\n"
+        "HARMONY_MY_APP_DATABASE_HOST='db.internal'\nHARMONY_MY_APP_DATABASE_PASSWORD='********'\nHARMONY_MY_APP_DATABASE_PORT='5432'\n"
     );
     let out = cmd(data.path(), &bao)
         .args([
@@ -180,7 +177,7 @@ async fn set_get_history_diff_rollback_with_secrets_masked() {
         ])
         .output()
         .expect("run");
-    assert_eq!(ok(&out), "HARMONY_MY_APP_DATABASE_HOST=\"db.internal\"\n");
+    assert_eq!(ok(&out), "HARMONY_MY_APP_DATABASE_HOST='db.internal'\n");
 
     // set: typed by the schema.
     let out = cmd(data.path(), &bao)

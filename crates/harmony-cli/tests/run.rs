@@ -192,9 +192,9 @@ async fn export_prints_the_same_values_masked_on_request() {
         .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("HARMONY_SHOP_WORKERS=\"4\""), "{text}");
+    assert!(text.contains("HARMONY_SHOP_WORKERS='4'"), "{text}");
     assert!(
-        text.contains(&format!("HARMONY_SHOP_DATABASE_PASSWORD=\"{PASSWORD}\"")),
+        text.contains(&format!("HARMONY_SHOP_DATABASE_PASSWORD='{PASSWORD}'")),
         "{text}"
     );
     let out = cmd(data.path(), &bao)
@@ -349,7 +349,7 @@ async fn reads_keep_working_from_the_offline_copy_while_openbao_is_gone() {
         .output()
         .expect("export");
     assert!(
-        stdout(&out).contains("DATABASE_HOST=\"db.internal\""),
+        stdout(&out).contains("DATABASE_HOST='db.internal'"),
         "{}",
         stderr(&out)
     );
@@ -459,7 +459,7 @@ async fn a_sealed_server_is_served_from_the_copy() {
         .output()
         .expect("export");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("HARMONY_SHOP_WORKERS=\"4\""));
+    assert!(stdout(&out).contains("HARMONY_SHOP_WORKERS='4'"));
     assert!(stderr(&out).contains("is sealed"), "{}", stderr(&out));
 }
 

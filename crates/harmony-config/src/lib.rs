@@ -62,7 +62,9 @@ pub use error::{ConfigError, MissingField, MissingFields, Problem, PromptError};
 pub use manager::{ConfigManager, ConfigManagerBuilder, Snapshot};
 pub use merge::{merge_layers, merge_under};
 pub use prompt::{InquirePrompter, PromptSource, Prompter, Question, ScriptedPrompter};
-pub use schema::{ConfigSchema, Field, FieldKind};
+pub use schema::{
+    ConfigSchema, Field, FieldKind, MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, MAX_SCHEMA_FIELDS,
+};
 pub use source::{BoxFuture, ConfigSource, Partial, WritableSource};
 pub use store::{OfflineSource, StoreSource};
 

@@ -5,15 +5,33 @@
 //! unwrapped, `$ref`s resolved, string enums collected from `enum`/`const`/`oneOf`) so that env
 //! parsing, default filling, missing-field detection, validation and prompting all walk the same
 //! simple tree instead of re-interpreting JSON Schema each time.
+//!
+//! A stored schema is written by any teammate, so it is untrusted input: each `$defs` entry is
+//! expanded once and shared, the expansion is bounded ([`MAX_SCHEMA_DEPTH`],
+//! [`MAX_SCHEMA_FIELDS`], [`MAX_SCHEMA_BYTES`]), and a definition that refers to itself (a
+//! recursive type) is an error naming it — a recursive type has no finite list of fields to
+//! type, prompt for or mask, and treating it as an opaque JSON value would stop masking any
+//! secret field inside it. Give such a field a JSON value type (`serde_json::Value`) instead.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
 use crate::ConfigError;
 
-/// How deep `$ref`s are followed before a recursive type is treated as an opaque JSON leaf.
-const MAX_DEPTH: usize = 16;
+/// How deeply a schema may nest: structs in structs, `anyOf`/`allOf` wrappers and `$ref` hops
+/// each count one level. Deeper is an error (a stored schema is untrusted input: this bounds the
+/// recursion).
+pub const MAX_SCHEMA_DEPTH: usize = 32;
+
+/// How many nodes (leaf fields and the structs holding them) a schema may expand to, every use
+/// of a definition counted. More is an error: a definition used three times in itself, ten
+/// levels deep, would otherwise expand to 3^10 fields.
+pub const MAX_SCHEMA_FIELDS: usize = 10_000;
+
+/// The largest schema accepted, as serialised JSON (1 MiB; schemars' schemas of real config
+/// types are a few KiB).
+pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
 /// The JSON type of a leaf field, driving env parsing, prompting and validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,14 +167,35 @@ impl ConfigSchema {
     }
 
     /// Normalise an already generated JSON schema (root must be an object with properties).
+    ///
+    /// A schema over [`MAX_SCHEMA_BYTES`], [`MAX_SCHEMA_DEPTH`] or [`MAX_SCHEMA_FIELDS`], or with a
+    /// recursive definition, is [`ConfigError::UnsupportedSchema`] naming the key and the limit.
     pub fn from_json(key: &str, schema: &Value) -> Result<Self, ConfigError> {
+        let unsupported = |reason: String| ConfigError::UnsupportedSchema {
+            key: key.to_owned(),
+            reason,
+        };
+        if !fits_in(schema, MAX_SCHEMA_BYTES) {
+            return Err(unsupported(format!(
+                "it is larger than {MAX_SCHEMA_BYTES} bytes, the most a config schema may be"
+            )));
+        }
+        let empty = Map::new();
         let defs = schema
             .get("$defs")
             .or_else(|| schema.get("definitions"))
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let root = build(schema, &defs, 0);
+            .unwrap_or(&empty);
+        let mut expander = Expander {
+            defs,
+            memo: HashMap::new(),
+            active: Vec::new(),
+            nodes: 0,
+            deepest: 0,
+        };
+        let root = expander
+            .build(schema, 0)
+            .map_err(|limit| unsupported(limit.reason()))?;
         if !matches!(root.shape, Shape::Struct { .. }) {
             return Err(ConfigError::UnsupportedSchema {
                 key: key.to_owned(),
@@ -269,7 +308,7 @@ fn keep_undeclared(node: &Node, stored: &Map<String, Value>, new: &mut Map<Strin
 
 fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
     let mut cur = schema;
-    for _ in 0..MAX_DEPTH {
+    for _ in 0..MAX_SCHEMA_DEPTH {
         let Some(reference) = cur.get("$ref").and_then(Value::as_str) else {
             return cur;
         };
@@ -289,122 +328,251 @@ fn is_null_schema(v: &Value) -> bool {
         || v.get("const").is_some_and(Value::is_null)
 }
 
-fn build(schema: &Value, defs: &Map<String, Value>, depth: usize) -> Node {
-    let outer = schema;
-    let schema = resolve(schema, defs);
-    let flag = |v: &Value, name: &str| v.get(name).and_then(Value::as_bool) == Some(true);
-    let mut node = Node {
-        secret: flag(outer, "x-secret")
-            || flag(outer, "writeOnly")
-            || flag(schema, "x-secret")
-            || flag(schema, "writeOnly"),
-        description: outer
-            .get("description")
-            .or_else(|| schema.get("description"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        default: outer
-            .get("default")
-            .or_else(|| schema.get("default"))
-            .cloned(),
-        nullable: false,
-        minimum: schema.get("minimum").and_then(Value::as_f64),
-        maximum: schema.get("maximum").and_then(Value::as_f64),
-        shape: Shape::Leaf(FieldKind::Any),
-    };
-    if depth > MAX_DEPTH {
-        return node;
+/// Why a schema cannot be expanded (see [`ConfigSchema::from_json`]).
+enum Limit {
+    Depth,
+    Fields,
+    Cycle(Vec<String>),
+}
+
+impl Limit {
+    fn reason(&self) -> String {
+        match self {
+            Self::Depth => format!(
+                "its fields nest deeper than {MAX_SCHEMA_DEPTH} levels (structs, anyOf/allOf and \
+                 $ref each count one), the most a config schema may have"
+            ),
+            Self::Fields => format!(
+                "it expands to more than {MAX_SCHEMA_FIELDS} fields (each use of a definition \
+                 counted), the most a config schema may have"
+            ),
+            Self::Cycle(chain) => {
+                let names: Vec<String> = chain.iter().map(|n| shown(n)).collect();
+                format!(
+                    "definition {} refers to itself ({}); a recursive type has no finite list \
+                     of fields: give the recursive field a JSON value type (serde_json::Value) \
+                     or break the cycle",
+                    names.first().map_or("?", String::as_str),
+                    names.join(" -> ")
+                )
+            }
+        }
+    }
+}
+
+/// A definition name from a stored schema, quoted and cut short for a message.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    format!("{cut:?}")
+}
+
+/// Whether `value` serialises to at most `limit` bytes (counted, stopping at the limit).
+fn fits_in(value: &Value, limit: usize) -> bool {
+    struct Counter {
+        left: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { left: limit }, value).is_ok()
+}
+
+/// A definition expanded once: its node, how many nodes it holds and how many levels it adds.
+struct Expanded {
+    node: Node,
+    nodes: usize,
+    height: usize,
+}
+
+/// Expands a schema into a [`Node`] tree within the limits, each definition once.
+struct Expander<'a> {
+    defs: &'a Map<String, Value>,
+    memo: HashMap<String, Expanded>,
+    /// The definitions being expanded now, outermost first: a `$ref` to one is a cycle.
+    active: Vec<String>,
+    /// Nodes in the tree so far (every use of a definition counted).
+    nodes: usize,
+    /// The deepest level reached so far.
+    deepest: usize,
+}
+
+impl Expander<'_> {
+    fn count(&mut self, nodes: usize) -> Result<(), Limit> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > MAX_SCHEMA_FIELDS {
+            return Err(Limit::Fields);
+        }
+        Ok(())
     }
 
-    // `Option<T>`: `anyOf: [T, {type: null}]` (or oneOf) — unwrap to T, remember nullability.
-    for combinator in ["anyOf", "oneOf"] {
-        if let Some(alts) = schema.get(combinator).and_then(Value::as_array) {
-            let non_null: Vec<&Value> = alts.iter().filter(|a| !is_null_schema(a)).collect();
-            let has_null = non_null.len() != alts.len();
-            if non_null.len() == 1 {
-                let inner = build(non_null[0], defs, depth + 1);
-                return merge_outer(node, inner, has_null);
+    fn reach(&mut self, depth: usize) -> Result<(), Limit> {
+        if depth > MAX_SCHEMA_DEPTH {
+            return Err(Limit::Depth);
+        }
+        self.deepest = self.deepest.max(depth);
+        Ok(())
+    }
+
+    /// The node of definition `name` (`$ref`'d at `depth`), expanded on first use.
+    fn definition(&mut self, name: &str, target: &Value, depth: usize) -> Result<Node, Limit> {
+        if let Some(at) = self.active.iter().position(|n| n == name) {
+            let mut chain = self.active[at..].to_vec();
+            chain.push(name.to_owned());
+            return Err(Limit::Cycle(chain));
+        }
+        if let Some((nodes, height)) = self.memo.get(name).map(|d| (d.nodes, d.height)) {
+            // Within the limits first, so an over-budget use costs no copy.
+            self.reach(depth + height)?;
+            self.count(nodes)?;
+            if let Some(done) = self.memo.get(name) {
+                return Ok(done.node.clone());
             }
-            // A unit enum with documented variants: every alternative is a const/enum.
-            let mut values = Vec::new();
-            let all_consts = non_null.iter().all(|a| {
-                let a = resolve(a, defs);
-                if let Some(c) = a.get("const") {
-                    values.push(c.clone());
-                    true
-                } else if let Some(e) = a.get("enum").and_then(Value::as_array) {
-                    values.extend(e.iter().filter(|v| !v.is_null()).cloned());
-                    true
-                } else {
-                    false
+        }
+        let (nodes_before, deepest_before) = (self.nodes, self.deepest);
+        self.deepest = depth;
+        self.active.push(name.to_owned());
+        let node = self.build(target, depth)?;
+        self.active.pop();
+        let expanded = Expanded {
+            node: node.clone(),
+            nodes: self.nodes - nodes_before,
+            height: self.deepest - depth,
+        };
+        self.deepest = self.deepest.max(deepest_before);
+        self.memo.insert(name.to_owned(), expanded);
+        Ok(node)
+    }
+
+    fn build(&mut self, schema: &Value, depth: usize) -> Result<Node, Limit> {
+        self.reach(depth)?;
+        let flag = |v: &Value, name: &str| v.get(name).and_then(Value::as_bool) == Some(true);
+        let own = |v: &Value| Node {
+            secret: flag(v, "x-secret") || flag(v, "writeOnly"),
+            description: v
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            default: v.get("default").cloned(),
+            nullable: false,
+            minimum: v.get("minimum").and_then(Value::as_f64),
+            maximum: v.get("maximum").and_then(Value::as_f64),
+            shape: Shape::Leaf(FieldKind::Any),
+        };
+        // A `$ref` to a definition: its (shared) node, with what the referring schema adds.
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            let name = reference
+                .rsplit_once('/')
+                .map_or(reference, |(_, name)| name);
+            if let Some(target) = self.defs.get(name) {
+                let inner = self.definition(name, target, depth + 1)?;
+                return Ok(merge_outer(own(schema), inner, false));
+            }
+        }
+        self.count(1)?;
+        let mut node = own(schema);
+
+        // `Option<T>`: `anyOf: [T, {type: null}]` (or oneOf) — unwrap to T, remember nullability.
+        for combinator in ["anyOf", "oneOf"] {
+            if let Some(alts) = schema.get(combinator).and_then(Value::as_array) {
+                let non_null: Vec<&Value> = alts.iter().filter(|a| !is_null_schema(a)).collect();
+                let has_null = non_null.len() != alts.len();
+                if non_null.len() == 1 {
+                    let inner = self.build(non_null[0], depth + 1)?;
+                    return Ok(merge_outer(node, inner, has_null));
                 }
-            });
-            node.nullable = has_null;
-            node.shape = Shape::Leaf(if all_consts && !values.is_empty() {
-                FieldKind::Enum(values)
-            } else {
-                FieldKind::Any
-            });
-            return node;
-        }
-    }
-    if let Some(all) = schema.get("allOf").and_then(Value::as_array)
-        && all.len() == 1
-    {
-        let inner = build(&all[0], defs, depth + 1);
-        return merge_outer(node, inner, false);
-    }
-
-    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        node.nullable = values.iter().any(Value::is_null);
-        node.shape = Shape::Leaf(FieldKind::Enum(
-            values.iter().filter(|v| !v.is_null()).cloned().collect(),
-        ));
-        return node;
-    }
-    if let Some(c) = schema.get("const") {
-        node.shape = Shape::Leaf(FieldKind::Enum(vec![c.clone()]));
-        return node;
-    }
-
-    let types: Vec<&str> = match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    node.nullable = types.contains(&"null");
-    let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
-    let kind = match types.as_slice() {
-        ["string"] => FieldKind::String,
-        ["integer"] => FieldKind::Integer,
-        ["number"] => FieldKind::Number,
-        ["boolean"] => FieldKind::Boolean,
-        ["array"] => FieldKind::Array,
-        ["object"] => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                let required = schema
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .map(|r| {
-                        r.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let props = props
-                    .iter()
-                    .map(|(name, s)| (name.clone(), build(s, defs, depth + 1)))
-                    .collect();
-                node.shape = Shape::Struct { props, required };
-                return node;
+                // A unit enum with documented variants: every alternative is a const/enum.
+                let mut values = Vec::new();
+                let all_consts = non_null.iter().all(|a| {
+                    let a = resolve(a, self.defs);
+                    if let Some(c) = a.get("const") {
+                        values.push(c.clone());
+                        true
+                    } else if let Some(e) = a.get("enum").and_then(Value::as_array) {
+                        values.extend(e.iter().filter(|v| !v.is_null()).cloned());
+                        true
+                    } else {
+                        false
+                    }
+                });
+                node.nullable = has_null;
+                node.shape = Shape::Leaf(if all_consts && !values.is_empty() {
+                    FieldKind::Enum(values)
+                } else {
+                    FieldKind::Any
+                });
+                return Ok(node);
             }
-            FieldKind::Object
         }
-        _ => FieldKind::Any,
-    };
-    node.shape = Shape::Leaf(kind);
-    node
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array)
+            && all.len() == 1
+        {
+            let inner = self.build(&all[0], depth + 1)?;
+            return Ok(merge_outer(node, inner, false));
+        }
+
+        if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+            node.nullable = values.iter().any(Value::is_null);
+            node.shape = Shape::Leaf(FieldKind::Enum(
+                values.iter().filter(|v| !v.is_null()).cloned().collect(),
+            ));
+            return Ok(node);
+        }
+        if let Some(c) = schema.get("const") {
+            node.shape = Shape::Leaf(FieldKind::Enum(vec![c.clone()]));
+            return Ok(node);
+        }
+
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        node.nullable = types.contains(&"null");
+        let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+        let kind = match types.as_slice() {
+            ["string"] => FieldKind::String,
+            ["integer"] => FieldKind::Integer,
+            ["number"] => FieldKind::Number,
+            ["boolean"] => FieldKind::Boolean,
+            ["array"] => FieldKind::Array,
+            ["object"] => {
+                if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                    let required = schema
+                        .get("required")
+                        .and_then(Value::as_array)
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let mut built = Vec::with_capacity(props.len());
+                    for (name, s) in props {
+                        built.push((name.clone(), self.build(s, depth + 1)?));
+                    }
+                    node.shape = Shape::Struct {
+                        props: built,
+                        required,
+                    };
+                    return Ok(node);
+                }
+                FieldKind::Object
+            }
+            _ => FieldKind::Any,
+        };
+        node.shape = Shape::Leaf(kind);
+        Ok(node)
+    }
 }
 
 /// Combine what the outer schema says (description, default, secret flag) with the unwrapped
@@ -726,5 +894,117 @@ mod tests {
             !text.contains("ratio"),
             "null is fine for an Option: {text}"
         );
+    }
+
+    /// `ConfigSchema::from_json` of `schema` on its own thread: its result, or a failed test
+    /// when it has not returned after 10 s (the watchdog, not a timing assertion).
+    fn parse_with_watchdog(schema: Value) -> Result<ConfigSchema, ConfigError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(ConfigSchema::from_json("app", &schema));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the schema parse did not return within 10 s")
+    }
+
+    /// Issue 20 finding 3: the 236-byte schema whose one definition has three properties that
+    /// `$ref` the definition itself (exponential before: 5.8 GB and more than 60 s).
+    #[test]
+    fn a_self_referencing_definition_is_refused_at_once() {
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "App",
+            "$ref": "#/$defs/n",
+            "$defs": {"n": {"type": "object", "properties": {
+                "a": {"$ref": "#/$defs/n"},
+                "b": {"$ref": "#/$defs/n"},
+                "c": {"$ref": "#/$defs/n"}
+            }}}
+        });
+        assert!(
+            schema.to_string().len() < 240,
+            "{}",
+            schema.to_string().len()
+        );
+        let err = parse_with_watchdog(schema).expect_err("a cycle");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"app\"") && text.contains("refers to itself"),
+            "{text}"
+        );
+    }
+
+    /// Definitions that multiply without a cycle, nest too deep, or a schema too large: each an
+    /// error naming the key and the limit.
+    #[test]
+    fn schemas_over_the_limits_are_refused_naming_the_limit() {
+        // 12 definitions, each with three properties of the next: 3^12 fields.
+        let mut defs = Map::new();
+        for i in 0..12 {
+            let next = json!({"$ref": format!("#/$defs/d{}", i + 1)});
+            defs.insert(
+                format!("d{i}"),
+                json!({"type": "object", "properties": {"a": next, "b": next, "c": next}}),
+            );
+        }
+        defs.insert("d12".into(), json!({"type": "string"}));
+        let err = parse_with_watchdog(json!({"$ref": "#/$defs/d0", "$defs": defs}))
+            .expect_err("too many fields");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"app\"") && text.contains(&MAX_SCHEMA_FIELDS.to_string()),
+            "{text}"
+        );
+
+        // A chain of 40 nested structs.
+        let mut leaf = json!({"type": "string"});
+        for _ in 0..40 {
+            leaf = json!({"type": "object", "properties": {"x": leaf}});
+        }
+        let err = parse_with_watchdog(leaf).expect_err("too deep");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"app\"") && text.contains(&MAX_SCHEMA_DEPTH.to_string()),
+            "{text}"
+        );
+
+        let big = "x".repeat(MAX_SCHEMA_BYTES);
+        let err =
+            parse_with_watchdog(json!({"type": "object", "description": big, "properties": {}}))
+                .expect_err("too large");
+        assert!(
+            err.to_string().contains(&MAX_SCHEMA_BYTES.to_string()),
+            "{err}"
+        );
+    }
+
+    /// A definition used in several places is expanded once and shared, and its flags and the
+    /// referring property's description both apply.
+    #[test]
+    fn a_shared_definition_types_every_place_it_is_used() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "primary": {"$ref": "#/$defs/db", "description": "Main."},
+                "replica": {"anyOf": [{"$ref": "#/$defs/db"}, {"type": "null"}]}
+            },
+            "$defs": {"db": {"type": "object", "properties": {
+                "port": {"type": "integer", "maximum": 9},
+                "password": {"type": "string", "x-secret": true}
+            }}}
+        });
+        let s = parse_with_watchdog(schema).expect("valid");
+        let dotted: Vec<String> = s.fields().iter().map(Field::dotted).collect();
+        assert_eq!(
+            dotted,
+            [
+                "primary.password",
+                "primary.port",
+                "replica.password",
+                "replica.port"
+            ]
+        );
+        assert!(s.fields()[0].secret && s.fields()[2].secret);
+        assert_eq!(s.fields()[3].maximum, Some(9.0));
     }
 }

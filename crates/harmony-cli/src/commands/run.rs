@@ -2,6 +2,8 @@
 //! variables. By default named exactly as `harmony_config::EnvSource` reads them
 //! (`HARMONY_<KEY>_<FIELD>`), so a Rust program using `ConfigManager` gets its whole config from
 //! the environment with no network call; `--plain` gives `FIELD` names for any other program.
+//! Every name passes [`crate::env_names`] (no startup-changing or harmony-own variable), and
+//! dotenv values are single-quoted ([`crate::document::shell_quote`]).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -11,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::UsageError;
 use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
 use crate::context::Context;
-use crate::document::{MASK, leaves};
+use crate::document::{MASK, leaves, shell_quote};
+use crate::env_names::NameRules;
 use crate::offline::{Read, read_documents};
 
 /// One variable and whether its value is a secret.
@@ -30,6 +33,7 @@ struct Variables {
 
 /// Read every document and turn its leaves into variables.
 async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
+    let rules = NameRules::new(&args.allow_name)?;
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
     let mut versions = Vec::with_capacity(args.configs.len());
     for read in read_documents(ctx, &args.configs, &args.cache).await? {
@@ -49,6 +53,7 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
             };
             let name = format!("{}{base}", args.prefix.as_deref().unwrap_or_default());
             let from = format!("{key}.{}", path.join("."));
+            rules.check(&name, &from)?;
             if let Some(earlier) = vars.get(&name) {
                 return Err(UsageError(format!(
                     "{from} and {} would both be {name}; drop --plain or give one of them a --prefix \
@@ -74,12 +79,31 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
     Ok(Variables { vars, versions })
 }
 
+/// A value with a NUL byte, which no environment variable or shell word can carry (an error
+/// naming the field, never the value).
+fn nul_error(var: &Var) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} holds a NUL byte, which no environment variable can carry; fix that value \
+         (`harmony export --format json` shows it escaped)",
+        var.from
+    )
+}
+
+/// [`nul_error`] for the first such value.
+fn refuse_nul(vars: &BTreeMap<String, Var>) -> anyhow::Result<()> {
+    match vars.values().find(|v| v.value.contains('\0')) {
+        Some(var) => Err(nul_error(var)),
+        None => Ok(()),
+    }
+}
+
 /// `harmony run`.
 pub async fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(UsageError("name the program to run after `--`".to_owned()).into());
     };
     let read = variables(ctx, &args.env).await?;
+    refuse_nul(&read.vars)?;
     let command = program_command(&read.vars, program, rest, args.override_env, true);
     tracing::debug!(
         variables = read.vars.len(),
@@ -130,6 +154,7 @@ pub(super) async fn reread(
         .split_first()
         .ok_or_else(|| UsageError("name the program to run after `--`".to_owned()))?;
     let read = variables(ctx, &args.env).await?;
+    refuse_nul(&read.vars)?;
     Ok((
         program_command(&read.vars, program, rest, args.override_env, false),
         read.versions,
@@ -173,14 +198,13 @@ pub async fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode
     };
     match args.format {
         Format::Dotenv => {
+            // All lines first: a refused value leaves no half-written file.
+            let mut out = String::new();
             for (name, var) in &vars {
-                let escaped = shown(var)
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('$', "\\$")
-                    .replace('\n', "\\n");
-                println!("{name}=\"{escaped}\"");
+                let quoted = shell_quote(&shown(var)).ok_or_else(|| nul_error(var))?;
+                out.push_str(&format!("{name}={quoted}\n"));
             }
+            print!("{out}");
         }
         Format::Json | Format::Yaml => {
             let map: Map<String, Value> = vars

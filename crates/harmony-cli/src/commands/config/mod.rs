@@ -50,7 +50,10 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
             key,
             assignments,
             from_file,
-        } => set(&team, key, assignments, from_file.as_deref()).await,
+        } => {
+            let assignments = values_from_stdin_or_prompt(&team, key, assignments, ctx).await?;
+            set(&team, key, &assignments, from_file.as_deref()).await
+        }
         ConfigCommand::Edit { key } => edit::run(ctx, &team, key).await,
         ConfigCommand::History { key } => history(ctx, &team, key).await,
         ConfigCommand::Diff { key, v1, v2 } => diff(ctx, &team, key, *v1, *v2).await,
@@ -293,7 +296,13 @@ fn get(
                     &path,
                     v.clone(),
                 );
-                print!("{}", typing.to_dotenv(&wrapper, false))
+                check_dotenv_names(&typing, key, &wrapper)?;
+                print!(
+                    "{}",
+                    typing
+                        .to_dotenv(&wrapper, false)
+                        .map_err(anyhow::Error::msg)?
+                )
             }
             (Format::Yaml, Value::String(s)) => println!("{s}"),
             (Format::Yaml, v) => print!("{}", serde_yaml::to_string(v)?),
@@ -303,13 +312,31 @@ fn get(
     if !reveal {
         value = typing.masked(&value);
     }
+    if format == Format::Dotenv {
+        check_dotenv_names(&typing, key, &value)?;
+    }
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
         Format::Yaml => print!("{}", typing.to_yaml(&value, false)),
-        Format::Dotenv => print!("{}", typing.to_dotenv(&value, false)),
+        Format::Dotenv => print!(
+            "{}",
+            typing
+                .to_dotenv(&value, false)
+                .map_err(anyhow::Error::msg)?
+        ),
     }
     eprintln!("{key}: version {}", doc.version);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The names a dotenv rendering of `value` sets pass the same rules as `export`'s
+/// ([`crate::env_names`]): none of harmony's own variables.
+fn check_dotenv_names(typing: &Typing, key: &str, value: &Value) -> anyhow::Result<()> {
+    let rules = crate::env_names::NameRules::default();
+    for (path, _) in leaves(value).into_iter().filter(|(p, _)| !p.is_empty()) {
+        rules.check(&typing.env_var(&path), &format!("{key}.{}", path.join(".")))?;
+    }
+    Ok(())
 }
 
 /// Parse a whole document from a file: JSON or YAML (by extension, else whichever parses).
@@ -345,6 +372,117 @@ fn read_document_file(path: &std::path::Path) -> anyhow::Result<Map<String, Valu
         .into()),
         Err(reason) => Err(UsageError(format!("{}: {reason}", path.display())).into()),
     }
+}
+
+/// The most bytes `FIELD=-` reads from stdin.
+const MAX_STDIN_VALUE: u64 = 1 << 20;
+
+/// `assignments` with each value that is not on the command line filled in: `FIELD=-` reads
+/// that one value from stdin (one trailing newline dropped), a bare `FIELD` asks for it on a
+/// terminal (masked for a secret field). Values then never reach `/proc/PID/cmdline`.
+async fn values_from_stdin_or_prompt(
+    team: &Team,
+    key: &str,
+    assignments: &[String],
+    ctx: &Context,
+) -> anyhow::Result<Vec<String>> {
+    let from_stdin = assignments
+        .iter()
+        .filter(|a| a.split_once('=').is_some_and(|(_, v)| v == "-"))
+        .count();
+    if from_stdin > 1 {
+        return Err(UsageError(
+            "only one FIELD=- per call: stdin holds one value (run `harmony config set` once \
+             per field read from stdin)"
+                .to_owned(),
+        )
+        .into());
+    }
+    let bare: Vec<&String> = assignments.iter().filter(|a| !a.contains('=')).collect();
+    if !bare.is_empty() && !ctx.interactive {
+        return Err(UsageError(format!(
+            "{} has no value, and stdin is not a terminal to ask for it on; give {0}=VALUE, or \
+             {0}=- to read the value from stdin",
+            bare[0]
+        ))
+        .into());
+    }
+    // The schema says which prompts are secret (`set` says "untyped" itself when there is none).
+    let typing = if bare.is_empty() {
+        None
+    } else {
+        let stored = team.schema(key).await?;
+        Some(
+            Typing::new(key, stored.as_ref().map(|v| &v.value))
+                .with_context(|| format!("the schema stored for {key} cannot be used"))?,
+        )
+    };
+    let mut out = Vec::with_capacity(assignments.len());
+    for a in assignments {
+        match a.split_once('=') {
+            Some((field, "-")) => {
+                let value = tokio::task::spawn_blocking(read_stdin_value)
+                    .await
+                    .context("the stdin reader did not finish")?
+                    .map_err(|e| UsageError(format!("{field}=-: {e}")))?;
+                out.push(format!("{field}={value}"));
+            }
+            Some(_) => out.push(a.clone()),
+            None => {
+                let path = split_path(a);
+                let Some(typing) = typing
+                    .as_ref()
+                    .filter(|t| !t.is_typed() || t.field(&path).is_some())
+                else {
+                    // Unknown field: `assign` says which fields there are, before any typing.
+                    out.push(format!("{a}="));
+                    continue;
+                };
+                let prompt = format!("{key}.{a}:");
+                let secret = typing.is_secret(&path);
+                let value = tokio::task::spawn_blocking(move || {
+                    if secret {
+                        inquire::Password::new(&prompt)
+                            .without_confirmation()
+                            .with_display_mode(inquire::PasswordDisplayMode::Masked)
+                            .prompt()
+                    } else {
+                        inquire::Text::new(&prompt).prompt()
+                    }
+                })
+                .await
+                .context("the prompt did not finish")?
+                .with_context(|| format!("reading the value of {key}.{a}"))?;
+                out.push(format!("{a}={value}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One value from stdin: UTF-8, at most [`MAX_STDIN_VALUE`] bytes, one trailing newline (`\n`
+/// or `\r\n`) dropped. Errors never quote the input.
+fn read_stdin_value() -> Result<String, String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(MAX_STDIN_VALUE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if bytes.len() as u64 > MAX_STDIN_VALUE {
+        return Err(format!(
+            "the value on stdin is longer than {MAX_STDIN_VALUE} bytes"
+        ));
+    }
+    let mut text =
+        String::from_utf8(bytes).map_err(|_| "the value on stdin is not UTF-8 text".to_owned())?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 async fn set(
