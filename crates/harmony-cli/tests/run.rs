@@ -653,3 +653,113 @@ async fn unencrypted_copies_are_said_once() {
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
 }
+
+/// The cache file whose header names a location ending in `suffix` (e.g. `harmony/shop`).
+fn cached_file_of(data: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    cached_files(data)
+        .into_iter()
+        .find(|file| {
+            let text = std::fs::read_to_string(file).expect("read");
+            let entry: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            entry["location"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(suffix))
+        })
+        .unwrap_or_else(|| panic!("no cached copy of {suffix}"))
+}
+
+/// `--offline` says which copy it serves (version and age, one line); in encrypted mode (real
+/// Linux keyutils) a plain entry planted in the cache directory is refused, quoting nothing.
+#[tokio::test]
+async fn offline_names_its_copy_and_refuses_a_planted_plain_entry() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "shop"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let echo = ["--", "sh", "-c", "echo $HARMONY_SHOP_WORKERS"];
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--offline"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "4");
+    let text = stderr(&out);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("offline copy of shop (version 1, read "))
+            .count(),
+        1,
+        "{text}"
+    );
+
+    let file = cached_file_of(data.path(), "harmony/shop");
+    let mut entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("JSON");
+    let object = entry.as_object_mut().expect("object");
+    object.remove("sealed");
+    object.insert(
+        "value".into(),
+        serde_json::json!({"workers": 666, "database": {"host": "evil.example", "port": 1, "password": "planted-pw"}}),
+    );
+    std::fs::write(&file, serde_json::to_vec(&entry).expect("JSON")).expect("plant");
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--offline"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(text.contains("not encrypted"), "{text}");
+    assert!(
+        !text.contains("planted-pw") && !text.contains("evil.example"),
+        "{text}"
+    );
+}
+
+/// A schema copy that is gone or damaged does not mean "nothing is secret": offline, every
+/// value is masked unless `--reveal`, and stderr says why.
+#[tokio::test]
+async fn a_lost_schema_copy_masks_every_value_offline() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "shop"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema = cached_file_of(data.path(), "_schema/shop");
+    for damage in ["delete", "garble"] {
+        match damage {
+            "delete" => std::fs::remove_file(&schema).expect("delete"),
+            _ => std::fs::write(&schema, b"{\"format\":1,").expect("garble"),
+        }
+        let out = cmd(data.path(), &bao)
+            .args(["config", "get", "shop", "--offline", "--format", "json"])
+            .output()
+            .expect("get");
+        assert!(out.status.success(), "{damage}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(doc["workers"], "********", "{damage}: {doc}");
+        assert_eq!(doc["database"]["host"], "********", "{damage}: {doc}");
+        assert_eq!(doc["database"]["password"], "********", "{damage}: {doc}");
+        let text = stderr(&out);
+        assert!(
+            text.contains("schema") && text.contains("every value is masked"),
+            "{damage}: {text}"
+        );
+        assert!(!text.contains(PASSWORD), "{text}");
+
+        let out = cmd(data.path(), &bao)
+            .args(["config", "get", "shop", "--offline", "--format", "json"])
+            .arg("--reveal")
+            .output()
+            .expect("get");
+        assert!(out.status.success(), "{damage}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(doc["workers"], 4, "{damage}: {doc}");
+        assert_eq!(doc["database"]["password"], PASSWORD, "{damage}");
+    }
+}
