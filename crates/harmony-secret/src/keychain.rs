@@ -1,15 +1,17 @@
 //! Where a cached session keeps its tokens: the OS keychain or the 0600 session file itself. On
 //! Linux the keychain is the kernel's keyutils, the user keyring (`@u`, the one `keyctl add user
-//! NAME DATA @u` writes: shared by the user's processes, gone at reboot; each key readable by a
-//! possessor and by the user's own processes, including those whose session keyring does not
-//! link `@u` — no one else); elsewhere the `keyring`
-//! crate's native store (macOS Keychain, Windows Credential Manager — not run on this project's
-//! machines).
+//! NAME DATA @u` writes: shared by the user's processes, gone at reboot). Each of Harmony's keys
+//! is readable by a possessor and by the user's own processes, including those whose session
+//! keyring does not link `@u`, and by no one else; a key this process cannot read (one written
+//! with the kernel's default permissions, seen from such a process) counts as absent. Elsewhere
+//! the `keyring` crate's native store (macOS Keychain, Windows Credential Manager — not run on
+//! this project's machines).
 //!
 //! With the keychain, the session file stays (0600, atomic, locked as before: listing, locking and
 //! forgetting sessions work the same) but holds no secret: its `token` is empty and `secrets`
 //! says `keychain`; the OpenBao token and the newest refresh token live in one keychain entry
-//! (service `harmony`, account = the session file's name). The choice is
+//! (service `harmony`, account `session-` and a hash of the session file's path). Forgetting a
+//! session deletes that entry whatever the store setting is now. The choice is
 //! [`vars::HARMONY_SESSION_STORE`] (`keychain` or `file`); by default the keychain when one answers
 //! (probed once per process), else the file.
 

@@ -753,6 +753,16 @@ mod tests {
         assert!(err.to_string().contains("lock"), "{err}");
         assert!(!target.exists(), "the symlink was followed");
         assert!(keychain::get_text(&account).expect("test step").is_none());
+
+        // Without the symlink the key is made under a lock file in the cache directory itself.
+        std::fs::remove_file(dir.path().join(KEY_LOCK_FILE)).expect("test step");
+        scope
+            .save("secret/data/harmony/app", 1, &serde_json::json!({"a": 1}))
+            .await
+            .expect("test step");
+        let lock = std::fs::symlink_metadata(dir.path().join(KEY_LOCK_FILE)).expect("test step");
+        assert!(lock.is_file());
+        keychain::delete(&account).expect("test step");
     }
 
     /// In encrypted mode an unencrypted entry (planted by something that can write the cache
