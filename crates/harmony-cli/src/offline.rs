@@ -1,10 +1,15 @@
 //! Reading documents the way `run`, `export` and `config get` do: online (then the copy is kept in
 //! the offline cache, [`harmony_secret::offline`]), or from that cache when OpenBao is
 //! unreachable or sealed (one warning with the copy's age and version), or only from the cache
-//! with `--offline`.
+//! with `--offline` (one line naming the copy's version and age).
+//!
+//! The schema's copy is saved before the document's, and a document without a schema keeps a
+//! `null` copy saying so. A schema copy that is missing or unusable fails closed: every value is
+//! masked (as if every field were `x-secret`) unless `--reveal`, and stderr says why.
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use harmony_secret::offline::{CacheScope, CachedDocument, OfflineCache, Saved};
 use harmony_secret::{OpenbaoSettings, SecretError, Versioned};
 use serde_json::Value;
@@ -60,12 +65,16 @@ pub async fn read_documents(
             .as_ref()
             .expect("--offline conflicts with --no-cache");
         let copies = cached(&places, scope, keys).await?;
+        for (key, doc, _) in &copies {
+            check_age(key, doc, cache.max_age, None)?;
+        }
+        eprintln!(
+            "harmony: --offline: using the offline copy of {}",
+            listed(&copies)
+        );
         return copies
             .into_iter()
-            .map(|(key, doc, schema)| {
-                check_age(&key, &doc, cache.max_age, None)?;
-                into_read(&places, key, doc, schema)
-            })
+            .map(|(key, doc, schema)| into_read(&places, key, doc, schema))
             .collect();
     }
     let online = read_online(ctx, keys).await;
@@ -98,7 +107,20 @@ pub async fn read_documents(
             return Err(error.context(format!("OpenBao did not answer and {too_old}")));
         }
     }
-    let listed: Vec<String> = copies
+    eprintln!(
+        "warning: {}; using the offline copy of {} (--max-age bounds its age, --no-cache refuses it)",
+        short_reason(&error),
+        listed(&copies)
+    );
+    copies
+        .into_iter()
+        .map(|(key, doc, schema)| into_read(&places, key, doc, schema))
+        .collect()
+}
+
+/// `KEY (version N, read AGE ago), …`.
+fn listed(copies: &[Copy]) -> String {
+    copies
         .iter()
         .map(|(key, doc, _)| {
             format!(
@@ -107,16 +129,8 @@ pub async fn read_documents(
                 human_age(doc.age())
             )
         })
-        .collect();
-    eprintln!(
-        "warning: {}; using the offline copy of {} (--max-age bounds its age, --no-cache refuses it)",
-        short_reason(&error),
-        listed.join(", ")
-    );
-    copies
-        .into_iter()
-        .map(|(key, doc, schema)| into_read(&places, key, doc, schema))
-        .collect()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 type Online = (String, Versioned<Value>, Option<Versioned<Value>>);
@@ -138,15 +152,19 @@ async fn read_online(ctx: &Context, keys: &[String]) -> anyhow::Result<Vec<Onlin
 async fn keep_copies(places: &Places, scope: &CacheScope, reads: &[Online]) {
     let mut said_plain = false;
     for (key, doc, schema) in reads {
-        let mut saves = vec![(places.document(key), doc)];
-        if let Some(schema) = schema {
-            saves.push((places.schema(key), schema));
-        }
-        for (location, versioned) in saves {
-            match scope
-                .save(&location, versioned.version, &versioned.value)
-                .await
-            {
+        // The schema first: a document copy never stands without the schema read with it. No
+        // schema is kept as `null`, so a missing copy means lost, not untyped.
+        let no_schema = Value::Null;
+        let schema = match schema {
+            Some(schema) => (schema.version, &schema.value),
+            None => (0, &no_schema),
+        };
+        let saves = [
+            (places.schema(key), schema),
+            (places.document(key), (doc.version, &doc.value)),
+        ];
+        for (location, (version, value)) in saves {
+            match scope.save(&location, version, value).await {
                 Ok(Saved::Plain { first_time: true }) if !said_plain => {
                     said_plain = true;
                     eprintln!(
@@ -167,7 +185,15 @@ async fn keep_copies(places: &Places, scope: &CacheScope, reads: &[Online]) {
     }
 }
 
-type Copy = (String, CachedDocument, Option<CachedDocument>);
+/// The cached schema of a document.
+enum SchemaCopy {
+    /// The schema read with the document (`None`: it had none).
+    Kept(Option<Value>),
+    /// Missing or unusable, and why: every value is then masked.
+    Unusable(String),
+}
+
+type Copy = (String, CachedDocument, SchemaCopy);
 
 /// Every key's cached copy (and schema, when one was cached), or an error naming the first key
 /// without one.
@@ -182,8 +208,13 @@ async fn cached(places: &Places, scope: &CacheScope, keys: &[String]) -> anyhow:
                 places.settings.namespace().unwrap_or("root"),
             );
         };
-        // A schema copy that cannot be used only loses the typing, not the read.
-        let schema = scope.load(&places.schema(key)).await.unwrap_or(None);
+        // A schema copy that cannot be used does not stop the read; it masks every value.
+        let schema = match scope.load(&places.schema(key)).await {
+            Ok(Some(copy)) if copy.value.is_null() => SchemaCopy::Kept(None),
+            Ok(Some(copy)) => SchemaCopy::Kept(Some(copy.value)),
+            Ok(None) => SchemaCopy::Unusable("there is no copy of its schema".to_owned()),
+            Err(e) => SchemaCopy::Unusable(crate::render_chain(&anyhow::Error::new(e))),
+        };
         copies.push((key.clone(), doc, schema));
     }
     Ok(copies)
@@ -193,9 +224,20 @@ fn into_read(
     places: &Places,
     key: String,
     doc: CachedDocument,
-    schema: Option<CachedDocument>,
+    schema: SchemaCopy,
 ) -> anyhow::Result<Read> {
-    let typing = typing(&key, schema.as_ref().map(|s| &s.value), places)?;
+    let typing = match schema {
+        SchemaCopy::Kept(schema) => typing(&key, schema.as_ref(), places)?,
+        SchemaCopy::Unusable(why) => {
+            eprintln!(
+                "warning: the offline copy of {key}'s schema cannot be used ({why}); every value \
+                 is masked, since which fields are secret is unknown (--reveal shows them; the \
+                 next read while OpenBao answers keeps the schema again)"
+            );
+            Typing::new(&key, Some(&all_secret(&doc.value)))
+                .with_context(|| format!("mask the offline copy of {key}"))?
+        }
+    };
     Ok(Read {
         doc: Versioned {
             value: doc.value,
@@ -204,6 +246,26 @@ fn into_read(
         key,
         typing,
     })
+}
+
+/// A schema that types `value` as it is, every leaf `x-secret`.
+fn all_secret(value: &Value) -> Value {
+    let secret = |kind: &str| serde_json::json!({ "type": kind, "x-secret": true });
+    match value {
+        Value::Object(map) => serde_json::json!({
+            "type": "object",
+            "properties": map
+                .iter()
+                .map(|(name, v)| (name.clone(), all_secret(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        }),
+        Value::String(_) => secret("string"),
+        Value::Number(n) if n.is_f64() => secret("number"),
+        Value::Number(_) => secret("integer"),
+        Value::Bool(_) => secret("boolean"),
+        Value::Array(_) => secret("array"),
+        Value::Null => serde_json::json!({ "x-secret": true }),
+    }
 }
 
 fn typing(key: &str, schema: Option<&Value>, places: &Places) -> anyhow::Result<Typing> {

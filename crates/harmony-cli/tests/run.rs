@@ -472,8 +472,13 @@ struct Watched {
 
 impl Watched {
     fn start(data: &std::path::Path, bao: &OpenbaoServer, script: &str) -> Self {
+        Self::start_at(data, bao.url(), bao, script)
+    }
+
+    /// As [`Watched::start`], asking OpenBao at `url` (a proxy in front of `bao`).
+    fn start_at(data: &std::path::Path, url: &str, bao: &OpenbaoServer, script: &str) -> Self {
         let mut child = harmony_std(data)
-            .env(vars::OPENBAO_URL, bao.url())
+            .env(vars::OPENBAO_URL, url)
             .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
             .args([
                 "run",
@@ -524,22 +529,217 @@ impl Watched {
     }
 
     /// SIGTERM to harmony; its exit code once it ends (bounded).
-    fn terminate(mut self) -> (Option<i32>, String) {
+    fn terminate(self) -> (Option<i32>, String) {
+        self.terminate_within(Duration::from_secs(15))
+    }
+
+    /// SIGTERM to harmony; its exit code once it ends, which it must within `limit`.
+    fn terminate_within(mut self, limit: Duration) -> (Option<i32>, String) {
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(sent.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 std::thread::sleep(Duration::from_millis(100));
                 return (status.code(), self.stderr());
             }
-            assert!(std::time::Instant::now() < deadline, "harmony did not end");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "harmony did not end within {limit:?}: {}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // A failed test must not leave harmony running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether process `pid` still runs (a zombie waiting for its parent does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        !matches!(state, Some('Z' | 'X'))
+    })
+}
+
+/// Waits (bounded by `limit`) for `pid` to end; whether it did.
+fn ends_within(pid: u32, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while alive(pid) {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// The pids in a `started PID PID …` line.
+fn pids(line: &str) -> Vec<u32> {
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+/// A program that ignores SIGTERM (and its `sleep`, which inherits that) does not keep harmony
+/// waiting when harmony is told to stop: SIGKILL after --grace reaches the whole group.
+#[tokio::test]
+async fn watch_kills_a_program_that_ignores_sigterm_when_told_to_stop() {
+    let (bao, data) = setup().await;
+    let script = r#"trap '' TERM; sleep 1000 & echo "started $$ $!"; wait"#;
+    let watched = Watched::start(data.path(), &bao, script);
+    let line = watched
+        .next_line(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the program did not start: {}", watched.stderr()));
+    let started = pids(&line);
+    assert_eq!(started.len(), 2, "{line}");
+    let (code, text) = watched.terminate_within(Duration::from_secs(30));
+    assert_eq!(code, Some(137), "ended by SIGKILL: {text}");
+    assert!(text.contains("SIGKILL"), "{text}");
+    for pid in started {
+        assert!(
+            ends_within(pid, Duration::from_secs(10)),
+            "{pid} survived: {text}"
+        );
+    }
+}
+
+/// A restart stops the program's whole process group: a `sleep` started by the shell does not
+/// survive the old configuration.
+#[tokio::test]
+async fn watch_restart_stops_the_programs_whole_group() {
+    let (bao, data) = setup().await;
+    let script = r#"sleep 1000 & echo "started $$ $! w$HARMONY_SHOP_WORKERS"; wait"#;
+    let watched = Watched::start(data.path(), &bao, script);
+    let first = watched
+        .next_line(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the program did not start: {}", watched.stderr()));
+    assert!(first.ends_with(" w4"), "{first}");
+    let old = pids(&first);
+    assert_eq!(old.len(), 2, "{first}");
+    let patched = std::process::Command::new(harmony_testkit::bao_binary().expect("bao"))
+        .env("BAO_ADDR", bao.url())
+        .env("BAO_TOKEN", bao.root_token().expect("root"))
+        .args(["kv", "patch", "-mount=secret", "harmony/shop", "workers=9"])
+        .output()
+        .expect("bao kv patch");
+    assert!(patched.status.success());
+    let second = watched
+        .next_line(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no restart: {}", watched.stderr()));
+    assert!(second.ends_with(" w9"), "{second}");
+    for pid in old {
+        assert!(
+            ends_within(pid, Duration::from_secs(10)),
+            "{pid} of the old program survived the restart: {}",
+            watched.stderr()
+        );
+    }
+    let new = pids(&second);
+    let (_, text) = watched.terminate();
+    for pid in new {
+        assert!(ends_within(pid, Duration::from_secs(10)), "{pid}: {text}");
+    }
+}
+
+/// A TCP proxy to `upstream` that, once `hang` is set, keeps reading requests but forwards and
+/// answers none (a server that accepts and never answers); `held` counts requests it sat on.
+async fn hanging_proxy(
+    upstream: String,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let (hang, held, upstream) = (hang.clone(), held.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut from_server, mut to_server) = server.into_split();
+                let (mut from_client, mut to_client) = client.split();
+                let upward = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match from_client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if hang.load(Ordering::SeqCst) {
+                            held.fetch_add(1, Ordering::SeqCst);
+                            // Never answer; keep the connection open.
+                            std::future::pending::<()>().await;
+                        }
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let downward = tokio::io::copy(&mut from_server, &mut to_client);
+                tokio::select! {
+                    _ = upward => {}
+                    _ = downward => {}
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A check against a server that accepts and never answers does not hold up SIGTERM: harmony
+/// hands it to the program and ends well before the request's own 10 s timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_check_does_not_hold_up_sigterm() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (bao, data) = setup().await;
+    let hang = std::sync::Arc::new(AtomicBool::new(false));
+    let held = std::sync::Arc::new(AtomicUsize::new(0));
+    let upstream = bao
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let url = hanging_proxy(upstream, hang.clone(), held.clone()).await;
+    let watched = Watched::start_at(data.path(), &url, &bao, WATCHED);
+    assert_eq!(
+        watched.next_line(Duration::from_secs(20)).as_deref(),
+        Some("workers=4"),
+        "{}",
+        watched.stderr()
+    );
+    hang.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no check reached the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, text) = watched.terminate_within(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{text}");
 }
 
 /// A program that prints the workers count, then waits; on SIGTERM it says so and exits 0.
@@ -569,19 +769,20 @@ async fn watch_restarts_the_program_when_the_document_changes() {
         String::from_utf8_lossy(&patched.stderr)
     );
     let changed_at = std::time::Instant::now();
-    // The old program is stopped with SIGTERM, the new one starts with the new value.
+    // The old program is stopped with SIGTERM, the new one starts with the new value. The
+    // signal goes to the program's whole group: a subshell the script had just forked (before
+    // its exec) may run the trap too, so "stopped 4" may come twice.
     assert_eq!(
         watched.next_line(Duration::from_secs(10)).as_deref(),
         Some("stopped 4"),
         "{}",
         watched.stderr()
     );
-    assert_eq!(
-        watched.next_line(Duration::from_secs(10)).as_deref(),
-        Some("workers=9"),
-        "{}",
-        watched.stderr()
-    );
+    let mut next = watched.next_line(Duration::from_secs(10));
+    if next.as_deref() == Some("stopped 4") {
+        next = watched.next_line(Duration::from_secs(10));
+    }
+    assert_eq!(next.as_deref(), Some("workers=9"), "{}", watched.stderr());
     eprintln!("restarted {:?} after the change", changed_at.elapsed());
     let text = watched.stderr();
     assert!(
@@ -651,5 +852,115 @@ async fn unencrypted_copies_are_said_once() {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+}
+
+/// The cache file whose header names a location ending in `suffix` (e.g. `harmony/shop`).
+fn cached_file_of(data: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    cached_files(data)
+        .into_iter()
+        .find(|file| {
+            let text = std::fs::read_to_string(file).expect("read");
+            let entry: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            entry["location"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(suffix))
+        })
+        .unwrap_or_else(|| panic!("no cached copy of {suffix}"))
+}
+
+/// `--offline` says which copy it serves (version and age, one line); in encrypted mode (real
+/// Linux keyutils) a plain entry planted in the cache directory is refused, quoting nothing.
+#[tokio::test]
+async fn offline_names_its_copy_and_refuses_a_planted_plain_entry() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "shop"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let echo = ["--", "sh", "-c", "echo $HARMONY_SHOP_WORKERS"];
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--offline"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "4");
+    let text = stderr(&out);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("offline copy of shop (version 1, read "))
+            .count(),
+        1,
+        "{text}"
+    );
+
+    let file = cached_file_of(data.path(), "harmony/shop");
+    let mut entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("JSON");
+    let object = entry.as_object_mut().expect("object");
+    object.remove("sealed");
+    object.insert(
+        "value".into(),
+        serde_json::json!({"workers": 666, "database": {"host": "evil.example", "port": 1, "password": "planted-pw"}}),
+    );
+    std::fs::write(&file, serde_json::to_vec(&entry).expect("JSON")).expect("plant");
+    let out = cmd(data.path(), &bao)
+        .args(["run", "-c", "shop", "--offline"])
+        .args(echo)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(text.contains("not encrypted"), "{text}");
+    assert!(
+        !text.contains("planted-pw") && !text.contains("evil.example"),
+        "{text}"
+    );
+}
+
+/// A schema copy that is gone or damaged does not mean "nothing is secret": offline, every
+/// value is masked unless `--reveal`, and stderr says why.
+#[tokio::test]
+async fn a_lost_schema_copy_masks_every_value_offline() {
+    let (bao, data) = setup().await;
+    let out = cmd(data.path(), &bao)
+        .args(["config", "get", "shop"])
+        .output()
+        .expect("get");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema = cached_file_of(data.path(), "_schema/shop");
+    for damage in ["delete", "garble"] {
+        match damage {
+            "delete" => std::fs::remove_file(&schema).expect("delete"),
+            _ => std::fs::write(&schema, b"{\"format\":1,").expect("garble"),
+        }
+        let out = cmd(data.path(), &bao)
+            .args(["config", "get", "shop", "--offline", "--format", "json"])
+            .output()
+            .expect("get");
+        assert!(out.status.success(), "{damage}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(doc["workers"], "********", "{damage}: {doc}");
+        assert_eq!(doc["database"]["host"], "********", "{damage}: {doc}");
+        assert_eq!(doc["database"]["password"], "********", "{damage}: {doc}");
+        let text = stderr(&out);
+        assert!(
+            text.contains("schema") && text.contains("every value is masked"),
+            "{damage}: {text}"
+        );
+        assert!(!text.contains(PASSWORD), "{text}");
+
+        let out = cmd(data.path(), &bao)
+            .args(["config", "get", "shop", "--offline", "--format", "json"])
+            .arg("--reveal")
+            .output()
+            .expect("get");
+        assert!(out.status.success(), "{damage}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(doc["workers"], 4, "{damage}: {doc}");
+        assert_eq!(doc["database"]["password"], PASSWORD, "{damage}");
     }
 }

@@ -621,3 +621,127 @@ async fn offline_after_the_token_expired_serves_the_copy() {
     assert!(text.contains("WARN"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes on a pipe: {text:?}");
 }
+
+/// `harmony login --userpass` as `user` into `data` with `store` (`keychain` or `file`); the
+/// session file and its token.
+async fn userpass_login(
+    data: &std::path::Path,
+    bao: &OpenbaoServer,
+    user: &str,
+    store: &str,
+) -> (std::path::PathBuf, String) {
+    let password = format!("pw-{user}-not-real");
+    bao.add_userpass_user(user, &password, &["default"], "1h")
+        .await
+        .expect("userpass user");
+    let out = harmony(data)
+        .args(["login", "--userpass", "--username", user])
+        .args(["--openbao-url", bao.url()])
+        .env(vars::OPENBAO_PASSWORD, &password)
+        .env(vars::HARMONY_SESSION_STORE, store)
+        .output()
+        .expect("login");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = files_under(&data.join("sessions"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("session file");
+    let (token, _) = cached_tokens(&file).await;
+    (file, token)
+}
+
+/// Whether OpenBao still knows `token` (asked with the root token).
+async fn token_is_valid(bao: &OpenbaoServer, token: &str) -> bool {
+    bao.root_call(
+        Method::POST,
+        "auth/token/lookup",
+        Some(serde_json::json!({ "token": token })),
+    )
+    .await
+    .is_ok()
+}
+
+/// A session signed in with the keychain store (real Linux keyutils) and logged out with
+/// `HARMONY_SESSION_STORE=file` leaves no keychain entry: the session file put back where it
+/// was finds no tokens.
+#[tokio::test]
+async fn logout_deletes_the_keychain_entry_whatever_the_store_says_now() {
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let (file, token) = userpass_login(data.path(), &bao, "erin", "keychain").await;
+    let kept = std::fs::read(&file).expect("read");
+    assert!(
+        String::from_utf8_lossy(&kept).contains("\"keychain\""),
+        "the tokens are in the keychain"
+    );
+    let out = harmony(data.path())
+        .args(["logout", "--openbao-url", bao.url()])
+        .env(vars::HARMONY_SESSION_STORE, "file")
+        .output()
+        .expect("logout");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!token_is_valid(&bao, &token).await);
+    assert!(!file.exists());
+    std::fs::write(&file, &kept).expect("put the file back");
+    let meta: Value = serde_json::from_slice(&kept).expect("json");
+    let found = harmony_secret::session::SessionCache::new(file.parent().expect("dir"))
+        .load(
+            meta["url"].as_str().expect("url"),
+            meta["identity"].as_str().expect("identity"),
+        )
+        .await
+        .expect("load");
+    assert!(found.is_none(), "the keychain entry outlived the logout");
+}
+
+/// logout revokes even when the offline cache cannot be deleted (a file stands where its
+/// directory goes), and the other sessions it deletes for the server are revoked first.
+#[tokio::test]
+async fn logout_revokes_despite_a_cache_error_and_revokes_the_other_sessions() {
+    use secrecy::SecretString;
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_, token) = userpass_login(data.path(), &bao, "frank", "file").await;
+    // Another sign-in cached for the same server, with a real token.
+    let created = bao
+        .root_call(
+            Method::POST,
+            "auth/token/create",
+            Some(serde_json::json!({ "policies": ["default"], "ttl": "1h" })),
+        )
+        .await
+        .expect("token");
+    let other = created["auth"]["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_owned();
+    let sessions = harmony_secret::session::SessionCache::new(data.path().join("sessions"))
+        .with_store(harmony_secret::keychain::SessionStore::File);
+    sessions
+        .store(harmony_secret::session::Session::new(
+            bao.url().trim_end_matches('/'),
+            "userpass:userpass:someone-else",
+            SecretString::from(other.clone()),
+            Some(Duration::from_secs(3600)),
+            true,
+        ))
+        .await
+        .expect("store");
+    std::fs::write(data.path().join("cache"), b"not a directory").expect("block the cache");
+
+    let out = harmony(data.path())
+        .args(["logout", "--openbao-url", bao.url()])
+        .output()
+        .expect("logout");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("offline"), "{text}");
+    assert!(!token_is_valid(&bao, &token).await, "{text}");
+    assert!(!token_is_valid(&bao, &other).await, "{text}");
+    assert!(
+        files_under(&data.path().join("sessions"))
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "json")),
+        "{text}"
+    );
+}

@@ -1,13 +1,17 @@
 //! Where a cached session keeps its tokens: the OS keychain or the 0600 session file itself. On
 //! Linux the keychain is the kernel's keyutils, the user keyring (`@u`, the one `keyctl add user
-//! NAME DATA @u` writes: shared by the user's processes, gone at reboot); elsewhere the `keyring`
-//! crate's native store (macOS Keychain, Windows Credential Manager — not run on this project's
-//! machines).
+//! NAME DATA @u` writes: shared by the user's processes, gone at reboot). Each of Harmony's keys
+//! is readable by a possessor and by the user's own processes, including those whose session
+//! keyring does not link `@u`, and by no one else; a key this process cannot read (one written
+//! with the kernel's default permissions, seen from such a process) counts as absent. Elsewhere
+//! the `keyring` crate's native store (macOS Keychain, Windows Credential Manager — not run on
+//! this project's machines).
 //!
 //! With the keychain, the session file stays (0600, atomic, locked as before: listing, locking and
 //! forgetting sessions work the same) but holds no secret: its `token` is empty and `secrets`
 //! says `keychain`; the OpenBao token and the newest refresh token live in one keychain entry
-//! (service `harmony`, account = the session file's name). The choice is
+//! (service `harmony`, account `session-` and a hash of the session file's path). Forgetting a
+//! session deletes that entry whatever the store setting is now. The choice is
 //! [`vars::HARMONY_SESSION_STORE`] (`keychain` or `file`); by default the keychain when one answers
 //! (probed once per process), else the file.
 
@@ -167,7 +171,29 @@ pub(crate) fn delete(account: &str) -> Result<(), SecretError> {
 /// Linux: the kernel keyutils user keyring.
 #[cfg(target_os = "linux")]
 mod backend {
-    use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
+    use linux_keyutils::{
+        KeyError, KeyPermissions, KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission,
+    };
+
+    /// What Harmony's keys allow: everything to a possessor, and view, read, write, search
+    /// and setattr to the user (the kernel's default gives the user only view). Possession
+    /// depends on the process's session keyring linking `@u`; a process of the same user
+    /// whose session keyring does not (`keyctl session -`, some service managers) could not
+    /// read its own sessions. Giving the user read is no weaker: any process of that uid can
+    /// link `@u` into its own session keyring and possess the keys anyway. Group and others
+    /// get nothing.
+    fn permissions() -> KeyPermissions {
+        KeyPermissionsBuilder::builder()
+            .posessor(Permission::ALL)
+            .user(
+                Permission::VIEW
+                    | Permission::READ
+                    | Permission::WRITE
+                    | Permission::SEARCH
+                    | Permission::SETATTR,
+            )
+            .build()
+    }
 
     fn user_keyring() -> Result<KeyRing, String> {
         KeyRing::from_special_id(KeyRingIdentifier::User, true).map_err(|e| format!("{e:?}"))
@@ -178,22 +204,48 @@ mod backend {
     }
 
     pub(super) fn set(account: &str, secret: &str) -> Result<(), String> {
+        let ring = user_keyring()?;
+        let description = description(account);
+        // An existing key (perhaps written with the kernel's default permissions) gets ours
+        // first: a process that may not change it (it does not possess it) leaves it alone
+        // rather than replacing a payload other processes read.
+        if let Ok(existing) = ring.search(&description) {
+            existing.set_perms(permissions()).map_err(|e| {
+                format!("{e:?} (the entry exists and this process may not change it)")
+            })?;
+        }
         // add_key replaces the payload of an existing key with the same description.
-        user_keyring()?
-            .add_key(&description(account), secret.as_bytes())
-            .map(drop)
-            .map_err(|e| format!("{e:?}"))
+        let key = ring
+            .add_key(&description, secret.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+        key.set_perms(permissions()).map_err(|e| format!("{e:?}"))
     }
 
     pub(super) fn get(account: &str) -> Result<Option<String>, String> {
+        // Written with the kernel's default permissions (user: view only) and not possessed
+        // here: absent for this process, not an error.
+        let unreadable = || {
+            tracing::warn!(
+                account,
+                "the keychain entry cannot be read from this process: its session keyring does \
+                 not link the user keyring (@u) and the entry was written without user read \
+                 permission; treating it as absent (a new sign-in or key replaces it where it may)"
+            );
+            Ok(None)
+        };
         let key = match user_keyring()?.search(&description(account)) {
             Ok(key) => key,
             Err(KeyError::KeyDoesNotExist | KeyError::KeyExpired | KeyError::KeyRevoked) => {
                 return Ok(None);
             }
+            Err(KeyError::AccessDenied) => return unreadable(),
             Err(e) => return Err(format!("{e:?}")),
         };
-        let bytes = zeroize::Zeroizing::new(key.read_to_vec().map_err(|e| format!("{e:?}"))?);
+        let bytes = match key.read_to_vec() {
+            Ok(bytes) => zeroize::Zeroizing::new(bytes),
+            Err(KeyError::AccessDenied) => return unreadable(),
+            Err(e) => return Err(format!("{e:?}")),
+        };
         String::from_utf8(bytes.to_vec())
             .map(Some)
             .map_err(|_| "the entry is not UTF-8".to_owned())
@@ -234,5 +286,74 @@ mod backend {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use linux_keyutils::{KeyRing, KeyRingIdentifier};
+
+    use super::*;
+
+    const CHILD_ACCOUNT: &str = "HARMONY_TEST_KEYRING_CHILD_ACCOUNT";
+
+    /// A process of the same user whose session keyring does not link the user keyring (here:
+    /// a child that joins a new anonymous session keyring, as `keyctl session -` does) does not
+    /// possess `@u`'s keys. It reads Harmony's entries all the same (real Linux keyutils).
+    #[test]
+    fn a_process_whose_session_keyring_does_not_link_the_user_keyring_reads_the_entry() {
+        if let Ok(account) = std::env::var(CHILD_ACCOUNT) {
+            // No session keyring yet: this creates and joins a new, empty anonymous one.
+            let session =
+                KeyRing::from_special_id(KeyRingIdentifier::Session, true).expect("session");
+            let user = KeyRing::from_special_id(KeyRingIdentifier::User, false).expect("user");
+            let links = session.get_links(64).expect("links");
+            assert!(
+                !links.contains(&user),
+                "this child's session keyring links @u: run the test from a process without one"
+            );
+            match get_text(&account) {
+                Ok(Some(text)) if text.as_str() == "probe-value" => println!("CHILD-READ-OK"),
+                Ok(Some(_)) => println!("CHILD-READ-OTHER"),
+                Ok(None) => println!("CHILD-READ-NONE"),
+                Err(e) => println!("CHILD-READ-ERROR {e}"),
+            }
+            // An entry with the kernel's default permissions is absent here, not an error.
+            match get_text(&format!("{account}-old")) {
+                Ok(None) => println!("CHILD-OLD-NONE"),
+                Ok(Some(_)) => println!("CHILD-OLD-READ"),
+                Err(e) => println!("CHILD-OLD-ERROR {e}"),
+            }
+            return;
+        }
+        assert!(keychain_available(), "this test needs Linux keyutils");
+        let account = format!("test-perm-{:08x}", rand::random::<u32>());
+        put_text(&account, "probe-value").expect("put");
+        let old = format!("{account}-old");
+        put_text(&old, "old-value").expect("put");
+        KeyRing::from_special_id(KeyRingIdentifier::User, false)
+            .and_then(|ring| ring.search(&format!("{KEYCHAIN_SERVICE}:{old}")))
+            .and_then(|key| key.set_perms(linux_keyutils::KeyPermissions::from_u32(0x3f01_0000)))
+            .expect("the kernel's default permissions");
+        let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args([
+                "keychain::tests::a_process_whose_session_keyring_does_not_link_the_user_keyring_reads_the_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ACCOUNT, &account)
+            .output()
+            .expect("child");
+        delete(&account).expect("delete");
+        delete(&old).expect("delete");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("CHILD-READ-OK"), "{text}");
+        assert!(text.contains("CHILD-OLD-NONE"), "{text}");
     }
 }

@@ -12,7 +12,10 @@
 //!   `HARMONY_SESSION_STORE=file`), the value is kept as it is in the 0600 file, like a session
 //!   file; [`Saved::Plain`] tells the caller when that happened the first time, so it can say so
 //!   once.
-//! - Files are 0600 in a 0700 directory and replaced atomically. A cache write is not flushed to
+//!   Where the cache encrypts, a file holding a plain value is refused when read: Harmony did not
+//!   write it, so something that can write the directory but not read the keychain did.
+//! - Files are 0600 in a 0700 directory and replaced atomically; the lock that makes two processes
+//!   agree on the key is in that directory too, opened without following symlinks. A cache write is not flushed to
 //!   disk before returning (losing one costs one more online read); a torn or undecryptable file
 //!   is an error that says what to do, never a wrong value.
 //! - A key that disappears (the Linux user keyring is emptied at reboot) makes the old files
@@ -43,6 +46,8 @@ const FORMAT: u32 = 1;
 const PLAIN_MARKER: &str = ".unencrypted";
 const KEY_LEN: usize = 32;
 const KEY_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// The lock that makes two processes agree on one cache key, in the cache directory.
+const KEY_LOCK_FILE: &str = "key.lock";
 
 /// How cached values are protected at rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +114,8 @@ impl std::fmt::Debug for CachedDocument {
 #[derive(Debug, Clone)]
 pub struct OfflineCache {
     dir: PathBuf,
-    /// `None`: as [`CacheProtection::from_env`] chooses, asked at the first save (reading needs
-    /// no choice: a file says how it was written, and `--offline` stays fast).
+    /// `None`: as [`CacheProtection::from_env`] chooses, asked at the first save, and when a
+    /// file holding a plain value is read (refused where the cache encrypts).
     protection: Option<CacheProtection>,
     key_account: String,
 }
@@ -349,11 +354,12 @@ impl CacheScope {
         };
         let (entry, saved) = match self.cache.protection()? {
             CacheProtection::Encrypted => {
-                let key =
-                    cache_key(&self.cache.key_account, true)?.ok_or_else(|| SecretError::Io {
+                let key = cache_key(dir, &self.cache.key_account, true)?.ok_or_else(|| {
+                    SecretError::Io {
                         context: "create the offline cache key".to_owned(),
                         source: std::io::Error::other("the keychain did not keep it"),
-                    })?;
+                    }
+                })?;
                 let plain = zeroize::Zeroizing::new(serde_json::to_vec(&value).map_err(|e| {
                     SecretError::Io {
                         context: format!("encode the cached copy of {location}"),
@@ -437,7 +443,7 @@ impl CacheScope {
         }
         let value = match (entry.sealed, entry.value) {
             (Some(sealed), None) => {
-                let Some(key) = cache_key(&self.cache.key_account, false)? else {
+                let Some(key) = cache_key(&self.cache.dir, &self.cache.key_account, false)? else {
                     return Err(unusable(
                         "its key is no longer in the keychain (the Linux user keyring is emptied at reboot)",
                     ));
@@ -445,6 +451,14 @@ impl CacheScope {
                 let plain = open(&key, header, &sealed)
                     .ok_or_else(|| unusable("it does not decrypt with the keychain's key"))?;
                 serde_json::from_slice(&plain).map_err(|_| unusable("the file is damaged"))?
+            }
+            // Harmony writes plain files only where the cache is not encrypted: here one was put
+            // by something that can write the directory but not read the keychain.
+            (None, Some(_)) if self.cache.protection()? == CacheProtection::Encrypted => {
+                return Err(unusable(
+                    "it is not encrypted, but this cache encrypts its copies (the OS keychain \
+                     answers), so Harmony did not write it; delete it if you did not expect it",
+                ));
             }
             (None, Some(value)) => value,
             _ => return Err(unusable("the file is damaged")),
@@ -459,16 +473,27 @@ impl CacheScope {
 
 /// The keychain's cache key; with `create`, made (under a lock, so two processes agree on one)
 /// when there is none.
-fn cache_key(account: &str, create: bool) -> Result<Option<ChaCha20Poly1305>, SecretError> {
+fn cache_key(
+    dir: &Path,
+    account: &str,
+    create: bool,
+) -> Result<Option<ChaCha20Poly1305>, SecretError> {
     if let Some(key) = read_key(account)? {
         return Ok(Some(key));
     }
     if !create {
         return Ok(None);
     }
-    // The key is the user's (one keychain), not one directory's: so is the lock that makes two
-    // processes agree on it.
-    let _lock = acquire_lock(&key_lock_path(), "offline cache key lock", KEY_LOCK_WAIT)?;
+    // In the 0700 cache directory (never a shared /tmp another user could pre-create), opened
+    // without following symlinks. Processes sharing a data directory agree on one key; two data
+    // directories of one user making the first key at the same instant may each write one, and
+    // the loser's copies are then replaced at its next online read.
+    ensure_private_dir(dir)?;
+    let _lock = acquire_lock(
+        &dir.join(KEY_LOCK_FILE),
+        "offline cache key lock",
+        KEY_LOCK_WAIT,
+    )?;
     if let Some(key) = read_key(account)? {
         return Ok(Some(key));
     }
@@ -479,14 +504,6 @@ fn cache_key(account: &str, create: bool) -> Result<Option<ChaCha20Poly1305>, Se
     })?;
     keychain::put_text(account, &B64.encode(bytes.as_ref()))?;
     read_key(account)
-}
-
-fn key_lock_path() -> PathBuf {
-    #[cfg(unix)]
-    let user = rustix::process::getuid().as_raw().to_string();
-    #[cfg(not(unix))]
-    let user = std::env::var("USERNAME").unwrap_or_default();
-    std::env::temp_dir().join(format!("harmony-cache-key-{user}.lock"))
 }
 
 fn read_key(account: &str) -> Result<Option<ChaCha20Poly1305>, SecretError> {
@@ -717,6 +734,62 @@ mod tests {
             .expect_err("must fail");
         assert!(err.to_string().contains("cannot be used"), "{err}");
         keychain::delete(&account).expect("test step");
+    }
+
+    /// The cache key's lock is in the 0700 cache directory, not in a shared /tmp, and a
+    /// symlink planted there is not followed.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_key_lock_is_private_and_not_followed_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("test step");
+        let account = format!("test-cache-key-{:08x}", rand::random::<u32>());
+        let scope = encrypted(dir.path(), &account);
+        let target = dir.path().join("planted-target");
+        std::os::unix::fs::symlink(&target, dir.path().join(KEY_LOCK_FILE)).expect("test step");
+        let err = scope
+            .save("secret/data/harmony/app", 1, &serde_json::json!({"a": 1}))
+            .await
+            .expect_err("a symlinked lock is refused");
+        assert!(err.to_string().contains("lock"), "{err}");
+        assert!(!target.exists(), "the symlink was followed");
+        assert!(keychain::get_text(&account).expect("test step").is_none());
+
+        // Without the symlink the key is made under a lock file in the cache directory itself.
+        std::fs::remove_file(dir.path().join(KEY_LOCK_FILE)).expect("test step");
+        scope
+            .save("secret/data/harmony/app", 1, &serde_json::json!({"a": 1}))
+            .await
+            .expect("test step");
+        let lock = std::fs::symlink_metadata(dir.path().join(KEY_LOCK_FILE)).expect("test step");
+        assert!(lock.is_file());
+        keychain::delete(&account).expect("test step");
+    }
+
+    /// In encrypted mode an unencrypted entry (planted by something that can write the cache
+    /// directory but not read the keyring) is refused, quoting nothing of it.
+    #[tokio::test]
+    async fn a_plain_entry_is_refused_in_encrypted_mode() {
+        let dir = tempfile::tempdir().expect("test step");
+        let account = format!("test-cache-key-{:08x}", rand::random::<u32>());
+        let plain = OfflineCache::new(dir.path())
+            .with_protection(CacheProtection::PrivateFile)
+            .scope("http://127.0.0.1:8200", None);
+        plain
+            .save(
+                "secret/data/harmony/app",
+                9,
+                &serde_json::json!({"password": "hunter2-planted"}),
+            )
+            .await
+            .expect("test step");
+        let scope = encrypted(dir.path(), &account);
+        let err = scope
+            .load("secret/data/harmony/app")
+            .await
+            .expect_err("a plain entry must be refused");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("not encrypted"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[tokio::test]

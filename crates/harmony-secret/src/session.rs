@@ -248,9 +248,42 @@ impl SessionCache {
         self.update(url, identity, |_| None).await.map(drop)
     }
 
+    /// Every session cached for the server at `url` (any identity) that can be read, tokens
+    /// included (from the keychain where they are kept there): what [`Self::remove_all_for`]
+    /// would forget, so a caller can revoke them first.
+    pub async fn sessions_for(&self, url: &str) -> Result<Vec<Session>, SecretError> {
+        let mut sessions = Vec::new();
+        for (_, u, identity) in self.files_for(url).await? {
+            if let Some(identity) = identity
+                && let Some(session) = self.load(&u, &identity).await?
+            {
+                sessions.push(session);
+            }
+        }
+        Ok(sessions)
+    }
+
     /// Forget every session cached for the server at `url` (any identity), keychain entries
     /// included; lock files stay (another process may hold one). Returns how many.
     pub async fn remove_all_for(&self, url: &str) -> Result<usize, SecretError> {
+        let mut removed = 0;
+        for (path, u, identity) in self.files_for(url).await? {
+            // Under its lock, keychain entry included; a file not named as the cache names it
+            // (copied in by hand) is simply removed.
+            if let Some(identity) = identity {
+                self.remove(&u, &identity).await?;
+            }
+            remove_session_file(&path)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// The session files whose server is `url`: (path, url as written, identity).
+    async fn files_for(
+        &self,
+        url: &str,
+    ) -> Result<Vec<(PathBuf, String, Option<String>)>, SecretError> {
         let dir = self.dir.clone();
         let found = run_blocking(move || {
             let entries = match std::fs::read_dir(&dir) {
@@ -283,20 +316,10 @@ impl SessionCache {
             Ok(found)
         })
         .await?;
-        let mut removed = 0;
-        for (path, u, identity) in found {
-            if u.trim_end_matches('/') != url.trim_end_matches('/') {
-                continue;
-            }
-            // Under its lock, keychain entry included; a file not named as the cache names it
-            // (copied in by hand) is simply removed.
-            if let Some(identity) = identity {
-                self.remove(&u, &identity).await?;
-            }
-            remove_session_file(&path)?;
-            removed += 1;
-        }
-        Ok(removed)
+        Ok(found
+            .into_iter()
+            .filter(|(_, u, _)| u.trim_end_matches('/') == url.trim_end_matches('/'))
+            .collect())
     }
 }
 
@@ -332,10 +355,13 @@ impl SessionLock {
             match &next {
                 Some(session) => write_session(&path, session, store)?,
                 None => {
-                    remove_session_file(&path)?;
-                    if store == SessionStore::Keychain {
+                    // Whatever the store is now: an entry written while it was `keychain` must
+                    // not outlive its file. The entry first, so a failure leaves the file that
+                    // names it (and a retry finds both).
+                    if store == SessionStore::Keychain || keychain::keychain_available() {
                         keychain::delete(&keychain_account(&path))?;
                     }
+                    remove_session_file(&path)?;
                 }
             }
             Ok(next)
