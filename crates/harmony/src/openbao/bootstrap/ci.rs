@@ -204,7 +204,8 @@ impl CiOptions {
             "bound_claims_type": "string",
             "bound_claims": claims,
             "user_claim": platform.user_claim(),
-            "token_policies": [HARMONY_CI_POLICY],
+            // A string, as harmony-admin may send it (one harmony-* policy).
+            "token_policies": HARMONY_CI_POLICY,
             "token_ttl": CI_TOKEN_TTL.as_secs(),
             "token_max_ttl": CI_TOKEN_TTL.as_secs(),
         })
