@@ -80,7 +80,7 @@ async fn root_token_is_revoked_and_the_admin_token_configures_and_can_be_regener
     // ... and it can write what a new option needs: an auth mount, its config, a policy, a role.
     let mut with_ci = options(dir.path());
     with_ci.ci = Some(CiOptions::new(
-        vec![format!("github={}:acme/app", provider.issuer()).parse()?],
+        vec![format!("github={}:acme/app#1/2@main", provider.issuer()).parse()?],
         bao.url(),
     )?);
     let ci = run(&bao, with_ci)
@@ -204,7 +204,7 @@ async fn admin_token_cannot_raise_itself_or_hand_out_other_policies() -> Result<
     let state = StateDir::new(dir.path());
     let mut first = options(dir.path());
     first.ci = Some(CiOptions::new(
-        vec![format!("github={}:acme/app", provider.issuer()).parse()?],
+        vec![format!("github={}:acme/app#1/2@main", provider.issuer()).parse()?],
         bao.url(),
     )?);
     run(&bao, first.clone()).await.context("first run")?;

@@ -30,10 +30,12 @@ use super::state::{self, InitKeys, StateDir};
 mod admin;
 mod ci;
 mod ha;
-pub use admin::{ADMIN_TOKEN_PERIOD, HARMONY_ADMIN_POLICY, harmony_admin_policy_hcl};
+pub use admin::{
+    ADMIN_TOKEN_PERIOD, HARMONY_ADMIN_POLICY, RECOVERY_TOKEN_PERIOD, harmony_admin_policy_hcl,
+};
 pub use ci::{
-    CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER,
-    HARMONY_CI_POLICY, harmony_ci_policy_hcl,
+    CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER,
+    GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_CI_POLICY, harmony_ci_policy_hcl,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 /// How long one ordinary request may take.
@@ -379,9 +381,10 @@ impl OpenbaoBootstrap {
             match token {
                 Some((token, is_root)) => {
                     report.changes = self.configure(&token, &mut report.notes).await?;
-                    report
-                        .changes
-                        .extend(self.after_configure(is_root, &token, root).await?);
+                    report.changes.extend(
+                        self.after_configure(is_root, &token, root, &mut report.notes)
+                            .await?,
+                    );
                     report.configured = true;
                 }
                 None => {
@@ -412,12 +415,24 @@ impl OpenbaoBootstrap {
         is_root: bool,
         token: &SecretString,
         root: Option<SecretString>,
+        notes: &mut Vec<String>,
     ) -> Result<Vec<String>, OpenbaoError> {
         if !self.options.revoke_root {
             return Ok(Vec::new());
         }
         if is_root {
             return self.retire_root(token, &[]).await;
+        }
+        // The admin token cannot rewrite its own policy: one written by an older version stays
+        // until a root token writes it again.
+        let path = format!("sys/policies/acl/{HARMONY_ADMIN_POLICY}");
+        if let Ok(Some(current)) = self.read_data(token, &path).await
+            && current["policy"].as_str() != Some(harmony_admin_policy_hcl().as_str())
+        {
+            notes.push(format!(
+                "the {HARMONY_ADMIN_POLICY} policy on the server differs from this version's (it \
+                 cannot rewrite itself); run the bootstrap with --regenerate-root to apply it"
+            ));
         }
         match root {
             // Only with the saved admin token: a token given by the caller says nothing about

@@ -187,10 +187,11 @@ impl OpenbaoClusterBootstrap {
                 let reachable = report.nodes.iter().filter(|n| !n.unreachable).count();
                 report.voters = active.wait_for_voters(&token, reachable).await?;
                 // Last: the voter check above still needed the root token.
-                report
-                    .bootstrap
-                    .changes
-                    .extend(active.after_configure(is_root, &token, root).await?);
+                report.bootstrap.changes.extend(
+                    active
+                        .after_configure(is_root, &token, root, &mut report.bootstrap.notes)
+                        .await?,
+                );
             }
             None => {
                 report.bootstrap.skipped = Some(format!(
