@@ -415,3 +415,125 @@ async fn recovery_outlives_the_admin_token_and_regenerating_revokes_the_old_toke
     assert_eq!(lookup_status(&bao, recovery2.expose_secret()).await?, 200);
     Ok(())
 }
+
+/// A TCP proxy in front of the real server that passes every request through unchanged (one
+/// request per connection), except the first `auth/token/revoke-self`: that connection is
+/// answered 502 without reaching OpenBao, as a dropped gateway would. Returns its base URL.
+async fn proxy_failing_one_revoke_self(upstream: &str) -> Result<String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let upstream = url::Url::parse(upstream)?;
+    let upstream = format!(
+        "{}:{}",
+        upstream.host_str().context("host")?,
+        upstream.port_or_known_default().context("port")?
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let failed = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let failed = failed.clone();
+            tokio::spawn(async move {
+                // The request head, then its body (Content-Length; the client sends no chunks).
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match client.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match client.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let first_line = head.lines().next().unwrap_or_default();
+                if first_line.contains("/v1/auth/token/revoke-self")
+                    && !failed.swap(true, Ordering::SeqCst)
+                {
+                    let _ = client
+                        .write_all(
+                            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                // One request per upstream connection: ask it to close after answering.
+                let mut request = head[..head_end - 2].to_owned();
+                request.push_str("Connection: close\r\n\r\n");
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                if server.write_all(request.as_bytes()).await.is_err()
+                    || server.write_all(&buf[head_end..]).await.is_err()
+                {
+                    return;
+                }
+                let _ = tokio::io::copy(&mut server, &mut client).await;
+                let _ = client.shutdown().await;
+            });
+        }
+    });
+    Ok(url)
+}
+
+#[tokio::test]
+async fn a_failed_revoke_self_is_finished_by_the_next_run() -> Result<()> {
+    let bao = OpenbaoServer::sealed().await?;
+    let proxy = proxy_failing_one_revoke_self(bao.url()).await?;
+    let dir = tempfile::tempdir()?;
+    let state = StateDir::new(dir.path());
+    let proxy = url::Url::parse(&proxy)?;
+    let through_proxy = |options: BootstrapOptions| {
+        let proxy = proxy.clone();
+        async move { OpenbaoBootstrap::new(&proxy, options)?.run().await }
+    };
+    let err = through_proxy(options(dir.path()))
+        .await
+        .expect_err("revoke-self failed once");
+    assert!(err.to_string().contains("revoke-self"), "{err}");
+    let root = state.root_token().await?.context("keys file")?;
+    assert_eq!(lookup_status(&bao, root.expose_secret()).await?, 200);
+    let recovery = state.recovery_token().await?.context("recovery saved")?;
+
+    let next = through_proxy(options(dir.path()))
+        .await
+        .context("next run")?;
+    let text = next.changes.join("\n");
+    assert!(
+        text.contains("left the root token valid") && text.contains("revoked the root token"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("created a periodic"),
+        "recovery kept: {text}"
+    );
+    assert_eq!(lookup_status(&bao, root.expose_secret()).await?, 403);
+    assert_eq!(
+        state
+            .recovery_token()
+            .await?
+            .context("recovery")?
+            .expose_secret(),
+        recovery.expose_secret()
+    );
+    Ok(())
+}
