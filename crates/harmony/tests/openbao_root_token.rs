@@ -537,3 +537,46 @@ async fn a_failed_revoke_self_is_finished_by_the_next_run() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_older_admin_policy_on_the_server_is_noted_with_the_way_to_apply_the_new_one()
+-> Result<()> {
+    use reqwest::Method;
+    let bao = OpenbaoServer::dev().await?;
+    let root = bao.root_token().context("dev root")?.to_owned();
+    let dir = tempfile::tempdir()?;
+    let mut opts = BootstrapOptions::local(StateDir::new(dir.path()));
+    opts.revoke_root = true;
+    // Configured with a given (non-root-from-keys) token: nothing is handed over here.
+    opts.admin_token = Some(secrecy::SecretString::from(root.clone()));
+    let report = run(&bao, opts.clone())
+        .await
+        .context("no admin policy yet")?;
+    assert!(
+        report.notes.iter().all(|n| !n.contains("harmony-admin")),
+        "{report:?}"
+    );
+
+    let older =
+        serde_json::json!({"policy": "path \"sys/*\" { capabilities = [\"sudo\", \"update\"] }"});
+    assert_eq!(
+        call(
+            &bao,
+            &root,
+            Method::PUT,
+            "sys/policies/acl/harmony-admin",
+            older
+        )
+        .await?,
+        204
+    );
+    let report = run(&bao, opts).await.context("older admin policy")?;
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("harmony-admin") && n.contains("--regenerate-root")),
+        "{report:?}"
+    );
+    Ok(())
+}

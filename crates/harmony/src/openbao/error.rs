@@ -250,6 +250,9 @@ pub enum OpenbaoError {
         #[source]
         source: Option<Box<harmony_k8s::K8sError>>,
     },
+    /// The CI trust cannot be set up as given (e.g. two repositories on one role name).
+    #[error(transparent)]
+    CiSpec(#[from] super::bootstrap::CiSpecError),
     /// The CI platform's API could not tell a repository's immutable ids (and default branch).
     #[error(
         "could not look up {repository} at {url} for its immutable ids: {reason}; give them in the \

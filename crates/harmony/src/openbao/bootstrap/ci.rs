@@ -721,10 +721,8 @@ impl OpenbaoBootstrap {
             changes.push(format!("wrote policy {HARMONY_CI_POLICY} (read-only)"));
         }
 
-        let plans = ci.plans().map_err(|e| OpenbaoError::InvalidUrl {
-            url: String::new(),
-            reason: e.to_string(),
-        })?;
+        // Checked by `CiOptions::new` already; the fields are public, so checked again.
+        let plans = ci.plans()?;
         for (name, plan) in plans {
             let needs_api = plan.ids.is_none()
                 || (plan.platform == CiPlatform::Github
