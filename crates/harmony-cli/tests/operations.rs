@@ -77,6 +77,32 @@ fn bootstrap_without_a_url_or_with_half_the_sso_settings_is_usage() {
     assert!(files_under(data.path()).is_empty());
 }
 
+#[test]
+fn two_ci_specs_for_one_role_name_are_usage() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = harmony(data.path())
+        .args([
+            "bootstrap",
+            "--openbao-url",
+            "http://127.0.0.1:1",
+            "--ci",
+            "github:acme/my.app#1/2@main",
+            "--ci",
+            "github:acme/my-app#3/2@main",
+        ])
+        .output()
+        .expect("run");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("acme/my.app")
+            && text.contains("acme/my-app")
+            && text.contains("github-acme-my-app"),
+        "{text}"
+    );
+    assert!(files_under(data.path()).is_empty());
+}
+
 /// A fake `k3d` at the pinned version on PATH: records its arguments, knows one cluster.
 fn fake_k3d(dir: &Path, log: &Path) {
     let script = format!(

@@ -227,7 +227,7 @@ async fn run_in_ci_signs_in_with_the_jobs_own_identity() {
     options.ci = Some(
         CiOptions::new(
             vec![
-                format!("github={}:acme/shop@main", provider.issuer())
+                format!("github={}:acme/shop#101/202@main", provider.issuer())
                     .parse()
                     .expect("spec"),
             ],
@@ -243,7 +243,10 @@ async fn run_in_ci_signs_in_with_the_jobs_own_identity() {
     let request_token = provider
         .ci_job(&serde_json::json!({
             "repository": "acme/shop",
+            "repository_id": "101",
+            "repository_owner_id": "202",
             "ref": "refs/heads/main",
+            "ref_type": "branch",
             "job_workflow_ref": "acme/shop/.github/workflows/ci.yml@refs/heads/main",
         }))
         .await

@@ -123,6 +123,12 @@ pub const HARMONY_CI_ROLE: &str = "HARMONY_CI_ROLE";
 pub const HARMONY_CI_AUDIENCE: &str = "HARMONY_CI_AUDIENCE";
 /// The JWT auth mount trusting CI issuers (default `jwt-ci`).
 pub const HARMONY_CI_AUTH_MOUNT: &str = "HARMONY_CI_AUTH_MOUNT";
+/// The GitHub REST API the bootstrap's `--ci` asks for a repository's immutable ids and default
+/// branch (default `https://api.github.com`; GitHub Enterprise Server: `https://HOST/api/v3`).
+pub const HARMONY_GITHUB_API_URL: &str = "HARMONY_GITHUB_API_URL";
+/// The GitLab REST API (v4) the bootstrap's `--ci` asks for a project's id (default: the
+/// issuer's `/api/v4`, e.g. `https://gitlab.com/api/v4`).
+pub const HARMONY_GITLAB_API_URL: &str = "HARMONY_GITLAB_API_URL";
 
 /// Where cached sessions keep their tokens: `keychain` (the OS keychain: macOS Keychain, Windows
 /// Credential Manager, Linux kernel keyutils) or `file` (a 0600 file). Default: `keychain` when one

@@ -36,12 +36,17 @@ pub const DEFAULT_CI_AUTH_MOUNT: &str = "jwt-ci";
 const ID_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The claims shown when OpenBao refuses a CI token: the ones roles bind, and the audience.
-const SHOWN_CLAIMS: [&str; 7] = [
+const SHOWN_CLAIMS: [&str; 12] = [
     "iss",
     "aud",
     "repository",
+    "repository_id",
+    "repository_owner_id",
     "project_path",
+    "project_id",
     "ref",
+    "ref_type",
+    "ref_protected",
     "job_workflow_ref",
     "sub",
 ];
@@ -86,7 +91,9 @@ impl CiPlatform {
 
 /// The OpenBao JWT role of one repository: `<platform>-<path>` with every character other than
 /// `a-z0-9` turned into `-` (e.g. `github-acme-app`). The bootstrap and the CI login both name
-/// roles with this function, so a job finds its role without configuration.
+/// roles with this function, so a job finds its role without configuration. Distinct paths can
+/// share a name (`acme/my.app` and `acme/my-app`): the bootstrap refuses to trust both (a usage
+/// error naming the two); the name only finds the role, which binds the repository's ids.
 pub fn ci_role_name(platform: CiPlatform, repository: &str) -> String {
     let mut name = format!("{}-", platform.name());
     let mut last_dash = true;
@@ -249,8 +256,8 @@ pub enum CiError {
     /// OpenBao refused the token.
     #[error(
         "OpenBao refused this CI job's id_token at auth/{mount}/login (role {role}): {message}. \
-         This job's token carries {claims}; the role accepts only the repository, ref and audience \
-         it was bootstrapped with (see `bao read auth/{mount}/role/{role}`): re-run the bootstrap \
+         This job's token carries {claims}; the role accepts only the repository ids, refs and \
+         audience it was bootstrapped with (see `bao read auth/{mount}/role/{role}`): re-run the bootstrap \
          with --ci for this repository and ref if it should be trusted, or set {role_var} / {aud_var}",
         role_var = vars::HARMONY_CI_ROLE,
         aud_var = vars::HARMONY_CI_AUDIENCE,

@@ -38,11 +38,12 @@ mod state;
 mod values;
 
 pub use bootstrap::{
-    ADMIN_TOKEN_PERIOD, BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiOptions, CiSpecError,
-    CiTrust, ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER,
-    GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions,
-    NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, USERPASS_MOUNT,
-    harmony_admin_policy_hcl, harmony_ci_policy_hcl,
+    ADMIN_TOKEN_PERIOD, BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs,
+    CiSpecError, CiTrust, ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER,
+    GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
+    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
+    OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, USERPASS_MOUNT, harmony_admin_policy_hcl,
+    harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use existing::{

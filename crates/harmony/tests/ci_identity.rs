@@ -1,12 +1,16 @@
 //! CI identity end to end against a REAL OpenBao dev server, with the project's test OpenID
 //! provider acting as the CI platform's issuer (its GitHub-style id_token endpoint signs job
 //! tokens with the provider's key, so OpenBao verifies them through the issuer's discovery):
-//! the bootstrap's `--ci` trust, then `OpenbaoSecretStore::connect` inside a "job".
+//! the bootstrap's `--ci` trust, then `OpenbaoSecretStore::connect` inside a "job". The
+//! platform's REST API (repository ids, default branch) is a local wiremock stand-in answering
+//! as GitHub's `GET /repos/{owner}/{repo}` and GitLab's `GET /projects/{id}` are documented to.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use harmony::openbao::{BootstrapOptions, CiOptions, CiTrust, OpenbaoBootstrap, StateDir};
+use harmony::openbao::{
+    BootstrapOptions, CiOptions, CiTrust, OpenbaoBootstrap, OpenbaoError, StateDir,
+};
 use harmony_secret::{
     AuthMethodUsed, OpenbaoSecretStore, OpenbaoSettings, SecretError, SecretStore, WriteMode,
 };
@@ -14,6 +18,8 @@ use harmony_testkit::OpenbaoServer;
 use harmony_testkit::oidc::{OidcProvider, OidcProviderOptions};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 struct Setup {
     bao: OpenbaoServer,
@@ -41,13 +47,21 @@ impl Setup {
     }
 
     async fn bootstrap(&self, ci: CiOptions) -> Result<Vec<String>> {
+        Ok(self.try_bootstrap(ci).await??)
+    }
+
+    /// The bootstrap's own error kept apart from the setup's.
+    async fn try_bootstrap(&self, ci: CiOptions) -> Result<Result<Vec<String>, OpenbaoError>> {
         let mut options = BootstrapOptions::local(StateDir::new(self.dir.path().join("state")));
         options.admin_token = Some(SecretString::from(
             self.bao.root_token().context("dev root token")?.to_owned(),
         ));
         options.ci = Some(ci);
         let url = url::Url::parse(self.bao.url())?;
-        Ok(OpenbaoBootstrap::new(&url, options)?.run().await?.changes)
+        Ok(match OpenbaoBootstrap::new(&url, options)?.run().await {
+            Ok(report) => Ok(report.changes),
+            Err(e) => Err(e),
+        })
     }
 
     /// Settings as a job's environment gives them.
@@ -74,11 +88,15 @@ impl Setup {
     }
 }
 
-fn github_claims(repository: &str, git_ref: &str) -> Value {
+/// A GitHub job's claims; `ids` are (`repository_id`, `repository_owner_id`).
+fn github_claims(repository: &str, ids: (&str, &str), git_ref: &str) -> Value {
     json!({
         "repository": repository,
         "repository_owner": repository.split('/').next(),
+        "repository_id": ids.0,
+        "repository_owner_id": ids.1,
         "ref": git_ref,
+        "ref_type": if git_ref.starts_with("refs/tags/") { "tag" } else { "branch" },
         "sub": format!("repo:{repository}:ref:{git_ref}"),
         "job_workflow_ref": format!("{repository}/.github/workflows/ci.yml@{git_ref}"),
     })
@@ -88,12 +106,33 @@ fn github_claims(repository: &str, git_ref: &str) -> Value {
 async fn github_job_reads_with_its_own_identity_and_nothing_else_gets_in() -> Result<()> {
     let s = Setup::start().await?;
     let issuer = s.provider.issuer().to_owned();
-    let ci = s.ci(&[format!("github={issuer}:acme/app@main")])?;
+    // GitHub's API as documented for `GET /repos/{owner}/{repo}`: ids and the default branch.
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 1001,
+            "full_name": "acme/app",
+            "owner": {"login": "acme", "id": 2002},
+            "default_branch": "main",
+        })))
+        .mount(&api)
+        .await;
+    let mut ci = s.ci(&[format!("github={issuer}:acme/app")])?;
+    ci.github_api = url::Url::parse(&api.uri())?;
 
-    // The bootstrap creates the mount, the issuer config, the policy and the role ...
+    // The bootstrap creates the mount, the issuer config, the policy and the role, binding the
+    // ids and (no @REF) the default branch only, and says so ...
     let changes = s.bootstrap(ci.clone()).await?;
     let text = changes.join("\n");
-    for want in ["jwt-ci", "harmony-ci", "github-acme-app", "refs/heads/main"] {
+    for want in [
+        "jwt-ci",
+        "harmony-ci",
+        "github-acme-app",
+        "repository_id 1001",
+        "repository_owner_id 2002",
+        "the default branch main only",
+    ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
     // ... and a second run changes nothing.
@@ -114,7 +153,11 @@ async fn github_job_reads_with_its_own_identity_and_nothing_else_gets_in() -> Re
 
     // A job of acme/app on main reads it, signed in with its own id_token.
     let env = s
-        .github_job(github_claims("acme/app", "refs/heads/main"))
+        .github_job(github_claims(
+            "acme/app",
+            ("1001", "2002"),
+            "refs/heads/main",
+        ))
         .await?;
     let job = OpenbaoSecretStore::connect(s.job_settings(&env)?).await?;
     assert_eq!(job.auth_method(), AuthMethodUsed::CiIdentity);
@@ -136,9 +179,38 @@ async fn github_job_reads_with_its_own_identity_and_nothing_else_gets_in() -> Re
     assert!(matches!(err, SecretError::PermissionDenied { .. }), "{err}");
     assert!(err.to_string().contains("my-app"), "{err}");
 
+    // A repository now named acme/app (the old one renamed or deleted, the name taken) has
+    // another id: refused, naming its claims.
+    let env = s
+        .github_job(github_claims(
+            "acme/app",
+            ("1003", "2002"),
+            "refs/heads/main",
+        ))
+        .await?;
+    let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
+        .await
+        .expect_err("same name, another repository_id");
+    assert!(err.to_string().contains("repository_id=1003"), "{err}");
+    // The same under another owner id (an account that took the owner's name).
+    let env = s
+        .github_job(github_claims(
+            "acme/app",
+            ("1001", "9999"),
+            "refs/heads/main",
+        ))
+        .await?;
+    OpenbaoSecretStore::connect(s.job_settings(&env)?)
+        .await
+        .expect_err("another repository_owner_id");
+
     // Another repository presenting acme/app's role: refused, naming its claims.
     let env = s
-        .github_job(github_claims("acme/other", "refs/heads/main"))
+        .github_job(github_claims(
+            "acme/other",
+            ("1004", "2002"),
+            "refs/heads/main",
+        ))
         .await?;
     let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
         .await
@@ -153,18 +225,42 @@ async fn github_job_reads_with_its_own_identity_and_nothing_else_gets_in() -> Re
         "OpenBao's own reason: {text}"
     );
 
-    // The right repository on another branch: refused too (the role binds the ref).
+    // The right repository on another branch: refused too (no @REF: the default branch only).
     let env = s
-        .github_job(github_claims("acme/app", "refs/heads/feature"))
+        .github_job(github_claims(
+            "acme/app",
+            ("1001", "2002"),
+            "refs/heads/feature",
+        ))
         .await?;
     let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
         .await
-        .expect_err("wrong ref");
+        .expect_err("not the default branch");
     assert!(err.to_string().contains("ref=refs/heads/feature"), "{err}");
+
+    // With @* (ids given in the spec, no API call), every ref is allowed.
+    let any = s.ci(&[format!("github={issuer}:acme/app#1001/2002@*")])?;
+    let changes = s.bootstrap(any).await?.join("\n");
+    assert!(changes.contains("every ref (@*)"), "{changes}");
+    let env = s
+        .github_job(github_claims(
+            "acme/app",
+            ("1001", "2002"),
+            "refs/heads/feature",
+        ))
+        .await?;
+    OpenbaoSecretStore::connect(s.job_settings(&env)?)
+        .await
+        .context("@* allows a feature branch")?;
+    assert_eq!(api.received_requests().await.map(|r| r.len()), Some(2));
 
     // A token for another audience: refused.
     let mut env = s
-        .github_job(github_claims("acme/app", "refs/heads/main"))
+        .github_job(github_claims(
+            "acme/app",
+            ("1001", "2002"),
+            "refs/heads/main",
+        ))
         .await?;
     env.push(("HARMONY_CI_AUDIENCE", "https://somewhere-else".to_owned()));
     let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
@@ -182,13 +278,52 @@ async fn github_job_reads_with_its_own_identity_and_nothing_else_gets_in() -> Re
 async fn gitlab_job_token_from_a_variable_or_a_file() -> Result<()> {
     let s = Setup::start().await?;
     let issuer = s.provider.issuer().to_owned();
-    s.bootstrap(s.ci(&[format!("gitlab={issuer}:group/sub/project")])?)
-        .await?;
-    let claims = json!({
-        "project_path": "group/sub/project",
-        "ref": "main",
-        "sub": "project_path:group/sub/project:ref_type:branch:ref:main",
-    });
+    // GitLab's API as documented for `GET /projects/:id` with the URL-encoded path.
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/projects/group%2Fsub%2Fproject"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 77,
+            "path_with_namespace": "group/sub/project",
+            "default_branch": "main",
+        })))
+        .mount(&api)
+        .await;
+    let mut ci = s.ci(&[format!("gitlab={issuer}:group/sub/project")])?;
+    ci.gitlab_api = Some(url::Url::parse(&api.uri())?);
+    let changes = s.bootstrap(ci).await?.join("\n");
+    assert!(
+        changes.contains("project_id 77") && changes.contains("protected refs only"),
+        "{changes}"
+    );
+    let claims = |project_id: &str, protected: &str| {
+        json!({
+            "project_path": "group/sub/project",
+            "project_id": project_id,
+            "ref": "main",
+            "ref_type": "branch",
+            "ref_protected": protected,
+            "sub": "project_path:group/sub/project:ref_type:branch:ref:main",
+        })
+    };
+    // Without @REF an unprotected ref is refused, and so is another project with the path.
+    for (project_id, protected) in [("77", "false"), ("78", "true")] {
+        let request = s.provider.ci_job(&claims(project_id, protected)).await?;
+        let id_token = s.provider.ci_id_token(&request, s.bao.url()).await?;
+        let env = vec![
+            ("HARMONY_OIDC_TOKEN", id_token),
+            ("CI_PROJECT_PATH", "group/sub/project".to_owned()),
+        ];
+        let err = OpenbaoSecretStore::connect(s.job_settings(&env)?)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("project_id={project_id}")),
+            "{err}"
+        );
+    }
+    let claims = claims("77", "true");
     let request = s.provider.ci_job(&claims).await?;
     let id_token = s.provider.ci_id_token(&request, s.bao.url()).await?;
 
@@ -212,5 +347,25 @@ async fn gitlab_job_token_from_a_variable_or_a_file() -> Result<()> {
     ];
     let job = OpenbaoSecretStore::connect(s.job_settings(&env)?).await?;
     assert_eq!(job.auth_method(), AuthMethodUsed::CiIdentity);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_platform_api_says_to_give_the_ids_in_the_spec() -> Result<()> {
+    let s = Setup::start().await?;
+    let issuer = s.provider.issuer().to_owned();
+    let mut ci = s.ci(&[format!("github={issuer}:acme/app")])?;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = closed.local_addr()?.port();
+    drop(closed);
+    ci.github_api = url::Url::parse(&format!("http://127.0.0.1:{port}"))?;
+    let err = s.try_bootstrap(ci).await?.expect_err("no API").to_string();
+    assert!(
+        err.contains("acme/app")
+            && err.contains("github:acme/app#REPO_ID/OWNER_ID")
+            && err.contains("HARMONY_GITHUB_API_URL"),
+        "{err}"
+    );
     Ok(())
 }

@@ -268,10 +268,10 @@ impl Args {
     /// The CI trust `--ci` asks for (audience: the OpenBao URL), `None` without `--ci`.
     pub fn ci_options(&self) -> Result<Option<harmony::openbao::CiOptions>, UsageError> {
         match (&self.openbao_url, self.ci.is_empty()) {
-            (Some(url), false) => Ok(Some(harmony::openbao::CiOptions::new(
-                self.ci.clone(),
-                url.as_str(),
-            )?)),
+            (Some(url), false) => Ok(Some(
+                harmony::openbao::CiOptions::new(self.ci.clone(), url.as_str())?
+                    .with_api_from_lookup(|k| std::env::var(k).ok())?,
+            )),
             _ => Ok(None),
         }
     }

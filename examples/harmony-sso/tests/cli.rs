@@ -131,6 +131,17 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
             &[
                 "--openbao-url",
                 "http://127.0.0.1:1",
+                "--ci",
+                "github:acme/my.app#1/2@main",
+                "--ci",
+                "github:acme/my-app#3/2@main",
+            ],
+            "one role name (github-acme-my-app)",
+        ),
+        (
+            &[
+                "--openbao-url",
+                "http://127.0.0.1:1",
                 "--bound-claim",
                 "a=b",
             ],

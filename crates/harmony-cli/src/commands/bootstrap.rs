@@ -43,6 +43,7 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
     } else {
         Some(
             harmony::openbao::CiOptions::new(args.ci.clone(), url.as_str())
+                .and_then(|ci| ci.with_api_from_lookup(|k| std::env::var(k).ok()))
                 .map_err(|e| UsageError(e.to_string()))?,
         )
     };

@@ -30,10 +30,12 @@ use super::state::{self, InitKeys, StateDir};
 mod admin;
 mod ci;
 mod ha;
-pub use admin::{ADMIN_TOKEN_PERIOD, HARMONY_ADMIN_POLICY, harmony_admin_policy_hcl};
+pub use admin::{
+    ADMIN_TOKEN_PERIOD, HARMONY_ADMIN_POLICY, RECOVERY_TOKEN_PERIOD, harmony_admin_policy_hcl,
+};
 pub use ci::{
-    CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER,
-    HARMONY_CI_POLICY, harmony_ci_policy_hcl,
+    CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER,
+    GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_CI_POLICY, harmony_ci_policy_hcl,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 /// How long one ordinary request may take.
@@ -372,15 +374,17 @@ impl OpenbaoBootstrap {
             }
             self.wait_active().await?;
 
+            let root = keys.map(|k| k.root_token);
             let token = self
-                .configuring_token(keys.map(|k| k.root_token), report.initialised)
+                .configuring_token(root.clone(), report.initialised)
                 .await?;
             match token {
                 Some((token, is_root)) => {
                     report.changes = self.configure(&token, &mut report.notes).await?;
-                    if is_root && self.options.revoke_root {
-                        report.changes.extend(self.retire_root(&token).await?);
-                    }
+                    report.changes.extend(
+                        self.after_configure(is_root, &token, root, &mut report.notes)
+                            .await?,
+                    );
                     report.configured = true;
                 }
                 None => {
@@ -402,6 +406,40 @@ impl OpenbaoBootstrap {
         }
         .instrument(span)
         .await
+    }
+
+    /// The root token's end once configured: hand over when configured with it, else finish a
+    /// hand-over a previous run left half done (the saved admin token in use, root still valid).
+    async fn after_configure(
+        &self,
+        is_root: bool,
+        token: &SecretString,
+        root: Option<SecretString>,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<String>, OpenbaoError> {
+        if !self.options.revoke_root {
+            return Ok(Vec::new());
+        }
+        if is_root {
+            return self.retire_root(token, &[]).await;
+        }
+        // The admin token cannot rewrite its own policy: one written by an older version stays
+        // until a root token writes it again.
+        let path = format!("sys/policies/acl/{HARMONY_ADMIN_POLICY}");
+        if let Ok(Some(current)) = self.read_data(token, &path).await
+            && current["policy"].as_str() != Some(harmony_admin_policy_hcl().as_str())
+        {
+            notes.push(format!(
+                "the {HARMONY_ADMIN_POLICY} policy on the server differs from this version's (it \
+                 cannot rewrite itself); run the bootstrap with --regenerate-root to apply it"
+            ));
+        }
+        match root {
+            // Only with the saved admin token: a token given by the caller says nothing about
+            // this machine's hand-over.
+            Some(root) if self.options.admin_token.is_none() => self.finish_hand_over(&root).await,
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Only unseal (e.g. an HA follower pod): returns whether the server was sealed. Never
@@ -742,7 +780,9 @@ impl OpenbaoBootstrap {
         let user = &self.options.userpass_user;
         let path = format!("auth/{USERPASS_MOUNT}/users/{user}");
         let ttl = self.options.userpass_token_ttl.as_secs();
-        let settings = json!({"token_policies": [HARMONY_DEV_POLICY], "token_ttl": ttl});
+        // One policy as a string: harmony-admin may send `token_policies` only so (OpenBao
+        // compares a JSON list with its allowed values as a whole, never item by item).
+        let settings = json!({"token_policies": HARMONY_DEV_POLICY, "token_ttl": ttl});
         let password_file = self.options.state_dir.userpass_file(user);
         let stored = state::load_password(password_file.clone(), user.clone()).await?;
         let current = self.read_data(token, &path).await?;
@@ -870,7 +910,8 @@ impl OpenbaoBootstrap {
                 "bound_claims": jwt.bound_claims,
                 "bound_claims_type": "string",
                 "user_claim": jwt.user_claim,
-                "token_policies": [HARMONY_DEV_POLICY],
+                // A string, as harmony-admin may send it (see ensure_userpass_user).
+                "token_policies": HARMONY_DEV_POLICY,
                 "token_ttl": ttl,
             }),
             REQUEST_TIMEOUT,

@@ -250,6 +250,26 @@ pub enum OpenbaoError {
         #[source]
         source: Option<Box<harmony_k8s::K8sError>>,
     },
+    /// The CI trust cannot be set up as given (e.g. two repositories on one role name).
+    #[error(transparent)]
+    CiSpec(#[from] super::bootstrap::CiSpecError),
+    /// The CI platform's API could not tell a repository's immutable ids (and default branch).
+    #[error(
+        "could not look up {repository} at {url} for its immutable ids: {reason}; give them in the \
+         spec instead ({hint}), or point {var} at the right API"
+    )]
+    CiLookup {
+        /// `OWNER/REPO` or `GROUP/PROJECT`.
+        repository: String,
+        /// The API URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+        /// The spec form with ids.
+        hint: String,
+        /// The variable overriding the API base URL.
+        var: &'static str,
+    },
     /// The Helm values could not be rendered.
     #[error("could not render the OpenBao Helm values: {0}")]
     Values(#[source] serde_yaml::Error),

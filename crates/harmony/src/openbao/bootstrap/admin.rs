@@ -6,9 +6,19 @@
 //! default; its replacement, `sys/generate-root-token`, needs a token *and* a quorum of key
 //! shares. So the hand-over also creates a `harmony-recovery` token that can do nothing but that
 //! (useless without the shares), saved 0600 in its own file. [`OpenbaoBootstrap::regenerate_root`]
-//! uses it with the saved shares, then hands over to a new admin token again. Without it (or
-//! once it expired) the unauthenticated flow is tried, which works only where the listener sets
-//! `disable_unauthed_generate_root_endpoints = false`; the error says so.
+//! uses it with the saved shares, then hands over to new admin and recovery tokens and revokes
+//! the old ones. Without it (or once it expired) the unauthenticated flow is tried, which works
+//! only where the listener sets `disable_unauthed_generate_root_endpoints = false`; the error
+//! says so. The recovery token's period is [`RECOVERY_TOKEN_PERIOD`] (a year), far longer than
+//! the admin token's: the hand-over raises the token auth mount's max TTL to it (a period is
+//! capped by the mount's max TTL, measured on bao 2.7.2: 768 h without the tune), so a team that
+//! let the admin token expire can still recover. The mount's default TTL is left alone, so other
+//! tokens keep theirs unless they ask for more.
+//!
+//! A hand-over that stopped half way (the admin token saved, then creating the recovery token or
+//! revoking root failed) is finished by the next run: a root token in the keys file that OpenBao
+//! still accepts is revoked once the admin and recovery tokens are in place, and the report
+//! says so.
 
 use std::time::Duration;
 
@@ -28,9 +38,13 @@ pub const HARMONY_ADMIN_POLICY: &str = "harmony-admin";
 /// The policy of the recovery token: start and feed a root token generation, nothing else.
 pub const HARMONY_RECOVERY_POLICY: &str = "harmony-recovery";
 
-/// The admin and recovery tokens' period: every run renews them; unused for this long, they
-/// expire. 32 days, OpenBao's default max TTL, which caps a period.
+/// The admin token's period: every run renews it; unused for this long, it expires. 32 days,
+/// OpenBao's default max TTL.
 pub const ADMIN_TOKEN_PERIOD: Duration = Duration::from_secs(768 * 3600);
+
+/// The recovery token's period: a year, so an admin token left to expire can still be replaced
+/// with `--regenerate-root`. Every run renews it too.
+pub const RECOVERY_TOKEN_PERIOD: Duration = Duration::from_secs(8760 * 3600);
 
 fn harmony_recovery_policy_hcl() -> String {
     format!(
@@ -41,33 +55,85 @@ path "sys/generate-root-token/*" {{
 path "auth/token/renew-self" {{
   capabilities = ["update"]
 }}
+path "auth/token/lookup-self" {{
+  capabilities = ["read"]
+}}
 "#
     )
 }
 
 /// The HCL of [`HARMONY_ADMIN_POLICY`].
+///
+/// What it cannot do (each proven by a 403 from a real bao 2.7.2): write its own policy,
+/// `harmony-recovery`'s, `root`'s, `default`'s or any policy not named `harmony-*`; give a user,
+/// role or token any policy but one `harmony-*` policy other than `harmony-admin` and
+/// `harmony-recovery` (`allowed_parameters` on every `auth/` path, for `policies` and
+/// `token_policies`; a comma list in one string is refused, since OpenBao matches a list only
+/// against exact values); write token roles; mount an auth method other than `jwt` or
+/// `userpass`, or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
+/// policies too) or read the documents.
+///
+/// What it still can, plainly: it writes the `harmony-*` policies (`harmony-dev`,
+/// `harmony-ci`, ...) and OpenBao cannot restrict a policy's content. A holder of this token can
+/// write a `harmony-*` policy granting `secret/*` (or `path "*"`), attach it to a userpass user
+/// or a JWT role it creates (a CEL role's program chooses its own policies), log in as that
+/// user and read or change every document. The policy closes the one-step takeover (rewriting
+/// its own policy), not that: treat the admin token as a secret as sensitive as the root token.
 pub fn harmony_admin_policy_hcl() -> String {
     format!(
         r#"# {HARMONY_ADMIN_POLICY}: configure Harmony's OpenBao (engines, auth methods, policies, roles)
-# in place of the revoked root token. No access to the documents themselves.
+# in place of the revoked root token. It may write only harmony-* policies and give out only
+# one of them, but it writes their content: it can grant itself the documents in a few steps.
 
 path "sys/mounts" {{
   capabilities = ["read"]
 }}
 path "sys/mounts/*" {{
   capabilities = ["create", "read", "update", "sudo"]
+  allowed_parameters = {{
+    "type" = ["kv"]
+    "*" = []
+  }}
 }}
 path "sys/auth" {{
   capabilities = ["read"]
 }}
 path "sys/auth/*" {{
   capabilities = ["create", "read", "update", "sudo"]
+  allowed_parameters = {{
+    "type" = ["jwt", "userpass"]
+    "*" = []
+  }}
+}}
+path "sys/policies/acl" {{
+  capabilities = ["list"]
 }}
 path "sys/policies/acl/*" {{
+  capabilities = ["read"]
+}}
+path "sys/policies/acl/harmony-*" {{
   capabilities = ["create", "read", "update", "list"]
+}}
+path "sys/policies/acl/{HARMONY_ADMIN_POLICY}" {{
+  capabilities = ["read"]
+}}
+path "sys/policies/acl/{HARMONY_RECOVERY_POLICY}" {{
+  capabilities = ["read"]
 }}
 path "auth/*" {{
   capabilities = ["create", "read", "update", "delete", "list"]
+  allowed_parameters = {{
+    "policies" = ["harmony-*"]
+    "token_policies" = ["harmony-*"]
+    "*" = []
+  }}
+  denied_parameters = {{
+    "policies" = ["*{HARMONY_ADMIN_POLICY}*", "*{HARMONY_RECOVERY_POLICY}*", "*,*"]
+    "token_policies" = ["*{HARMONY_ADMIN_POLICY}*", "*{HARMONY_RECOVERY_POLICY}*", "*,*"]
+  }}
+}}
+path "auth/token/roles/*" {{
+  capabilities = ["deny"]
 }}
 path "sys/storage/raft/configuration" {{
   capabilities = ["read"]
@@ -166,6 +232,7 @@ impl OpenbaoBootstrap {
         &self,
         root: &SecretString,
         policy: &str,
+        period: Duration,
     ) -> Result<SecretString, OpenbaoError> {
         let path = "auth/token/create-orphan";
         let answer = self
@@ -176,7 +243,7 @@ impl OpenbaoBootstrap {
                 &json!({
                     "policies": [policy],
                     "no_default_policy": policy == HARMONY_RECOVERY_POLICY,
-                    "period": format!("{}s", ADMIN_TOKEN_PERIOD.as_secs()),
+                    "period": format!("{}s", period.as_secs()),
                     "renewable": true,
                     "display_name": policy,
                 }),
@@ -189,13 +256,82 @@ impl OpenbaoBootstrap {
             .ok_or_else(|| self.decode_error(&Method::POST, path, "no auth.client_token"))
     }
 
-    /// Hand over from `root`: policies `harmony-admin` and `harmony-recovery`, an orphan periodic
-    /// token for each (saved 0600 before the root token goes), then revoke `root`. Returns the
-    /// changes made.
-    pub(super) async fn retire_root(
+    /// Raise the token auth mount's max TTL to [`RECOVERY_TOKEN_PERIOD`] when it is lower: a
+    /// token's period is capped by it.
+    async fn ensure_token_mount_max_ttl(
         &self,
         root: &SecretString,
-    ) -> Result<Vec<String>, OpenbaoError> {
+    ) -> Result<Option<String>, OpenbaoError> {
+        let path = "sys/auth/token/tune";
+        let wanted = RECOVERY_TOKEN_PERIOD.as_secs();
+        let current = self.read_data(root, path).await?;
+        if current
+            .as_ref()
+            .and_then(|c| c["max_lease_ttl"].as_u64())
+            .is_some_and(|ttl| ttl >= wanted)
+        {
+            return Ok(None);
+        }
+        self.write(
+            Method::POST,
+            path,
+            Some(root),
+            &json!({"max_lease_ttl": format!("{wanted}s")}),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        Ok(Some(format!(
+            "raised the token auth mount's max TTL to {} h (the recovery token's period)",
+            wanted / 3600
+        )))
+    }
+
+    /// Whether OpenBao still accepts `token` (`auth/token/lookup` with `root`).
+    async fn token_alive(
+        &self,
+        root: &SecretString,
+        token: &SecretString,
+    ) -> Result<bool, OpenbaoError> {
+        let path = "auth/token/lookup";
+        match self
+            .write(
+                Method::POST,
+                path,
+                Some(root),
+                &json!({"token": token.expose_secret()}),
+                REQUEST_TIMEOUT,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            // An unknown or expired token: "bad token" (403) or a 400, depending on the version.
+            Err(OpenbaoError::PermissionDenied { .. })
+            | Err(OpenbaoError::Server {
+                status: 400 | 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Revoke `token` with `root` (and its children: these tokens are orphans without any).
+    async fn revoke_token(
+        &self,
+        root: &SecretString,
+        token: &SecretString,
+    ) -> Result<(), OpenbaoError> {
+        self.write(
+            Method::POST,
+            "auth/token/revoke",
+            Some(root),
+            &json!({"token": token.expose_secret()}),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The policies and the token mount's max TTL, written with `root`.
+    async fn hand_over_setup(&self, root: &SecretString) -> Result<Vec<String>, OpenbaoError> {
         let mut changes = Vec::new();
         changes.extend(
             self.ensure_named_policy(root, HARMONY_ADMIN_POLICY, harmony_admin_policy_hcl())
@@ -205,21 +341,23 @@ impl OpenbaoBootstrap {
             self.ensure_named_policy(root, HARMONY_RECOVERY_POLICY, harmony_recovery_policy_hcl())
                 .await?,
         );
-        let state_dir = &self.options.state_dir;
-        let admin = self.periodic_token(root, HARMONY_ADMIN_POLICY).await?;
-        state::save_password(state_dir.admin_token_file(), ADMIN_TOKEN_ENTRY, &admin).await?;
-        let recovery = self.periodic_token(root, HARMONY_RECOVERY_POLICY).await?;
+        changes.extend(self.ensure_token_mount_max_ttl(root).await?);
+        Ok(changes)
+    }
+
+    async fn new_recovery_token(&self, root: &SecretString) -> Result<(), OpenbaoError> {
+        let recovery = self
+            .periodic_token(root, HARMONY_RECOVERY_POLICY, RECOVERY_TOKEN_PERIOD)
+            .await?;
         state::save_password(
-            state_dir.recovery_token_file(),
+            self.options.state_dir.recovery_token_file(),
             RECOVERY_TOKEN_ENTRY,
             &recovery,
         )
-        .await?;
-        changes.push(format!(
-            "created periodic {HARMONY_ADMIN_POLICY} and {HARMONY_RECOVERY_POLICY} tokens (saved to {} and {}, 0600)",
-            state_dir.admin_token_file().display(),
-            state_dir.recovery_token_file().display()
-        ));
+        .await
+    }
+
+    async fn revoke_root(&self, root: &SecretString) -> Result<(), OpenbaoError> {
         self.write(
             Method::PUT,
             "auth/token/revoke-self",
@@ -227,7 +365,83 @@ impl OpenbaoBootstrap {
             &json!({}),
             REQUEST_TIMEOUT,
         )
-        .await?;
+        .await
+        .map(drop)
+    }
+
+    /// Hand over from `root`: policies `harmony-admin` and `harmony-recovery`, an orphan periodic
+    /// token for each (saved 0600 before the root token goes), then revoke `replaced` (the
+    /// tokens these take over from) and `root`. Returns the changes made.
+    pub(super) async fn retire_root(
+        &self,
+        root: &SecretString,
+        replaced: &[SecretString],
+    ) -> Result<Vec<String>, OpenbaoError> {
+        let mut changes = self.hand_over_setup(root).await?;
+        let state_dir = &self.options.state_dir;
+        let admin = self
+            .periodic_token(root, HARMONY_ADMIN_POLICY, ADMIN_TOKEN_PERIOD)
+            .await?;
+        state::save_password(state_dir.admin_token_file(), ADMIN_TOKEN_ENTRY, &admin).await?;
+        self.new_recovery_token(root).await?;
+        changes.push(format!(
+            "created periodic {HARMONY_ADMIN_POLICY} ({} h) and {HARMONY_RECOVERY_POLICY} ({} h) tokens (saved to {} and {}, 0600)",
+            ADMIN_TOKEN_PERIOD.as_secs() / 3600,
+            RECOVERY_TOKEN_PERIOD.as_secs() / 3600,
+            state_dir.admin_token_file().display(),
+            state_dir.recovery_token_file().display()
+        ));
+        let mut revoked = 0;
+        for old in replaced {
+            if self.token_alive(root, old).await? {
+                self.revoke_token(root, old).await?;
+                revoked += 1;
+            }
+        }
+        if revoked > 0 {
+            changes.push(format!(
+                "revoked the previous {HARMONY_ADMIN_POLICY}/{HARMONY_RECOVERY_POLICY} tokens still valid ({revoked})"
+            ));
+        }
+        self.revoke_root(root).await?;
+        changes.push("revoked the root token (re-runs use the admin token)".to_owned());
+        Ok(changes)
+    }
+
+    /// Finish a hand-over a previous run left half done: when the keys file's `root` token is
+    /// still accepted although an admin token is in use, make sure the policies and a valid
+    /// recovery token exist, then revoke `root`. Returns the changes made (none when root is
+    /// already revoked).
+    pub(super) async fn finish_hand_over(
+        &self,
+        root: &SecretString,
+    ) -> Result<Vec<String>, OpenbaoError> {
+        if self
+            .read("auth/token/lookup-self", Some(root))
+            .await
+            .is_err()
+        {
+            return Ok(Vec::new());
+        }
+        let mut changes = vec![
+            "a previous run left the root token valid (its hand-over to the admin token did not finish): finishing it"
+                .to_owned(),
+        ];
+        changes.extend(self.hand_over_setup(root).await?);
+        let recovery = self.options.state_dir.recovery_token().await?;
+        let recovery_ok = match &recovery {
+            Some(t) => self.token_alive(root, t).await?,
+            None => false,
+        };
+        if !recovery_ok {
+            self.new_recovery_token(root).await?;
+            changes.push(format!(
+                "created a periodic {HARMONY_RECOVERY_POLICY} token ({} h, saved to {}, 0600)",
+                RECOVERY_TOKEN_PERIOD.as_secs() / 3600,
+                self.options.state_dir.recovery_token_file().display()
+            ));
+        }
+        self.revoke_root(root).await?;
         changes.push("revoked the root token (re-runs use the admin token)".to_owned());
         Ok(changes)
     }
@@ -306,7 +520,10 @@ impl OpenbaoBootstrap {
             )
         })?;
         let mut changes = vec!["generated a new root token from the saved key shares".to_owned()];
-        changes.extend(self.retire_root(&root).await?);
+        let mut replaced = Vec::new();
+        replaced.extend(self.options.state_dir.admin_token().await?);
+        replaced.extend(recovery);
+        changes.extend(self.retire_root(&root, &replaced).await?);
         Ok(changes)
     }
 }

@@ -1,13 +1,35 @@
 //! Trust for CI jobs: a JWT auth mount (`jwt-ci`, apart from the people's `jwt`) whose issuer is
-//! the CI platform's, one role per repository binding its repository (and ref) claims, and the
-//! read-only policy `harmony-ci`. A job then signs in with its own short-lived id_token
-//! (`harmony_secret::ci`); no OpenBao token is ever stored in CI settings.
+//! the CI platform's, one role per repository, and the read-only policy `harmony-ci`. A job then
+//! signs in with its own short-lived id_token (`harmony_secret::ci`); no OpenBao token is ever
+//! stored in CI settings.
+//!
+//! A role binds what cannot be renamed or re-registered, as GitHub and GitLab recommend:
+//! GitHub's `repository_id` and `repository_owner_id`, GitLab's `project_id`. Names are mutable
+//! (a deleted or renamed repository's name can be taken by someone else), so they only name the
+//! role. The ids come from the spec (`github:acme/app#REPO_ID/OWNER_ID`,
+//! `gitlab:group/project#PROJECT_ID`) or, without them, from the platform's API at bootstrap
+//! (GitHub `GET /repos/OWNER/REPO`, GitLab `GET /projects/GROUP%2FPROJECT`; base URLs
+//! [`vars::HARMONY_GITHUB_API_URL`], [`vars::HARMONY_GITLAB_API_URL`]).
+//!
+//! Refs: with no `@REF`, a GitHub role allows only the repository's default branch (from the
+//! same API call; with ids in the spec, name the ref) and a GitLab role only protected refs
+//! (`ref_protected=true`); `@*` allows every ref; `@REF` allows that ref, binding `ref_type` too
+//! (`branch`, or `tag` for `refs/tags/...`). Several refs of one repository share its role, so
+//! their `ref` and `ref_type` values are allowed in any combination.
+//!
+//! `pull_request_target` (GitHub) runs the base branch's workflow with the base repository's
+//! identity: its token's `ref` is the base ref (e.g. `refs/heads/main`) while the job may check
+//! out and run the pull request's code. A role allowing the default branch therefore trusts
+//! every such workflow: never check out a pull request's code in a `pull_request_target` job
+//! that reads Harmony's config. (`pull_request` jobs carry `refs/pull/N/merge` and are refused
+//! unless that ref is allowed.)
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use harmony_env::vars;
 use harmony_secret::ci::{CiPlatform, DEFAULT_CI_AUTH_MOUNT, ci_audience, ci_role_name};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -23,10 +45,51 @@ pub const HARMONY_CI_POLICY: &str = "harmony-ci";
 pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
 /// GitLab.com's OIDC issuer (a self-managed GitLab is its own issuer: `gitlab=ISSUER:...`).
 pub const GITLAB_COM_ISSUER: &str = "https://gitlab.com";
+/// GitHub's REST API, unless [`vars::HARMONY_GITHUB_API_URL`] says otherwise.
+pub const GITHUB_API_URL: &str = "https://api.github.com";
 /// TTL of tokens issued to CI jobs: a job's run, not a day.
 pub const CI_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long one platform API request may take.
+const API_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most of a platform API answer read (a repository is a few KiB).
+const API_MAX_BYTES: usize = 1 << 20;
 
-/// One `--ci` entry: `github[=ISSUER]:OWNER/REPO[@REF]` or `gitlab[=ISSUER]:GROUP/PROJECT[@REF]`.
+/// The immutable ids a role binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CiIds {
+    /// GitHub: `repository_id` and `repository_owner_id`.
+    Github {
+        /// The repository's id.
+        repository_id: u64,
+        /// Its owner's (user or organisation) id.
+        owner_id: u64,
+    },
+    /// GitLab: `project_id`.
+    Gitlab {
+        /// The project's id.
+        project_id: u64,
+    },
+}
+
+/// Which refs of a repository a role allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CiRefs {
+    /// No `@REF`: GitHub's default branch, GitLab's protected refs.
+    Default,
+    /// `@*`: every ref.
+    Any,
+    /// `@REF`: this ref (GitHub: the full ref, `refs/heads/main`; GitLab: the bare name).
+    Only {
+        /// The `ref` claim's value.
+        git_ref: String,
+        /// The `ref_type` claim's value (`branch` or `tag`), when known.
+        ref_type: Option<&'static str>,
+    },
+}
+
+/// One `--ci` entry:
+/// `github[=ISSUER]:OWNER/REPO[#REPO_ID/OWNER_ID][@REF|@*]` or
+/// `gitlab[=ISSUER]:GROUP/PROJECT[#PROJECT_ID][@REF|@*]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CiTrust {
     /// The platform.
@@ -35,15 +98,17 @@ pub struct CiTrust {
     pub issuer: Url,
     /// `OWNER/REPO` (GitHub) or `GROUP/PROJECT` (GitLab).
     pub repository: String,
-    /// The only ref allowed (GitHub `refs/heads/main`; GitLab `main`); `None`: any ref.
-    pub git_ref: Option<String>,
+    /// The immutable ids, when the spec gives them (else they are looked up at bootstrap).
+    pub ids: Option<CiIds>,
+    /// The refs allowed.
+    pub refs: CiRefs,
 }
 
-/// A `--ci` entry that cannot be understood; the message says what the form is.
+/// A `--ci` entry that cannot be understood or set up; the message says what the form is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "--ci {spec:?}: {reason}; the form is github[=ISSUER]:OWNER/REPO[@REF] or \
-     gitlab[=ISSUER]:GROUP/PROJECT[@REF], e.g. github:acme/app@main"
+    "--ci {spec:?}: {reason}; the form is github[=ISSUER]:OWNER/REPO[#REPO_ID/OWNER_ID][@REF] or \
+     gitlab[=ISSUER]:GROUP/PROJECT[#PROJECT_ID][@REF] (@* for every ref), e.g. github:acme/app@main"
 )]
 pub struct CiSpecError {
     spec: String,
@@ -85,10 +150,14 @@ impl FromStr for CiTrust {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| fail(&format!("the issuer {issuer:?} is not an http(s) URL")))?;
-        let (repository, git_ref) = match target.split_once('@') {
+        let (path, git_ref) = match target.split_once('@') {
             Some((repo, r)) if !r.trim().is_empty() => (repo, Some(r.trim())),
             Some(_) => return Err(fail("the ref after '@' is empty")),
             None => (target, None),
+        };
+        let (repository, ids) = match path.split_once('#') {
+            Some((repo, ids)) => (repo, Some(parse_ids(platform, ids).map_err(|r| fail(&r))?)),
+            None => (path, None),
         };
         let segments: Vec<&str> = repository.split('/').collect();
         let well_formed = segments.iter().all(|s| {
@@ -106,28 +175,108 @@ impl FromStr for CiTrust {
                 CiPlatform::Gitlab => "the project must be GROUP/PROJECT (subgroups allowed)",
             }));
         }
-        // GitHub's `ref` claim is the full ref; a bare branch name means that branch. GitLab's
-        // `ref` claim is the bare name.
-        let git_ref = git_ref.map(|r| match platform {
-            CiPlatform::Github if !r.starts_with("refs/") => format!("refs/heads/{r}"),
-            _ => r.to_owned(),
-        });
+        let refs = match git_ref {
+            None if ids.is_some() && platform == CiPlatform::Github => {
+                return Err(fail(
+                    "with the ids given, name the ref too (@main, or @* for every ref): only the \
+                     API lookup knows the default branch",
+                ));
+            }
+            None => CiRefs::Default,
+            Some("*") => CiRefs::Any,
+            Some(r) if r.contains('*') => {
+                return Err(fail("a ref is a name or * alone, not a pattern"));
+            }
+            Some(r) => only_ref(platform, r),
+        };
         Ok(Self {
             platform,
             issuer,
             repository: repository.to_owned(),
-            git_ref,
+            ids,
+            refs,
         })
+    }
+}
+
+fn parse_ids(platform: CiPlatform, ids: &str) -> Result<CiIds, String> {
+    let number = |s: &str, what: &str| {
+        s.parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("the {what} after '#' must be a positive number"))
+    };
+    match platform {
+        CiPlatform::Github => {
+            let (repo, owner) = ids
+                .split_once('/')
+                .ok_or_else(|| "GitHub ids are #REPO_ID/OWNER_ID".to_owned())?;
+            Ok(CiIds::Github {
+                repository_id: number(repo, "repository id")?,
+                owner_id: number(owner, "owner id")?,
+            })
+        }
+        CiPlatform::Gitlab => Ok(CiIds::Gitlab {
+            project_id: number(ids, "project id")?,
+        }),
+    }
+}
+
+/// `@REF` as the platform's claims carry it. GitHub's `ref` is the full ref (a bare name means
+/// a branch); GitLab's is the bare name (`refs/heads/X` and `refs/tags/X` say which type).
+fn only_ref(platform: CiPlatform, r: &str) -> CiRefs {
+    let typed = |r: &str| {
+        if let Some(name) = r.strip_prefix("refs/heads/") {
+            (name.to_owned(), Some("branch"))
+        } else if let Some(name) = r.strip_prefix("refs/tags/") {
+            (name.to_owned(), Some("tag"))
+        } else {
+            (r.to_owned(), None)
+        }
+    };
+    match platform {
+        CiPlatform::Github => {
+            let full = if r.starts_with("refs/") {
+                r.to_owned()
+            } else {
+                format!("refs/heads/{r}")
+            };
+            let (_, ref_type) = typed(&full);
+            CiRefs::Only {
+                git_ref: full,
+                ref_type,
+            }
+        }
+        CiPlatform::Gitlab => {
+            let (name, ref_type) = if r.starts_with("refs/") {
+                typed(r)
+            } else {
+                (r.to_owned(), Some("branch"))
+            };
+            CiRefs::Only {
+                git_ref: name,
+                ref_type,
+            }
+        }
     }
 }
 
 impl fmt::Display for CiTrust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.platform.name(), self.repository)?;
-        if let Some(r) = &self.git_ref {
-            write!(f, "@{r}")?;
+        match &self.ids {
+            Some(CiIds::Github {
+                repository_id,
+                owner_id,
+            }) => write!(f, "#{repository_id}/{owner_id}")?,
+            Some(CiIds::Gitlab { project_id }) => write!(f, "#{project_id}")?,
+            None => {}
         }
-        Ok(())
+        match &self.refs {
+            CiRefs::Default => Ok(()),
+            CiRefs::Any => write!(f, "@*"),
+            CiRefs::Only { git_ref, .. } => write!(f, "@{git_ref}"),
+        }
     }
 }
 
@@ -141,11 +290,27 @@ pub struct CiOptions {
     pub audience: String,
     /// The JWT auth mount (default `jwt-ci`).
     pub mount: String,
+    /// The GitHub REST API asked for ids and the default branch (default [`GITHUB_API_URL`]).
+    pub github_api: Url,
+    /// The GitLab REST API v4 asked for project ids (default: the issuer's `/api/v4`).
+    pub gitlab_api: Option<Url>,
+}
+
+/// One role: what it binds, and the specs it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RolePlan {
+    platform: CiPlatform,
+    repository: String,
+    ids: Option<CiIds>,
+    /// `None`: every ref; `Some(empty)`: the default refs; else these (ref, ref_type).
+    refs: Option<Vec<(String, Option<&'static str>)>>,
+    default_refs: bool,
 }
 
 impl CiOptions {
     /// Options for `trusts`, audience = `openbao_url` (without a trailing slash). Every entry
-    /// must name the same issuer: one JWT mount trusts one issuer.
+    /// must name the same issuer (one JWT mount trusts one issuer), and two repositories must
+    /// not map to one role name (`acme/my.app` and `acme/my-app` both name `github-acme-my-app`).
     pub fn new(trusts: Vec<CiTrust>, openbao_url: &str) -> Result<Self, CiSpecError> {
         if let Some(first) = trusts.first()
             && let Some(other) = trusts.iter().find(|t| t.issuer != first.issuer)
@@ -160,54 +325,321 @@ impl CiOptions {
                 ),
             });
         }
-        Ok(Self {
+        let options = Self {
             trusts,
             audience: ci_audience(openbao_url),
             mount: DEFAULT_CI_AUTH_MOUNT.to_owned(),
-        })
+            github_api: Url::parse(GITHUB_API_URL).expect("a constant URL"),
+            gitlab_api: None,
+        };
+        options.plans()?;
+        Ok(options)
     }
 
-    /// Role name → (platform, repository, refs allowed; empty: any).
-    fn roles(&self) -> BTreeMap<String, (CiPlatform, String, Vec<String>)> {
-        let mut roles: BTreeMap<String, (CiPlatform, String, Vec<String>)> = BTreeMap::new();
-        let mut any_ref = Vec::new();
+    /// The API base URLs from a variable lookup ([`vars::HARMONY_GITHUB_API_URL`],
+    /// [`vars::HARMONY_GITLAB_API_URL`]).
+    pub fn with_api_from_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, CiSpecError> {
+        let parse = |var: &str| -> Result<Option<Url>, CiSpecError> {
+            let Some(value) = lookup(var).filter(|v| !v.trim().is_empty()) else {
+                return Ok(None);
+            };
+            Url::parse(value.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .map(Some)
+                .ok_or_else(|| CiSpecError {
+                    spec: format!("{var}={value}"),
+                    reason: format!("{var} must be an http(s) URL"),
+                })
+        };
+        if let Some(url) = parse(vars::HARMONY_GITHUB_API_URL)? {
+            self.github_api = url;
+        }
+        if let Some(url) = parse(vars::HARMONY_GITLAB_API_URL)? {
+            self.gitlab_api = Some(url);
+        }
+        Ok(self)
+    }
+
+    /// Role name → plan, refusing two repositories on one name and entries that disagree.
+    fn plans(&self) -> Result<BTreeMap<String, RolePlan>, CiSpecError> {
+        let mut plans: BTreeMap<String, (RolePlan, String)> = BTreeMap::new();
         for t in &self.trusts {
             let name = ci_role_name(t.platform, &t.repository);
-            let entry = roles
-                .entry(name.clone())
-                .or_insert_with(|| (t.platform, t.repository.clone(), Vec::new()));
-            match &t.git_ref {
-                Some(r) if !entry.2.contains(r) => entry.2.push(r.clone()),
-                Some(_) => {}
-                None => any_ref.push(name),
+            let Some((plan, first)) = plans.get_mut(&name) else {
+                let plan = RolePlan {
+                    platform: t.platform,
+                    repository: t.repository.clone(),
+                    ids: t.ids.clone(),
+                    refs: match &t.refs {
+                        CiRefs::Any => None,
+                        CiRefs::Default => Some(Vec::new()),
+                        CiRefs::Only { git_ref, ref_type } => {
+                            Some(vec![(git_ref.clone(), *ref_type)])
+                        }
+                    },
+                    default_refs: t.refs == CiRefs::Default,
+                };
+                plans.insert(name, (plan, t.to_string()));
+                continue;
+            };
+            let fail = |reason: String| CiSpecError {
+                spec: t.to_string(),
+                reason,
+            };
+            if plan.repository != t.repository || plan.platform != t.platform {
+                return Err(fail(format!(
+                    "it and {first} map to one role name ({name}); a job finds its role by that \
+                     name, so two repositories cannot share it: trust one of them here and set \
+                     {} in the other's jobs to a role bootstrapped another way",
+                    vars::HARMONY_CI_ROLE
+                )));
+            }
+            match (&plan.ids, &t.ids) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(fail(format!("its ids differ from those of {first}")));
+                }
+                (None, Some(ids)) => plan.ids = Some(ids.clone()),
+                _ => {}
+            }
+            match (&mut plan.refs, &t.refs) {
+                (None, _) => {}
+                (refs, CiRefs::Any) => *refs = None,
+                (Some(_), CiRefs::Default) => plan.default_refs = true,
+                (Some(refs), CiRefs::Only { git_ref, ref_type }) => {
+                    let entry = (git_ref.clone(), *ref_type);
+                    if !refs.contains(&entry) {
+                        refs.push(entry);
+                    }
+                }
+            }
+            if t.platform == CiPlatform::Gitlab
+                && plan.default_refs
+                && plan.refs.as_ref().is_some_and(|r| !r.is_empty())
+            {
+                return Err(fail(format!(
+                    "{first} and it mix protected refs (no @REF) with named refs for one project; \
+                     a role cannot allow either, so name every ref (or use @*)"
+                )));
             }
         }
-        // An entry without a ref allows every ref of that repository.
-        for name in any_ref {
-            if let Some(entry) = roles.get_mut(&name) {
-                entry.2.clear();
-            }
-        }
-        roles
+        Ok(plans.into_iter().map(|(k, (plan, _))| (k, plan)).collect())
     }
 
-    /// The role body OpenBao stores for `name`.
-    fn role_body(&self, platform: CiPlatform, repository: &str, refs: &[String]) -> Value {
+    /// The role body OpenBao stores, for resolved ids and (GitHub, default refs) the default
+    /// branch.
+    fn role_body(&self, plan: &RolePlan, ids: &CiIds, default_branch: Option<&str>) -> Value {
         let mut claims = serde_json::Map::new();
-        claims.insert(platform.repository_claim().to_owned(), json!([repository]));
-        if !refs.is_empty() {
-            claims.insert("ref".to_owned(), json!(refs));
+        match ids {
+            CiIds::Github {
+                repository_id,
+                owner_id,
+            } => {
+                claims.insert("repository_id".into(), json!([repository_id.to_string()]));
+                claims.insert("repository_owner_id".into(), json!([owner_id.to_string()]));
+            }
+            CiIds::Gitlab { project_id } => {
+                claims.insert("project_id".into(), json!([project_id.to_string()]));
+            }
+        }
+        if let Some(named) = &plan.refs {
+            let mut refs: Vec<String> = named.iter().map(|(r, _)| r.clone()).collect();
+            let mut types: Vec<&str> = named.iter().filter_map(|(_, t)| *t).collect();
+            let mut typed_all = named.iter().all(|(_, t)| t.is_some());
+            if plan.default_refs {
+                match (plan.platform, default_branch) {
+                    (CiPlatform::Github, Some(branch)) => {
+                        refs.push(format!("refs/heads/{branch}"));
+                        types.push("branch");
+                    }
+                    (CiPlatform::Github, None) => typed_all = false,
+                    (CiPlatform::Gitlab, _) => {
+                        claims.insert("ref_protected".into(), json!(["true"]));
+                    }
+                }
+            }
+            refs.sort();
+            refs.dedup();
+            types.sort_unstable();
+            types.dedup();
+            if !refs.is_empty() {
+                claims.insert("ref".into(), json!(refs));
+                if typed_all {
+                    claims.insert("ref_type".into(), json!(types));
+                }
+            }
         }
         json!({
             "role_type": "jwt",
             "bound_audiences": [self.audience],
             "bound_claims_type": "string",
             "bound_claims": claims,
-            "user_claim": platform.user_claim(),
-            "token_policies": [HARMONY_CI_POLICY],
+            "user_claim": plan.platform.user_claim(),
+            // A string, as harmony-admin may send it (one harmony-* policy).
+            "token_policies": HARMONY_CI_POLICY,
             "token_ttl": CI_TOKEN_TTL.as_secs(),
             "token_max_ttl": CI_TOKEN_TTL.as_secs(),
         })
+    }
+
+    /// What a role allows, for the summary.
+    fn refs_text(plan: &RolePlan, default_branch: Option<&str>) -> String {
+        let Some(named) = &plan.refs else {
+            return "every ref (@*)".to_owned();
+        };
+        let mut parts: Vec<String> = named.iter().map(|(r, _)| r.clone()).collect();
+        if plan.default_refs {
+            parts.push(match (plan.platform, default_branch) {
+                (CiPlatform::Github, Some(b)) => format!("the default branch {b} only"),
+                (CiPlatform::Github, None) => "the default branch".to_owned(),
+                (CiPlatform::Gitlab, _) => "protected refs only (ref_protected)".to_owned(),
+            });
+        }
+        parts.join(", ")
+    }
+}
+
+/// What the platform's API says about a repository.
+struct Looked {
+    ids: CiIds,
+    default_branch: Option<String>,
+}
+
+impl CiOptions {
+    /// Ask the platform's API for `plan`'s ids (and GitHub's default branch).
+    async fn look_up(&self, plan: &RolePlan, issuer: &Url) -> Result<Looked, OpenbaoError> {
+        let (url, var, hint) = match plan.platform {
+            CiPlatform::Github => {
+                let mut url = self.github_api.clone();
+                url.path_segments_mut()
+                    .map_err(|()| self.lookup_error(plan, &self.github_api, "not a base URL"))?
+                    .pop_if_empty()
+                    .push("repos")
+                    .extend(plan.repository.split('/'));
+                (
+                    url,
+                    vars::HARMONY_GITHUB_API_URL,
+                    format!(
+                        "github:{}#REPO_ID/OWNER_ID@main, from `gh api repos/{} --jq '.id, .owner.id'`",
+                        plan.repository, plan.repository
+                    ),
+                )
+            }
+            CiPlatform::Gitlab => {
+                let base = match &self.gitlab_api {
+                    Some(u) => u.clone(),
+                    None => {
+                        let mut u = issuer.clone();
+                        u.set_path(&format!("{}/api/v4", issuer.path().trim_end_matches('/')));
+                        u
+                    }
+                };
+                let mut url = base.clone();
+                url.path_segments_mut()
+                    .map_err(|()| self.lookup_error(plan, &base, "not a base URL"))?
+                    .pop_if_empty()
+                    .push("projects")
+                    // One segment: `push` percent-encodes the '/' of the path.
+                    .push(&plan.repository);
+                (
+                    url,
+                    vars::HARMONY_GITLAB_API_URL,
+                    format!(
+                        "gitlab:{}#PROJECT_ID, the id on the project's overview page",
+                        plan.repository
+                    ),
+                )
+            }
+        };
+        let fail = |reason: String| OpenbaoError::CiLookup {
+            repository: plan.repository.clone(),
+            url: url.to_string(),
+            reason,
+            hint: hint.clone(),
+            var,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(API_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("harmony-bootstrap")
+            .build()
+            .map_err(|e| fail(format!("no HTTP client ({e})")))?;
+        let mut response = http
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "no answer within {} s ({e})",
+                    API_TIMEOUT.as_secs()
+                ))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(fail(format!(
+                "HTTP {status} (a private repository answers 404 without credentials)"
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fail(format!("the answer broke off ({e})")))?
+        {
+            if body.len() + chunk.len() > API_MAX_BYTES {
+                return Err(fail(format!(
+                    "the answer is larger than {API_MAX_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body: Value =
+            serde_json::from_slice(&body).map_err(|_| fail("the answer is not JSON".to_owned()))?;
+        let id = |v: &Value| v.as_u64().filter(|n| *n > 0);
+        match plan.platform {
+            CiPlatform::Github => {
+                let (Some(repository_id), Some(owner_id)) =
+                    (id(&body["id"]), id(&body["owner"]["id"]))
+                else {
+                    return Err(fail("the answer has no id or owner.id".to_owned()));
+                };
+                Ok(Looked {
+                    ids: CiIds::Github {
+                        repository_id,
+                        owner_id,
+                    },
+                    default_branch: body["default_branch"]
+                        .as_str()
+                        .filter(|b| !b.is_empty() && !b.contains('*'))
+                        .map(str::to_owned),
+                })
+            }
+            CiPlatform::Gitlab => {
+                let project_id =
+                    id(&body["id"]).ok_or_else(|| fail("the answer has no id".to_owned()))?;
+                Ok(Looked {
+                    ids: CiIds::Gitlab { project_id },
+                    default_branch: None,
+                })
+            }
+        }
+    }
+
+    fn lookup_error(&self, plan: &RolePlan, url: &Url, reason: &str) -> OpenbaoError {
+        OpenbaoError::CiLookup {
+            repository: plan.repository.clone(),
+            url: url.to_string(),
+            reason: reason.to_owned(),
+            hint: "the ids in the spec".to_owned(),
+            var: match plan.platform {
+                CiPlatform::Github => vars::HARMONY_GITHUB_API_URL,
+                CiPlatform::Gitlab => vars::HARMONY_GITLAB_API_URL,
+            },
+        }
     }
 }
 
@@ -289,9 +721,40 @@ impl OpenbaoBootstrap {
             changes.push(format!("wrote policy {HARMONY_CI_POLICY} (read-only)"));
         }
 
-        for (name, (platform, repository, refs)) in ci.roles() {
+        // Checked by `CiOptions::new` already; the fields are public, so checked again.
+        let plans = ci.plans()?;
+        for (name, plan) in plans {
+            let needs_api = plan.ids.is_none()
+                || (plan.platform == CiPlatform::Github
+                    && plan.default_refs
+                    && plan.refs.is_some());
+            let looked = if needs_api {
+                Some(ci.look_up(&plan, &first.issuer).await?)
+            } else {
+                None
+            };
+            // Ids from the spec win over the API's (the spec is what the operator checked).
+            let Some(ids) = plan
+                .ids
+                .clone()
+                .or_else(|| looked.as_ref().map(|l| l.ids.clone()))
+            else {
+                continue;
+            };
+            let default_branch = looked.as_ref().and_then(|l| l.default_branch.as_deref());
+            if plan.platform == CiPlatform::Github
+                && plan.default_refs
+                && plan.refs.is_some()
+                && default_branch.is_none()
+            {
+                return Err(ci.lookup_error(
+                    &plan,
+                    &ci.github_api,
+                    "the answer names no default branch",
+                ));
+            }
             let path = format!("auth/{}/role/{name}", ci.mount);
-            let wanted = ci.role_body(platform, &repository, &refs);
+            let wanted = ci.role_body(&plan, &ids, default_branch);
             let current = self.read_data(token, &path).await?;
             let same = current.as_ref().is_some_and(|c| {
                 c["role_type"].as_str() == Some("jwt")
@@ -304,19 +767,23 @@ impl OpenbaoBootstrap {
             });
             if !same {
                 self.write_ci(token, &path, &wanted).await?;
-                let refs = if refs.is_empty() {
-                    "any ref".to_owned()
-                } else {
-                    refs.join(", ")
+                let ids_text = match &ids {
+                    CiIds::Github {
+                        repository_id,
+                        owner_id,
+                    } => format!("repository_id {repository_id}, repository_owner_id {owner_id}"),
+                    CiIds::Gitlab { project_id } => format!("project_id {project_id}"),
                 };
                 changes.push(format!(
-                    "{} CI role {name} ({} {repository}, {refs})",
+                    "{} CI role {name} ({} {}: {ids_text}; {})",
                     if current.is_some() {
                         "updated"
                     } else {
                         "created"
                     },
-                    platform.name()
+                    plan.platform.name(),
+                    plan.repository,
+                    CiOptions::refs_text(&plan, default_branch),
                 ));
             }
         }
@@ -328,6 +795,13 @@ impl OpenbaoBootstrap {
 mod tests {
     use super::*;
 
+    fn only(git_ref: &str, ref_type: Option<&'static str>) -> CiRefs {
+        CiRefs::Only {
+            git_ref: git_ref.to_owned(),
+            ref_type,
+        }
+    }
+
     #[test]
     fn specs_parse_with_default_and_given_issuers() {
         let t: CiTrust = "github:acme/app".parse().expect("valid");
@@ -336,29 +810,52 @@ mod tests {
                 t.platform,
                 t.issuer.as_str(),
                 t.repository.as_str(),
-                t.git_ref
+                &t.ids,
+                &t.refs
             ),
             (
                 CiPlatform::Github,
                 "https://token.actions.githubusercontent.com/",
                 "acme/app",
-                None
+                &None,
+                &CiRefs::Default
             )
         );
         let t: CiTrust = "github:acme/app@main".parse().expect("valid");
-        assert_eq!(t.git_ref.as_deref(), Some("refs/heads/main"));
+        assert_eq!(t.refs, only("refs/heads/main", Some("branch")));
+        let t: CiTrust = "github:acme/app#123/456@*".parse().expect("ids, any ref");
+        assert_eq!(
+            (t.ids, t.refs),
+            (
+                Some(CiIds::Github {
+                    repository_id: 123,
+                    owner_id: 456
+                }),
+                CiRefs::Any
+            )
+        );
         let t: CiTrust = "github=http://127.0.0.1:8123:acme/app@refs/tags/v1"
             .parse()
             .expect("issuer with a port");
         assert_eq!(t.issuer.as_str(), "http://127.0.0.1:8123/");
-        assert_eq!(t.git_ref.as_deref(), Some("refs/tags/v1"));
-        let t: CiTrust = "gitlab=https://git.example.com:group/sub/project@main"
+        assert_eq!(t.refs, only("refs/tags/v1", Some("tag")));
+        let t: CiTrust = "gitlab=https://git.example.com:group/sub/project#77@main"
             .parse()
             .expect("self-managed GitLab");
         assert_eq!(
-            (t.platform, t.repository.as_str(), t.git_ref.as_deref()),
-            (CiPlatform::Gitlab, "group/sub/project", Some("main"))
+            (t.platform, t.repository.as_str(), t.ids, t.refs),
+            (
+                CiPlatform::Gitlab,
+                "group/sub/project",
+                Some(CiIds::Gitlab { project_id: 77 }),
+                only("main", Some("branch"))
+            )
         );
+        let t: CiTrust = "gitlab:group/project#77".parse().expect("protected refs");
+        assert_eq!(t.refs, CiRefs::Default);
+        let t: CiTrust = "gitlab:group/project@refs/tags/v2".parse().expect("a tag");
+        assert_eq!(t.refs, only("v2", Some("tag")));
+        assert_eq!(t.to_string(), "gitlab:group/project@v2");
     }
 
     #[test]
@@ -372,6 +869,11 @@ mod tests {
             ("github:acme/app@", "empty"),
             ("github=ftp://x:acme/app", "http(s)"),
             ("github:acme/a pp", "OWNER/REPO"),
+            ("github:acme/app#12", "#REPO_ID/OWNER_ID"),
+            ("github:acme/app#x/1@main", "positive number"),
+            ("github:acme/app#1/2", "name the ref too"),
+            ("gitlab:group/project#0", "positive number"),
+            ("github:acme/app@release-*", "not a pattern"),
         ] {
             let err = spec.parse::<CiTrust>().expect_err(spec).to_string();
             assert!(
@@ -381,47 +883,139 @@ mod tests {
         }
     }
 
+    fn options(specs: &[&str]) -> Result<CiOptions, CiSpecError> {
+        let trusts = specs.iter().map(|s| s.parse().expect(s)).collect();
+        CiOptions::new(trusts, "http://bao:8200/")
+    }
+
     #[test]
-    fn one_role_per_repository_and_a_refless_entry_allows_every_ref() {
-        let trusts = [
+    fn one_role_per_repository_merging_its_refs() {
+        let ci = options(&[
             "github:acme/app@main",
-            "github:acme/app@release",
+            "github:acme/app@refs/tags/v1",
             "github:acme/lib@main",
-            "github:acme/lib",
-        ]
-        .iter()
-        .map(|s| s.parse().expect("valid"))
-        .collect();
-        let ci = CiOptions::new(trusts, "http://bao:8200/").expect("one issuer");
+            "github:acme/lib#5/6@*",
+            "github:acme/svc",
+        ])
+        .expect("one issuer");
         assert_eq!(ci.audience, "http://bao:8200");
-        let roles = ci.roles();
-        assert_eq!(roles.len(), 2);
+        let plans = ci.plans().expect("valid");
+        assert_eq!(plans.len(), 3);
         assert_eq!(
-            roles["github-acme-app"].2,
-            ["refs/heads/main", "refs/heads/release"]
+            plans["github-acme-app"].refs,
+            Some(vec![
+                ("refs/heads/main".to_owned(), Some("branch")),
+                ("refs/tags/v1".to_owned(), Some("tag"))
+            ])
         );
-        assert!(roles["github-acme-lib"].2.is_empty());
-        let body = ci.role_body(CiPlatform::Github, "acme/app", &roles["github-acme-app"].2);
+        assert_eq!(plans["github-acme-lib"].refs, None, "@* wins");
         assert_eq!(
-            body["bound_claims"],
-            json!({"repository": ["acme/app"], "ref": ["refs/heads/main", "refs/heads/release"]})
+            plans["github-acme-lib"].ids,
+            Some(CiIds::Github {
+                repository_id: 5,
+                owner_id: 6
+            })
         );
-        assert_eq!(body["token_policies"], json!(["harmony-ci"]));
+        assert!(plans["github-acme-svc"].default_refs);
+    }
+
+    #[test]
+    fn role_bodies_bind_immutable_ids_and_refs() {
+        let github = CiIds::Github {
+            repository_id: 123,
+            owner_id: 456,
+        };
+        let ci = options(&[
+            "github:acme/app@main",
+            "github:acme/app@refs/tags/v1",
+            "github:acme/any@*",
+            "github:acme/svc",
+        ])
+        .expect("valid");
+        let plans = ci.plans().expect("valid");
+        insta::assert_json_snapshot!(
+            "github_named_refs",
+            ci.role_body(&plans["github-acme-app"], &github, None)
+        );
+        insta::assert_json_snapshot!(
+            "github_every_ref",
+            ci.role_body(&plans["github-acme-any"], &github, None)
+        );
+        insta::assert_json_snapshot!(
+            "github_default_branch",
+            ci.role_body(&plans["github-acme-svc"], &github, Some("trunk"))
+        );
+        assert_eq!(
+            CiOptions::refs_text(&plans["github-acme-svc"], Some("trunk")),
+            "the default branch trunk only"
+        );
+
+        let gitlab = CiIds::Gitlab { project_id: 77 };
+        let ci =
+            options(&["gitlab:group/project", "gitlab:group/tagged@refs/tags/v1"]).expect("valid");
+        let plans = ci.plans().expect("valid");
+        insta::assert_json_snapshot!(
+            "gitlab_protected_refs",
+            ci.role_body(&plans["gitlab-group-project"], &gitlab, None)
+        );
+        insta::assert_json_snapshot!(
+            "gitlab_tag",
+            ci.role_body(&plans["gitlab-group-tagged"], &gitlab, None)
+        );
+        assert_eq!(
+            CiOptions::refs_text(&plans["gitlab-group-project"], None),
+            "protected refs only (ref_protected)"
+        );
+    }
+
+    #[test]
+    fn two_repositories_on_one_role_name_are_refused_naming_both() {
+        let err = options(&["github:acme/my.app@main", "github:acme/my-app@main"])
+            .expect_err("one role name")
+            .to_string();
+        assert!(
+            err.contains("acme/my.app")
+                && err.contains("acme/my-app")
+                && err.contains("github-acme-my-app"),
+            "{err}"
+        );
+        let err = options(&["github:acme/app#1/2@main", "github:acme/app#1/3@v2"])
+            .expect_err("ids differ")
+            .to_string();
+        assert!(err.contains("ids differ"), "{err}");
+        let err = options(&["gitlab:group/project", "gitlab:group/project@main"])
+            .expect_err("protected and named")
+            .to_string();
+        assert!(err.contains("protected refs"), "{err}");
     }
 
     #[test]
     fn two_issuers_are_refused_with_the_reason() {
-        let trusts = vec![
-            "github:acme/app".parse().expect("valid"),
-            "gitlab:group/project".parse().expect("valid"),
-        ];
-        let err = CiOptions::new(trusts, "http://bao")
+        let err = options(&["github:acme/app", "gitlab:group/project"])
             .expect_err("two issuers")
             .to_string();
         assert!(
             err.contains("one issuer") && err.contains("gitlab.com"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn api_urls_come_from_the_lookup() {
+        let ci = options(&["github:acme/app"])
+            .expect("valid")
+            .with_api_from_lookup(|k| {
+                (k == vars::HARMONY_GITHUB_API_URL).then(|| "http://127.0.0.1:9/api".to_owned())
+            })
+            .expect("valid");
+        assert_eq!(ci.github_api.as_str(), "http://127.0.0.1:9/api");
+        let err = options(&["github:acme/app"])
+            .expect("valid")
+            .with_api_from_lookup(|k| {
+                (k == vars::HARMONY_GITLAB_API_URL).then(|| "not a url".to_owned())
+            })
+            .expect_err("bad URL");
+        assert!(err.to_string().contains("HARMONY_GITLAB_API_URL"), "{err}");
     }
 
     #[test]

@@ -174,8 +174,9 @@ impl OpenbaoClusterBootstrap {
 
         let active = self.wait_for_active().await?;
         report.active = active.url();
+        let root = keys.map(|k| k.root_token);
         let token = active
-            .configuring_token(keys.map(|k| k.root_token), report.bootstrap.initialised)
+            .configuring_token(root.clone(), report.bootstrap.initialised)
             .await?;
         match token {
             Some((token, is_root)) => {
@@ -186,12 +187,11 @@ impl OpenbaoClusterBootstrap {
                 let reachable = report.nodes.iter().filter(|n| !n.unreachable).count();
                 report.voters = active.wait_for_voters(&token, reachable).await?;
                 // Last: the voter check above still needed the root token.
-                if is_root && options.revoke_root {
-                    report
-                        .bootstrap
-                        .changes
-                        .extend(active.retire_root(&token).await?);
-                }
+                report.bootstrap.changes.extend(
+                    active
+                        .after_configure(is_root, &token, root, &mut report.bootstrap.notes)
+                        .await?,
+                );
             }
             None => {
                 report.bootstrap.skipped = Some(format!(
