@@ -10,6 +10,7 @@
 //! DNS names under a domain through the cluster's ingress controller). Everything after that is
 //! one code path ([`Converge`]).
 
+pub(crate) mod api;
 pub mod flags;
 
 use std::path::PathBuf;

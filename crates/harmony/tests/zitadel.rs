@@ -106,10 +106,22 @@ fn issuer_settings_database_and_secrets() {
     assert_eq!(cfg["ExternalDomain"], "sso.harmony.local");
     assert_eq!(cfg["ExternalPort"], 8080);
     assert_eq!(cfg["ExternalSecure"], false);
+    // The cluster domain is not always `cluster.local`: the namespace-qualified name resolves
+    // through every pod's DNS search path.
     assert_eq!(
         cfg["Database"]["Postgres"]["Host"],
-        "zitadel-pg-rw.zitadel.svc.cluster.local"
+        "zitadel-pg-rw.zitadel.svc"
     );
+    // CNPG serves TLS by default (cloudnative-pg v1.30.0 `docs/src/ssl_connections.md`): the
+    // connection is encrypted (`require`; the server certificate is CNPG's own CA).
+    assert_eq!(
+        cfg["Database"]["Postgres"]["User"]["SSL"]["Mode"],
+        "require"
+    );
+    // No superuser: `zitadel init zitadel` (the init job's `initJob.command: zitadel`),
+    // `zitadel setup` and `zitadel start` connect as the user (`database.Connect(config,
+    // false, ...)` in zitadel `cmd/initialise/verify_zitadel.go` and `cmd/setup/setup.go`).
+    assert!(cfg["Database"]["Postgres"].get("Admin").is_none(), "{cfg}");
     assert_eq!(
         cfg["FirstInstance"]["Org"]["Machine"]["Machine"]["Username"],
         "harmony-admin"
@@ -124,6 +136,11 @@ fn issuer_settings_database_and_secrets() {
     assert_eq!(
         env[0]["valueFrom"]["secretKeyRef"],
         json!({"name": "zitadel-pg-app", "key": "password"})
+    );
+    assert!(
+        env.iter()
+            .all(|e| e["name"] != "ZITADEL_DATABASE_POSTGRES_ADMIN_PASSWORD"),
+        "{env:?}"
     );
     let score = ZitadelScore::default();
     assert_eq!(score.pat_secret(), "harmony-admin-pat");

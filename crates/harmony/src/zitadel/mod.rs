@@ -200,9 +200,6 @@ impl ZitadelScore {
                 IngressValues::plain(host, "/ui/v2/login"),
             ),
         };
-        let ssl_disabled = || SslConfig {
-            mode: "disable".into(),
-        };
         // The jobs run with the chart-wide security contexts (chart 9.34.0 reads no per-job
         // ones).
         let job = |command: Option<&str>| JobValues {
@@ -226,11 +223,12 @@ impl ZitadelScore {
                             database: db.database.clone(),
                             user: DbRole {
                                 username: db.owner.clone(),
-                                ssl: ssl_disabled(),
-                            },
-                            admin: DbRole {
-                                username: db.superuser().into(),
-                                ssl: ssl_disabled(),
+                                // CNPG serves TLS by default (cloudnative-pg v1.30.0
+                                // `pkg/postgres/configuration.go`: `ssl` fixed to `on`), with
+                                // a certificate from its own CA: encrypted, not verified.
+                                ssl: SslConfig {
+                                    mode: "require".into(),
+                                },
                             },
                         },
                     },
@@ -251,18 +249,11 @@ impl ZitadelScore {
             },
             pod_security_context: PodSecurityContext::zitadel(),
             security_context: SecurityContext::zitadel(),
-            env: vec![
-                EnvVar::from_secret(
-                    "ZITADEL_DATABASE_POSTGRES_USER_PASSWORD",
-                    &db.app_secret(),
-                    "password",
-                ),
-                EnvVar::from_secret(
-                    "ZITADEL_DATABASE_POSTGRES_ADMIN_PASSWORD",
-                    &db.superuser_secret(),
-                    "password",
-                ),
-            ],
+            env: vec![EnvVar::from_secret(
+                "ZITADEL_DATABASE_POSTGRES_USER_PASSWORD",
+                &db.app_secret(),
+                "password",
+            )],
             init_job: job(Some("zitadel")),
             setup_job: job(None),
             login: LoginValues {

@@ -17,8 +17,8 @@
 //!   JSON schema on the internet, which helm downloads while validating these values: behind a
 //!   proxy or firewall the install fails ([`crate::helm::HelmError::SchemaFetch`] says so).
 //!
-//! No secret is in these values: the masterkey is referenced by Secret name, and database
-//! passwords come from CNPG's Secrets through `secretKeyRef`.
+//! No secret is in these values: the masterkey is referenced by Secret name, and the database
+//! password comes from CNPG's Secret through `secretKeyRef`.
 
 use std::collections::BTreeMap;
 
@@ -146,10 +146,12 @@ pub struct PostgresConfig {
     pub port: u16,
     /// Database name.
     pub database: String,
-    /// The owner role Zitadel runs as (password from env).
+    /// The owner role Zitadel runs as (password from env). No `Admin`: with `initJob.command:
+    /// zitadel` no step connects as the superuser — `zitadel init zitadel`, `setup` and
+    /// `start` all connect as this user (`database.Connect(config, false, ...)` in zitadel's
+    /// `cmd/initialise/verify_zitadel.go` and `cmd/setup/setup.go`); only `init user`/`init
+    /// database`, which CNPG's `initdb` replaces, need the admin.
     pub user: DbRole,
-    /// The admin role the init job uses (password from env).
-    pub admin: DbRole,
 }
 
 /// A database role without its password.
