@@ -35,7 +35,7 @@ use crate::preflight::{DockerEndpoint, PreflightError, check_local_deploy};
 use crate::tools::{ToolError, Tools};
 use crate::zitadel::setup::{DEVELOPER_ROLE, ZitadelSetupError};
 use crate::zitadel::{
-    DeviceAppSpec, SsoClientState, ZitadelError, ZitadelScore, ensure_device_app,
+    DeviceAppSpec, KubectlImage, SsoClientState, ZitadelError, ZitadelScore, ensure_device_app,
 };
 
 /// After CoreDNS restarts with the rewrite (k3d), or while DNS and the certificate for
@@ -213,6 +213,12 @@ impl Stack {
             zitadel,
         }
     }
+
+    /// The same stack with Zitadel's Jobs pulling `image` for kubectl.
+    pub fn with_kubectl_image(mut self, image: &KubectlImage) -> Self {
+        self.zitadel.kubectl_image = image.clone();
+        self
+    }
 }
 
 /// What both deploys take: the stack's size and how to treat what people already have.
@@ -252,6 +258,8 @@ pub struct LocalDeploy {
     pub cluster: String,
     /// What to deploy.
     pub stack: StackOptions,
+    /// The kubectl image of Zitadel's setup and cleanup Jobs.
+    pub kubectl_image: KubectlImage,
 }
 
 /// The stack on a cluster that exists: a context of the kubeconfig (`KUBECONFIG`, else
@@ -265,6 +273,8 @@ pub struct ClusterDeploy {
     pub ingress: PublicIngress,
     /// What to deploy.
     pub stack: StackOptions,
+    /// The kubectl image of Zitadel's setup and cleanup Jobs.
+    pub kubectl_image: KubectlImage,
 }
 
 /// Where the stack was deployed.
@@ -378,7 +388,7 @@ impl LocalDeploy {
         let ingress = LocalIngress::k3d();
         let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
         Converge {
-            stack: Stack::new(profile, None),
+            stack: Stack::new(profile, None).with_kubectl_image(&self.kubectl_image),
             profile,
             options: &self.stack,
             openbao_state: StateDir::for_cluster(cluster)
@@ -432,7 +442,7 @@ impl ClusterDeploy {
             .and_then(|url| StateDir::for_url(&url))
             .map_err(openbao_err("naming OpenBao's state directory"))?;
         Converge {
-            stack: Stack::new(profile, Some(ingress)),
+            stack: Stack::new(profile, Some(ingress)).with_kubectl_image(&self.kubectl_image),
             profile,
             options: &self.stack,
             // Keyed by OpenBao's URL: `harmony --openbao-url https://bao.<domain>` finds the
@@ -464,6 +474,8 @@ pub enum DeployTarget {
     K3d {
         /// The cluster's name.
         cluster: String,
+        /// The kubectl image of Zitadel's Jobs (within one minor of the cluster's k3s).
+        kubectl_image: KubectlImage,
     },
     /// A cluster that exists, by kubeconfig context, published under a domain.
     Existing {
@@ -471,6 +483,8 @@ pub enum DeployTarget {
         context: String,
         /// Host names, ingress class and TLS.
         ingress: PublicIngress,
+        /// The kubectl image of Zitadel's Jobs (within one minor of the cluster's Kubernetes).
+        kubectl_image: KubectlImage,
     },
 }
 
@@ -478,12 +492,28 @@ impl DeployTarget {
     /// Deploy or converge `stack` there ([`LocalDeploy`] or [`ClusterDeploy`]).
     pub async fn deploy(self, stack: StackOptions) -> Result<DeployReport, DeployError> {
         match self {
-            Self::K3d { cluster } => LocalDeploy { cluster, stack }.run().await,
-            Self::Existing { context, ingress } => {
+            Self::K3d {
+                cluster,
+                kubectl_image,
+            } => {
+                LocalDeploy {
+                    cluster,
+                    stack,
+                    kubectl_image,
+                }
+                .run()
+                .await
+            }
+            Self::Existing {
+                context,
+                ingress,
+                kubectl_image,
+            } => {
                 ClusterDeploy {
                     context,
                     ingress,
                     stack,
+                    kubectl_image,
                 }
                 .run()
                 .await
@@ -844,6 +874,7 @@ mod tests {
     async fn ha_on_k3d_is_refused_before_anything_runs() {
         let deploy = LocalDeploy {
             cluster: "harmony".into(),
+            kubectl_image: KubectlImage::default(),
             stack: StackOptions {
                 profile: Some(Profile::Ha),
                 key_shares: None,

@@ -147,6 +147,24 @@ fn issuer_settings_database_and_secrets() {
     assert_eq!(score.issuer(), ISSUER);
 }
 
+/// Chart zitadel-9.34.0 pulls `docker.io/alpine/k8s:<cluster version>` for the setup and
+/// cleanup Jobs unless `tools.kubectl.image` is set (`charts/zitadel/templates/_helpers.tpl`,
+/// `kubectl.image`); that tag often does not exist (zitadel-charts #614, #490, #419).
+#[test]
+fn the_jobs_kubectl_image_is_pinned_and_can_be_overridden() {
+    let v = values_json();
+    assert_eq!(
+        v["tools"]["kubectl"]["image"],
+        json!({"repository": "alpine/k8s", "tag": "1.32.3"})
+    );
+    let score = ZitadelScore {
+        kubectl_image: "alpine/k8s:1.34.9".parse().expect("image"),
+        ..ZitadelScore::default()
+    };
+    let v = serde_json::to_value(score.values()).expect("values");
+    assert_eq!(v["tools"]["kubectl"]["image"]["tag"], "1.34.9");
+}
+
 /// The chart names its Service `<release>-zitadel` unless the release name contains
 /// `zitadel`; `fullnameOverride` pins it to the release, which the CoreDNS rewrite targets.
 #[test]

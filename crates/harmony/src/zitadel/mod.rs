@@ -36,13 +36,16 @@ use crate::{
 };
 use values::{
     DatabaseConfig, DbRole, EnvVar, FirstInstance, FirstOrg, FirstOrgMachine, IngressValues,
-    JobValues, LoginValues, MachineUser, PatConfig, PdbValues, PodSecurityContext, PostgresConfig,
-    SecurityContext, SslConfig, TlsConfig, ZitadelConfig, ZitadelSection, ZitadelValues,
+    JobValues, KubectlTool, LoginValues, MachineUser, PatConfig, PdbValues, PodSecurityContext,
+    PostgresConfig, SecurityContext, SslConfig, TlsConfig, ToolsValues, ZitadelConfig,
+    ZitadelSection, ZitadelValues,
 };
 
 pub use issuer::{CorednsRewrite, IssuerError, apply_in_cluster_issuer};
 pub use setup::{DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelSetupError, ensure_device_app};
-pub use values::{ZITADEL_CHART, ZITADEL_CHART_VERSION, ZITADEL_REPO_NAME, ZITADEL_REPO_URL};
+pub use values::{
+    KubectlImage, ZITADEL_CHART, ZITADEL_CHART_VERSION, ZITADEL_REPO_NAME, ZITADEL_REPO_URL,
+};
 
 /// Length of Zitadel's masterkey: exactly 32 bytes.
 pub const MASTERKEY_LEN: usize = 32;
@@ -79,6 +82,8 @@ pub struct ZitadelScore {
     /// Published at `sso.<domain>` on an existing cluster: real DNS serves the issuer inside
     /// and outside the cluster, so no CoreDNS rewrite. `None`: the k3d setup.
     pub public: Option<PublicIngress>,
+    /// The kubectl image of the chart's setup and cleanup Jobs.
+    pub kubectl_image: KubectlImage,
 }
 
 impl Default for ZitadelScore {
@@ -97,6 +102,7 @@ impl Default for ZitadelScore {
             helm_timeout: Duration::from_secs(600),
             replicas: 1,
             public: None,
+            kubectl_image: KubectlImage::default(),
         }
     }
 }
@@ -266,6 +272,11 @@ impl ZitadelScore {
             },
             ingress,
             pdb: ha.then(PdbValues::one_at_a_time),
+            tools: ToolsValues {
+                kubectl: KubectlTool {
+                    image: self.kubectl_image.clone(),
+                },
+            },
         }
     }
 
