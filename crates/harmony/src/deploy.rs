@@ -35,7 +35,8 @@ use crate::preflight::{DockerEndpoint, PreflightError, check_local_deploy};
 use crate::tools::{ToolError, Tools};
 use crate::zitadel::setup::{DEVELOPER_ROLE, ZitadelSetupError};
 use crate::zitadel::{
-    DeviceAppSpec, KubectlImage, SsoClientState, ZitadelError, ZitadelScore, ensure_device_app,
+    AdminPassword, DeviceAppSpec, KubectlImage, SsoClientState, ZitadelError, ZitadelScore,
+    ensure_device_app,
 };
 
 /// After CoreDNS restarts with the rewrite (k3d), or while DNS and the certificate for
@@ -319,6 +320,10 @@ pub struct DeployReport {
     pub openbao_state: StateDir,
     /// Where the device-code app's state is kept.
     pub zitadel_state: PathBuf,
+    /// The local copy (0600) of Zitadel's first admin's initial password.
+    pub admin_password_file: Option<PathBuf>,
+    /// What a person should know or do after this deploy.
+    pub notes: Vec<String>,
 }
 
 /// The directory of a cluster's device-code app state.
@@ -577,6 +582,8 @@ impl Converge<'_> {
 
         let mut sso: Option<SsoClientState> = None;
         let mut jwt_report: Option<BootstrapReport> = None;
+        let mut admin_password_file: Option<PathBuf> = None;
+        let mut notes: Vec<String> = Vec::new();
         if !self.options.skip_zitadel {
             let connect = || access.connect();
             CnpgScore {
@@ -606,9 +613,20 @@ impl Converge<'_> {
                     "waiting for Zitadel's OIDC discovery {}",
                     self.reached
                 )))?;
+            // The first admin's initial password, beside the app's state (0600). Its sign-in
+            // role only when Zitadel created it with that password: an admin an older deploy
+            // left with Zitadel's public default is not let in.
+            let admin_login = zitadel.first_admin_login();
+            admin_password_file = Some(
+                crate::zitadel::save_admin_password(&self.zitadel_state, &deployed.admin.password)
+                    .map_err(|e| DeployError::Zitadel(Box::new(ZitadelError::LocalFile(e))))?,
+            );
+            let (grant_if_present, note) =
+                first_admin_grant(&deployed.admin, admin_login, &self.sso_url);
+            notes.extend(note);
             let spec = DeviceAppSpec {
                 grant_users: self.options.grant_users.clone(),
-                grant_if_present: vec![zitadel.first_admin_login()],
+                grant_if_present,
                 ..DeviceAppSpec::default()
             };
             let client = ensure_device_app(&api, &spec, &deployed.issuer, &self.zitadel_state)
@@ -653,8 +671,29 @@ impl Converge<'_> {
             sso,
             openbao_state: self.openbao_state,
             zitadel_state: self.zitadel_state,
+            admin_password_file,
+            notes,
         })
     }
+}
+
+/// Whom of the first admin the deploy grants the sign-in role: the admin when Zitadel created it
+/// with the password the deploy generated, else nobody, with a note saying why and what to do.
+fn first_admin_grant(
+    admin: &AdminPassword,
+    login: String,
+    sso_url: &str,
+) -> (Vec<String>, Option<String>) {
+    if admin.set_by_deploy {
+        return (vec![login], None);
+    }
+    let note = format!(
+        "Zitadel's first admin {login} was created before this deploy set its password \
+         (Zitadel's default is public), so it was not granted {DEVELOPER_ROLE}; sign in to \
+         {sso_url} as that admin and change its password now (a grant an older deploy made \
+         stays until you remove it)"
+    );
+    (Vec::new(), Some(note))
 }
 
 fn openbao_err(what: &str) -> impl FnOnce(OpenbaoError) -> DeployError + use<> {
@@ -808,11 +847,18 @@ impl DeployReport {
         if self.sso.is_some() {
             out.push(format!("  {}", self.zitadel_state.display()));
         }
+        if let Some(file) = &self.admin_password_file {
+            out.push(format!(
+                "  {}   Zitadel's first admin's initial password (changed at its first sign-in)",
+                file.display()
+            ));
+        }
         for note in self
             .openbao
             .notes
             .iter()
             .chain(self.jwt.iter().flat_map(|r| &r.notes))
+            .chain(&self.notes)
         {
             out.push(format!("Note: {note}"));
         }
@@ -893,6 +939,31 @@ mod tests {
                 .expect_err("case matters")
                 .contains("local or ha")
         );
+    }
+
+    #[test]
+    fn the_first_admin_is_granted_only_when_the_deploy_set_its_password() {
+        let login = "zitadel-admin@zitadel.sso.harmony.local";
+        let set = AdminPassword {
+            password: SecretString::from("Gen-3rated!pw"),
+            set_by_deploy: true,
+        };
+        assert_eq!(
+            first_admin_grant(&set, login.into(), "http://sso.harmony.local:8080"),
+            (vec![login.to_owned()], None)
+        );
+        let older = AdminPassword {
+            set_by_deploy: false,
+            ..set
+        };
+        let (grant, note) = first_admin_grant(&older, login.into(), "https://sso.example.com");
+        assert!(grant.is_empty(), "{grant:?}");
+        let note = note.expect("a note");
+        assert!(
+            note.contains(login) && note.contains("change its password"),
+            "{note}"
+        );
+        assert!(!note.contains("Gen-3rated"), "{note}");
     }
 
     #[test]

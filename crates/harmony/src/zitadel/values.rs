@@ -289,6 +289,19 @@ pub struct FirstInstance {
 pub struct FirstOrg {
     /// The machine user (its PAT lands in Secret `<username>-pat`, key `pat`).
     pub machine: FirstOrgMachine,
+    /// The human admin Zitadel's setup also creates from its defaults (zitadel
+    /// `cmd/setup/steps.yaml`: `zitadel-admin`, password `Password1!`); its password comes
+    /// from `ZITADEL_FIRSTINSTANCE_ORG_HUMAN_PASSWORD` (a Secret), never from these values.
+    pub human: FirstOrgHuman,
+}
+
+/// `FirstInstance.Org.Human:`, without the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirstOrgHuman {
+    /// The generated initial password must be changed at the first sign-in (Zitadel's default,
+    /// pinned).
+    pub password_change_required: bool,
 }
 
 /// `FirstInstance.Org.Machine:`.
