@@ -62,6 +62,21 @@ pub enum DeployError {
          cluster is one machine: use the local profile there"
     )]
     HaNeedsExistingCluster,
+    /// The `ha` profile on a cluster with fewer schedulable nodes than OpenBao's raft peers.
+    #[error(
+        "the ha profile needs {needed} schedulable nodes: OpenBao's chart puts each of its \
+         {needed} raft peers on its own node (a required pod anti-affinity per hostname), so \
+         with {schedulable} the rest stays Pending. Nodes: {nodes}. Add nodes (Ready, not \
+         cordoned, without a NoSchedule/NoExecute taint), or deploy --profile local"
+    )]
+    NotEnoughNodes {
+        /// Nodes needed.
+        needed: usize,
+        /// Nodes that can take a pod.
+        schedulable: usize,
+        /// Each node and why it cannot take a pod, if so.
+        nodes: String,
+    },
     /// Docker or port 8080 is not ready (found before anything is downloaded).
     #[error(transparent)]
     Preflight(#[from] PreflightError),
@@ -434,8 +449,12 @@ impl ClusterDeploy {
         // helm gets the same kubeconfig, pinned to the same context.
         let kubeconfig =
             KubeconfigFile::temporary(&access.kubeconfig).map_err(DeployError::Kubeconfig)?;
-        let tools = Tools::from_env()?;
         let profile = self.stack.profile.unwrap_or(Profile::Ha);
+        // In seconds, before anything is installed.
+        if profile == Profile::Ha {
+            check_schedulable_nodes(&k8s, usize::from(HA_OPENBAO_REPLICAS)).await?;
+        }
+        let tools = Tools::from_env()?;
         let ingress = &self.ingress;
         let sso_url = PublicIngress::url(&ingress.sso_host());
         let openbao_url = PublicIngress::url(&ingress.bao_host());
@@ -675,6 +694,73 @@ impl Converge<'_> {
             notes,
         })
     }
+}
+
+/// Why a node cannot take a new pod (`None`: it can): not Ready, cordoned, or tainted
+/// `NoSchedule`/`NoExecute` (a pod without a matching toleration — OpenBao's chart sets none
+/// by default — is not scheduled there).
+fn unschedulable_reason(node: &k8s_openapi::api::core::v1::Node) -> Option<String> {
+    let spec = node.spec.clone().unwrap_or_default();
+    if spec.unschedulable == Some(true) {
+        return Some("cordoned".to_owned());
+    }
+    if let Some(taint) = spec
+        .taints
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+    {
+        return Some(format!("taint {} {}", taint.key, taint.effect));
+    }
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    (!ready).then(|| "not Ready".to_owned())
+}
+
+/// Counts the nodes that can take a pod; fewer than `needed` is [`DeployError::NotEnoughNodes`]
+/// naming each node and why. Returns how many can.
+pub async fn check_schedulable_nodes(k8s: &K8sClient, needed: usize) -> Result<usize, DeployError> {
+    let nodes: Vec<k8s_openapi::api::core::v1::Node> = api::list_cluster(k8s, "nodes")
+        .await
+        .map_err(|source| DeployError::Cluster {
+            what: "listing the cluster's nodes (the ha profile needs enough schedulable ones)"
+                .to_owned(),
+            source,
+        })?;
+    let described: Vec<(String, Option<String>)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                unschedulable_reason(n),
+            )
+        })
+        .collect();
+    let schedulable = described.iter().filter(|(_, why)| why.is_none()).count();
+    if schedulable >= needed {
+        return Ok(schedulable);
+    }
+    let nodes = if described.is_empty() {
+        "none".to_owned()
+    } else {
+        described
+            .iter()
+            .map(|(name, why)| match why {
+                Some(why) => format!("{name} ({why})"),
+                None => format!("{name} (schedulable)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(DeployError::NotEnoughNodes {
+        needed,
+        schedulable,
+        nodes,
+    })
 }
 
 /// Whom of the first admin the deploy grants the sign-in role: the admin when Zitadel created it
@@ -939,6 +1025,102 @@ mod tests {
                 .expect_err("case matters")
                 .contains("local or ha")
         );
+    }
+
+    /// The API server answering one `GET /api/v1/nodes` with `nodes`.
+    fn nodes_api(nodes: serde_json::Value) -> (K8sClient, tokio::task::JoinHandle<()>) {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a request");
+            assert_eq!(request.method(), http::Method::GET);
+            assert_eq!(request.uri().path(), "/api/v1/nodes");
+            let body = serde_json::json!({
+                "apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": nodes,
+            });
+            send.send_response(Response::new(Body::from(
+                serde_json::to_vec(&body).expect("json"),
+            )));
+        });
+        (
+            K8sClient::new(kube::Client::new(service, "default")),
+            server,
+        )
+    }
+
+    fn node(name: &str, ready: bool, extra_spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": extra_spec,
+            "status": {"conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }},
+            ]},
+        })
+    }
+
+    /// OpenBao chart openbao-0.29.2 (`charts/openbao/values.yaml`, `server.affinity`): a
+    /// required pod anti-affinity on `kubernetes.io/hostname`, one raft peer per node.
+    #[tokio::test]
+    async fn ha_on_two_schedulable_nodes_fails_naming_the_requirement() {
+        let (k8s, server) = nodes_api(serde_json::json!([
+            node("a", true, serde_json::json!({})),
+            node("b", true, serde_json::json!({})),
+            node(
+                "cp",
+                true,
+                serde_json::json!({"taints": [
+                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                ]})
+            ),
+            node("d", true, serde_json::json!({"unschedulable": true})),
+            node("e", false, serde_json::json!({})),
+        ]));
+        let err = check_schedulable_nodes(&k8s, 3)
+            .await
+            .expect_err("two are not enough");
+        server.await.expect("server");
+        assert!(
+            matches!(
+                err,
+                DeployError::NotEnoughNodes {
+                    needed: 3,
+                    schedulable: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        for part in [
+            "needs 3 schedulable nodes",
+            "anti-affinity",
+            "--profile local",
+            "a (schedulable)",
+            "cp (taint node-role.kubernetes.io/control-plane NoSchedule)",
+            "d (cordoned)",
+            "e (not Ready)",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ha_on_three_schedulable_nodes_passes() {
+        let (k8s, server) = nodes_api(serde_json::json!([
+            node("a", true, serde_json::json!({})),
+            node("b", true, serde_json::json!({})),
+            // A PreferNoSchedule taint does not keep a pod off.
+            node(
+                "c",
+                true,
+                serde_json::json!({"taints": [
+                    {"key": "spot", "effect": "PreferNoSchedule"},
+                ]})
+            ),
+        ]));
+        assert_eq!(check_schedulable_nodes(&k8s, 3).await.expect("enough"), 3);
+        server.await.expect("server");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::fmt::Debug;
 
 use harmony_k8s::{K8sClient, K8sError, REQUEST_TIMEOUT};
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use serde::de::DeserializeOwned;
 
 async fn bounded<T>(
@@ -50,4 +50,16 @@ where
         api.get_opt(name),
     )
     .await
+}
+
+/// Every object of a cluster-scoped kind (`what` names them in errors).
+pub(crate) async fn list_cluster<K>(k8s: &K8sClient, what: &str) -> Result<Vec<K>, K8sError>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(k8s.kube().clone());
+    Ok(bounded("list", what, api.list(&ListParams::default()))
+        .await?
+        .items)
 }
