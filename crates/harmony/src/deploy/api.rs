@@ -63,3 +63,59 @@ where
         .await?
         .items)
 }
+/// The objects of a namespaced kind matching `labels` (a label selector).
+pub(crate) async fn list_namespaced<K>(
+    k8s: &K8sClient,
+    namespace: &str,
+    labels: &str,
+) -> Result<Vec<K>, K8sError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(k8s.kube().clone(), namespace);
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    Ok(bounded(
+        "list",
+        &format!("{kind} in {namespace} ({labels})"),
+        api.list(&ListParams::default().labels(labels)),
+    )
+    .await?
+    .items)
+}
+
+/// Deletes one namespaced object but leaves its dependents (`propagationPolicy: Orphan`): a
+/// StatefulSet's pods keep running and are adopted by the one created next with the same
+/// selector. An object that does not exist counts as deleted.
+pub(crate) async fn delete_orphaning<K>(
+    k8s: &K8sClient,
+    namespace: &str,
+    name: &str,
+) -> Result<(), K8sError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(k8s.kube().clone(), namespace);
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    match bounded(
+        "delete",
+        &format!("{kind} {namespace}/{name}"),
+        api.delete(name, &kube::api::DeleteParams::orphan()),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(K8sError::Api {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
