@@ -424,6 +424,7 @@ impl LocalDeploy {
             dns_hint: "check that CoreDNS serves the sso.harmony.local rewrite \
                        (kube-system/coredns-custom)"
                 .to_owned(),
+            notes: Vec::new(),
         }
         .run(&tools, kubeconfig, &k8s, &access)
         .await
@@ -451,8 +452,22 @@ impl ClusterDeploy {
             KubeconfigFile::temporary(&access.kubeconfig).map_err(DeployError::Kubeconfig)?;
         let profile = self.stack.profile.unwrap_or(Profile::Ha);
         // In seconds, before anything is installed.
+        let mut notes = Vec::new();
         if profile == Profile::Ha {
-            check_schedulable_nodes(&k8s, usize::from(HA_OPENBAO_REPLICAS)).await?;
+            match check_schedulable_nodes(&k8s, usize::from(HA_OPENBAO_REPLICAS)).await {
+                Ok(_) => {}
+                // Listing nodes is cluster-wide: a namespaced user may not. The deploy goes
+                // on (a peer on a missing node stays Pending and is named after its wait).
+                Err(DeployError::Cluster { source, .. }) => {
+                    tracing::warn!(error = %crate::cnpg::retry::ErrorChain(&source),
+                        "could not count the cluster's schedulable nodes");
+                    notes.push(format!(
+                        "the ha profile needs {HA_OPENBAO_REPLICAS} schedulable nodes; they could \
+                         not be counted (listing nodes: {source})"
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
         }
         let tools = Tools::from_env()?;
         let ingress = &self.ingress;
@@ -485,6 +500,7 @@ impl ClusterDeploy {
             ),
             openbao_url,
             sso_url,
+            notes,
         }
         .run(&tools, kubeconfig, &k8s, &access)
         .await
@@ -565,6 +581,8 @@ struct Converge<'a> {
     reached: &'static str,
     /// What to check when OpenBao cannot fetch the issuer's discovery.
     dns_hint: String,
+    /// Notes of the steps before this one.
+    notes: Vec<String>,
 }
 
 impl Converge<'_> {
@@ -602,7 +620,7 @@ impl Converge<'_> {
         let mut sso: Option<SsoClientState> = None;
         let mut jwt_report: Option<BootstrapReport> = None;
         let mut admin_password_file: Option<PathBuf> = None;
-        let mut notes: Vec<String> = Vec::new();
+        let mut notes = self.notes.clone();
         if !self.options.skip_zitadel {
             let connect = || access.connect();
             CnpgScore {

@@ -169,7 +169,7 @@ impl OpenbaoScore {
             self.adopt_pods_for_parallel(k8s).await?;
             self.install(helm).await?;
             let mut report = self.bootstrap_through(k8s, options, forward).await?;
-            report.notes.extend(self.roll_notice(k8s).await?);
+            report.notes.extend(self.roll_notice(k8s).await);
             Ok(report)
         }
         .instrument(span)
@@ -188,11 +188,15 @@ impl OpenbaoScore {
                 source: Some(Box::new(e)),
             }
         };
-        let Some(sts) = crate::deploy::api::get_namespaced::<StatefulSet>(k8s, ns, name)
-            .await
-            .map_err(kube_err(format!("reading StatefulSet {ns}/{name}")))?
-        else {
-            return Ok(());
+        let sts = match crate::deploy::api::get_namespaced::<StatefulSet>(k8s, ns, name).await {
+            Ok(Some(sts)) => sts,
+            Ok(None) => return Ok(()),
+            // Not knowing is no reason to stop: the install then says what is wrong.
+            Err(e) => {
+                tracing::warn!(statefulset = %format!("{ns}/{name}"), error = %crate::cnpg::retry::ErrorChain(&e),
+                    "could not read OpenBao's StatefulSet before the upgrade");
+                return Ok(());
+            }
         };
         let policy = sts
             .spec
@@ -215,7 +219,19 @@ impl OpenbaoScore {
     /// `updateRevision` but restarts no pod. When a pod still runs an older revision (its
     /// `controller-revision-hash` label), returns the notice that says so and how to roll them;
     /// the deploy does not roll them itself.
-    pub async fn roll_notice(&self, k8s: &K8sClient) -> Result<Option<String>, OpenbaoError> {
+    pub async fn roll_notice(&self, k8s: &K8sClient) -> Option<String> {
+        match self.pods_behind(k8s).await {
+            Ok(notice) => notice,
+            // Informational only: a deploy that worked does not fail for it.
+            Err(e) => {
+                tracing::warn!(error = %crate::cnpg::retry::ErrorChain(&e),
+                    "could not compare OpenBao's pods with the StatefulSet's revision");
+                None
+            }
+        }
+    }
+
+    async fn pods_behind(&self, k8s: &K8sClient) -> Result<Option<String>, OpenbaoError> {
         let (ns, name) = (self.namespace.as_str(), self.release.as_str());
         let kube_err = |what: String| {
             move |e| OpenbaoError::Kubernetes {
@@ -1033,7 +1049,7 @@ exit 0
                     ]),
                 ),
             ]);
-            let notice = ha_score().roll_notice(&k8s).await?.expect("a notice");
+            let notice = ha_score().roll_notice(&k8s).await.expect("a notice");
             let queries = api.await??;
             assert!(
                 queries[1].contains("labelSelector=app.kubernetes.io%2Finstance%3Dopenbao"),
@@ -1066,7 +1082,7 @@ exit 0
                     pods(&[("openbao-0", "openbao-new"), ("openbao-1", "openbao-new")]),
                 ),
             ]);
-            assert_eq!(ha_score().roll_notice(&k8s).await?, None);
+            assert_eq!(ha_score().roll_notice(&k8s).await, None);
             api.await??;
             Ok(())
         }
