@@ -160,3 +160,9 @@ pub const HARMONY_LIVE_DOMAIN: &str = "HARMONY_LIVE_DOMAIN";
 /// The cert-manager ClusterIssuer the existing-cluster live test passes as `--cluster-issuer`
 /// (unset: no TLS flag; something else must terminate TLS for both hosts).
 pub const HARMONY_LIVE_CLUSTER_ISSUER: &str = "HARMONY_LIVE_CLUSTER_ISSUER";
+
+/// The image (`REPOSITORY:TAG`, a Docker Hub repository) of Zitadel's setup and cleanup Jobs'
+/// kubectl containers, for both deploying binaries' `--kubectl-image` (default
+/// `harmony::zitadel::values::KubectlImage::default`, kubectl within one minor of the k3s that
+/// k3d starts): set it to a kubectl within one minor of another cluster's Kubernetes.
+pub const HARMONY_KUBECTL_IMAGE: &str = "HARMONY_KUBECTL_IMAGE";

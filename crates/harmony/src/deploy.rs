@@ -10,6 +10,7 @@
 //! DNS names under a domain through the cluster's ingress controller). Everything after that is
 //! one code path ([`Converge`]).
 
+pub(crate) mod api;
 pub mod flags;
 
 use std::path::PathBuf;
@@ -34,7 +35,8 @@ use crate::preflight::{DockerEndpoint, PreflightError, check_local_deploy};
 use crate::tools::{ToolError, Tools};
 use crate::zitadel::setup::{DEVELOPER_ROLE, ZitadelSetupError};
 use crate::zitadel::{
-    DeviceAppSpec, SsoClientState, ZitadelError, ZitadelScore, ensure_device_app,
+    AdminPassword, DeviceAppSpec, KubectlImage, SsoClientState, ZitadelError, ZitadelScore,
+    ensure_device_app,
 };
 
 /// After CoreDNS restarts with the rewrite (k3d), or while DNS and the certificate for
@@ -60,6 +62,21 @@ pub enum DeployError {
          cluster is one machine: use the local profile there"
     )]
     HaNeedsExistingCluster,
+    /// The `ha` profile on a cluster with fewer schedulable nodes than OpenBao's raft peers.
+    #[error(
+        "the ha profile needs {needed} schedulable nodes: OpenBao's chart puts each of its \
+         {needed} raft peers on its own node (a required pod anti-affinity per hostname), so \
+         with {schedulable} the rest stays Pending. Nodes: {nodes}. Add nodes (Ready, not \
+         cordoned, without a NoSchedule/NoExecute taint), or deploy --profile local"
+    )]
+    NotEnoughNodes {
+        /// Nodes needed.
+        needed: usize,
+        /// Nodes that can take a pod.
+        schedulable: usize,
+        /// Each node and why it cannot take a pod, if so.
+        nodes: String,
+    },
     /// Docker or port 8080 is not ready (found before anything is downloaded).
     #[error(transparent)]
     Preflight(#[from] PreflightError),
@@ -212,6 +229,12 @@ impl Stack {
             zitadel,
         }
     }
+
+    /// The same stack with Zitadel's Jobs pulling `image` for kubectl.
+    pub fn with_kubectl_image(mut self, image: &KubectlImage) -> Self {
+        self.zitadel.kubectl_image = image.clone();
+        self
+    }
 }
 
 /// What both deploys take: the stack's size and how to treat what people already have.
@@ -251,6 +274,8 @@ pub struct LocalDeploy {
     pub cluster: String,
     /// What to deploy.
     pub stack: StackOptions,
+    /// The kubectl image of Zitadel's setup and cleanup Jobs.
+    pub kubectl_image: KubectlImage,
 }
 
 /// The stack on a cluster that exists: a context of the kubeconfig (`KUBECONFIG`, else
@@ -264,6 +289,8 @@ pub struct ClusterDeploy {
     pub ingress: PublicIngress,
     /// What to deploy.
     pub stack: StackOptions,
+    /// The kubectl image of Zitadel's setup and cleanup Jobs.
+    pub kubectl_image: KubectlImage,
 }
 
 /// Where the stack was deployed.
@@ -308,6 +335,10 @@ pub struct DeployReport {
     pub openbao_state: StateDir,
     /// Where the device-code app's state is kept.
     pub zitadel_state: PathBuf,
+    /// The local copy (0600) of Zitadel's first admin's initial password.
+    pub admin_password_file: Option<PathBuf>,
+    /// What a person should know or do after this deploy.
+    pub notes: Vec<String>,
 }
 
 /// The directory of a cluster's device-code app state.
@@ -377,7 +408,7 @@ impl LocalDeploy {
         let ingress = LocalIngress::k3d();
         let url = |host: &str| ingress.url(host).as_str().trim_end_matches('/').to_owned();
         Converge {
-            stack: Stack::new(profile, None),
+            stack: Stack::new(profile, None).with_kubectl_image(&self.kubectl_image),
             profile,
             options: &self.stack,
             openbao_state: StateDir::for_cluster(cluster)
@@ -393,6 +424,7 @@ impl LocalDeploy {
             dns_hint: "check that CoreDNS serves the sso.harmony.local rewrite \
                        (kube-system/coredns-custom)"
                 .to_owned(),
+            notes: Vec::new(),
         }
         .run(&tools, kubeconfig, &k8s, &access)
         .await
@@ -418,8 +450,26 @@ impl ClusterDeploy {
         // helm gets the same kubeconfig, pinned to the same context.
         let kubeconfig =
             KubeconfigFile::temporary(&access.kubeconfig).map_err(DeployError::Kubeconfig)?;
-        let tools = Tools::from_env()?;
         let profile = self.stack.profile.unwrap_or(Profile::Ha);
+        // In seconds, before anything is installed.
+        let mut notes = Vec::new();
+        if profile == Profile::Ha {
+            match check_schedulable_nodes(&k8s, usize::from(HA_OPENBAO_REPLICAS)).await {
+                Ok(_) => {}
+                // Listing nodes is cluster-wide: a namespaced user may not. The deploy goes
+                // on (a peer on a missing node stays Pending and is named after its wait).
+                Err(DeployError::Cluster { source, .. }) => {
+                    tracing::warn!(error = %crate::cnpg::retry::ErrorChain(&source),
+                        "could not count the cluster's schedulable nodes");
+                    notes.push(format!(
+                        "the ha profile needs {HA_OPENBAO_REPLICAS} schedulable nodes; they could \
+                         not be counted (listing nodes: {source})"
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let tools = Tools::from_env()?;
         let ingress = &self.ingress;
         let sso_url = PublicIngress::url(&ingress.sso_host());
         let openbao_url = PublicIngress::url(&ingress.bao_host());
@@ -431,7 +481,7 @@ impl ClusterDeploy {
             .and_then(|url| StateDir::for_url(&url))
             .map_err(openbao_err("naming OpenBao's state directory"))?;
         Converge {
-            stack: Stack::new(profile, Some(ingress)),
+            stack: Stack::new(profile, Some(ingress)).with_kubectl_image(&self.kubectl_image),
             profile,
             options: &self.stack,
             // Keyed by OpenBao's URL: `harmony --openbao-url https://bao.<domain>` finds the
@@ -450,6 +500,7 @@ impl ClusterDeploy {
             ),
             openbao_url,
             sso_url,
+            notes,
         }
         .run(&tools, kubeconfig, &k8s, &access)
         .await
@@ -463,6 +514,8 @@ pub enum DeployTarget {
     K3d {
         /// The cluster's name.
         cluster: String,
+        /// The kubectl image of Zitadel's Jobs (within one minor of the cluster's k3s).
+        kubectl_image: KubectlImage,
     },
     /// A cluster that exists, by kubeconfig context, published under a domain.
     Existing {
@@ -470,6 +523,8 @@ pub enum DeployTarget {
         context: String,
         /// Host names, ingress class and TLS.
         ingress: PublicIngress,
+        /// The kubectl image of Zitadel's Jobs (within one minor of the cluster's Kubernetes).
+        kubectl_image: KubectlImage,
     },
 }
 
@@ -477,12 +532,28 @@ impl DeployTarget {
     /// Deploy or converge `stack` there ([`LocalDeploy`] or [`ClusterDeploy`]).
     pub async fn deploy(self, stack: StackOptions) -> Result<DeployReport, DeployError> {
         match self {
-            Self::K3d { cluster } => LocalDeploy { cluster, stack }.run().await,
-            Self::Existing { context, ingress } => {
+            Self::K3d {
+                cluster,
+                kubectl_image,
+            } => {
+                LocalDeploy {
+                    cluster,
+                    stack,
+                    kubectl_image,
+                }
+                .run()
+                .await
+            }
+            Self::Existing {
+                context,
+                ingress,
+                kubectl_image,
+            } => {
                 ClusterDeploy {
                     context,
                     ingress,
                     stack,
+                    kubectl_image,
                 }
                 .run()
                 .await
@@ -510,6 +581,8 @@ struct Converge<'a> {
     reached: &'static str,
     /// What to check when OpenBao cannot fetch the issuer's discovery.
     dns_hint: String,
+    /// Notes of the steps before this one.
+    notes: Vec<String>,
 }
 
 impl Converge<'_> {
@@ -546,6 +619,8 @@ impl Converge<'_> {
 
         let mut sso: Option<SsoClientState> = None;
         let mut jwt_report: Option<BootstrapReport> = None;
+        let mut admin_password_file: Option<PathBuf> = None;
+        let mut notes = self.notes.clone();
         if !self.options.skip_zitadel {
             let connect = || access.connect();
             CnpgScore {
@@ -575,9 +650,20 @@ impl Converge<'_> {
                     "waiting for Zitadel's OIDC discovery {}",
                     self.reached
                 )))?;
+            // The first admin's initial password, beside the app's state (0600). Its sign-in
+            // role only when Zitadel created it with that password: an admin an older deploy
+            // left with Zitadel's public default is not let in.
+            let admin_login = zitadel.first_admin_login();
+            admin_password_file = Some(
+                crate::zitadel::save_admin_password(&self.zitadel_state, &deployed.admin.password)
+                    .map_err(|e| DeployError::Zitadel(Box::new(ZitadelError::LocalFile(e))))?,
+            );
+            let (grant_if_present, note) =
+                first_admin_grant(&deployed.admin, admin_login, &self.sso_url);
+            notes.extend(note);
             let spec = DeviceAppSpec {
                 grant_users: self.options.grant_users.clone(),
-                grant_if_present: vec![zitadel.first_admin_login()],
+                grant_if_present,
                 ..DeviceAppSpec::default()
             };
             let client = ensure_device_app(&api, &spec, &deployed.issuer, &self.zitadel_state)
@@ -622,8 +708,96 @@ impl Converge<'_> {
             sso,
             openbao_state: self.openbao_state,
             zitadel_state: self.zitadel_state,
+            admin_password_file,
+            notes,
         })
     }
+}
+
+/// Why a node cannot take a new pod (`None`: it can): not Ready, cordoned, or tainted
+/// `NoSchedule`/`NoExecute` (a pod without a matching toleration — OpenBao's chart sets none
+/// by default — is not scheduled there).
+fn unschedulable_reason(node: &k8s_openapi::api::core::v1::Node) -> Option<String> {
+    let spec = node.spec.clone().unwrap_or_default();
+    if spec.unschedulable == Some(true) {
+        return Some("cordoned".to_owned());
+    }
+    if let Some(taint) = spec
+        .taints
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+    {
+        return Some(format!("taint {} {}", taint.key, taint.effect));
+    }
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    (!ready).then(|| "not Ready".to_owned())
+}
+
+/// Counts the nodes that can take a pod; fewer than `needed` is [`DeployError::NotEnoughNodes`]
+/// naming each node and why. Returns how many can.
+pub async fn check_schedulable_nodes(k8s: &K8sClient, needed: usize) -> Result<usize, DeployError> {
+    let nodes: Vec<k8s_openapi::api::core::v1::Node> = api::list_cluster(k8s, "nodes")
+        .await
+        .map_err(|source| DeployError::Cluster {
+            what: "listing the cluster's nodes (the ha profile needs enough schedulable ones)"
+                .to_owned(),
+            source,
+        })?;
+    let described: Vec<(String, Option<String>)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                unschedulable_reason(n),
+            )
+        })
+        .collect();
+    let schedulable = described.iter().filter(|(_, why)| why.is_none()).count();
+    if schedulable >= needed {
+        return Ok(schedulable);
+    }
+    let nodes = if described.is_empty() {
+        "none".to_owned()
+    } else {
+        described
+            .iter()
+            .map(|(name, why)| match why {
+                Some(why) => format!("{name} ({why})"),
+                None => format!("{name} (schedulable)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(DeployError::NotEnoughNodes {
+        needed,
+        schedulable,
+        nodes,
+    })
+}
+
+/// Whom of the first admin the deploy grants the sign-in role: the admin when Zitadel created it
+/// with the password the deploy generated, else nobody, with a note saying why and what to do.
+fn first_admin_grant(
+    admin: &AdminPassword,
+    login: String,
+    sso_url: &str,
+) -> (Vec<String>, Option<String>) {
+    if admin.set_by_deploy {
+        return (vec![login], None);
+    }
+    let note = format!(
+        "Zitadel's first admin {login} was created before this deploy set its password \
+         (Zitadel's default is public), so it was not granted {DEVELOPER_ROLE}; sign in to \
+         {sso_url} as that admin and change its password now (a grant an older deploy made \
+         stays until you remove it)"
+    );
+    (Vec::new(), Some(note))
 }
 
 fn openbao_err(what: &str) -> impl FnOnce(OpenbaoError) -> DeployError + use<> {
@@ -777,11 +951,18 @@ impl DeployReport {
         if self.sso.is_some() {
             out.push(format!("  {}", self.zitadel_state.display()));
         }
+        if let Some(file) = &self.admin_password_file {
+            out.push(format!(
+                "  {}   Zitadel's first admin's initial password (changed at its first sign-in)",
+                file.display()
+            ));
+        }
         for note in self
             .openbao
             .notes
             .iter()
             .chain(self.jwt.iter().flat_map(|r| &r.notes))
+            .chain(&self.notes)
         {
             out.push(format!("Note: {note}"));
         }
@@ -843,6 +1024,7 @@ mod tests {
     async fn ha_on_k3d_is_refused_before_anything_runs() {
         let deploy = LocalDeploy {
             cluster: "harmony".into(),
+            kubectl_image: KubectlImage::default(),
             stack: StackOptions {
                 profile: Some(Profile::Ha),
                 key_shares: None,
@@ -861,6 +1043,127 @@ mod tests {
                 .expect_err("case matters")
                 .contains("local or ha")
         );
+    }
+
+    /// The API server answering one `GET /api/v1/nodes` with `nodes`.
+    fn nodes_api(nodes: serde_json::Value) -> (K8sClient, tokio::task::JoinHandle<()>) {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a request");
+            assert_eq!(request.method(), http::Method::GET);
+            assert_eq!(request.uri().path(), "/api/v1/nodes");
+            let body = serde_json::json!({
+                "apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": nodes,
+            });
+            send.send_response(Response::new(Body::from(
+                serde_json::to_vec(&body).expect("json"),
+            )));
+        });
+        (
+            K8sClient::new(kube::Client::new(service, "default")),
+            server,
+        )
+    }
+
+    fn node(name: &str, ready: bool, extra_spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": extra_spec,
+            "status": {"conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }},
+            ]},
+        })
+    }
+
+    /// OpenBao chart openbao-0.29.2 (`charts/openbao/values.yaml`, `server.affinity`): a
+    /// required pod anti-affinity on `kubernetes.io/hostname`, one raft peer per node.
+    #[tokio::test]
+    async fn ha_on_two_schedulable_nodes_fails_naming_the_requirement() {
+        let (k8s, server) = nodes_api(serde_json::json!([
+            node("a", true, serde_json::json!({})),
+            node("b", true, serde_json::json!({})),
+            node(
+                "cp",
+                true,
+                serde_json::json!({"taints": [
+                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                ]})
+            ),
+            node("d", true, serde_json::json!({"unschedulable": true})),
+            node("e", false, serde_json::json!({})),
+        ]));
+        let err = check_schedulable_nodes(&k8s, 3)
+            .await
+            .expect_err("two are not enough");
+        server.await.expect("server");
+        assert!(
+            matches!(
+                err,
+                DeployError::NotEnoughNodes {
+                    needed: 3,
+                    schedulable: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        for part in [
+            "needs 3 schedulable nodes",
+            "anti-affinity",
+            "--profile local",
+            "a (schedulable)",
+            "cp (taint node-role.kubernetes.io/control-plane NoSchedule)",
+            "d (cordoned)",
+            "e (not Ready)",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ha_on_three_schedulable_nodes_passes() {
+        let (k8s, server) = nodes_api(serde_json::json!([
+            node("a", true, serde_json::json!({})),
+            node("b", true, serde_json::json!({})),
+            // A PreferNoSchedule taint does not keep a pod off.
+            node(
+                "c",
+                true,
+                serde_json::json!({"taints": [
+                    {"key": "spot", "effect": "PreferNoSchedule"},
+                ]})
+            ),
+        ]));
+        assert_eq!(check_schedulable_nodes(&k8s, 3).await.expect("enough"), 3);
+        server.await.expect("server");
+    }
+
+    #[test]
+    fn the_first_admin_is_granted_only_when_the_deploy_set_its_password() {
+        let login = "zitadel-admin@zitadel.sso.harmony.local";
+        let set = AdminPassword {
+            password: SecretString::from("Gen-3rated!pw"),
+            set_by_deploy: true,
+        };
+        assert_eq!(
+            first_admin_grant(&set, login.into(), "http://sso.harmony.local:8080"),
+            (vec![login.to_owned()], None)
+        );
+        let older = AdminPassword {
+            set_by_deploy: false,
+            ..set
+        };
+        let (grant, note) = first_admin_grant(&older, login.into(), "https://sso.example.com");
+        assert!(grant.is_empty(), "{grant:?}");
+        let note = note.expect("a note");
+        assert!(
+            note.contains(login) && note.contains("change its password"),
+            "{note}"
+        );
+        assert!(!note.contains("Gen-3rated"), "{note}");
     }
 
     #[test]

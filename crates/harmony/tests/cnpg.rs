@@ -47,7 +47,10 @@ fn cluster_is_small_and_lets_cnpg_own_credentials() {
         m["spec"].get("enablePDB").is_none(),
         "local: the operator's default"
     );
-    assert_eq!(m["spec"]["enableSuperuserAccess"], true);
+    // Zitadel never connects as the superuser (see tests/zitadel.rs): CNPG keeps it without a
+    // password (cloudnative-pg v1.30.0 `api/v1/cluster_types.go`, `enableSuperuserAccess`
+    // default false).
+    assert_eq!(m["spec"]["enableSuperuserAccess"], false);
     assert_eq!(m["spec"]["bootstrap"]["initdb"]["owner"], "zitadel");
     // No password anywhere: CNPG generates them into <cluster>-app / <cluster>-superuser.
     assert!(!m.to_string().to_lowercase().contains("password"), "{m}");
@@ -316,5 +319,124 @@ async fn cluster_apply_gives_up_after_the_bound_naming_the_crd() -> Result<()> {
     for h in handles {
         h.await??;
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness: the `Cluster`'s status, never the pod `<cluster>-1`
+
+const HA_CLUSTER_PATH: &str = "/apis/postgresql.cnpg.io/v1/namespaces/zitadel/clusters/zitadel-pg";
+
+/// A `Cluster` as the operator reports it (cloudnative-pg v1.30.0 `api/v1/cluster_types.go`,
+/// `ClusterStatus`: `instances`, `readyInstances`, `currentPrimary`, `phase`).
+fn cluster_with_status(ready: u32, primary: &str, phase: &str) -> serde_json::Value {
+    let mut m = serde_json::to_value(PostgresCluster::ha().manifest()).expect("json");
+    m["status"] = json!({
+        "instances": 3, "readyInstances": ready, "currentPrimary": primary, "phase": phase,
+        "instanceNames": ["zitadel-pg-2", "zitadel-pg-3", "zitadel-pg-4"],
+    });
+    m
+}
+
+fn app_secret() -> serde_json::Value {
+    use base64::Engine as _;
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "zitadel-pg-app", "namespace": "zitadel"},
+        "data": {"password": base64::engine::general_purpose::STANDARD.encode("pg-secret")},
+    })
+}
+
+/// Instance 1 was replaced long ago: the pods are `-2`, `-3`, `-4` and `-3` is the primary. The
+/// wait reads the `Cluster` (twice: first 2 of 3 Ready) and the owner's Secret, and never asks
+/// for a pod.
+#[tokio::test]
+async fn readiness_follows_the_cluster_status_when_the_primary_is_instance_3() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(
+            request.method() == Method::GET && request.uri().path() == HA_CLUSTER_PATH,
+            "{} {}",
+            request.method(),
+            request.uri()
+        );
+        respond(
+            send,
+            StatusCode::OK,
+            &cluster_with_status(2, "zitadel-pg-3", "Creating a new replica"),
+        );
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.uri().path() == HA_CLUSTER_PATH, "{}", request.uri());
+        respond(
+            send,
+            StatusCode::OK,
+            &cluster_with_status(3, "zitadel-pg-3", "Cluster in healthy state"),
+        );
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(
+            request.uri().path() == "/api/v1/namespaces/zitadel/secrets/zitadel-pg-app",
+            "{}",
+            request.uri()
+        );
+        respond(send, StatusCode::OK, &app_secret());
+        zitadel_support::no_more_requests(&mut server).await
+    });
+    let client = Mutex::new(Some(client));
+    // One attempt: one client.
+    let connect = || {
+        let c = client.lock().expect("lock").take().expect("one client");
+        std::future::ready(Ok::<_, harmony_k8s::K8sError>(c))
+    };
+    let score = CnpgScore {
+        cluster: PostgresCluster::ha(),
+        retry: RetryPolicy::immediate(1),
+        ready_attempt_timeout: Duration::from_secs(30),
+        ready_poll_interval: Duration::ZERO,
+        ..CnpgScore::default()
+    };
+    score.wait_ready(&connect).await?;
+    api.await??;
+    Ok(())
+}
+
+/// A `Cluster` that never gets its instances Ready is a bounded error naming the count, the
+/// primary and the phase.
+#[tokio::test]
+async fn a_cluster_that_stays_unready_names_its_status() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (_, send) = next_request(&mut server).await?;
+        respond(
+            send,
+            StatusCode::OK,
+            &cluster_with_status(1, "", "Setting up primary"),
+        );
+        zitadel_support::no_more_requests(&mut server).await
+    });
+    let client = Mutex::new(Some(client));
+    // One attempt: one client.
+    let connect = || {
+        let c = client.lock().expect("lock").take().expect("one client");
+        std::future::ready(Ok::<_, harmony_k8s::K8sError>(c))
+    };
+    let score = CnpgScore {
+        cluster: PostgresCluster::ha(),
+        retry: RetryPolicy::immediate(1),
+        ready_attempt_timeout: Duration::ZERO,
+        ready_poll_interval: Duration::ZERO,
+        ..CnpgScore::default()
+    };
+    let err = score.wait_ready(&connect).await.expect_err("never ready");
+    let CnpgError::Exhausted(e) = &err else {
+        panic!("expected Exhausted, got {err:?}");
+    };
+    let msg = e.last.to_string();
+    assert!(
+        msg.contains("1 of 3 instances") && msg.contains("primary none"),
+        "{msg}"
+    );
+    assert!(msg.contains("Setting up primary"), "{msg}");
+    api.await??;
     Ok(())
 }

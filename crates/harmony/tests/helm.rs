@@ -612,7 +612,7 @@ async fn ha_values_on_an_existing_cluster_with_a_tls_secret() {
     // Zitadel's database is the ha PostgreSQL (3 instances), through its -rw service.
     assert_eq!(
         config["Database"]["Postgres"]["Host"],
-        "zitadel-pg-rw.zitadel.svc.cluster.local"
+        "zitadel-pg-rw.zitadel.svc"
     );
 }
 

@@ -106,10 +106,22 @@ fn issuer_settings_database_and_secrets() {
     assert_eq!(cfg["ExternalDomain"], "sso.harmony.local");
     assert_eq!(cfg["ExternalPort"], 8080);
     assert_eq!(cfg["ExternalSecure"], false);
+    // The cluster domain is not always `cluster.local`: the namespace-qualified name resolves
+    // through every pod's DNS search path.
     assert_eq!(
         cfg["Database"]["Postgres"]["Host"],
-        "zitadel-pg-rw.zitadel.svc.cluster.local"
+        "zitadel-pg-rw.zitadel.svc"
     );
+    // CNPG serves TLS by default (cloudnative-pg v1.30.0 `docs/src/ssl_connections.md`): the
+    // connection is encrypted (`require`; the server certificate is CNPG's own CA).
+    assert_eq!(
+        cfg["Database"]["Postgres"]["User"]["SSL"]["Mode"],
+        "require"
+    );
+    // No superuser: `zitadel init zitadel` (the init job's `initJob.command: zitadel`),
+    // `zitadel setup` and `zitadel start` connect as the user (`database.Connect(config,
+    // false, ...)` in zitadel `cmd/initialise/verify_zitadel.go` and `cmd/setup/setup.go`).
+    assert!(cfg["Database"]["Postgres"].get("Admin").is_none(), "{cfg}");
     assert_eq!(
         cfg["FirstInstance"]["Org"]["Machine"]["Machine"]["Username"],
         "harmony-admin"
@@ -125,9 +137,32 @@ fn issuer_settings_database_and_secrets() {
         env[0]["valueFrom"]["secretKeyRef"],
         json!({"name": "zitadel-pg-app", "key": "password"})
     );
+    assert!(
+        env.iter()
+            .all(|e| e["name"] != "ZITADEL_DATABASE_POSTGRES_ADMIN_PASSWORD"),
+        "{env:?}"
+    );
     let score = ZitadelScore::default();
     assert_eq!(score.pat_secret(), "harmony-admin-pat");
     assert_eq!(score.issuer(), ISSUER);
+}
+
+/// Chart zitadel-9.34.0 pulls `docker.io/alpine/k8s:<cluster version>` for the setup and
+/// cleanup Jobs unless `tools.kubectl.image` is set (`charts/zitadel/templates/_helpers.tpl`,
+/// `kubectl.image`); that tag often does not exist (zitadel-charts #614, #490, #419).
+#[test]
+fn the_jobs_kubectl_image_is_pinned_and_can_be_overridden() {
+    let v = values_json();
+    assert_eq!(
+        v["tools"]["kubectl"]["image"],
+        json!({"repository": "alpine/k8s", "tag": "1.32.3"})
+    );
+    let score = ZitadelScore {
+        kubectl_image: "alpine/k8s:1.34.9".parse().expect("image"),
+        ..ZitadelScore::default()
+    };
+    let v = serde_json::to_value(score.values()).expect("values");
+    assert_eq!(v["tools"]["kubectl"]["image"]["tag"], "1.34.9");
 }
 
 /// The chart names its Service `<release>-zitadel` unless the release name contains
@@ -1043,5 +1078,200 @@ async fn missing_pat_secret_explains_the_fresh_database_rule() -> Result<()> {
     };
     let cause = e.last.to_string();
     assert!(cause.contains("fresh database"), "{cause}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first human admin's password: generated into a Secret before the install, never Zitadel's
+// public default (zitadel `cmd/setup/steps.yaml`: `FirstInstance.Org.Human.Password:
+// Password1!`, env `ZITADEL_FIRSTINSTANCE_ORG_HUMAN_PASSWORD`)
+
+const ADMIN_PATH: &str = "/api/v1/namespaces/zitadel/secrets/zitadel-admin-password";
+const PAT_PATH: &str = "/api/v1/namespaces/zitadel/secrets/harmony-admin-pat";
+
+fn secret_with(name: &str, data: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "zitadel"},
+        "data": data,
+    })
+}
+
+fn decoded(body: &Value, key: &str) -> Result<String> {
+    let b64 = body["data"][key]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no data.{key} in {body}"))?;
+    Ok(String::from_utf8(
+        base64::engine::general_purpose::STANDARD.decode(b64)?,
+    )?)
+}
+
+/// Chart zitadel-9.34.0 adds `.Values.env` to the setup Job (`templates/_helpers.tpl`,
+/// `zitadel.dbEnv`, included by `templates/job_setup.yaml`): the password reaches it from the
+/// Secret, and no password is in the values.
+#[test]
+fn the_admin_password_reaches_the_setup_job_from_a_secret_only() {
+    let v = values_json();
+    let env = v["env"].as_array().expect("env");
+    let admin = env
+        .iter()
+        .find(|e| e["name"] == "ZITADEL_FIRSTINSTANCE_ORG_HUMAN_PASSWORD")
+        .expect("the admin password variable");
+    assert_eq!(
+        admin["valueFrom"]["secretKeyRef"],
+        json!({"name": "zitadel-admin-password", "key": "password"})
+    );
+    assert!(admin.get("value").is_none(), "{admin}");
+    let human = &v["zitadel"]["configmapConfig"]["FirstInstance"]["Org"]["Human"];
+    assert_eq!(human, &json!({"PasswordChangeRequired": true}));
+    let text = serde_json::to_string(&v).expect("json");
+    assert!(!text.contains("Password1!"), "{text}");
+}
+
+#[tokio::test]
+#[traced_test]
+async fn a_fresh_instance_gets_a_generated_admin_password_secret() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::GET && request.uri().path() == ADMIN_PATH);
+        not_found(send, "secrets \"zitadel-admin-password\"");
+        // No PAT Secret: Zitadel has not created its first instance yet.
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::GET && request.uri().path() == PAT_PATH);
+        not_found(send, "secrets \"harmony-admin-pat\"");
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::PATCH && request.uri().path() == ADMIN_PATH);
+        ensure!(query(&request).contains("fieldManager=harmony"));
+        let body = request_json(request).await?;
+        respond(send, StatusCode::OK, &body);
+        no_more_requests(&mut server).await?;
+        Ok::<_, anyhow::Error>(body)
+    });
+    let admin = ZitadelScore::default()
+        .ensure_admin_password(&client)
+        .await?;
+    drop(client);
+    let body = api.await??;
+    assert_eq!(body["immutable"], true, "{body}");
+    let stored = decoded(&body, "password")?;
+    assert_eq!(stored, admin.password.expose_secret());
+    assert_eq!(decoded(&body, "origin")?, "deploy");
+    assert!(admin.set_by_deploy);
+    // Zitadel's default complexity policy: upper, lower, digit, symbol.
+    assert!(stored.len() >= 20, "{}", stored.len());
+    assert!(stored.chars().any(|c| c.is_ascii_uppercase()));
+    assert!(stored.chars().any(|c| c.is_ascii_lowercase()));
+    assert!(stored.chars().any(|c| c.is_ascii_digit()));
+    assert!(stored.chars().any(|c| !c.is_ascii_alphanumeric()));
+    assert_ne!(stored, "Password1!");
+    assert!(!logs_contain(&stored), "the password must not be logged");
+    assert!(!format!("{admin:?}").contains(&stored));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_existing_admin_password_secret_is_kept_never_regenerated() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (request, send) = next_request(&mut server).await?;
+            ensure!(request.method() == Method::GET && request.uri().path() == ADMIN_PATH);
+            respond(
+                send,
+                StatusCode::OK,
+                &secret_with(
+                    "zitadel-admin-password",
+                    &[("password", "Kept-4-ever!xyz"), ("origin", "deploy")],
+                ),
+            );
+        }
+        // No PATCH/POST may follow.
+        no_more_requests(&mut server).await
+    });
+    let admin = ZitadelScore::default()
+        .ensure_admin_password(&client)
+        .await?;
+    drop(client);
+    api.await??;
+    assert_eq!(admin.password.expose_secret(), "Kept-4-ever!xyz");
+    assert!(admin.set_by_deploy);
+    Ok(())
+}
+
+/// An instance an older deploy created (its PAT Secret exists) has a human admin with another
+/// password: the new Secret says so, and so does every later run.
+#[tokio::test]
+async fn an_instance_older_than_the_secret_is_marked_as_not_set_by_the_deploy() -> Result<()> {
+    let (client, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (_, send) = next_request(&mut server).await?;
+        not_found(send, "secrets \"zitadel-admin-password\"");
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.uri().path() == PAT_PATH);
+        respond(
+            send,
+            StatusCode::OK,
+            &secret_with("harmony-admin-pat", &[("pat", "old-pat")]),
+        );
+        let (request, send) = next_request(&mut server).await?;
+        ensure!(request.method() == Method::PATCH && request.uri().path() == ADMIN_PATH);
+        let body = request_json(request).await?;
+        respond(send, StatusCode::OK, &body);
+        // The next run reads the Secret back: still not set by the deploy.
+        for _ in 0..2 {
+            let (request, send) = next_request(&mut server).await?;
+            ensure!(request.uri().path() == ADMIN_PATH);
+            respond(send, StatusCode::OK, &body);
+        }
+        no_more_requests(&mut server).await?;
+        Ok::<_, anyhow::Error>(body)
+    });
+    let first = ZitadelScore::default()
+        .ensure_admin_password(&client)
+        .await?;
+    let again = ZitadelScore::default()
+        .ensure_admin_password(&client)
+        .await?;
+    drop(client);
+    let body = api.await??;
+    assert_eq!(decoded(&body, "origin")?, "instance-existed");
+    assert!(!first.set_by_deploy && !again.set_by_deploy);
+    assert_eq!(
+        first.password.expose_secret(),
+        again.password.expose_secret()
+    );
+    Ok(())
+}
+
+#[test]
+fn the_local_copy_of_the_admin_password_is_0600_and_replaced_atomically() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("zitadel").join("harmony");
+    let path = harmony::zitadel::save_admin_password(&state, &SecretString::from("first-Pw1!"))?;
+    assert_eq!(path, state.join(harmony::zitadel::ADMIN_PASSWORD_FILE));
+    assert_eq!(std::fs::read_to_string(&path)?, "first-Pw1!");
+    assert_eq!(
+        std::fs::metadata(&path)?.permissions().mode() & 0o777,
+        0o600
+    );
+    harmony::zitadel::save_admin_password(&state, &SecretString::from("second-Pw2!"))?;
+    assert_eq!(std::fs::read_to_string(&path)?, "second-Pw2!");
+    assert_eq!(
+        std::fs::metadata(&path)?.permissions().mode() & 0o777,
+        0o600
+    );
+    // Only the file: no temporary left behind.
+    assert_eq!(std::fs::read_dir(&state)?.count(), 1);
     Ok(())
 }

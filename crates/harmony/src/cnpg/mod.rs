@@ -5,9 +5,10 @@
 //!   serde structs rendered here and nowhere else ([`CnpgOperatorValues`], [`PostgresCluster`]);
 //!   the chart version is a constant ([`CNPG_CHART_VERSION`]).
 //! - **CNPG owns the database credentials.** `bootstrap.initdb` creates the database and its owner
-//!   and CNPG writes their password to Secret `<cluster>-app`; `enableSuperuserAccess` makes it
-//!   write `<cluster>-superuser`. Zitadel's chart reads both through `secretKeyRef`, so no
-//!   database password ever passes through Harmony or Helm values.
+//!   and CNPG writes their password to Secret `<cluster>-app`, which Zitadel's chart reads
+//!   through `secretKeyRef`, so no database password ever passes through Harmony or Helm values.
+//!   The `postgres` superuser keeps no password (`enableSuperuserAccess: false`): no Zitadel
+//!   step needs it (see [`crate::zitadel::values`]).
 //! - **The operator-install races are expected.** Creating the `Cluster` right after the operator
 //!   install fails until the CRD is in discovery and the `mcluster.cnpg.io` webhook answers; the
 //!   database then takes a while to accept connections. Both steps go through
@@ -122,29 +123,16 @@ impl PostgresCluster {
         format!("{}-rw", self.name)
     }
 
-    /// In-cluster DNS name of the read-write service.
+    /// In-cluster DNS name of the read-write service, `<service>.<namespace>.svc`: every pod's
+    /// DNS search path completes it, whatever the cluster's domain (not always
+    /// `cluster.local`).
     pub fn rw_host(&self) -> String {
-        format!("{}.{}.svc.cluster.local", self.rw_service(), self.namespace)
+        format!("{}.{}.svc", self.rw_service(), self.namespace)
     }
 
     /// Secret CNPG writes for the database owner (keys `username`, `password`).
     pub fn app_secret(&self) -> String {
         format!("{}-app", self.name)
-    }
-
-    /// Secret CNPG writes for the `postgres` superuser (keys `username`, `password`).
-    pub fn superuser_secret(&self) -> String {
-        format!("{}-superuser", self.name)
-    }
-
-    /// Name of the superuser role CNPG creates.
-    pub fn superuser(&self) -> &'static str {
-        "postgres"
-    }
-
-    /// The first instance's pod: CNPG names pods `<cluster>-<serial>`, starting at 1.
-    pub fn first_pod(&self) -> String {
-        format!("{}-1", self.name)
     }
 
     /// The `Cluster` resource as Harmony applies it.
@@ -157,12 +145,13 @@ impl PostgresCluster {
                 namespace: Some(self.namespace.clone()),
                 ..ObjectMeta::default()
             },
+            status: None,
             spec: ClusterSpec {
                 instances: self.instances,
                 storage: Storage {
                     size: self.storage_size.clone(),
                 },
-                enable_superuser_access: true,
+                enable_superuser_access: false,
                 enable_pdb: self.enable_pdb,
                 bootstrap: Bootstrap {
                     initdb: InitDb {
@@ -191,6 +180,31 @@ pub struct ClusterManifest {
     /// The spec.
     #[serde(default)]
     pub spec: ClusterSpec,
+    /// What the operator reports (read back only; never applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ClusterStatus>,
+}
+
+/// `status` of a CNPG `Cluster`, the fields the readiness wait reads (cloudnative-pg v1.30.0
+/// `api/v1/cluster_types.go`, `ClusterStatus`: `readyInstances` "the number of ready instance
+/// pods", `currentPrimary`, `phase`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterStatus {
+    /// Instances that are Ready.
+    pub ready_instances: u32,
+    /// The pod that is the primary now, e.g. `zitadel-pg-3` after a failover or a replaced
+    /// instance (CNPG never reuses an instance's serial).
+    pub current_primary: String,
+    /// e.g. `Cluster in healthy state`.
+    pub phase: String,
+}
+
+impl ClusterStatus {
+    /// Every one of `instances` is Ready and a primary is elected.
+    pub fn is_ready(&self, instances: u32) -> bool {
+        self.ready_instances >= instances && !self.current_primary.is_empty()
+    }
 }
 
 impl kube::Resource for ClusterManifest {
@@ -225,8 +239,10 @@ pub struct ClusterSpec {
     pub instances: u32,
     /// Volume per instance.
     pub storage: Storage,
-    /// Makes CNPG keep the `postgres` password in Secret `<cluster>-superuser` (Zitadel's init
-    /// job connects as admin).
+    /// `false`: CNPG keeps no `postgres` password (and deletes a `<cluster>-superuser` Secret
+    /// it made earlier): Zitadel connects only as the owner. Always rendered, so a cluster an
+    /// older Harmony created with `true` is switched off (cloudnative-pg v1.30.0
+    /// `api/v1/cluster_types.go`, default false).
     pub enable_superuser_access: bool,
     /// Whether the operator keeps PodDisruptionBudgets for the instances (one for the primary,
     /// one for the replicas). Field `enablePDB` of `Cluster` (cloudnative-pg v1.30.0,
@@ -299,6 +315,27 @@ pub enum CnpgError {
         name: String,
     },
 
+    /// The `Cluster` does not report every instance Ready with a primary yet.
+    #[error(
+        "Cluster {namespace}/{name} is not ready: {ready_instances} of {instances} instances \
+         Ready, primary {primary} (phase {phase:?}); `kubectl -n {namespace} describe \
+         cluster {name}` says why"
+    )]
+    NotReady {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Instances asked for.
+        instances: u32,
+        /// Instances Ready.
+        ready_instances: u32,
+        /// The primary's pod, or `none`.
+        primary: String,
+        /// The operator's phase.
+        phase: String,
+    },
+
     /// A bounded retry gave up.
     #[error(transparent)]
     Exhausted(Box<RetryExhausted<CnpgError>>),
@@ -328,8 +365,10 @@ pub struct CnpgScore {
     pub retry: RetryPolicy,
     /// helm's `--timeout` for the operator install.
     pub helm_timeout: Duration,
-    /// How long one readiness attempt waits for the primary pod.
+    /// How long one readiness attempt polls the `Cluster`'s status.
     pub ready_attempt_timeout: Duration,
+    /// Pause between two reads of the `Cluster`'s status within an attempt.
+    pub ready_poll_interval: Duration,
 }
 
 impl Default for CnpgScore {
@@ -340,6 +379,7 @@ impl Default for CnpgScore {
             retry: RetryPolicy::default(),
             helm_timeout: Duration::from_secs(300),
             ready_attempt_timeout: Duration::from_secs(60),
+            ready_poll_interval: Duration::from_secs(2),
         }
     }
 }
@@ -423,8 +463,12 @@ impl CnpgScore {
         Ok(())
     }
 
-    /// Waits (bounded, fresh client per attempt) until the primary pod is Ready and CNPG has
-    /// written the owner and superuser Secrets Zitadel reads.
+    /// Waits (bounded, fresh client per attempt) until the `Cluster` reports every instance
+    /// Ready with a primary, and CNPG has written the owner's Secret Zitadel reads.
+    ///
+    /// The status, not a pod: CNPG names pods `<cluster>-<serial>` and never reuses a serial,
+    /// so once instance 1 is replaced (or a failover made `-3` the primary) there is no pod
+    /// `<cluster>-1` to wait for, while the status still says which pod is the primary.
     pub async fn wait_ready<F, Fut>(&self, connect: &F) -> Result<(), CnpgError>
     where
         F: Fn() -> Fut,
@@ -432,14 +476,14 @@ impl CnpgScore {
     {
         let pg = &self.cluster;
         let ns = pg.namespace.as_str();
-        let pod = pg.first_pod();
         let waiting_for = format!(
-            "PostgreSQL pod {ns}/{pod} to be Ready and Secrets {} and {} to exist",
+            "PostgreSQL Cluster {ns}/{} to have {} Ready instance(s) and a primary, and Secret {} \
+             to exist",
+            pg.name,
+            pg.instances,
             pg.app_secret(),
-            pg.superuser_secret()
         );
-        let attempt_timeout = self.ready_attempt_timeout;
-        retry_with_fresh_client(
+        let primary = retry_with_fresh_client(
             self.retry,
             &waiting_for,
             || async {
@@ -447,32 +491,59 @@ impl CnpgScore {
                     .await
                     .map_err(CnpgError::kube("connecting to the cluster"))
             },
-            |k8s: K8sClient| {
-                let pod = &pod;
-                async move {
-                    k8s.wait_for_pod_ready(ns, pod, attempt_timeout)
-                        .await
-                        .map_err(CnpgError::kube(format!("waiting for pod {ns}/{pod}")))?;
-                    for secret in [pg.app_secret(), pg.superuser_secret()] {
-                        let present = k8s
-                            .secret_key(ns, &secret, "password")
-                            .await
-                            .map_err(CnpgError::kube(format!("reading Secret {ns}/{secret}")))?
-                            .is_some();
-                        if !present {
-                            return Err(CnpgError::SecretMissing {
-                                namespace: ns.to_owned(),
-                                name: secret,
-                            });
-                        }
-                    }
-                    Ok(())
+            |k8s: K8sClient| async move {
+                let primary = self.poll_cluster_ready(&k8s).await?;
+                let secret = pg.app_secret();
+                let present = k8s
+                    .secret_key(ns, &secret, "password")
+                    .await
+                    .map_err(CnpgError::kube(format!("reading Secret {ns}/{secret}")))?
+                    .is_some();
+                if !present {
+                    return Err(CnpgError::SecretMissing {
+                        namespace: ns.to_owned(),
+                        name: secret,
+                    });
                 }
+                Ok(primary)
             },
         )
         .await?;
-        tracing::info!(pod = %pod, namespace = ns, "PostgreSQL is ready");
+        tracing::info!(cluster = %pg.name, namespace = ns, primary = %primary, "PostgreSQL is ready");
         Ok(())
+    }
+
+    /// Reads the `Cluster`'s status until it is ready (returns the primary's pod) or
+    /// [`Self::ready_attempt_timeout`] has passed (the last status, as [`CnpgError::NotReady`]).
+    async fn poll_cluster_ready(&self, k8s: &K8sClient) -> Result<String, CnpgError> {
+        let pg = &self.cluster;
+        let ns = pg.namespace.as_str();
+        let deadline = tokio::time::Instant::now() + self.ready_attempt_timeout;
+        loop {
+            let cluster: Option<ClusterManifest> =
+                crate::deploy::api::get_namespaced(k8s, ns, &pg.name)
+                    .await
+                    .map_err(CnpgError::kube(format!("reading Cluster {ns}/{}", pg.name)))?;
+            let status = cluster.and_then(|c| c.status).unwrap_or_default();
+            if status.is_ready(pg.instances) {
+                return Ok(status.current_primary);
+            }
+            if tokio::time::Instant::now() + self.ready_poll_interval >= deadline {
+                return Err(CnpgError::NotReady {
+                    namespace: ns.to_owned(),
+                    name: pg.name.clone(),
+                    instances: pg.instances,
+                    ready_instances: status.ready_instances,
+                    primary: if status.current_primary.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        status.current_primary
+                    },
+                    phase: status.phase,
+                });
+            }
+            tokio::time::sleep(self.ready_poll_interval).await;
+        }
     }
 }
 
@@ -484,9 +555,7 @@ mod tests {
     fn derived_names_follow_cnpg_conventions() {
         let pg = PostgresCluster::default();
         assert_eq!(pg.rw_service(), "zitadel-pg-rw");
-        assert_eq!(pg.rw_host(), "zitadel-pg-rw.zitadel.svc.cluster.local");
+        assert_eq!(pg.rw_host(), "zitadel-pg-rw.zitadel.svc");
         assert_eq!(pg.app_secret(), "zitadel-pg-app");
-        assert_eq!(pg.superuser_secret(), "zitadel-pg-superuser");
-        assert_eq!(pg.first_pod(), "zitadel-pg-1");
     }
 }

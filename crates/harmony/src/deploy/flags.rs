@@ -4,9 +4,10 @@
 
 use crate::deploy::{DeployTarget, Profile};
 use crate::ingress::{Domain, IngressTls, PublicIngress};
+use crate::zitadel::KubectlImage;
 
 /// `--kube-context`, `--domain`, `--ingress-class`, `--tls-secret`, `--cluster-issuer`,
-/// `--profile`.
+/// `--profile`, `--kubectl-image`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClusterFlags {
     /// Deploy onto this context of your kubeconfig (KUBECONFIG, else ~/.kube/config) instead of
@@ -42,6 +43,13 @@ pub struct ClusterFlags {
     /// --kube-context, which ha needs).
     #[arg(long, value_name = "PROFILE", value_parser = Profile::parse, requires_if("ha", "kube_context"))]
     pub profile: Option<Profile>,
+
+    /// The kubectl image (Docker Hub REPOSITORY:TAG, with a shell) of Zitadel's setup and
+    /// cleanup Jobs; it must be within one minor of the cluster's Kubernetes (default
+    /// alpine/k8s:1.32.3, for the k3s that k3d starts). The chart's own default, the cluster's
+    /// exact version, is a tag that often does not exist.
+    #[arg(long, value_name = "IMAGE", value_parser = KubectlImage::parse, env = harmony_env::vars::HARMONY_KUBECTL_IMAGE)]
+    pub kubectl_image: Option<KubectlImage>,
 }
 
 impl ClusterFlags {
@@ -64,11 +72,80 @@ impl ClusterFlags {
 
     /// Where to deploy: the existing cluster the flags name, else the k3d cluster `k3d_cluster`.
     pub fn target(&self, k3d_cluster: &str) -> Result<DeployTarget, String> {
+        let kubectl_image = self.kubectl_image.clone().unwrap_or_default();
         Ok(match self.existing_cluster()? {
-            Some((context, ingress)) => DeployTarget::Existing { context, ingress },
+            Some((context, ingress)) => DeployTarget::Existing {
+                context,
+                ingress,
+                kubectl_image,
+            },
             None => DeployTarget::K3d {
                 cluster: k3d_cluster.to_owned(),
+                kubectl_image,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        cluster: ClusterFlags,
+    }
+
+    fn kubectl_image(target: DeployTarget) -> KubectlImage {
+        match target {
+            DeployTarget::K3d { kubectl_image, .. }
+            | DeployTarget::Existing { kubectl_image, .. } => kubectl_image,
+        }
+    }
+
+    #[test]
+    fn the_kubectl_image_is_pinned_unless_overridden_for_both_targets() {
+        let args = Args::try_parse_from(["deploy"]).expect("no flags");
+        let image = kubectl_image(args.cluster.target("harmony").expect("k3d"));
+        assert_eq!(image.to_string(), "alpine/k8s:1.32.3");
+
+        let args = Args::try_parse_from([
+            "deploy",
+            "--kube-context",
+            "prod",
+            "--domain",
+            "example.com",
+            "--kubectl-image",
+            "bitnami/kubectl:1.33.4",
+        ])
+        .expect("flags");
+        let image = kubectl_image(args.cluster.target("harmony").expect("existing"));
+        assert_eq!(
+            (image.repository.as_str(), image.tag.as_str()),
+            ("bitnami/kubectl", "1.33.4")
+        );
+    }
+
+    #[test]
+    fn a_kubectl_image_the_chart_cannot_pull_is_a_usage_error() {
+        for bad in [
+            "alpine/k8s",
+            "registry.k8s.io/kubectl:v1.33.0",
+            "Alpine/K8s:1.33",
+            "alpine/k8s:",
+            "alpine/k8s:1.33 --set x",
+        ] {
+            let err = Args::try_parse_from(["deploy", "--kubectl-image", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("Docker Hub REPOSITORY:TAG"), "{bad}: {err}");
+        }
+        let err = Args::try_parse_from(["deploy", "--kubectl-image", "quay.io/x/kubectl:1"])
+            .expect_err("registry")
+            .to_string();
+        assert!(err.contains("always pulls from docker.io"), "{err}");
     }
 }

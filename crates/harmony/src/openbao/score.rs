@@ -11,7 +11,11 @@ use harmony_k8s::{K8sClient, K8sError, PortForward};
 use tracing::Instrument;
 use url::Url;
 
-use super::values::{API_PORT, CHART_VERSION, OpenbaoProfile, OpenbaoValues};
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
+
+use super::values::{
+    API_PORT, CHART_VERSION, OpenbaoProfile, OpenbaoValues, POD_MANAGEMENT_POLICY,
+};
 use super::{
     BootstrapOptions, BootstrapReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, OpenbaoError,
 };
@@ -162,11 +166,115 @@ impl OpenbaoScore {
             namespace = %self.namespace,
         );
         async {
+            self.adopt_pods_for_parallel(k8s).await?;
             self.install(helm).await?;
-            self.bootstrap_through(k8s, options, forward).await
+            let mut report = self.bootstrap_through(k8s, options, forward).await?;
+            report.notes.extend(self.roll_notice(k8s).await);
+            Ok(report)
         }
         .instrument(span)
         .await
+    }
+
+    /// `podManagementPolicy` cannot change on an existing StatefulSet (the API server refuses
+    /// the update): one an older deploy created with the chart's `OrderedReady` is deleted
+    /// with `propagationPolicy: Orphan` before the upgrade — its pods keep running, sealed or
+    /// not, and the StatefulSet helm creates next adopts them (same selector); the volumes stay.
+    async fn adopt_pods_for_parallel(&self, k8s: &K8sClient) -> Result<(), OpenbaoError> {
+        let (ns, name) = (self.namespace.as_str(), self.release.as_str());
+        let kube_err = |what: String| {
+            move |e| OpenbaoError::Kubernetes {
+                what,
+                source: Some(Box::new(e)),
+            }
+        };
+        let sts = match crate::deploy::api::get_namespaced::<StatefulSet>(k8s, ns, name).await {
+            Ok(Some(sts)) => sts,
+            Ok(None) => return Ok(()),
+            // Not knowing is no reason to stop: the install then says what is wrong.
+            Err(e) => {
+                tracing::warn!(statefulset = %format!("{ns}/{name}"), error = %crate::cnpg::retry::ErrorChain(&e),
+                    "could not read OpenBao's StatefulSet before the upgrade");
+                return Ok(());
+            }
+        };
+        let policy = sts
+            .spec
+            .pod_management_policy
+            .unwrap_or_else(|| "OrderedReady".to_owned());
+        if policy == POD_MANAGEMENT_POLICY {
+            return Ok(());
+        }
+        tracing::info!(statefulset = %format!("{ns}/{name}"), from = %policy, to = POD_MANAGEMENT_POLICY,
+            "recreating OpenBao's StatefulSet for its new pod management policy (pods and volumes kept)");
+        crate::deploy::api::delete_orphaning::<StatefulSet>(k8s, ns, name)
+            .await
+            .map_err(kube_err(format!(
+                "deleting StatefulSet {ns}/{name} (orphaning its pods)"
+            )))
+    }
+
+    /// The chart's StatefulSet updates `OnDelete` (chart openbao-0.29.2 `values.yaml` ~407,
+    /// `server.updateStrategyType`): a new image or configuration changes the StatefulSet's
+    /// `updateRevision` but restarts no pod. When a pod still runs an older revision (its
+    /// `controller-revision-hash` label), returns the notice that says so and how to roll them;
+    /// the deploy does not roll them itself.
+    pub async fn roll_notice(&self, k8s: &K8sClient) -> Option<String> {
+        match self.pods_behind(k8s).await {
+            Ok(notice) => notice,
+            // Informational only: a deploy that worked does not fail for it.
+            Err(e) => {
+                tracing::warn!(error = %crate::cnpg::retry::ErrorChain(&e),
+                    "could not compare OpenBao's pods with the StatefulSet's revision");
+                None
+            }
+        }
+    }
+
+    async fn pods_behind(&self, k8s: &K8sClient) -> Result<Option<String>, OpenbaoError> {
+        let (ns, name) = (self.namespace.as_str(), self.release.as_str());
+        let kube_err = |what: String| {
+            move |e| OpenbaoError::Kubernetes {
+                what,
+                source: Some(Box::new(e)),
+            }
+        };
+        let Some(sts) = crate::deploy::api::get_namespaced::<StatefulSet>(k8s, ns, name)
+            .await
+            .map_err(kube_err(format!("reading StatefulSet {ns}/{name}")))?
+        else {
+            return Ok(None);
+        };
+        let Some(update) = sts.status.and_then(|s| s.update_revision) else {
+            return Ok(None);
+        };
+        let selector = format!("app.kubernetes.io/instance={name},component=server");
+        let pods: Vec<Pod> = crate::deploy::api::list_namespaced(k8s, ns, &selector)
+            .await
+            .map_err(kube_err(format!("listing OpenBao's pods in {ns}")))?;
+        let mut stale: Vec<String> = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("controller-revision-hash"))
+                    .is_some_and(|rev| *rev != update)
+            })
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if stale.is_empty() {
+            return Ok(None);
+        }
+        stale.sort();
+        Ok(Some(format!(
+            "OpenBao's image or configuration changed, but its StatefulSet updates OnDelete: \
+             {} still run(s) the previous revision. Roll them by hand, one at a time: delete a \
+             standby pod (`kubectl -n {ns} delete pod POD`; the active node last, after \
+             `bao operator step-down`), re-run this deploy to unseal it, and wait until \
+             `bao operator raft list-peers` shows it as a voter before the next",
+            stale.join(", ")
+        )))
     }
 
     async fn bootstrap_through<F, Fut>(
@@ -377,12 +485,31 @@ exit 0
         fn mock_api(runs: usize) -> (K8sClient, tokio::task::JoinHandle<Result<()>>) {
             let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
             let server = tokio::spawn(async move {
-                for _ in 0..runs {
+                let mut answered = 0;
+                while answered < runs {
                     let (request, send) =
                         tokio::time::timeout(Duration::from_secs(30), handle.next_request())
                             .await
                             .context("no pod wait within 30 s")?
                             .context("client dropped")?;
+                    // A deploy reads the StatefulSet before the install and after the
+                    // bootstrap; this cluster has none (a fresh install).
+                    if request.uri().path()
+                        == "/apis/apps/v1/namespaces/openbao/statefulsets/openbao"
+                    {
+                        ensure!(request.method() == http::Method::GET);
+                        let status = json!({
+                            "kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "reason": "NotFound", "code": 404,
+                            "message": "statefulsets.apps \"openbao\" not found",
+                        });
+                        let mut response =
+                            Response::new(Body::from(serde_json::to_vec(&status).expect("JSON")));
+                        *response.status_mut() = StatusCode::NOT_FOUND;
+                        send.send_response(response);
+                        continue;
+                    }
+                    answered += 1;
                     ensure!(request.uri().path() == "/api/v1/namespaces/openbao/pods");
                     let query = request.uri().query().unwrap_or_default().to_owned();
                     ensure!(query.contains("metadata.name%3Dopenbao-0"), "{query}");
@@ -824,6 +951,167 @@ exit 0
             assert_eq!(values["injector"]["enabled"], false);
             assert_eq!(values["server"]["image"]["tag"], IMAGE_TAG);
             assert_eq!(values["server"]["ha"]["raft"]["enabled"], true);
+            Ok(())
+        }
+
+        /// A scripted API server: each `(method, path prefix, status, body)` answers the next
+        /// request, which must match; returns each request's query and body.
+        fn scripted_api(
+            script: Vec<(&'static str, &'static str, u16, serde_json::Value)>,
+        ) -> (K8sClient, tokio::task::JoinHandle<Result<Vec<String>>>) {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let server = tokio::spawn(async move {
+                let mut queries = Vec::new();
+                for (method, path, status, body) in script {
+                    let (request, send) =
+                        tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+                            .await
+                            .context("no request within 10 s")?
+                            .context("client dropped")?;
+                    ensure!(
+                        request.method().as_str() == method
+                            && request.uri().path().starts_with(path),
+                        "expected {method} {path}, got {} {}",
+                        request.method(),
+                        request.uri()
+                    );
+                    let query = request.uri().query().unwrap_or_default().to_owned();
+                    let body_sent = request
+                        .into_body()
+                        .collect_bytes()
+                        .await
+                        .context("request body")?;
+                    queries.push(format!("{query} {}", String::from_utf8_lossy(&body_sent)));
+                    let mut response =
+                        Response::new(Body::from(serde_json::to_vec(&body).expect("JSON")));
+                    *response.status_mut() = StatusCode::from_u16(status).expect("status");
+                    send.send_response(response);
+                }
+                Ok(queries)
+            });
+            (
+                K8sClient::new(kube::Client::new(service, "default")),
+                server,
+            )
+        }
+
+        const STS: &str = "/apis/apps/v1/namespaces/openbao/statefulsets/openbao";
+        const PODS: &str = "/api/v1/namespaces/openbao/pods";
+
+        fn statefulset(policy: &str, current: &str, update: &str) -> serde_json::Value {
+            json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "openbao", "namespace": "openbao"},
+                "spec": {"podManagementPolicy": policy, "serviceName": "openbao-internal",
+                         "selector": {"matchLabels": {"app.kubernetes.io/instance": "openbao"}},
+                         "updateStrategy": {"type": "OnDelete"},
+                         "template": {"spec": {"containers": []}}},
+                "status": {"replicas": 3, "currentRevision": current, "updateRevision": update},
+            })
+        }
+
+        fn pods(revisions: &[(&str, &str)]) -> serde_json::Value {
+            let items: Vec<serde_json::Value> = revisions
+                .iter()
+                .map(|(name, rev)| {
+                    json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "namespace": "openbao",
+                                     "labels": {"controller-revision-hash": rev,
+                                                "component": "server"}},
+                    })
+                })
+                .collect();
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+        }
+
+        /// Chart openbao-0.29.2 `values.yaml` ~407: `updateStrategyType: OnDelete`. After an
+        /// upgrade that changed the pod template, the StatefulSet's `updateRevision` is new
+        /// and the pods keep their old `controller-revision-hash` until deleted.
+        #[tokio::test]
+        async fn pods_left_on_the_previous_revision_are_named_with_how_to_roll_them() -> Result<()>
+        {
+            let (k8s, api) = scripted_api(vec![
+                (
+                    "GET",
+                    STS,
+                    200,
+                    statefulset("Parallel", "openbao-old", "openbao-new"),
+                ),
+                (
+                    "GET",
+                    PODS,
+                    200,
+                    pods(&[
+                        ("openbao-0", "openbao-new"),
+                        ("openbao-2", "openbao-old"),
+                        ("openbao-1", "openbao-old"),
+                    ]),
+                ),
+            ]);
+            let notice = ha_score().roll_notice(&k8s).await.expect("a notice");
+            let queries = api.await??;
+            assert!(
+                queries[1].contains("labelSelector=app.kubernetes.io%2Finstance%3Dopenbao"),
+                "{queries:?}"
+            );
+            assert!(
+                notice.contains("openbao-1, openbao-2 still run"),
+                "{notice}"
+            );
+            assert!(!notice.contains("openbao-0"), "{notice}");
+            for part in ["OnDelete", "step-down", "one at a time", "voter"] {
+                assert!(notice.contains(part), "{part:?} missing: {notice}");
+            }
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn no_notice_when_every_pod_runs_the_release() -> Result<()> {
+            let (k8s, api) = scripted_api(vec![
+                (
+                    "GET",
+                    STS,
+                    200,
+                    statefulset("Parallel", "openbao-new", "openbao-new"),
+                ),
+                (
+                    "GET",
+                    PODS,
+                    200,
+                    pods(&[("openbao-0", "openbao-new"), ("openbao-1", "openbao-new")]),
+                ),
+            ]);
+            assert_eq!(ha_score().roll_notice(&k8s).await, None);
+            api.await??;
+            Ok(())
+        }
+
+        /// `podManagementPolicy` is immutable on a StatefulSet: one an older deploy made with
+        /// `OrderedReady` is deleted orphaning its pods, so helm can create the new one.
+        #[tokio::test]
+        async fn an_ordered_ready_statefulset_is_deleted_orphaning_its_pods() -> Result<()> {
+            let (k8s, api) = scripted_api(vec![
+                ("GET", STS, 200, statefulset("OrderedReady", "r1", "r1")),
+                ("DELETE", STS, 200, statefulset("OrderedReady", "r1", "r1")),
+            ]);
+            ha_score().adopt_pods_for_parallel(&k8s).await?;
+            drop(k8s);
+            let sent = api.await??;
+            assert!(
+                sent[1].contains(r#""propagationPolicy":"Orphan""#),
+                "{sent:?}"
+            );
+            Ok(())
+        }
+
+        #[tokio::test]
+        async fn a_parallel_statefulset_is_left_alone() -> Result<()> {
+            let (k8s, api) =
+                scripted_api(vec![("GET", STS, 200, statefulset("Parallel", "r1", "r1"))]);
+            ha_score().adopt_pods_for_parallel(&k8s).await?;
+            api.await??;
+            // Nothing else was asked: the script is over and the client made no further call.
             Ok(())
         }
     }

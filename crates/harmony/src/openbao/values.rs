@@ -7,9 +7,19 @@
 //!   traefik (k3d's ingress controller) picks up without any class annotation;
 //! - **HA** (real clusters): three raft replicas that find each other through `retry_join`.
 //!
-//! Both turn the agent injector off and use a readiness probe that also passes while sealed or
-//! uninitialised, because a sealed OpenBao is never Ready and the bootstrap can only unseal a
-//! pod that is reachable.
+//! Both turn the agent injector off, keep the chart's own readiness probe (`bao status`: not
+//! Ready while sealed) and set `server.podManagementPolicy: Parallel`.
+//!
+//! **Why Parallel, not a seal-tolerant probe.** With the chart's `OrderedReady` (chart
+//! openbao-0.29.2 `charts/openbao/values.yaml` ~411) the StatefulSet creates `openbao-1` only
+//! once `openbao-0` is Ready, and a sealed pod is never Ready, so the HA pods would never all
+//! exist for the bootstrap to unseal. A probe that passes while sealed would get them created,
+//! but it also makes the PodDisruptionBudget count a sealed pod as healthy: a drain could then
+//! evict an unsealed peer while another is sealed, and raft loses its quorum. `Parallel` creates
+//! every pod at once whatever their readiness; the bootstrap needs no Ready pod (it waits for
+//! *Running* and goes through a port-forward, and every Service of the chart has
+//! `publishNotReadyAddresses: true`), and the PDB keeps reflecting the seal. The policy only
+//! affects creation and deletion order: updates stay `OnDelete` (see [`super::score`]).
 
 use std::collections::BTreeMap;
 
@@ -26,8 +36,12 @@ pub const CHART_VERSION: &str = "0.29.2";
 pub const IMAGE_TAG: &str = "2.7.2";
 /// Ingress host of OpenBao on k3d.
 pub const K3D_INGRESS_HOST: &str = "bao.harmony.local";
-/// The seal-tolerant readiness probe path.
+/// A `sys/health` query that answers 2xx whether the node is sealed, uninitialised, active or a
+/// standby — for a check by hand. The values do not use it as the readiness probe (see the
+/// module docs): the chart's own probe keeps a sealed pod not Ready.
 pub const READINESS_PATH: &str = "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204";
+/// `server.podManagementPolicy` (chart default `OrderedReady`).
+pub const POD_MANAGEMENT_POLICY: &str = "Parallel";
 /// OpenBao's API port inside the cluster.
 pub const API_PORT: u16 = 8200;
 /// Where the chart mounts the data volume.
@@ -92,6 +106,8 @@ pub struct UiValues {
 pub struct ServerValues {
     /// `server.image`.
     pub image: ImageValues,
+    /// `server.podManagementPolicy`: [`POD_MANAGEMENT_POLICY`].
+    pub pod_management_policy: String,
     /// `server.readinessProbe`.
     pub readiness_probe: ProbeValues,
     /// `server.dataStorage`.
@@ -116,8 +132,10 @@ pub struct ImageValues {
 pub struct ProbeValues {
     /// Probe on.
     pub enabled: bool,
-    /// HTTP path probed (instead of the chart's `bao status` exec, which fails while sealed).
-    pub path: String,
+    /// HTTP path probed; `None`: the chart's `bao status` exec (exit 2 while sealed: not Ready;
+    /// `templates/server-statefulset.yaml`, openbao-0.29.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// `server.dataStorage`.
@@ -249,9 +267,10 @@ impl OpenbaoValues {
                 image: ImageValues {
                     tag: IMAGE_TAG.to_owned(),
                 },
+                pod_management_policy: POD_MANAGEMENT_POLICY.to_owned(),
                 readiness_probe: ProbeValues {
                     enabled: true,
-                    path: READINESS_PATH.to_owned(),
+                    path: None,
                 },
                 data_storage: DataStorageValues {
                     enabled: true,
@@ -368,13 +387,37 @@ mod tests {
             !config.contains("retry_join"),
             "one node joins nobody: {config}"
         );
-        assert_eq!(yaml["server"]["readinessProbe"]["path"], READINESS_PATH);
+        assert_seal_shows_in_readiness(&yaml);
         assert_eq!(yaml["server"]["image"]["tag"], IMAGE_TAG);
         let ingress = &yaml["server"]["ingress"];
         assert_eq!(ingress["hosts"][0]["host"], K3D_INGRESS_HOST);
         // traefik ignores ingresses that name another class: no class, no class annotation.
         assert!(ingress.get("ingressClassName").is_none());
         assert!(ingress.get("annotations").is_none());
+    }
+
+    /// The chart's own probe (no `path`: `bao status`, failing while sealed) and every pod
+    /// created at once (`Parallel`), so the PodDisruptionBudget counts a sealed pod as down.
+    fn assert_seal_shows_in_readiness(yaml: &serde_yaml::Value) {
+        let probe = &yaml["server"]["readinessProbe"];
+        assert_eq!(probe["enabled"], true);
+        assert!(probe.get("path").is_none(), "{probe:?}");
+        assert_eq!(yaml["server"]["podManagementPolicy"], "Parallel");
+    }
+
+    #[test]
+    fn ha_pods_are_created_together_and_sealed_pods_are_not_ready() {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(
+            &OpenbaoValues::new(OpenbaoProfile::HighAvailability { replicas: 3 }, "openbao")
+                .to_yaml()
+                .expect("test value"),
+        )
+        .expect("test value");
+        assert_seal_shows_in_readiness(&yaml);
+        assert_eq!(
+            yaml["server"]["ha"]["disruptionBudget"]["maxUnavailable"],
+            1
+        );
     }
 
     #[test]

@@ -18,7 +18,12 @@ pub mod issuer;
 pub mod setup;
 pub mod values;
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use harmony_k8s::{K8sClient, K8sError};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
@@ -35,14 +40,17 @@ use crate::{
     ingress::PublicIngress,
 };
 use values::{
-    DatabaseConfig, DbRole, EnvVar, FirstInstance, FirstOrg, FirstOrgMachine, IngressValues,
-    JobValues, LoginValues, MachineUser, PatConfig, PdbValues, PodSecurityContext, PostgresConfig,
-    SecurityContext, SslConfig, TlsConfig, ZitadelConfig, ZitadelSection, ZitadelValues,
+    DatabaseConfig, DbRole, EnvVar, FirstInstance, FirstOrg, FirstOrgHuman, FirstOrgMachine,
+    IngressValues, JobValues, KubectlTool, LoginValues, MachineUser, PatConfig, PdbValues,
+    PodSecurityContext, PostgresConfig, SecurityContext, SslConfig, TlsConfig, ToolsValues,
+    ZitadelConfig, ZitadelSection, ZitadelValues,
 };
 
 pub use issuer::{CorednsRewrite, IssuerError, apply_in_cluster_issuer};
 pub use setup::{DeviceAppSpec, SsoClientState, ZitadelApi, ZitadelSetupError, ensure_device_app};
-pub use values::{ZITADEL_CHART, ZITADEL_CHART_VERSION, ZITADEL_REPO_NAME, ZITADEL_REPO_URL};
+pub use values::{
+    KubectlImage, ZITADEL_CHART, ZITADEL_CHART_VERSION, ZITADEL_REPO_NAME, ZITADEL_REPO_URL,
+};
 
 /// Length of Zitadel's masterkey: exactly 32 bytes.
 pub const MASTERKEY_LEN: usize = 32;
@@ -50,6 +58,25 @@ pub const MASTERKEY_LEN: usize = 32;
 pub const MASTERKEY_KEY: &str = "masterkey";
 /// Key of the PAT in the `<username>-pat` Secret.
 pub const PAT_KEY: &str = "pat";
+/// Key of the first admin's initial password in its Secret ([`ZitadelScore::admin_password_secret`]).
+pub const ADMIN_PASSWORD_KEY: &str = "password";
+/// Key that records, next to the password, whether Zitadel's first instance was created with it
+/// ([`ADMIN_ORIGIN_DEPLOY`]) or existed before the Secret ([`ADMIN_ORIGIN_INSTANCE_EXISTED`]).
+pub const ADMIN_ORIGIN_KEY: &str = "origin";
+/// [`ADMIN_ORIGIN_KEY`]: the Secret was made before Zitadel created its first instance, so the
+/// human admin was created with this password.
+pub const ADMIN_ORIGIN_DEPLOY: &str = "deploy";
+/// [`ADMIN_ORIGIN_KEY`]: the instance (and its human admin) existed before the Secret; the
+/// password in it was never Zitadel's.
+pub const ADMIN_ORIGIN_INSTANCE_EXISTED: &str = "instance-existed";
+/// The local copy of the first admin's initial password, in the deploy's Zitadel state
+/// directory (0600).
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+/// Length of a generated admin password.
+pub const ADMIN_PASSWORD_LEN: usize = 24;
+/// Zitadel's environment variable for the first instance's human admin password (zitadel
+/// `cmd/setup/steps.yaml`: `FirstInstance.Org.Human.Password`, default `Password1!`).
+pub const ADMIN_PASSWORD_ENV: &str = "ZITADEL_FIRSTINSTANCE_ORG_HUMAN_PASSWORD";
 
 /// What to install and how Zitadel is reached.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +99,8 @@ pub struct ZitadelScore {
     pub pat_expiration: String,
     /// Secret holding the masterkey.
     pub masterkey_secret: String,
+    /// Secret holding the first human admin's initial password (generated once).
+    pub admin_password_secret: String,
     /// Timeout handed to `helm upgrade --install --wait` (init + setup jobs + rollout).
     pub helm_timeout: Duration,
     /// Pods of the Zitadel API and of the login UI; more than one adds PodDisruptionBudgets.
@@ -79,6 +108,8 @@ pub struct ZitadelScore {
     /// Published at `sso.<domain>` on an existing cluster: real DNS serves the issuer inside
     /// and outside the cluster, so no CoreDNS rewrite. `None`: the k3d setup.
     pub public: Option<PublicIngress>,
+    /// The kubectl image of the chart's setup and cleanup Jobs.
+    pub kubectl_image: KubectlImage,
 }
 
 impl Default for ZitadelScore {
@@ -94,9 +125,11 @@ impl Default for ZitadelScore {
             machine_username: "harmony-admin".into(),
             pat_expiration: "2035-01-01T00:00:00Z".into(),
             masterkey_secret: "zitadel-masterkey".into(),
+            admin_password_secret: "zitadel-admin-password".into(),
             helm_timeout: Duration::from_secs(600),
             replicas: 1,
             public: None,
+            kubectl_image: KubectlImage::default(),
         }
     }
 }
@@ -200,9 +233,6 @@ impl ZitadelScore {
                 IngressValues::plain(host, "/ui/v2/login"),
             ),
         };
-        let ssl_disabled = || SslConfig {
-            mode: "disable".into(),
-        };
         // The jobs run with the chart-wide security contexts (chart 9.34.0 reads no per-job
         // ones).
         let job = |command: Option<&str>| JobValues {
@@ -226,11 +256,12 @@ impl ZitadelScore {
                             database: db.database.clone(),
                             user: DbRole {
                                 username: db.owner.clone(),
-                                ssl: ssl_disabled(),
-                            },
-                            admin: DbRole {
-                                username: db.superuser().into(),
-                                ssl: ssl_disabled(),
+                                // CNPG serves TLS by default (cloudnative-pg v1.30.0
+                                // `pkg/postgres/configuration.go`: `ssl` fixed to `on`), with
+                                // a certificate from its own CA: encrypted, not verified.
+                                ssl: SslConfig {
+                                    mode: "require".into(),
+                                },
                             },
                         },
                     },
@@ -245,6 +276,11 @@ impl ZitadelScore {
                                     expiration_date: self.pat_expiration.clone(),
                                 },
                             },
+                            // Its password comes from the environment (below); it must be
+                            // changed at the first sign-in.
+                            human: FirstOrgHuman {
+                                password_change_required: true,
+                            },
                         },
                     },
                 },
@@ -257,10 +293,13 @@ impl ZitadelScore {
                     &db.app_secret(),
                     "password",
                 ),
+                // The chart adds `.Values.env` to the setup Job too (zitadel-9.34.0
+                // `templates/_helpers.tpl`, `zitadel.dbEnv`, included by `job_setup.yaml`):
+                // the human admin is created with this password, not `Password1!`.
                 EnvVar::from_secret(
-                    "ZITADEL_DATABASE_POSTGRES_ADMIN_PASSWORD",
-                    &db.superuser_secret(),
-                    "password",
+                    ADMIN_PASSWORD_ENV,
+                    &self.admin_password_secret,
+                    ADMIN_PASSWORD_KEY,
                 ),
             ],
             init_job: job(Some("zitadel")),
@@ -275,6 +314,11 @@ impl ZitadelScore {
             },
             ingress,
             pdb: ha.then(PdbValues::one_at_a_time),
+            tools: ToolsValues {
+                kubectl: KubectlTool {
+                    image: self.kubectl_image.clone(),
+                },
+            },
         }
     }
 
@@ -292,6 +336,82 @@ pub fn generate_masterkey() -> SecretString {
         .map(char::from)
         .collect();
     SecretString::from(key)
+}
+
+/// A fresh admin password: [`ADMIN_PASSWORD_LEN`] characters from the OS-seeded thread RNG,
+/// with at least one lower-case letter, upper-case letter, digit and symbol each (Zitadel's
+/// default password complexity policy asks for all four, minimum length 8).
+pub fn generate_admin_password() -> SecretString {
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"!#%+-=_";
+    let mut rng = rand::rng();
+    let all: Vec<u8> = [LOWER, UPPER, DIGIT, SYMBOL].concat();
+    let mut chars: Vec<u8> = [LOWER, UPPER, DIGIT, SYMBOL]
+        .iter()
+        .map(|class| class[rng.random_range(0..class.len())])
+        .collect();
+    while chars.len() < ADMIN_PASSWORD_LEN {
+        chars.push(all[rng.random_range(0..all.len())]);
+    }
+    rand::seq::SliceRandom::shuffle(chars.as_mut_slice(), &mut rng);
+    // Every byte comes from the ASCII classes above.
+    SecretString::from(chars.into_iter().map(char::from).collect::<String>())
+}
+
+/// The first human admin's initial password and whether Zitadel created the admin with it.
+#[derive(Debug, Clone)]
+pub struct AdminPassword {
+    /// The password in the Secret (redacted in `Debug`).
+    pub password: SecretString,
+    /// `true`: the Secret was made before Zitadel's first instance, so the admin's password is
+    /// this one (until its first sign-in changes it). `false`: the instance existed before
+    /// (an older deploy let Zitadel use its public default), so the deploy grants the admin
+    /// nothing.
+    pub set_by_deploy: bool,
+}
+
+/// Saves the admin's initial password to `<dir>/`[`ADMIN_PASSWORD_FILE`], mode 0600, through a
+/// temp file in `dir` and a rename. Returns the file.
+pub fn save_admin_password(
+    dir: &Path,
+    password: &SecretString,
+) -> Result<PathBuf, AdminPasswordFileError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(ADMIN_PASSWORD_FILE);
+    let err = |at: &Path| {
+        let path = at.to_owned();
+        move |source| AdminPasswordFileError { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".admin-password-")
+        .tempfile_in(dir)
+        .map_err(err(dir))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(err(tmp.path()))?;
+    tmp.write_all(password.expose_secret().as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(err(&path))?;
+    tmp.persist(&path).map_err(|e| AdminPasswordFileError {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    Ok(path)
+}
+
+/// The local copy of the admin's password could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {} (0600) failed; check the directory's permissions", path.display())]
+pub struct AdminPasswordFileError {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Why deploying Zitadel failed.
@@ -347,6 +467,10 @@ pub enum ZitadelError {
     #[error("making the issuer resolvable inside the cluster failed")]
     Issuer(#[source] IssuerError),
 
+    /// The local copy of the admin's password could not be written.
+    #[error("saving Zitadel's first admin's password on this machine")]
+    LocalFile(#[source] AdminPasswordFileError),
+
     /// A bounded retry gave up.
     #[error(transparent)]
     Exhausted(Box<RetryExhausted<ZitadelError>>),
@@ -365,13 +489,16 @@ impl From<RetryExhausted<ZitadelError>> for ZitadelError {
     }
 }
 
-/// What a deployed Zitadel hands on: the issuer and the machine user's PAT.
+/// What a deployed Zitadel hands on: the issuer, the machine user's PAT and the first human
+/// admin's initial password.
 #[derive(Debug, Clone)]
 pub struct ZitadelDeployment {
     /// The issuer URL (the same inside and outside the cluster).
     pub issuer: String,
     /// The first instance's machine-user PAT (redacted in `Debug`).
     pub pat: SecretString,
+    /// The first human admin's initial password, from its Secret.
+    pub admin: AdminPassword,
 }
 
 impl ZitadelScore {
@@ -412,6 +539,8 @@ impl ZitadelScore {
                 self.namespace
             )))?;
         self.ensure_masterkey(&k8s).await?;
+        // Before the install: the setup Job reads it when it creates the first instance.
+        let admin = self.ensure_admin_password(&k8s).await?;
 
         let database = CnpgScore {
             cluster: self.database.clone(),
@@ -445,6 +574,86 @@ impl ZitadelScore {
         Ok(ZitadelDeployment {
             issuer: self.issuer(),
             pat,
+            admin,
+        })
+    }
+
+    /// Creates the admin password Secret when it does not exist; an existing one is kept as is
+    /// (never regenerated: Zitadel reads it only when it creates its first instance).
+    ///
+    /// A new Secret records whether Zitadel's first instance already existed (its PAT Secret
+    /// `<username>-pat` is there): then the human admin was created earlier with another
+    /// password, and [`AdminPassword::set_by_deploy`] is `false` on this and every later run.
+    /// The Secret is `immutable`.
+    pub async fn ensure_admin_password(
+        &self,
+        k8s: &K8sClient,
+    ) -> Result<AdminPassword, ZitadelError> {
+        let (ns, name) = (self.namespace.as_str(), self.admin_password_secret.as_str());
+        let read = |key: &'static str| {
+            let what = format!("reading Secret {ns}/{name}");
+            async move {
+                k8s.secret_key(ns, name, key)
+                    .await
+                    .map_err(ZitadelError::kube(what))
+            }
+        };
+        if let Some(password) = read(ADMIN_PASSWORD_KEY).await? {
+            let origin = read(ADMIN_ORIGIN_KEY).await?;
+            let set_by_deploy = origin
+                .as_ref()
+                .is_some_and(|o| o.expose_secret() == ADMIN_ORIGIN_DEPLOY);
+            tracing::info!(secret = %format!("{ns}/{name}"), "reusing the existing Zitadel admin password");
+            return Ok(AdminPassword {
+                password,
+                set_by_deploy,
+            });
+        }
+        let pat_secret = self.pat_secret();
+        let instance_existed = k8s
+            .secret_key(ns, &pat_secret, PAT_KEY)
+            .await
+            .map_err(ZitadelError::kube(format!(
+                "reading Secret {ns}/{pat_secret}"
+            )))?
+            .is_some();
+        let origin = if instance_existed {
+            ADMIN_ORIGIN_INSTANCE_EXISTED
+        } else {
+            ADMIN_ORIGIN_DEPLOY
+        };
+        let password = generate_admin_password();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "harmony".to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            immutable: Some(true),
+            type_: Some("Opaque".into()),
+            data: Some(BTreeMap::from([
+                (
+                    ADMIN_PASSWORD_KEY.to_owned(),
+                    ByteString(password.expose_secret().as_bytes().to_vec()),
+                ),
+                (
+                    ADMIN_ORIGIN_KEY.to_owned(),
+                    ByteString(origin.as_bytes().to_vec()),
+                ),
+            ])),
+            ..Secret::default()
+        };
+        k8s.apply(&secret, Some(ns))
+            .await
+            .map_err(ZitadelError::kube(format!("creating Secret {ns}/{name}")))?;
+        tracing::info!(secret = %format!("{ns}/{name}"), instance_existed, "created the Zitadel admin password");
+        Ok(AdminPassword {
+            password,
+            set_by_deploy: !instance_existed,
         })
     }
 

@@ -17,8 +17,8 @@
 //!   JSON schema on the internet, which helm downloads while validating these values: behind a
 //!   proxy or firewall the install fails ([`crate::helm::HelmError::SchemaFetch`] says so).
 //!
-//! No secret is in these values: the masterkey is referenced by Secret name, and database
-//! passwords come from CNPG's Secrets through `secretKeyRef`.
+//! No secret is in these values: the masterkey is referenced by Secret name, and the database
+//! password comes from CNPG's Secret through `secretKeyRef`.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +68,108 @@ pub struct ZitadelValues {
     /// `maxUnavailable`); absent: the chart's default (off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pdb: Option<PdbValues>,
+    /// `tools:` (the kubectl image of the setup and cleanup Jobs; see [`KubectlImage`]).
+    pub tools: ToolsValues,
+}
+
+/// `tools:` of chart zitadel-9.34.0 (`charts/zitadel/values.yaml` ~1396).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolsValues {
+    /// `tools.kubectl`.
+    pub kubectl: KubectlTool,
+}
+
+/// `tools.kubectl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubectlTool {
+    /// `tools.kubectl.image` (`repository`, `tag`).
+    pub image: KubectlImage,
+}
+
+/// The kubectl image of Zitadel's setup Job (its `-machinekey`/`-machine-pat` containers, which
+/// write the PAT Secret) and of its cleanup Job.
+///
+/// Chart zitadel-9.34.0 (`charts/zitadel/templates/_helpers.tpl`, `kubectl.image`) renders
+/// `<imageRegistry or docker.io>/<tools.kubectl.image.repository or alpine/k8s>:<tag or the
+/// cluster's Kubernetes MAJOR.MINOR.PATCH>`. `alpine/k8s` skips patch tags and stopped
+/// publishing in 2026-06 (zitadel-charts #614, #490), so the unpinned tag is missing on most
+/// current clusters — and on k3d whenever its k3s patch has none — and the pre-install hook
+/// never finishes. Hence a pinned tag that exists. The containers run `sh -c '... kubectl
+/// ...'` (`job_setup.yaml`, `job_cleanup.yaml`), so the image needs a shell as well as kubectl,
+/// and the chart puts `docker.io/` in front: the repository is a Docker Hub one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubectlImage {
+    /// Docker Hub repository, e.g. `alpine/k8s`.
+    pub repository: String,
+    /// Its tag, e.g. `1.32.3`.
+    pub tag: String,
+}
+
+impl Default for KubectlImage {
+    /// `alpine/k8s:1.32.3`: the chart's own repository (shell and kubectl, runs as UID 1000 as
+    /// the chart's security context asks) at a tag that was published, kubectl 1.32 — within
+    /// kubectl's one-minor skew of the k3s 1.31/1.32 that k3d v5.8.3 starts by default (k3d
+    /// bakes the k3s stable channel of its build into `version.K3sVersion`; v5.8.3 was built
+    /// on 2025-02-15) and of Kubernetes 1.33.
+    fn default() -> Self {
+        Self {
+            repository: "alpine/k8s".into(),
+            tag: "1.32.3".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for KubectlImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+impl std::str::FromStr for KubectlImage {
+    type Err = String;
+
+    /// `REPOSITORY:TAG`, a Docker Hub repository (`alpine/k8s:1.33.4`, `bitnami/kubectl:1.33`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hint = "give a Docker Hub REPOSITORY:TAG with a shell and kubectl within one minor \
+                    of the cluster's Kubernetes, e.g. alpine/k8s:1.33.4";
+        let Some((repository, tag)) = s.rsplit_once(':') else {
+            return Err(format!("{s:?} has no tag: {hint}"));
+        };
+        let component = |c: &str| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+        };
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+            && !tag.starts_with(['.', '-']);
+        if !tag_ok || !repository.split('/').all(component) {
+            return Err(format!("{s:?} is not an image reference: {hint}"));
+        }
+        // The chart prefixes `docker.io/`: a registry host here would become
+        // `docker.io/<host>/...`, which does not exist.
+        let first = repository.split('/').next().unwrap_or_default();
+        if repository.contains('/') && (first.contains('.') || first == "localhost") {
+            return Err(format!(
+                "{s:?} names a registry ({first}); Zitadel's chart 9.34.0 always pulls from \
+                 docker.io: {hint}"
+            ));
+        }
+        Ok(Self {
+            repository: repository.to_owned(),
+            tag: tag.to_owned(),
+        })
+    }
+}
+
+impl KubectlImage {
+    /// `--kubectl-image` of both binaries (see [`std::str::FromStr`]).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 /// `pdb:` / `login.pdb:`: a PodDisruptionBudget by `maxUnavailable` (the chart takes either
@@ -146,10 +248,12 @@ pub struct PostgresConfig {
     pub port: u16,
     /// Database name.
     pub database: String,
-    /// The owner role Zitadel runs as (password from env).
+    /// The owner role Zitadel runs as (password from env). No `Admin`: with `initJob.command:
+    /// zitadel` no step connects as the superuser — `zitadel init zitadel`, `setup` and
+    /// `start` all connect as this user (`database.Connect(config, false, ...)` in zitadel's
+    /// `cmd/initialise/verify_zitadel.go` and `cmd/setup/setup.go`); only `init user`/`init
+    /// database`, which CNPG's `initdb` replaces, need the admin.
     pub user: DbRole,
-    /// The admin role the init job uses (password from env).
-    pub admin: DbRole,
 }
 
 /// A database role without its password.
@@ -185,6 +289,19 @@ pub struct FirstInstance {
 pub struct FirstOrg {
     /// The machine user (its PAT lands in Secret `<username>-pat`, key `pat`).
     pub machine: FirstOrgMachine,
+    /// The human admin Zitadel's setup also creates from its defaults (zitadel
+    /// `cmd/setup/steps.yaml`: `zitadel-admin`, password `Password1!`); its password comes
+    /// from `ZITADEL_FIRSTINSTANCE_ORG_HUMAN_PASSWORD` (a Secret), never from these values.
+    pub human: FirstOrgHuman,
+}
+
+/// `FirstInstance.Org.Human:`, without the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirstOrgHuman {
+    /// The generated initial password must be changed at the first sign-in (Zitadel's default,
+    /// pinned).
+    pub password_change_required: bool,
 }
 
 /// `FirstInstance.Org.Machine:`.
