@@ -490,6 +490,60 @@ impl OpenbaoClient {
         Err(self.status_error(path, status, &bytes).await)
     }
 
+    /// `method` on `/v1/{path}` with a raw (non-JSON) body and its own `timeout`, for transfers
+    /// larger than a JSON answer (raft snapshots). A success is returned unread, so the caller can
+    /// stream it; any other answer is the error [`OpenbaoClient::request`] would give.
+    pub(crate) async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, SecretError> {
+        let path = path.trim_start_matches('/');
+        let mut request = self.build_request(method.clone(), path, None, false)?;
+        *request.timeout_mut() = Some(timeout);
+        if let Some(body) = body {
+            *request.body_mut() = Some(body.into());
+        }
+        tracing::trace!(%method, path, "OpenBao request (raw body)");
+        let resp = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.unreachable_within(e, timeout))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| url::Url::parse(l.to_str().ok()?).ok())
+                .map(|l| l.origin().ascii_serialization())
+                .unwrap_or_else(|| "the active node".to_owned());
+            return Err(SecretError::BadResponse {
+                path: path.to_owned(),
+                status: status.as_u16(),
+                message: format!(
+                    "{} is a standby and redirects this request to {to}; redirects are never \
+                     followed (the token would go along): use --openbao-url {to}",
+                    self.base_url
+                ),
+            });
+        }
+        let bytes = read_capped(resp, MAX_ERROR_BODY_BYTES)
+            .await
+            .map_err(|e| self.unreachable_within(e, timeout))?;
+        Err(self.status_error(path, status, &bytes).await)
+    }
+
+    /// A transport error of a request that had `timeout` (not the client's own).
+    pub(crate) fn unreachable_within(&self, e: reqwest::Error, timeout: Duration) -> SecretError {
+        self.clone().with_timeout(timeout).unreachable(e)
+    }
+
     async fn status_error(&self, path: &str, status: StatusCode, body: &[u8]) -> SecretError {
         let message = redact::openbao_message(&body[..body.len().min(MAX_ERROR_BODY_BYTES)]);
         match status {
