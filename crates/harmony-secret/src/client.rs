@@ -439,8 +439,44 @@ impl OpenbaoClient {
         })
     }
 
-    /// Any method on `/v1/{path}`, as `LIST` when `list`.
+    /// Any method on `/v1/{path}`, as `LIST` when `list`; what is safe to retry while a cluster
+    /// elects a new active node is retried (see [`retry_reason`]), for at most
+    /// [`ELECTION_WAIT`] ([`CONNECT_WAIT`] for connection errors), with backoff and a log line
+    /// saying what it waits for.
     pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        list: bool,
+    ) -> Result<Option<Value>, SecretError> {
+        let started = std::time::Instant::now();
+        let mut pause = RETRY_FIRST_PAUSE;
+        let mut logged = false;
+        loop {
+            let result = self.send_once(method.clone(), path, body, list).await;
+            let Err(err) = &result else {
+                if logged {
+                    tracing::info!(url = %self.base_url, path, waited_ms = started.elapsed().as_millis() as u64, "OpenBao answers again");
+                }
+                return result;
+            };
+            let Some((reason, window)) = retry_reason(&method, err) else {
+                return result;
+            };
+            if started.elapsed() + pause > window {
+                return result;
+            }
+            if !logged {
+                tracing::info!(url = %self.base_url, path, max_wait_secs = window.as_secs_f64(), error = %err, "waiting for {reason}");
+                logged = true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX_PAUSE);
+        }
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         path: &str,
@@ -603,6 +639,43 @@ impl OpenbaoClient {
             reason,
             source: Some(e),
         }
+    }
+}
+
+/// How long a request is retried while a cluster has no active node (an election after the
+/// leader is lost takes seconds; a standby answers 5xx or redirects meanwhile).
+pub const ELECTION_WAIT: Duration = Duration::from_secs(30);
+/// How long a connection error (refused, reset) is retried: long enough for a connection cut by
+/// a leader change, short enough that a server that is down is reported at once.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(1);
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Whether `err` is worth retrying for `method`, what the retry waits for and for how long.
+///
+/// Safe to retry: anything for a read (`GET`, `LIST`); for a write only a connection that was
+/// never made. A write answered 5xx or redirected (seen on the real 3-node cluster: a standby
+/// whose forwarded write had landed on the dying leader answered 307), or whose connection
+/// broke, may have landed: the store decides (a check-and-set write reads back, see
+/// `OpenbaoSecretStore`).
+/// A timeout is never retried here: the caller already waited its whole timeout.
+pub(crate) fn retry_reason(method: &Method, err: &SecretError) -> Option<(&'static str, Duration)> {
+    let read = *method == Method::GET;
+    match err {
+        SecretError::BadResponse { status: 307, .. } if read => Some((
+            "the cluster to elect an active node (a standby redirected the request)",
+            ELECTION_WAIT,
+        )),
+        SecretError::BadResponse {
+            status: 500 | 502 | 503 | 504,
+            ..
+        } if read => Some(("the cluster to have an active node again", ELECTION_WAIT)),
+        SecretError::Unreachable {
+            source: Some(e), ..
+        } if !e.is_timeout() && (read || e.is_connect()) => {
+            Some(("OpenBao to accept connections again", CONNECT_WAIT))
+        }
+        _ => None,
     }
 }
 
