@@ -861,6 +861,42 @@ mod tests {
         assert_eq!(options.namespace.as_deref(), Some("ops"));
     }
 
+    /// Only what cannot double a write is retried by the client: a read, whatever its error
+    /// during an election; a write never (the store decides for check-and-set writes).
+    #[test]
+    fn election_errors_are_retried_for_reads_only() {
+        let answer = |status| SecretError::BadResponse {
+            path: "secret/data/x".to_owned(),
+            status,
+            message: String::new(),
+        };
+        for status in [307, 500, 502, 503, 504] {
+            assert!(
+                retry_reason(&Method::GET, &answer(status)).is_some(),
+                "{status}"
+            );
+            assert!(
+                retry_reason(&Method::POST, &answer(status)).is_none(),
+                "{status}"
+            );
+        }
+        for status in [400, 404, 429] {
+            assert!(
+                retry_reason(&Method::GET, &answer(status)).is_none(),
+                "{status}"
+            );
+        }
+        let sealed = SecretError::Sealed {
+            url: "http://x".to_owned(),
+        };
+        assert!(retry_reason(&Method::GET, &sealed).is_none());
+        let denied = SecretError::PermissionDenied {
+            path: "x".to_owned(),
+            message: String::new(),
+        };
+        assert!(retry_reason(&Method::GET, &denied).is_none());
+    }
+
     #[test]
     fn debug_redacts_the_token() {
         let client = OpenbaoClient::new("http://127.0.0.1:1/", reqwest::Client::new())
