@@ -86,6 +86,12 @@ pub enum Command {
     /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
     /// wiring its JWT auth to an OpenID provider.
     Bootstrap(BootstrapArgs),
+    /// Take, check and restore raft snapshots of the whole OpenBao (the unseal keys are never in
+    /// a backup: keep them apart).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Delete the local k3d cluster and its local state (asks first on a terminal).
     Cleanup {
         /// Do not ask for confirmation.
@@ -220,6 +226,34 @@ impl ConfigCommand {
             | Self::Rollback { key, .. } => Some(key),
         }
     }
+}
+
+/// `harmony backup ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupCommand {
+    /// Save a raft snapshot of the OpenBao to FILE (0600), with its manifest FILE.json (server,
+    /// time, version, raft index, SHA-256, the unseal key shares it needs; never a key).
+    Save {
+        /// Where to write it (default: harmony-backup-<UTC time>.snap here). Never overwritten.
+        file: Option<std::path::PathBuf>,
+    },
+    /// Check a backup offline: every SHA256SUMS entry of the archive, and its manifest.
+    Verify {
+        /// The archive.
+        file: std::path::PathBuf,
+    },
+    /// Replace ALL the OpenBao's data with a backup (asks first; --yes off a terminal).
+    Restore {
+        /// The archive (checked before anything is sent).
+        file: std::path::PathBuf,
+        /// Restore a snapshot taken on another cluster (snapshot-force): the server then
+        /// unseals only with the snapshot's unseal keys.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 /// Which documents become which variables (`harmony run`, `harmony export`).

@@ -439,8 +439,44 @@ impl OpenbaoClient {
         })
     }
 
-    /// Any method on `/v1/{path}`, as `LIST` when `list`.
+    /// Any method on `/v1/{path}`, as `LIST` when `list`; what is safe to retry while a cluster
+    /// elects a new active node is retried (see [`retry_reason`]), for at most
+    /// [`ELECTION_WAIT`] ([`CONNECT_WAIT`] for connection errors), with backoff and a log line
+    /// saying what it waits for.
     pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        list: bool,
+    ) -> Result<Option<Value>, SecretError> {
+        let started = std::time::Instant::now();
+        let mut pause = RETRY_FIRST_PAUSE;
+        let mut logged = false;
+        loop {
+            let result = self.send_once(method.clone(), path, body, list).await;
+            let Err(err) = &result else {
+                if logged {
+                    tracing::info!(url = %self.base_url, path, waited_ms = started.elapsed().as_millis() as u64, "OpenBao answers again");
+                }
+                return result;
+            };
+            let Some((reason, window)) = retry_reason(&method, err) else {
+                return result;
+            };
+            if started.elapsed() + pause > window {
+                return result;
+            }
+            if !logged {
+                tracing::info!(url = %self.base_url, path, max_wait_secs = window.as_secs_f64(), error = %err, "waiting for {reason}");
+                logged = true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX_PAUSE);
+        }
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         path: &str,
@@ -488,6 +524,60 @@ impl OpenbaoClient {
             });
         }
         Err(self.status_error(path, status, &bytes).await)
+    }
+
+    /// `method` on `/v1/{path}` with a raw (non-JSON) body and its own `timeout`, for transfers
+    /// larger than a JSON answer (raft snapshots). A success is returned unread, so the caller can
+    /// stream it; any other answer is the error [`OpenbaoClient::request`] would give.
+    pub(crate) async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, SecretError> {
+        let path = path.trim_start_matches('/');
+        let mut request = self.build_request(method.clone(), path, None, false)?;
+        *request.timeout_mut() = Some(timeout);
+        if let Some(body) = body {
+            *request.body_mut() = Some(body.into());
+        }
+        tracing::trace!(%method, path, "OpenBao request (raw body)");
+        let resp = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.unreachable_within(e, timeout))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| url::Url::parse(l.to_str().ok()?).ok())
+                .map(|l| l.origin().ascii_serialization())
+                .unwrap_or_else(|| "the active node".to_owned());
+            return Err(SecretError::BadResponse {
+                path: path.to_owned(),
+                status: status.as_u16(),
+                message: format!(
+                    "{} is a standby and redirects this request to {to}; redirects are never \
+                     followed (the token would go along): use --openbao-url {to}",
+                    self.base_url
+                ),
+            });
+        }
+        let bytes = read_capped(resp, MAX_ERROR_BODY_BYTES)
+            .await
+            .map_err(|e| self.unreachable_within(e, timeout))?;
+        Err(self.status_error(path, status, &bytes).await)
+    }
+
+    /// A transport error of a request that had `timeout` (not the client's own).
+    pub(crate) fn unreachable_within(&self, e: reqwest::Error, timeout: Duration) -> SecretError {
+        self.clone().with_timeout(timeout).unreachable(e)
     }
 
     async fn status_error(&self, path: &str, status: StatusCode, body: &[u8]) -> SecretError {
@@ -549,6 +639,43 @@ impl OpenbaoClient {
             reason,
             source: Some(e),
         }
+    }
+}
+
+/// How long a request is retried while a cluster has no active node (an election after the
+/// leader is lost takes seconds; a standby answers 5xx or redirects meanwhile).
+pub const ELECTION_WAIT: Duration = Duration::from_secs(30);
+/// How long a connection error (refused, reset) is retried: long enough for a connection cut by
+/// a leader change, short enough that a server that is down is reported at once.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(1);
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Whether `err` is worth retrying for `method`, what the retry waits for and for how long.
+///
+/// Safe to retry: anything for a read (`GET`, `LIST`); for a write only a connection that was
+/// never made. A write answered 5xx or redirected (seen on the real 3-node cluster: a standby
+/// whose forwarded write had landed on the dying leader answered 307), or whose connection
+/// broke, may have landed: the store decides (a check-and-set write reads back, see
+/// `OpenbaoSecretStore`).
+/// A timeout is never retried here: the caller already waited its whole timeout.
+pub(crate) fn retry_reason(method: &Method, err: &SecretError) -> Option<(&'static str, Duration)> {
+    let read = *method == Method::GET;
+    match err {
+        SecretError::BadResponse { status: 307, .. } if read => Some((
+            "the cluster to elect an active node (a standby redirected the request)",
+            ELECTION_WAIT,
+        )),
+        SecretError::BadResponse {
+            status: 500 | 502 | 503 | 504,
+            ..
+        } if read => Some(("the cluster to have an active node again", ELECTION_WAIT)),
+        SecretError::Unreachable {
+            source: Some(e), ..
+        } if !e.is_timeout() && (read || e.is_connect()) => {
+            Some(("OpenBao to accept connections again", CONNECT_WAIT))
+        }
+        _ => None,
     }
 }
 
@@ -732,6 +859,42 @@ mod tests {
             crate::lookup::fixed_lookup(&[("VAULT_NAMESPACE", "ops/"), ("BAO_NAMESPACE", " ")]);
         let options = ClientOptions::from_lookup(lookup).expect("options");
         assert_eq!(options.namespace.as_deref(), Some("ops"));
+    }
+
+    /// Only what cannot double a write is retried by the client: a read, whatever its error
+    /// during an election; a write never (the store decides for check-and-set writes).
+    #[test]
+    fn election_errors_are_retried_for_reads_only() {
+        let answer = |status| SecretError::BadResponse {
+            path: "secret/data/x".to_owned(),
+            status,
+            message: String::new(),
+        };
+        for status in [307, 500, 502, 503, 504] {
+            assert!(
+                retry_reason(&Method::GET, &answer(status)).is_some(),
+                "{status}"
+            );
+            assert!(
+                retry_reason(&Method::POST, &answer(status)).is_none(),
+                "{status}"
+            );
+        }
+        for status in [400, 404, 429] {
+            assert!(
+                retry_reason(&Method::GET, &answer(status)).is_none(),
+                "{status}"
+            );
+        }
+        let sealed = SecretError::Sealed {
+            url: "http://x".to_owned(),
+        };
+        assert!(retry_reason(&Method::GET, &sealed).is_none());
+        let denied = SecretError::PermissionDenied {
+            path: "x".to_owned(),
+            message: String::new(),
+        };
+        assert!(retry_reason(&Method::GET, &denied).is_none());
     }
 
     #[test]

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod auth;
+pub mod backup;
 pub mod ci;
 pub mod client;
 mod error;

@@ -202,7 +202,69 @@ impl OpenbaoSecretStore {
     }
 
     /// One KV v2 write; `cas: None` writes unconditionally.
+    ///
+    /// A check-and-set write whose answer was lost (5xx, a broken connection: it may have landed)
+    /// is sent again while the cluster elects an active node (bounded by
+    /// [`ELECTION_WAIT`](crate::client::ELECTION_WAIT)); if the repeat then conflicts, the version
+    /// it would have created is read back, and when it holds exactly this document the first
+    /// attempt landed: that is the write's version, not a conflict. (Check-and-set makes the
+    /// repeat harmless: it can never create a second version.)
     async fn write(&self, full: &str, value: &Value, cas: Option<u64>) -> Result<u64, SecretError> {
+        let started = std::time::Instant::now();
+        let mut uncertain = false;
+        let mut pause = std::time::Duration::from_millis(100);
+        let answer = loop {
+            match self.write_once(full, value, cas).await {
+                Err(e) if cas.is_some() && may_have_landed(&e) => {
+                    if started.elapsed() + pause > crate::client::ELECTION_WAIT {
+                        return Err(e);
+                    }
+                    if !uncertain {
+                        tracing::info!(path = full, error = %e, max_wait_secs = crate::client::ELECTION_WAIT.as_secs(), "the write's answer was lost; waiting for the cluster to have an active node to send it again (check-and-set: it cannot land twice)");
+                    }
+                    uncertain = true;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(SecretError::Conflict { .. }) if uncertain => {
+                    // `uncertain` is only set for check-and-set writes, so `cas` is `Some`.
+                    let landed = cas.unwrap_or_default() + 1;
+                    let read = self
+                        .send(
+                            Method::GET,
+                            &format!("{full}?version={landed}"),
+                            None,
+                            false,
+                        )
+                        .await;
+                    if let Ok(Some(body)) = read
+                        && body["data"]["data"] == *value
+                    {
+                        tracing::info!(
+                            path = full,
+                            version = landed,
+                            "the earlier attempt had landed"
+                        );
+                        return Ok(landed);
+                    }
+                    return Err(SecretError::Conflict {
+                        path: full.to_owned(),
+                        expected: None,
+                        actual: None,
+                    });
+                }
+                other => break other?,
+            }
+        };
+        Ok(answer)
+    }
+
+    async fn write_once(
+        &self,
+        full: &str,
+        value: &Value,
+        cas: Option<u64>,
+    ) -> Result<u64, SecretError> {
         let body = match cas {
             Some(cas) => json!({ "data": value, "options": { "cas": cas } }),
             None => json!({ "data": value }),
@@ -237,6 +299,19 @@ struct LatestVersion {
     version: u64,
     /// Not deleted or destroyed: [`SecretStore::get`] returns it.
     live: bool,
+}
+
+/// A write that failed this way may still have been applied: 5xx or a redirect from a standby
+/// (whose forwarded request reached the leader before it died), or a connection that broke
+/// after the request went out.
+fn may_have_landed(e: &SecretError) -> bool {
+    match e {
+        SecretError::BadResponse { status, .. } => matches!(status, 307 | 500 | 502 | 503 | 504),
+        SecretError::Unreachable {
+            source: Some(e), ..
+        } => !e.is_timeout() && !e.is_connect(),
+        _ => false,
+    }
 }
 
 /// Whether a 403 was about the token rather than the path: the token cannot even look itself up

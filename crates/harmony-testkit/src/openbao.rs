@@ -249,6 +249,8 @@ api_addr = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{cport}"
 disable_mlock = true
 ui = false
+# Standbys forward reads to the active node (read-after-write; what the README recommends).
+disable_standby_reads = true
 "#,
             data = data.display(),
             port = self.port,

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backup;
 mod bootstrap;
 mod error;
 mod existing;
@@ -37,6 +38,7 @@ mod score;
 mod state;
 mod values;
 
+pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 pub use bootstrap::{
     ADMIN_TOKEN_PERIOD, BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs,
     CiSpecError, CiTrust, ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER,

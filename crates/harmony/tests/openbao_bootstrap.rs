@@ -197,6 +197,7 @@ async fn first_run_inits_unseals_configures_and_second_run_changes_nothing() -> 
         [
             "enabled the KV v2 secrets engine at secret/",
             "created policy harmony-dev",
+            "created policy harmony-backup",
             "enabled the userpass auth method at auth/userpass/",
             "created userpass user harmony",
             "enabled the jwt auth method at auth/jwt/",
@@ -416,6 +417,7 @@ async fn existing_server_with_admin_token_is_configured_and_drift_is_repaired() 
         [
             // Dev mode already has KV v2 at secret/.
             "created policy harmony-dev",
+            "created policy harmony-backup",
             "enabled the userpass auth method at auth/userpass/",
             "created userpass user harmony",
         ]

@@ -7,6 +7,7 @@ use clap::CommandFactory as _;
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 
+mod backup;
 mod bootstrap;
 mod cleanup;
 pub(crate) mod config;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bootstrap::run(&cli.global, &args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { command } => backup::run(&cli.global, &command).await,
         Command::Cleanup { yes } => {
             cleanup::run(&Context::new(&cli.global)?, yes).await?;
             Ok(ExitCode::SUCCESS)

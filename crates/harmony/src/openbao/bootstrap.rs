@@ -24,6 +24,7 @@ use tracing::Instrument;
 use url::Url;
 
 use super::OpenbaoError;
+use super::backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
 
@@ -630,7 +631,18 @@ impl OpenbaoBootstrap {
         };
         note(self.ensure_namespace(token).await?);
         note(self.ensure_kv_v2(token).await?);
-        note(self.ensure_policy(token).await?);
+        note(
+            self.ensure_policy(token, HARMONY_DEV_POLICY, harmony_dev_policy_hcl())
+                .await?,
+        );
+        // Raft snapshots are a root-namespace endpoint: in a namespace the policy would grant
+        // nothing.
+        if self.client.namespace().is_none() {
+            note(
+                self.ensure_policy(token, HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl())
+                    .await?,
+            );
+        }
         note(
             self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass")
                 .await?,
@@ -716,9 +728,13 @@ impl OpenbaoBootstrap {
     }
 
     #[tracing::instrument(name = "openbao_policy", skip_all)]
-    async fn ensure_policy(&self, token: &SecretString) -> Result<Option<String>, OpenbaoError> {
-        let path = format!("sys/policies/acl/{HARMONY_DEV_POLICY}");
-        let wanted = harmony_dev_policy_hcl();
+    async fn ensure_policy(
+        &self,
+        token: &SecretString,
+        name: &str,
+        wanted: String,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let path = format!("sys/policies/acl/{name}");
         let current = self.read_data(token, &path).await?;
         if current.as_ref().and_then(|d| d["policy"].as_str()) == Some(wanted.as_str()) {
             return Ok(None);
@@ -732,9 +748,9 @@ impl OpenbaoBootstrap {
         )
         .await?;
         Ok(Some(if current.is_some() {
-            format!("updated policy {HARMONY_DEV_POLICY}")
+            format!("updated policy {name}")
         } else {
-            format!("created policy {HARMONY_DEV_POLICY}")
+            format!("created policy {name}")
         }))
     }
 

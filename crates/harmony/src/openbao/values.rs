@@ -334,6 +334,7 @@ fn raft_config(release: &str, replicas: u8) -> String {
     }
     format!(
         r#"ui = true
+disable_standby_reads = true
 
 listener "tcp" {{
   tls_disable = 1
