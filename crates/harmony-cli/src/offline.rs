@@ -10,9 +10,9 @@ use harmony_secret::{OpenbaoSettings, SecretError, Versioned};
 use serde_json::Value;
 
 use crate::cli::CacheArgs;
-use crate::commands::config::{SCHEMA_FOLDER, Team, check_key};
+use crate::commands::config::{Team, check_key};
 use crate::context::Context;
-use crate::document::Typing;
+use harmony_config::document::Typing;
 
 /// A document with the schema stored beside it.
 pub struct Read {
@@ -33,7 +33,8 @@ impl Places {
     }
 
     fn schema(&self, key: &str) -> String {
-        self.settings.data_path(&format!("{SCHEMA_FOLDER}/{key}"))
+        self.settings
+            .data_path(&harmony_config::layers::schema_path(key))
     }
 }
 
@@ -207,7 +208,7 @@ fn into_read(
 }
 
 fn typing(key: &str, schema: Option<&Value>, places: &Places) -> anyhow::Result<Typing> {
-    Typing::from_stored(key, schema, &places.schema(key))
+    crate::commands::config::typing_from_stored(key, schema, &places.schema(key))
 }
 
 /// An error when `doc` is older than `max_age`.

@@ -48,8 +48,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod document;
 mod env;
 mod error;
+pub mod layers;
 mod manager;
 mod merge;
 mod prompt;

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::UsageError;
 use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
 use crate::context::Context;
-use crate::document::{MASK, leaves};
 use crate::offline::{Read, read_documents};
+use harmony_config::document::{MASK, leaves};
 
 /// One variable and whether its value is a secret.
 struct Var {

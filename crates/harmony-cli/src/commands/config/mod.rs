@@ -1,5 +1,5 @@
 //! `harmony config ...`: the team's documents under the KV prefix, typed by the schema stored
-//! beside each one at `<prefix>/_schema/<KEY>` (see [`crate::document`]).
+//! beside each one at `<prefix>/_schema/<KEY>` (see [`harmony_config::document`]).
 
 use std::process::ExitCode;
 
@@ -11,12 +11,11 @@ use serde_json::{Map, Value};
 use crate::UsageError;
 use crate::cli::{ConfigCommand, Format};
 use crate::context::Context;
-use crate::document::{ChangeKind, Typing, leaves, split_path, value_at};
+use harmony_config::document::{ChangeKind, Typing, leaves, split_path, value_at};
 
 mod edit;
 
-/// The folder (under the KV prefix) holding each config's schema.
-pub const SCHEMA_FOLDER: &str = "_schema";
+use harmony_config::layers::{is_reserved_folder, schema_path};
 
 /// How deep `config list` descends into folders.
 const LIST_DEPTH: usize = 8;
@@ -71,10 +70,27 @@ pub(crate) fn check_key(key: &str) -> anyhow::Result<()> {
         harmony_config::validate_key(segment)
             .map_err(|e| UsageError(format!("config key {key:?}: {e}")))?;
     }
-    if key.split('/').next() == Some(SCHEMA_FOLDER) {
-        return Err(UsageError(format!("{SCHEMA_FOLDER}/ holds schemas, not configs")).into());
+    if key.split('/').next().is_some_and(is_reserved_folder) {
+        return Err(UsageError(format!(
+            "{key}: folders starting with '_' hold schemas and environment overlays, not configs"
+        ))
+        .into());
     }
     Ok(())
+}
+
+/// Typing from the schema stored at `location`; says on stderr when there is none.
+pub(crate) fn typing_from_stored(
+    key: &str,
+    schema: Option<&Value>,
+    location: &str,
+) -> anyhow::Result<Typing> {
+    if schema.is_none() {
+        eprintln!(
+            "note: {key} is untyped (no schema at {location}): values are plain JSON, nothing is masked or checked"
+        );
+    }
+    Typing::new(key, schema).with_context(|| format!("the schema stored for {key} cannot be used"))
 }
 
 /// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions.
@@ -120,16 +136,16 @@ impl Team {
 
     /// The schema document stored for `key`, if any.
     pub async fn schema(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
-        Ok(self.store.get(&format!("{SCHEMA_FOLDER}/{key}")).await?)
+        Ok(self.store.get(&schema_path(key)).await?)
     }
 
     /// The schema stored for `key`; says "untyped" on stderr when there is none.
     pub async fn typing(&self, key: &str) -> anyhow::Result<Typing> {
         let stored = self.schema(key).await?;
-        Typing::from_stored(
+        typing_from_stored(
             key,
             stored.as_ref().map(|v| &v.value),
-            &self.store.describe(&format!("{SCHEMA_FOLDER}/{key}")),
+            &self.store.describe(&schema_path(key)),
         )
     }
 
@@ -209,7 +225,8 @@ impl Team {
                 } else {
                     format!("{folder}/{name}")
                 };
-                if full.trim_end_matches('/') == SCHEMA_FOLDER {
+                // Schemas and overlays live in `_` folders (no config key segment starts so).
+                if is_reserved_folder(name.trim_end_matches('/')) {
                     continue;
                 }
                 match name.strip_suffix('/') {
@@ -273,7 +290,7 @@ fn get(
             .into());
         };
         let shown = if !reveal && typing.is_secret(&path) && !found.is_null() {
-            Value::String(crate::document::MASK.to_owned())
+            Value::String(harmony_config::document::MASK.to_owned())
         } else if reveal {
             found
         } else {
@@ -514,7 +531,7 @@ struct CheckReport {
     untyped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    findings: Vec<crate::document::Finding>,
+    findings: Vec<harmony_config::document::Finding>,
 }
 
 async fn check(ctx: &Context, team: &Team, keys: &[String]) -> anyhow::Result<ExitCode> {
