@@ -42,6 +42,11 @@ pub struct Global {
     #[arg(long, global = true, env = vars::HARMONY_NON_INTERACTIVE, hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub non_interactive: bool,
 
+    /// The environment (e.g. prod): config get/set/edit/history/diff/rollback/check, run and
+    /// export work on that environment (its overlay over the base). Without it: the base.
+    #[arg(long = "env", global = true, value_name = "NAME", env = vars::HARMONY_ENV)]
+    pub env: Option<String>,
+
     /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -155,6 +160,9 @@ pub enum ConfigCommand {
         /// Show secret values.
         #[arg(long)]
         reveal: bool,
+        /// With --env: say, per field, whether it comes from the base or the overlay.
+        #[arg(long)]
+        explain: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -425,4 +433,7 @@ pub struct BootstrapArgs {
     /// root token again.
     #[arg(long)]
     pub regenerate_root: bool,
+
+    #[command(flatten)]
+    pub environments: harmony::deploy::flags::EnvironmentFlags,
 }

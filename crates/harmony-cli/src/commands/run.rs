@@ -33,7 +33,9 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
     let mut versions = Vec::with_capacity(args.configs.len());
     for read in read_documents(ctx, &args.configs, &args.cache).await? {
-        let Read { key, doc, typing } = read;
+        let Read {
+            key, doc, typing, ..
+        } = read;
         versions.push((key.clone(), doc.version));
         for (path, value) in leaves(&doc.value) {
             if path.is_empty() || value.is_null() {

@@ -35,6 +35,8 @@ pub struct ExistingRequest {
     /// Retire the root token once configured (a `harmony-admin` token takes over); default on
     /// for a cluster.
     pub revoke_root: Option<bool>,
+    /// Environments and access by role (`--environments`, `--access`).
+    pub environments: Option<crate::openbao::AccessTable>,
 }
 
 /// `--key-shares N --key-threshold T` checked together: both or neither, `1 <= T <= N`, and a
@@ -109,6 +111,7 @@ pub async fn bootstrap_existing(
     options.reset_userpass = request.reset_userpass;
     options.admin_token = request.admin_token.clone();
     options.ci = request.ci.clone();
+    options.environments = request.environments.clone();
     let cluster = !request.other_nodes.is_empty();
     let (shares, threshold) =
         request
@@ -242,6 +245,15 @@ impl ExistingBootstrap {
                 "  audience {0} — set OPENBAO_URL={0} in the job; see the README's CI section.",
                 ci.audience
             ));
+        }
+        if let Some(table) = &self.request.environments {
+            out.push(String::new());
+            out.push(format!(
+                "Environments {} — who may do what (from the ID token's groups claim or Zitadel \
+                 project roles, at sign-in):",
+                table.environments.join(", ")
+            ));
+            out.extend(table.render().lines().map(|l| format!("  {l}")));
         }
         if let Some((issuer, client_id)) = &self.request.sso {
             let claims = &self.request.bound_claims;

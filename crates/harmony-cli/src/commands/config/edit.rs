@@ -120,7 +120,12 @@ pub async fn run(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCo
             }
         };
         unmask(&typing, &mut value, &base);
-        let findings = typing.check(value.as_object().unwrap_or(&Map::new()));
+        // An overlay holds only what differs from the base: its fields may be absent.
+        let findings: Vec<_> = typing
+            .check(value.as_object().unwrap_or(&Map::new()))
+            .into_iter()
+            .filter(|f| team.env.is_none() || !f.missing)
+            .collect();
         if !findings.is_empty() {
             notes = std::iter::once("ERROR: not saved, fix these fields:".to_owned())
                 .chain(

@@ -15,7 +15,7 @@ use harmony_config::document::{ChangeKind, Typing, leaves, split_path, value_at}
 
 mod edit;
 
-use harmony_config::layers::{is_reserved_folder, schema_path};
+use harmony_config::layers::{is_reserved_folder, layer_path, schema_path};
 
 /// How deep `config list` descends into folders.
 const LIST_DEPTH: usize = 8;
@@ -29,19 +29,30 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
         field,
         format,
         reveal,
+        explain,
         cache,
     } = command
     {
+        if *explain && ctx.env.is_none() {
+            return Err(UsageError(
+                "--explain says which layer each field comes from: give an environment (--env \
+                 NAME)"
+                    .to_owned(),
+            )
+            .into());
+        }
         // Reads may be served by the offline cache, so they sign in only when going online.
         let read = crate::offline::read_documents(ctx, std::slice::from_ref(key), cache)
             .await?
             .pop()
             .context("one document was read")?;
-        return get(ctx, read, field.as_deref(), *format, *reveal);
+        return get(ctx, read, field.as_deref(), *format, *reveal, *explain);
     }
-    let team = Team {
-        store: ctx.connect().await?,
+    let env = match command {
+        ConfigCommand::List { .. } => None,
+        _ => ctx.env.clone(),
     };
+    let team = Team::new(ctx.connect().await?, env);
     match command {
         ConfigCommand::List { prefix } => list(ctx, &team, prefix.as_deref()).await,
         ConfigCommand::Get { .. } => unreachable!("answered above"),
@@ -93,9 +104,12 @@ pub(crate) fn typing_from_stored(
     Typing::new(key, schema).with_context(|| format!("the schema stored for {key} cannot be used"))
 }
 
-/// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions.
+/// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions. With an
+/// environment, documents, versions and writes are that environment's overlays
+/// (`_env/<ENV>/<KEY>`, [`harmony_config::layers`]); the schema is always the config's one.
 pub struct Team {
     pub(crate) store: OpenbaoSecretStore,
+    pub(crate) env: Option<String>,
 }
 
 /// One KV v2 version of a document.
@@ -109,6 +123,49 @@ pub struct VersionInfo {
 }
 
 impl Team {
+    pub fn new(store: OpenbaoSecretStore, env: Option<String>) -> Self {
+        Self { store, env }
+    }
+
+    /// The path (under the prefix) of `key`'s layer: the base, or the environment's overlay.
+    pub fn layer(&self, key: &str) -> String {
+        layer_path(key, self.env.as_deref())
+    }
+
+    /// `my-app`, or `the prod overlay of my-app`, for messages.
+    pub fn what(&self, key: &str) -> String {
+        match &self.env {
+            None => key.to_owned(),
+            Some(env) => format!("the {env} overlay of {key}"),
+        }
+    }
+
+    /// OpenBao's refusal (403) as what it means here: which layer, and who may.
+    pub fn denied(&self, e: SecretError, key: &str, action: &str) -> anyhow::Error {
+        match e {
+            SecretError::PermissionDenied { ref path, .. } => {
+                let path = path.clone();
+                let advice = match &self.env {
+                    Some(env) => format!(
+                        "your roles do not allow {action} the {env} environment; a role that \
+                         writes {env} (by default harmony-ops) is needed — ask an administrator, \
+                         or work in another environment (--env)"
+                    ),
+                    None => format!(
+                        "your roles do not allow {action} the base, which feeds every \
+                         environment (by default only harmony-ops writes it); set the value in \
+                         your environment's overlay instead (--env ENV)"
+                    ),
+                };
+                anyhow::Error::new(e).context(format!(
+                    "OpenBao refused {action} {} ({path}): {advice}",
+                    self.what(key)
+                ))
+            }
+            other => other.into(),
+        }
+    }
+
     fn kv_path(&self, kind: &str, key: &str) -> String {
         let s = self.store.settings();
         [s.kv_mount(), kind, s.kv_prefix(), key]
@@ -119,8 +176,16 @@ impl Team {
             .join("/")
     }
 
-    /// The latest version, `None` when there is none (or it was deleted).
+    /// The latest version of this layer, `None` when there is none (or it was deleted).
     pub async fn document(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
+        self.store
+            .get(&self.layer(key))
+            .await
+            .map_err(|e| self.denied(e, key, "reading"))
+    }
+
+    /// The latest version of the base document.
+    pub async fn base_document(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
         Ok(self.store.get(key).await?)
     }
 
@@ -129,7 +194,7 @@ impl Team {
         self.document(key).await?.with_context(|| {
             format!(
                 "no config {key:?} at {}; `harmony config list` shows the keys that exist",
-                self.store.describe(key)
+                self.store.describe(&self.layer(key))
             )
         })
     }
@@ -157,19 +222,21 @@ impl Team {
         value: &Value,
         expected: Option<u64>,
     ) -> Result<u64, SecretError> {
-        self.store.put(key, value, WriteMode::Cas(expected)).await
+        self.store
+            .put(&self.layer(key), value, WriteMode::Cas(expected))
+            .await
     }
 
     /// Every version in the metadata, newest first.
     pub async fn versions(&self, key: &str) -> anyhow::Result<Vec<VersionInfo>> {
-        let path = self.kv_path("metadata", key);
+        let path = self.kv_path("metadata", &self.layer(key));
         let body = match self.store.client().get(&path).await {
             Ok(Some(body)) => body,
             Ok(None) | Err(SecretError::NotFound { .. }) => anyhow::bail!(
                 "no config {key:?} at {}; `harmony config list` shows the keys that exist",
-                self.store.describe(key)
+                self.store.describe(&self.layer(key))
             ),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.denied(e, key, "reading")),
         };
         let data = &body["data"];
         let current = data["current_version"].as_u64().unwrap_or(0);
@@ -195,15 +262,19 @@ impl Team {
 
     /// The content of one version; an error when it was deleted or destroyed.
     pub async fn version(&self, key: &str, version: u64) -> anyhow::Result<Value> {
-        let path = format!("{}?version={version}", self.kv_path("data", key));
+        let path = format!(
+            "{}?version={version}",
+            self.kv_path("data", &self.layer(key))
+        );
         let body = match self.store.client().get(&path).await {
             Ok(Some(body)) => body,
             Ok(None) | Err(SecretError::NotFound { .. }) => {
                 anyhow::bail!(
-                    "{key} has no version {version}; `harmony config history {key}` lists them"
+                    "{} has no version {version}; `harmony config history {key}` lists them",
+                    self.what(key)
                 )
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.denied(e, key, "reading")),
         };
         let data = &body["data"]["data"];
         if data.is_null() {
@@ -267,9 +338,35 @@ fn get(
     field: Option<&str>,
     format: Option<Format>,
     reveal: bool,
+    explain: bool,
 ) -> anyhow::Result<ExitCode> {
-    let crate::offline::Read { key, doc, typing } = read;
+    let crate::offline::Read {
+        key,
+        doc,
+        typing,
+        layers,
+    } = read;
     let key = key.as_str();
+    if let (true, Some(layers)) = (explain, &layers) {
+        let origins = layers.explain();
+        if ctx.json() {
+            println!("{}", serde_json::to_string_pretty(&origins)?);
+        } else {
+            println!("{:<32} FROM", "FIELD");
+            for o in &origins {
+                let from = match &o.origin {
+                    harmony_config::layers::Origin::Base => "base".to_owned(),
+                    harmony_config::layers::Origin::Overlay(env) if o.overrides => {
+                        format!("{env} overlay (overrides the base)")
+                    }
+                    harmony_config::layers::Origin::Overlay(env) => format!("{env} overlay"),
+                };
+                println!("{:<32} {from}", o.field);
+            }
+        }
+        eprintln!("{key}: {}", layers.versions_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let format = format.unwrap_or(if ctx.json() {
         Format::Json
     } else {
@@ -325,7 +422,10 @@ fn get(
         Format::Yaml => print!("{}", typing.to_yaml(&value, false)),
         Format::Dotenv => print!("{}", typing.to_dotenv(&value, false)),
     }
-    eprintln!("{key}: version {}", doc.version);
+    match &layers {
+        Some(layers) => eprintln!("{key}: {}", layers.versions_text()),
+        None => eprintln!("{key}: version {}", doc.version),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,9 +470,15 @@ async fn set(
     assignments: &[String],
     from_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    // Read (and parse the input) before anything is written.
-    let current = team.document(key).await?;
-    let typing = team.typing(key).await?;
+    // Read (and parse the input) before anything is written; with an environment, the base
+    // too (concurrently), to check the environment's whole config.
+    let (current, typing, base) = tokio::join!(team.document(key), team.typing(key), async {
+        match &team.env {
+            Some(_) => team.base_document(key).await,
+            None => Ok(None),
+        }
+    });
+    let (current, typing, base) = (current?, typing?, base?);
     let (doc, whole) = match from_file {
         Some(path) => (read_document_file(path)?, true),
         None => {
@@ -386,9 +492,20 @@ async fn set(
             (doc, false)
         }
     };
-    // A whole document must be complete; single assignments only must not break a field.
+    // A whole document must be complete; single assignments only must not break a field. An
+    // overlay is checked as the environment's config it makes (over the base).
+    let checked = match (&team.env, &base) {
+        (Some(_), base) => {
+            let base = base
+                .as_ref()
+                .and_then(|b| b.value.as_object().cloned())
+                .unwrap_or_default();
+            harmony_config::layers::resolve(&base, &doc)
+        }
+        (None, _) => doc.clone(),
+    };
     let findings: Vec<_> = typing
-        .check(&doc)
+        .check(&checked)
         .into_iter()
         .filter(|f| whole || !f.missing)
         .collect();
@@ -415,8 +532,11 @@ async fn set(
     let version = team
         .write(key, &value, expected)
         .await
-        .map_err(|e| conflict_context(e, key))?;
-    eprintln!("{key}: saved version {version}");
+        .map_err(|e| match e {
+            e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
+            e => conflict_context(e, key),
+        })?;
+    eprintln!("{}: saved version {version}", team.what(key));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -519,7 +639,10 @@ async fn rollback(team: &Team, key: &str, version: u64) -> anyhow::Result<ExitCo
     let written = team
         .write(key, &content, Some(current))
         .await
-        .map_err(|e| conflict_context(e, key))?;
+        .map_err(|e| match e {
+            e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
+            e => conflict_context(e, key),
+        })?;
     eprintln!("{key}: saved version {written} with the content of version {version}");
     Ok(ExitCode::SUCCESS)
 }
@@ -538,7 +661,32 @@ async fn check(ctx: &Context, team: &Team, keys: &[String]) -> anyhow::Result<Ex
     let mut reports = Vec::new();
     for key in keys {
         let typing = team.typing(key).await?;
-        let report = match team.document(key).await? {
+        let doc = match &team.env {
+            None => team.document(key).await?,
+            Some(_) => {
+                let (base, overlay) = tokio::join!(team.base_document(key), team.document(key));
+                let (base, overlay) = (base?, overlay?);
+                let version = base.as_ref().map_or(0, |b| b.version)
+                    + overlay.as_ref().map_or(0, |o| o.version);
+                match (base, overlay) {
+                    (None, None) => None,
+                    (base, overlay) => {
+                        let obj = |d: Option<Versioned<Value>>| {
+                            d.and_then(|d| d.value.as_object().cloned())
+                                .unwrap_or_default()
+                        };
+                        Some(Versioned {
+                            value: Value::Object(harmony_config::layers::resolve(
+                                &obj(base),
+                                &obj(overlay),
+                            )),
+                            version,
+                        })
+                    }
+                }
+            }
+        };
+        let report = match doc {
             None => CheckReport {
                 key: key.clone(),
                 ok: false,
