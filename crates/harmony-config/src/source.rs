@@ -54,6 +54,30 @@ pub trait WritableSource: Send + Sync {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Versioned<Partial>>, ConfigError>>;
 
+    /// What this source contributes for `key` as a layer, and the document a write-back starts
+    /// from (with its version). The same document for a plain store; for a store in an
+    /// environment, the layer is the overlay merged over the base and the document the overlay
+    /// alone (writes go there).
+    fn read_layered<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(Partial, Option<Versioned<Partial>>), ConfigError>> {
+        Box::pin(async move {
+            let doc = self.read(key).await?;
+            Ok((
+                doc.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
+                doc,
+            ))
+        })
+    }
+
+    /// The layer under what [`WritableSource::write`] writes (an environment's base), if any:
+    /// a whole value saved through this source keeps only what differs from it.
+    fn base<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Save the whole document of `key`; returns the new version.
     fn write<'a>(
         &'a self,
