@@ -275,7 +275,13 @@ impl ExistingBootstrap {
                     )
                 }
             ));
-            if claims.is_empty() {
+            if let Some(table) = &self.request.environments {
+                out.push(format!(
+                    "  With environments, only members of {} (the groups claim or Zitadel project \
+                     roles) sign in; everyone else is refused at sign-in.",
+                    table.roles.keys().cloned().collect::<Vec<_>>().join(" or ")
+                ));
+            } else if claims.is_empty() {
                 out.push(
                     "  Access is limited only by the provider's own rules for that client. To limit it \
                      here too, re-run with --bound-claim KEY=VALUE (e.g. --bound-claim email=alice@example.com)."

@@ -147,9 +147,11 @@ impl Team {
                 let path = path.clone();
                 let advice = match &self.env {
                     Some(env) => format!(
-                        "your roles do not allow {action} the {env} environment; a role that \
-                         writes {env} (by default harmony-ops) is needed — ask an administrator, \
-                         or work in another environment (--env)"
+                        "your roles do not allow {action} the {env} environment; a role with \
+                         {} access to {env} is needed (by default harmony-ops has it for every \
+                         environment, harmony-developer for all but prod) — ask an \
+                         administrator, or work in another environment (--env)",
+                        if action == "writing" { "write" } else { "read" }
                     ),
                     None => format!(
                         "your roles do not allow {action} the base, which feeds every \
