@@ -44,7 +44,7 @@ pub struct Global {
 
     /// The environment (e.g. prod): config get/set/edit/history/diff/rollback/check, run and
     /// export work on that environment (its overlay over the base). Without it: the base.
-    #[arg(long = "env", global = true, value_name = "NAME", env = vars::HARMONY_ENV)]
+    #[arg(long = "env", global = true, value_name = "NAME", env = vars::HARMONY_ENV, hide_env_values = true)]
     pub env: Option<String>,
 
     /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
