@@ -204,6 +204,31 @@ pub enum ConfigCommand {
         /// The version whose content to restore.
         version: u64,
     },
+    /// Which fields differ between two environments' configs (each its overlay over the base);
+    /// secret values are never shown, only "(secret) differs".
+    Compare {
+        /// The config key.
+        key: String,
+        /// One environment.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Copy overlay values from one environment's overlay to another's (check-and-set against
+    /// the target overlay as just read). Secret values are copied, never shown.
+    Promote {
+        /// The config key.
+        key: String,
+        /// The environment to copy from.
+        #[arg(long, value_name = "ENV")]
+        from: String,
+        /// The environment to copy to.
+        #[arg(long, value_name = "ENV")]
+        to: String,
+        /// Only these fields (dotted paths); default: every field of the source overlay.
+        #[arg(value_name = "FIELD")]
+        fields: Vec<String>,
+    },
     /// Validate documents against their stored schemas; exit 1 listing each missing or invalid
     /// field with the variable that would supply it.
     Check {
@@ -223,6 +248,8 @@ impl ConfigCommand {
             | Self::Edit { key }
             | Self::History { key }
             | Self::Diff { key, .. }
+            | Self::Compare { key, .. }
+            | Self::Promote { key, .. }
             | Self::Rollback { key, .. } => Some(key),
         }
     }

@@ -290,6 +290,88 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
         resolved,
         "ConfigManager in prod = harmony run --env prod"
     );
+
+    // compare and promote, with a secret field in the schema.
+    bao.root_call(
+        Method::POST,
+        "secret/data/harmony/_schema/my-app",
+        Some(json!({"data": {
+            "type": "object",
+            "properties": {
+                "db": {"type": "object", "properties": {
+                    "host": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "password": {"type": "string", "x-secret": true}
+                }},
+                "debug": {"type": "boolean"},
+                "name": {"type": "string"}
+            }
+        }})),
+    )
+    .await
+    .expect("schema");
+    ops.ok(&[
+        "config",
+        "set",
+        "my-app",
+        "--env",
+        "prod",
+        "db.password=prod-S3cret",
+    ]);
+    dev.ok(&[
+        "config",
+        "set",
+        "my-app",
+        "--env",
+        "staging",
+        "db.password=stg-S3cret",
+        "name=staging-name",
+    ]);
+    let compared = ops.ok(&["config", "compare", "my-app", "staging", "prod"]);
+    for line in [
+        "~ db.host: \"db\" -> \"prod-db\"",
+        "~ db.password: (secret) differs",
+        "~ name: \"staging-name\" -> \"y\"",
+    ] {
+        assert!(compared.contains(line), "{line:?} not in:\n{compared}");
+    }
+    assert!(!compared.contains("S3cret"), "{compared}");
+    dev.refused(
+        &[
+            "config", "promote", "my-app", "--from", "staging", "--to", "prod", "name",
+        ],
+        &["prod overlay of my-app", "permission denied"],
+    );
+    let out = ops.run(&[
+        "config", "promote", "my-app", "--from", "staging", "--to", "prod", "name",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the prod overlay of my-app: saved version 3 with name from staging"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("S3cret"));
+    let prod_overlay = raw(&bao, "_env/prod/my-app").await;
+    assert_eq!(prod_overlay["data"]["data"]["name"], "staging-name");
+    assert_eq!(
+        prod_overlay["data"]["data"]["db"]["password"], "prod-S3cret",
+        "only name was copied"
+    );
+    let out = ops.run(&[
+        "config", "promote", "my-app", "--from", "staging", "--to", "prod", "db.port",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("db.port is not set in the staging overlay"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ pub use manager::{ConfigManager, ConfigManagerBuilder, Snapshot};
 pub use merge::{merge_layers, merge_under};
 pub use prompt::{InquirePrompter, PromptSource, Prompter, Question, ScriptedPrompter};
 pub use schema::{ConfigSchema, Field, FieldKind};
-pub use source::{BoxFuture, ConfigSource, Partial, WritableSource};
+pub use source::{BoxFuture, ConfigSource, Layered, Partial, WritableSource};
 pub use store::{OfflineSource, StoreSource};
 
 use schemars::JsonSchema;

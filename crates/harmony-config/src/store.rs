@@ -17,6 +17,9 @@ use serde_json::Value;
 use crate::source::{BoxFuture, ConfigSource, Partial, WritableSource};
 use crate::{ConfigError, ConfigSchema, Field};
 
+/// One stored document with its version, if any.
+type Stored = Option<Versioned<Partial>>;
+
 /// A config source and sink backed by a [`SecretStore`].
 ///
 /// **Environments**: with one ([`StoreSource::with_environment`], by default the
@@ -93,10 +96,7 @@ impl<S: SecretStore> StoreSource<S> {
     }
 
     /// The base and (in an environment) the overlay of `key`, read concurrently.
-    async fn layers(
-        &self,
-        key: &str,
-    ) -> Result<(Option<Versioned<Partial>>, Option<Versioned<Partial>>), ConfigError> {
+    async fn layers(&self, key: &str) -> Result<(Stored, Stored), ConfigError> {
         let target = self.target(key)?;
         if self.environment.is_none() {
             return Ok((self.read_or_copy(key).await?, None));
@@ -315,7 +315,7 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
     fn read_layered<'a>(
         &'a self,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<(Partial, Option<Versioned<Partial>>), ConfigError>> {
+    ) -> BoxFuture<'a, Result<crate::source::Layered, ConfigError>> {
         Box::pin(async move {
             let (base, overlay) = self.layers(key).await?;
             if self.environment.is_none() {

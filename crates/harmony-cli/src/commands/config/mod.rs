@@ -14,6 +14,7 @@ use crate::context::Context;
 use harmony_config::document::{ChangeKind, Typing, leaves, split_path, value_at};
 
 mod edit;
+mod environments;
 
 use harmony_config::layers::{is_reserved_folder, layer_path, schema_path};
 
@@ -65,6 +66,13 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
         ConfigCommand::History { key } => history(ctx, &team, key).await,
         ConfigCommand::Diff { key, v1, v2 } => diff(ctx, &team, key, *v1, *v2).await,
         ConfigCommand::Rollback { key, version } => rollback(&team, key, *version).await,
+        ConfigCommand::Compare { key, a, b } => environments::compare(ctx, &team, key, a, b).await,
+        ConfigCommand::Promote {
+            key,
+            from,
+            to,
+            fields,
+        } => environments::promote(&team, key, from, to, fields).await,
         ConfigCommand::Check { keys } => {
             for key in keys {
                 check_key(key)?;
@@ -108,7 +116,7 @@ pub(crate) fn typing_from_stored(
 /// environment, documents, versions and writes are that environment's overlays
 /// (`_env/<ENV>/<KEY>`, [`harmony_config::layers`]); the schema is always the config's one.
 pub struct Team {
-    pub(crate) store: OpenbaoSecretStore,
+    pub(crate) store: std::sync::Arc<OpenbaoSecretStore>,
     pub(crate) env: Option<String>,
 }
 
@@ -124,7 +132,18 @@ pub struct VersionInfo {
 
 impl Team {
     pub fn new(store: OpenbaoSecretStore, env: Option<String>) -> Self {
-        Self { store, env }
+        Self {
+            store: std::sync::Arc::new(store),
+            env,
+        }
+    }
+
+    /// The same connection, working on `env`'s overlay (`None`: the base).
+    pub fn in_env(&self, env: Option<&str>) -> Self {
+        Self {
+            store: std::sync::Arc::clone(&self.store),
+            env: env.map(str::to_owned),
+        }
     }
 
     /// The path (under the prefix) of `key`'s layer: the base, or the environment's overlay.
