@@ -79,6 +79,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The environments the bootstrap declared, and what you may do in each.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
     /// Run a program with the team's config in its environment (the process is replaced: its
     /// signals and exit code are the program's own). Values never appear on a command line.
     Run(RunArgs),
@@ -136,6 +141,14 @@ pub struct LoginArgs {
     /// The userpass user (default: OPENBAO_USERNAME, else the last login's, else `harmony`).
     #[arg(long, value_name = "USER")]
     pub username: Option<String>,
+}
+
+/// `harmony env ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EnvCommand {
+    /// Each environment with your access (asked of OpenBao for your token) and the roles that
+    /// may write it.
+    List,
 }
 
 /// `harmony config ...`.

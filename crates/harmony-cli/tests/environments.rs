@@ -232,6 +232,20 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
         raw(&bao, "_env/prod/my-app").await["data"]["data"],
         json!({"db": {"host": "prod-db"}, "debug": false})
     );
+    // `env list`: the server's answer for each person's token.
+    let mine = dev.ok(&["env", "list"]);
+    for line in [
+        "(base)       read   harmony-ops",
+        "dev          write  harmony-developer, harmony-ops",
+        "prod         none   harmony-ops",
+    ] {
+        assert!(mine.contains(line), "{line:?} not in:\n{mine}");
+    }
+    let theirs = ops.ok(&["env", "list"]);
+    assert!(
+        theirs.contains("prod         write  harmony-ops"),
+        "{theirs}"
+    );
     // Overlays are not configs in the listing.
     let listed = ops.ok(&["config", "list"]);
     assert_eq!(listed.trim(), "my-app", "{listed}");

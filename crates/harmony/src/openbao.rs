@@ -38,12 +38,12 @@ mod state;
 mod values;
 
 pub use bootstrap::{
-    ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions, BootstrapReport,
-    CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, ClusterReport, DEFAULT_DEVELOPER_ROLE,
-    DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER,
-    GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions,
-    NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, RoleAccess, USERPASS_MOUNT,
-    ZITADEL_ROLES_CLAIM, harmony_admin_policy_hcl, harmony_ci_policy_hcl,
+    ACCESS_DOCUMENT, ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions,
+    BootstrapReport, CI_TOKEN_TTL, CiOptions, CiSpecError, CiTrust, ClusterReport,
+    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER,
+    GITHUB_ACTIONS_ISSUER, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT,
+    JwtAuthOptions, NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, RoleAccess,
+    USERPASS_MOUNT, ZITADEL_ROLES_CLAIM, harmony_admin_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use existing::{

@@ -37,8 +37,8 @@ pub use ci::{
     HARMONY_CI_POLICY, harmony_ci_policy_hcl,
 };
 pub use environments::{
-    AccessSpecError, AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE, RoleAccess,
-    ZITADEL_ROLES_CLAIM,
+    ACCESS_DOCUMENT, AccessSpecError, AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE,
+    RoleAccess, ZITADEL_ROLES_CLAIM,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 /// How long one ordinary request may take.

@@ -187,7 +187,7 @@ impl Team {
         }
     }
 
-    fn kv_path(&self, kind: &str, key: &str) -> String {
+    pub(crate) fn kv_path(&self, kind: &str, key: &str) -> String {
         let s = self.store.settings();
         [s.kv_mount(), kind, s.kv_prefix(), key]
             .iter()

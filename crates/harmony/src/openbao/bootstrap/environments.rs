@@ -32,6 +32,10 @@ pub const DEFAULT_DEVELOPER_ROLE: &str = "harmony-developer";
 pub const DEFAULT_OPS_ROLE: &str = "harmony-ops";
 /// The Zitadel claim holding the project roles, a map of role → organisations.
 pub const ZITADEL_ROLES_CLAIM: &str = "urn:zitadel:iam:org:project:roles";
+/// Where (under the KV prefix) the bootstrap records the table for clients: readable by
+/// everyone signed in (it lies under the base), written only with the base's write rights. It
+/// is information for people; the policies are what OpenBao enforces.
+pub const ACCESS_DOCUMENT: &str = "_access";
 /// Environments the developers' role gets no access to by default.
 const PRODUCTION_NAMES: [&str; 2] = ["prod", "production"];
 
@@ -321,6 +325,27 @@ impl AccessTable {
         json!({ "expression": expression })
     }
 
+    /// The table as the bootstrap records it for clients (`harmony env list`) at
+    /// [`ACCESS_DOCUMENT`]: environments in order, each role's base and environment levels.
+    pub fn to_json(&self) -> Value {
+        let roles: serde_json::Map<String, Value> = self
+            .roles
+            .iter()
+            .map(|(role, a)| {
+                let envs: serde_json::Map<String, Value> = a
+                    .environments
+                    .iter()
+                    .map(|(e, l)| (e.clone(), Value::String(l.as_str().to_owned())))
+                    .collect();
+                (
+                    role.clone(),
+                    json!({"base": a.base.as_str(), "environments": envs}),
+                )
+            })
+            .collect();
+        json!({"environments": self.environments, "roles": roles})
+    }
+
     /// The table people read in the bootstrap summary: one row per role, one column per
     /// environment (and the base).
     pub fn render(&self) -> String {
@@ -410,6 +435,28 @@ impl OpenbaoBootstrap {
             )
             .await?;
             changes.push(format!("wrote policy {name}"));
+        }
+        let path = format!(
+            "{}/data/{}/{ACCESS_DOCUMENT}",
+            crate::openbao::policy::KV_MOUNT,
+            crate::openbao::policy::KV_PREFIX
+        );
+        let wanted = table.to_json();
+        let current = self.read_data(token, &path).await?;
+        if current.as_ref().map(|c| &c["data"]) != Some(&wanted) {
+            self.write(
+                Method::POST,
+                &path,
+                Some(token),
+                &json!({"data": wanted}),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+            changes.push(format!(
+                "recorded the environments and roles at {}/{}/{ACCESS_DOCUMENT}",
+                crate::openbao::policy::KV_MOUNT,
+                crate::openbao::policy::KV_PREFIX
+            ));
         }
         let Some(jwt) = jwt else {
             return Ok(changes);
