@@ -232,6 +232,39 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
         raw(&bao, "_env/prod/my-app").await["data"]["data"],
         json!({"db": {"host": "prod-db"}, "debug": false})
     );
+    // history, diff, rollback, check and export work on the overlay.
+    let history = ops.ok(&["config", "history", "my-app", "--env", "prod"]);
+    assert!(history.lines().any(|l| l.starts_with("1 ")), "{history}");
+    assert!(
+        !history.lines().any(|l| l.starts_with("2 ")),
+        "one prod version: {history}"
+    );
+    ops.ok(&["config", "set", "my-app", "--env", "prod", "debug=true"]);
+    let diff = ops.ok(&["config", "diff", "my-app", "--env", "prod"]);
+    assert!(diff.contains("~ debug: false -> true"), "{diff}");
+    ops.ok(&["config", "rollback", "my-app", "1", "--env", "prod"]);
+    assert_eq!(
+        raw(&bao, "_env/prod/my-app").await["data"]["data"],
+        json!({"db": {"host": "prod-db"}, "debug": false}),
+        "rolled back in the overlay"
+    );
+    assert_eq!(
+        raw(&bao, "my-app").await["data"]["metadata"]["version"],
+        2,
+        "base untouched"
+    );
+    let checked = ops.ok(&["config", "check", "my-app", "--env", "prod"]);
+    assert!(checked.contains("my-app: untyped"), "{checked}");
+    let exported = ops.ok(&["export", "-c", "my-app", "--env", "prod"]);
+    assert!(
+        exported.contains("HARMONY_MY_APP_DB_HOST=\"prod-db\""),
+        "{exported}"
+    );
+    dev.refused(
+        &["config", "history", "my-app", "--env", "prod"],
+        &["prod overlay of my-app", "permission denied"],
+    );
+
     // `env list`: the server's answer for each person's token.
     let mine = dev.ok(&["env", "list"]);
     for line in [
@@ -361,7 +394,7 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("the prod overlay of my-app: saved version 3 with name from staging"),
+        stderr(&out).contains("the prod overlay of my-app: saved version 5 with name from staging"),
         "{}",
         stderr(&out)
     );
