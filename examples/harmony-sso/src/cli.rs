@@ -233,6 +233,15 @@ impl Args {
         if !self.bound_claim.is_empty() && !wiring_sso {
             return Err(UsageError::BoundClaimWithoutSso);
         }
+        if !self.environments.environments.is_empty()
+            && (self.openbao_url.is_none() || self.cleanup || self.demo || self.sso_demo)
+        {
+            return Err(UsageError::Environments(
+                "--environments applies to --openbao-url (the local deploy's bootstrap takes \
+                 it through `harmony bootstrap --openbao-url`)"
+                    .to_owned(),
+            ));
+        }
         if self.cleanup {
             return Ok(Mode::Cleanup);
         }
@@ -255,13 +264,6 @@ impl Args {
                 .table()
                 .map_err(UsageError::Environments)?;
             return Ok(Mode::BootstrapExisting);
-        }
-        if !self.environments.environments.is_empty() {
-            return Err(UsageError::Environments(
-                "--environments applies to --openbao-url (the local deploy's bootstrap takes \
-                 it through `harmony bootstrap --openbao-url`)"
-                    .to_owned(),
-            ));
         }
         self.existing_cluster()?;
         Ok(Mode::Deploy)
