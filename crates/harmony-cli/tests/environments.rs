@@ -147,6 +147,18 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     let dev = Person::sign_in(&bao, &provider, "harmony-developer@groups").await;
     let ops = Person::sign_in(&bao, &provider, "harmony-ops@zitadel").await;
 
+    // CEL sign-ins get the role's token TTL (1 h), not the server's 32-day default.
+    let status = dev.ok(&["status"]);
+    let ttl_line = status
+        .lines()
+        .find(|l| l.starts_with("token ttl:"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ttl_line.contains(" 59m") || ttl_line.ends_with(" 1h"),
+        "{status}"
+    );
+
     // The developer writes dev.
     let out = dev.run(&["config", "set", "my-app", "--env", "dev", "debug=false"]);
     assert!(out.status.success(), "{}", stderr(&out));

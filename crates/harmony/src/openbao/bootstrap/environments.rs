@@ -486,6 +486,28 @@ impl OpenbaoBootstrap {
                 jwt.role
             ));
         }
+        // A CEL role sets no token TTL: its tokens get the mount's default, which is the
+        // server's (32 days) unless tuned. Give them the classic role's TTL.
+        let tune = format!("sys/auth/{JWT_MOUNT}/tune");
+        let ttl = jwt.token_ttl.as_secs();
+        let current = self.read_data(token, &tune).await?;
+        if current
+            .as_ref()
+            .and_then(|c| c["default_lease_ttl"].as_u64())
+            != Some(ttl)
+        {
+            self.write(
+                Method::POST,
+                &tune,
+                Some(token),
+                &json!({"default_lease_ttl": ttl}),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+            changes.push(format!(
+                "set the default token TTL of auth/{JWT_MOUNT}/ to {ttl} s (CEL sign-ins)"
+            ));
+        }
         // The classic role of the same name gave every signed-in person every environment.
         let classic = format!("auth/{JWT_MOUNT}/role/{}", jwt.role);
         if self.read_data(token, &classic).await?.is_some() {
