@@ -37,6 +37,11 @@
 //                            `aud` AUD (GitHub's default when absent: https://github.com/<owner>),
 //                            5 minutes of life; 401 for an unknown request token
 //
+// Users: any login and password are accepted and the login becomes `sub`. A login of the form
+// `ROLE+ROLE...@groups` carries a `groups` list of those roles, `ROLE+ROLE...@zitadel` Zitadel's
+// project-roles map (`urn:zitadel:iam:org:project:roles: {ROLE: {orgId: domain}}`); any other
+// login carries neither.
+//
 // Prints exactly one line `ready <issuer>` to stdout once listening; logs go to stderr.
 
 import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -124,7 +129,7 @@ const configuration = {
   cookies: { keys: [randomBytes(32).toString('hex')] },
   scopes: ['openid', 'offline_access', 'email', 'profile'],
   claims: {
-    openid: ['sub'],
+    openid: ['sub', 'groups', 'urn:zitadel:iam:org:project:roles'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username'],
   },
@@ -136,17 +141,32 @@ const configuration = {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
   },
-  // devInteractions accept any login; the login becomes `sub`.
+  // devInteractions accept any login; the login becomes `sub`. Role memberships come from the
+  // login's form, so tests pick a claim shape by name:
+  //   <role>+<role>...@groups   a `groups` list, e.g. harmony-developer@groups
+  //   <role>+<role>...@zitadel  Zitadel's project-roles map {role: {orgId: domain}}
+  // any other login carries neither claim (as before).
   async findAccount(_ctx, sub) {
+    const [who, shape] = sub.split('@');
+    const roles = (who ?? '').split('+').filter((r) => r.length > 0);
+    const memberships = {};
+    if (shape === 'groups') {
+      memberships.groups = roles;
+    } else if (shape === 'zitadel') {
+      memberships['urn:zitadel:iam:org:project:roles'] = Object.fromEntries(
+        roles.map((r) => [r, { '100000000000000001': 'harmony.test' }]),
+      );
+    }
     return {
       accountId: sub,
       async claims() {
         return {
           sub,
-          email: `${sub}@harmony.test`,
+          email: `${sub.replace('@', '.')}@harmony.test`,
           email_verified: true,
           name: sub,
           preferred_username: sub,
+          ...memberships,
         };
       },
     };

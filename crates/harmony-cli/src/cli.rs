@@ -42,6 +42,11 @@ pub struct Global {
     #[arg(long, global = true, env = vars::HARMONY_NON_INTERACTIVE, hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub non_interactive: bool,
 
+    /// The environment (e.g. prod): config get/set/edit/history/diff/rollback/check, run and
+    /// export work on that environment (its overlay over the base). Without it: the base.
+    #[arg(long = "env", global = true, value_name = "NAME", env = vars::HARMONY_ENV, hide_env_values = true)]
+    pub env: Option<String>,
+
     /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -73,6 +78,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// The environments the bootstrap declared, and what you may do in each.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
     },
     /// Run a program with the team's config in its environment (the process is replaced: its
     /// signals and exit code are the program's own). Values never appear on a command line.
@@ -139,6 +149,14 @@ pub struct LoginArgs {
     pub username: Option<String>,
 }
 
+/// `harmony env ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EnvCommand {
+    /// Each environment with your access (asked of OpenBao for your token) and the roles that
+    /// may write it.
+    List,
+}
+
 /// `harmony config ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ConfigCommand {
@@ -161,6 +179,9 @@ pub enum ConfigCommand {
         /// Show secret values.
         #[arg(long)]
         reveal: bool,
+        /// With --env: say, per field, whether it comes from the base or the overlay.
+        #[arg(long)]
+        explain: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -204,6 +225,31 @@ pub enum ConfigCommand {
         /// The version whose content to restore.
         version: u64,
     },
+    /// Which fields differ between two environments' configs (each its overlay over the base);
+    /// secret values are never shown, only "(secret) differs".
+    Compare {
+        /// The config key.
+        key: String,
+        /// One environment.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Copy overlay values from one environment's overlay to another's (check-and-set against
+    /// the target overlay as just read). Secret values are copied, never shown.
+    Promote {
+        /// The config key.
+        key: String,
+        /// The environment to copy from.
+        #[arg(long, value_name = "ENV")]
+        from: String,
+        /// The environment to copy to.
+        #[arg(long, value_name = "ENV")]
+        to: String,
+        /// Only these fields (dotted paths); default: every field of the source overlay.
+        #[arg(value_name = "FIELD")]
+        fields: Vec<String>,
+    },
     /// Validate documents against their stored schemas; exit 1 listing each missing or invalid
     /// field with the variable that would supply it.
     Check {
@@ -223,6 +269,8 @@ impl ConfigCommand {
             | Self::Edit { key }
             | Self::History { key }
             | Self::Diff { key, .. }
+            | Self::Compare { key, .. }
+            | Self::Promote { key, .. }
             | Self::Rollback { key, .. } => Some(key),
         }
     }
@@ -467,4 +515,7 @@ pub struct BootstrapArgs {
     /// root token again.
     #[arg(long)]
     pub regenerate_root: bool,
+
+    #[command(flatten)]
+    pub environments: harmony::deploy::flags::EnvironmentFlags,
 }

@@ -23,6 +23,8 @@ pub struct Context {
     /// The cluster whose OpenBao is used when no URL is given.
     pub cluster_name: String,
     pub output: Output,
+    /// `--env` / `HARMONY_ENV` (checked): the environment whose overlay is read over the base.
+    pub env: Option<String>,
 }
 
 impl Context {
@@ -33,6 +35,14 @@ impl Context {
             non_interactive: global.non_interactive,
             cluster_name: global.cluster_name.clone(),
             output: global.output,
+            env: match global.env.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(env) => {
+                    harmony_config::layers::validate_environment(env)
+                        .map_err(|e| crate::UsageError(e.to_string()))?;
+                    Some(env.to_owned())
+                }
+            },
         })
     }
 

@@ -15,7 +15,6 @@ use clap::Parser;
 mod cli;
 mod commands;
 mod context;
-mod document;
 mod env_names;
 mod offline;
 mod profile;

@@ -11,25 +11,74 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use harmony_secret::offline::{CacheScope, CachedDocument, OfflineCache, Saved};
-use harmony_secret::{OpenbaoSettings, SecretError, Versioned};
+use harmony_secret::{OpenbaoSettings, SecretError, SecretStore as _, Versioned};
 use serde_json::Value;
 
 use crate::cli::CacheArgs;
-use crate::commands::config::{SCHEMA_FOLDER, Team, check_key};
+use crate::commands::config::{Team, check_key};
 use crate::context::Context;
-use crate::document::Typing;
+use harmony_config::document::Typing;
 
-/// A document with the schema stored beside it.
+/// A document with the schema stored beside it. With `--env`, `doc` is the environment's
+/// config (overlay over base) and its version the sum of both layers' versions (it grows
+/// whenever either changes).
 pub struct Read {
     pub key: String,
     pub doc: Versioned<Value>,
     pub typing: Typing,
+    /// With `--env`: the layers it was resolved from.
+    pub layers: Option<Layers>,
+}
+
+/// The two layers of one environment's config.
+pub struct Layers {
+    pub env: String,
+    pub base: Versioned<Value>,
+    /// Version 0: no overlay stored.
+    pub overlay: Versioned<Value>,
+}
+
+impl Layers {
+    /// The environment's config: the overlay over the base, field by field.
+    pub fn resolved(&self) -> Versioned<Value> {
+        let empty = serde_json::Map::new();
+        let base = self.base.value.as_object().unwrap_or(&empty);
+        let overlay = self.overlay.value.as_object().unwrap_or(&empty);
+        Versioned {
+            value: Value::Object(harmony_config::layers::resolve(base, overlay)),
+            version: self.base.version + self.overlay.version,
+        }
+    }
+
+    /// Per field, the layer it came from.
+    pub fn explain(&self) -> Vec<harmony_config::layers::FieldOrigin> {
+        let empty = serde_json::Map::new();
+        harmony_config::layers::explain(
+            self.base.value.as_object().unwrap_or(&empty),
+            self.overlay.value.as_object().unwrap_or(&empty),
+            &self.env,
+        )
+    }
+
+    /// `base version 3, prod overlay version 2` for stderr.
+    pub fn versions_text(&self) -> String {
+        let overlay = match self.overlay.version {
+            0 => format!("no {} overlay", self.env),
+            v => format!("{} overlay version {v}", self.env),
+        };
+        let base = match self.base.version {
+            0 => "no base".to_owned(),
+            v => format!("base version {v}"),
+        };
+        format!("{base}, {overlay}")
+    }
 }
 
 /// Where a key's document and schema live, and the cache to keep them in.
 struct Places {
     settings: OpenbaoSettings,
     scope: Option<CacheScope>,
+    env: Option<String>,
 }
 
 impl Places {
@@ -37,8 +86,14 @@ impl Places {
         self.settings.data_path(key)
     }
 
+    fn overlay(&self, key: &str, env: &str) -> String {
+        self.settings
+            .data_path(&harmony_config::layers::layer_path(key, Some(env)))
+    }
+
     fn schema(&self, key: &str) -> String {
-        self.settings.data_path(&format!("{SCHEMA_FOLDER}/{key}"))
+        self.settings
+            .data_path(&harmony_config::layers::schema_path(key))
     }
 }
 
@@ -58,14 +113,18 @@ pub async fn read_documents(
         let cache_dir = OfflineCache::from_env()?;
         Some(cache_dir.scope(&ctx.base(), settings.namespace()))
     };
-    let places = Places { settings, scope };
+    let places = Places {
+        settings,
+        scope,
+        env: ctx.env.clone(),
+    };
     if cache.offline {
         let scope = places
             .scope
             .as_ref()
             .expect("--offline conflicts with --no-cache");
         let copies = cached(&places, scope, keys).await?;
-        for (key, doc, _) in &copies {
+        for (key, doc, _, _) in &copies {
             check_age(key, doc, cache.max_age, None)?;
         }
         eprintln!(
@@ -74,7 +133,7 @@ pub async fn read_documents(
         );
         return copies
             .into_iter()
-            .map(|(key, doc, schema)| into_read(&places, key, doc, schema))
+            .map(|(key, doc, schema, overlay)| into_read(&places, key, doc, schema, overlay))
             .collect();
     }
     let online = read_online(ctx, keys).await;
@@ -85,9 +144,9 @@ pub async fn read_documents(
             }
             return reads
                 .into_iter()
-                .map(|(key, doc, schema)| {
+                .map(|(key, doc, schema, overlay)| {
                     let typing = typing(&key, schema.as_ref().map(|s| &s.value), &places)?;
-                    Ok(Read { key, doc, typing })
+                    Ok(with_layers(&places, key, doc, typing, overlay))
                 })
                 .collect();
         }
@@ -102,7 +161,7 @@ pub async fn read_documents(
             return Err(error.context(format!("OpenBao did not answer and {cache_error}")));
         }
     };
-    for (key, doc, _) in &copies {
+    for (key, doc, _, _) in &copies {
         if let Err(too_old) = check_age(key, doc, cache.max_age, Some(&error)) {
             return Err(error.context(format!("OpenBao did not answer and {too_old}")));
         }
@@ -114,7 +173,7 @@ pub async fn read_documents(
     );
     copies
         .into_iter()
-        .map(|(key, doc, schema)| into_read(&places, key, doc, schema))
+        .map(|(key, doc, schema, overlay)| into_read(&places, key, doc, schema, overlay))
         .collect()
 }
 
@@ -122,7 +181,7 @@ pub async fn read_documents(
 fn listed(copies: &[Copy]) -> String {
     copies
         .iter()
-        .map(|(key, doc, _)| {
+        .map(|(key, doc, _, _)| {
             format!(
                 "{key} (version {}, read {} ago)",
                 doc.version,
@@ -133,17 +192,80 @@ fn listed(copies: &[Copy]) -> String {
         .join(", ")
 }
 
-type Online = (String, Versioned<Value>, Option<Versioned<Value>>);
+/// Key, base document, schema, and with `--env` the overlay (version 0: none stored).
+type Online = (
+    String,
+    Versioned<Value>,
+    Option<Versioned<Value>>,
+    Option<Versioned<Value>>,
+);
+
+fn with_layers(
+    places: &Places,
+    key: String,
+    base: Versioned<Value>,
+    typing: Typing,
+    overlay: Option<Versioned<Value>>,
+) -> Read {
+    match (&places.env, overlay) {
+        (Some(env), Some(overlay)) => {
+            let layers = Layers {
+                env: env.clone(),
+                base,
+                overlay,
+            };
+            Read {
+                key,
+                doc: layers.resolved(),
+                typing,
+                layers: Some(layers),
+            }
+        }
+        _ => Read {
+            key,
+            doc: base,
+            typing,
+            layers: None,
+        },
+    }
+}
+
+fn empty() -> Versioned<Value> {
+    Versioned {
+        value: Value::Object(serde_json::Map::new()),
+        version: 0,
+    }
+}
 
 async fn read_online(ctx: &Context, keys: &[String]) -> anyhow::Result<Vec<Online>> {
-    let team = Team {
-        store: ctx.connect().await?,
-    };
+    let team = Team::new(ctx.connect().await?, ctx.env.clone());
     let mut reads = Vec::with_capacity(keys.len());
     for key in keys {
-        // One round trip's wait for both: the document and its schema.
-        let (doc, schema) = tokio::join!(team.existing(key), team.schema(key));
-        reads.push((key.clone(), doc?, schema?));
+        match &ctx.env {
+            None => {
+                // One round trip's wait for both: the document and its schema.
+                let (doc, schema) = tokio::join!(team.existing(key), team.schema(key));
+                reads.push((key.clone(), doc?, schema?, None));
+            }
+            Some(env) => {
+                // The layers and the schema concurrently: one round trip's wait.
+                let (base, overlay, schema) = tokio::join!(
+                    team.base_document(key),
+                    team.document(key),
+                    team.schema(key)
+                );
+                let (base, overlay) = match (base?, overlay?) {
+                    (None, None) => anyhow::bail!(
+                        "no config {key:?}: neither a base at {} nor a {env} overlay at {}; \
+                         `harmony config list` shows the keys that exist",
+                        team.store.describe(key),
+                        team.store.describe(&team.layer(key))
+                    ),
+                    (base, overlay) => (base.unwrap_or_else(empty), overlay.unwrap_or_else(empty)),
+                };
+                reads.push((key.clone(), base, schema?, Some(overlay)));
+            }
+        }
     }
     Ok(reads)
 }
@@ -151,7 +273,7 @@ async fn read_online(ctx: &Context, keys: &[String]) -> anyhow::Result<Vec<Onlin
 /// Keep what was read; a cache that cannot be written is a warning, never a failed read.
 async fn keep_copies(places: &Places, scope: &CacheScope, reads: &[Online]) {
     let mut said_plain = false;
-    for (key, doc, schema) in reads {
+    for (key, doc, schema, overlay) in reads {
         // The schema first: a document copy never stands without the schema read with it. No
         // schema is kept as `null`, so a missing copy means lost, not untyped.
         let no_schema = Value::Null;
@@ -159,10 +281,13 @@ async fn keep_copies(places: &Places, scope: &CacheScope, reads: &[Online]) {
             Some(schema) => (schema.version, &schema.value),
             None => (0, &no_schema),
         };
-        let saves = [
+        let mut saves = vec![
             (places.schema(key), schema),
             (places.document(key), (doc.version, &doc.value)),
         ];
+        if let (Some(env), Some(overlay)) = (&places.env, overlay) {
+            saves.push((places.overlay(key, env), (overlay.version, &overlay.value)));
+        }
         for (location, (version, value)) in saves {
             match scope.save(&location, version, value).await {
                 Ok(Saved::Plain { first_time: true }) if !said_plain => {
@@ -193,7 +318,7 @@ enum SchemaCopy {
     Unusable(String),
 }
 
-type Copy = (String, CachedDocument, SchemaCopy);
+type Copy = (String, CachedDocument, SchemaCopy, Option<CachedDocument>);
 
 /// Every key's cached copy (and schema, when one was cached), or an error naming the first key
 /// without one.
@@ -215,7 +340,16 @@ async fn cached(places: &Places, scope: &CacheScope, keys: &[String]) -> anyhow:
             Ok(None) => SchemaCopy::Unusable("there is no copy of its schema".to_owned()),
             Err(e) => SchemaCopy::Unusable(crate::render_chain(&anyhow::Error::new(e))),
         };
-        copies.push((key.clone(), doc, schema));
+        let overlay = match &places.env {
+            None => None,
+            Some(env) => Some(scope.load(&places.overlay(key, env)).await?.with_context(|| {
+                format!(
+                    "there is no offline copy of the {env} overlay of {key}; read it once while \
+                     OpenBao answers (`harmony config get {key} --env {env}`)"
+                )
+            })?),
+        };
+        copies.push((key.clone(), doc, schema, overlay));
     }
     Ok(copies)
 }
@@ -225,6 +359,7 @@ fn into_read(
     key: String,
     doc: CachedDocument,
     schema: SchemaCopy,
+    overlay: Option<CachedDocument>,
 ) -> anyhow::Result<Read> {
     let typing = match schema {
         SchemaCopy::Kept(schema) => typing(&key, schema.as_ref(), places)?,
@@ -234,18 +369,29 @@ fn into_read(
                  is masked, since which fields are secret is unknown (--reveal shows them; the \
                  next read while OpenBao answers keeps the schema again)"
             );
-            Typing::new(&key, Some(&all_secret(&doc.value)))
+            // Every field either layer holds, so an overlay's own fields are masked too.
+            let mut every = doc.value.clone();
+            if let (Some(all), Some(extra)) = (
+                every.as_object_mut(),
+                overlay.as_ref().and_then(|o| o.value.as_object()),
+            ) {
+                harmony_config::merge_under(all, extra);
+            }
+            Typing::new(&key, Some(&all_secret(&every)))
                 .with_context(|| format!("mask the offline copy of {key}"))?
         }
     };
-    Ok(Read {
-        doc: Versioned {
-            value: doc.value,
-            version: doc.version,
-        },
+    let versioned = |d: CachedDocument| Versioned {
+        value: d.value,
+        version: d.version,
+    };
+    Ok(with_layers(
+        places,
         key,
+        versioned(doc),
         typing,
-    })
+        overlay.map(versioned),
+    ))
 }
 
 /// A schema that types `value` as it is, every leaf `x-secret`.
@@ -269,7 +415,7 @@ fn all_secret(value: &Value) -> Value {
 }
 
 fn typing(key: &str, schema: Option<&Value>, places: &Places) -> anyhow::Result<Typing> {
-    Typing::from_stored(key, schema, &places.schema(key))
+    crate::commands::config::typing_from_stored(key, schema, &places.schema(key))
 }
 
 /// An error when `doc` is older than `max_age`.

@@ -500,3 +500,19 @@ fn live_deploy_onto_an_existing_cluster_converges_and_publishes_both_hosts() {
         assert_eq!(discovery["issuer"], format!("https://sso.{domain}"));
     });
 }
+
+#[test]
+fn environment_flags_are_checked_before_any_work() {
+    let data = tempfile::tempdir().expect("tempdir");
+    // Port 1 answers nothing: a request would be a different error.
+    for (args, named) in harmony_testkit::cli_cases::ENVIRONMENT_FLAG_MISTAKES {
+        let out = harmony(data.path())
+            .args(["bootstrap", "--openbao-url", "http://127.0.0.1:1"])
+            .args(*args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
+    assert!(files_under(data.path()).is_empty());
+}

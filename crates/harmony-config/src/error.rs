@@ -23,6 +23,17 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An environment name is not valid.
+    #[error(
+        "environment {name:?} is invalid: {reason}; use lowercase letters, digits, '-' and '_', \
+         starting with a letter (e.g. \"prod\")"
+    )]
+    InvalidEnvironment {
+        /// The offending name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The type's JSON schema is not something a config can be built from.
     #[error("config {key:?}: unsupported schema: {reason}")]
     UnsupportedSchema {

@@ -48,8 +48,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod document;
 mod env;
 mod error;
+pub mod layers;
 mod manager;
 mod merge;
 mod prompt;
@@ -65,7 +67,7 @@ pub use prompt::{InquirePrompter, PromptSource, Prompter, Question, ScriptedProm
 pub use schema::{
     ConfigSchema, Field, FieldKind, MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, MAX_SCHEMA_FIELDS,
 };
-pub use source::{BoxFuture, ConfigSource, Partial, WritableSource};
+pub use source::{BoxFuture, ConfigSource, Layered, Partial, WritableSource};
 pub use store::{OfflineSource, StoreSource};
 
 use schemars::JsonSchema;

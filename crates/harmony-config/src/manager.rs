@@ -232,6 +232,10 @@ impl ConfigManager {
                 });
             }
         }
+        // In an environment only what differs from the base goes into the overlay.
+        if let Some(base) = writable.base(T::KEY).await? {
+            doc = crate::layers::overlay_for(&base, &doc);
+        }
         if let Some(stored) = &stored {
             schema.keep_undeclared(&stored.value, &mut doc);
         }
@@ -290,11 +294,10 @@ impl ConfigManager {
         for (index, source) in self.sources.iter().enumerate() {
             let writable = source.writable().filter(|_| Some(index) == target);
             let layer = if let Some(w) = writable {
-                let doc = w.read(key).await?;
+                let (layer, doc) = w.read_layered(key).await?;
                 loaded.stored_version = doc.as_ref().map(|d| d.version);
-                let doc = doc.map(|d| d.value).unwrap_or_default();
-                loaded.stored = doc.clone();
-                doc
+                loaded.stored = doc.map(|d| d.value).unwrap_or_default();
+                layer
             } else {
                 source.load(schema).await?.unwrap_or_default()
             };

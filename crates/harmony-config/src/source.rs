@@ -18,6 +18,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A partial config object.
 pub type Partial = Map<String, Value>;
 
+/// What [`WritableSource::read_layered`] returns: the layer, and the stored document a
+/// write-back starts from (with its version).
+pub type Layered = (Partial, Option<Versioned<Partial>>);
+
 /// Supplies part of a config.
 pub trait ConfigSource: Send + Sync {
     /// A short name for logs, e.g. "environment" or "store secret/data/harmony".
@@ -53,6 +57,27 @@ pub trait WritableSource: Send + Sync {
         &'a self,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Versioned<Partial>>, ConfigError>>;
+
+    /// What this source contributes for `key` as a layer, and the document a write-back starts
+    /// from (with its version). The same document for a plain store; for a store in an
+    /// environment, the layer is the overlay merged over the base and the document the overlay
+    /// alone (writes go there).
+    fn read_layered<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Layered, ConfigError>> {
+        Box::pin(async move {
+            let doc = self.read(key).await?;
+            Ok((
+                doc.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
+                doc,
+            ))
+        })
+    }
+
+    /// The layer under what [`WritableSource::write`] writes (an environment's base), if any:
+    /// a whole value saved through this source keeps only what differs from it.
+    fn base<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
 
     /// Save the whole document of `key`; returns the new version.
     fn write<'a>(

@@ -17,9 +17,18 @@ use serde_json::Value;
 use crate::source::{BoxFuture, ConfigSource, Partial, WritableSource};
 use crate::{ConfigError, ConfigSchema, Field};
 
+/// One stored document with its version, if any.
+type Stored = Option<Versioned<Partial>>;
+
 /// A config source and sink backed by a [`SecretStore`].
+///
+/// **Environments**: with one ([`StoreSource::with_environment`], by default the
+/// `HARMONY_ENV` variable), a config is read as its environment's overlay merged over the base
+/// (both read concurrently, [`crate::layers`]) and saved to the overlay, never to the base.
 pub struct StoreSource<S> {
     store: S,
+    /// The environment whose overlay is read over the base and written (`None`: the base).
+    environment: Option<String>,
     /// Keys whose stored schema this process has already checked or written.
     schemas_known: Mutex<HashSet<String>>,
     /// Where reads keep a copy and an unavailable store is stood in for (opt-in).
@@ -30,15 +39,21 @@ impl<S: SecretStore> fmt::Debug for StoreSource<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreSource")
             .field("at", &self.store.describe(""))
+            .field("environment", &self.environment)
             .finish_non_exhaustive()
     }
 }
 
 impl<S: SecretStore> StoreSource<S> {
-    /// Wrap a store.
+    /// Wrap a store, in the environment `HARMONY_ENV` names (unset or empty: the base alone).
     pub fn new(store: S) -> Self {
+        let environment = std::env::var(harmony_env::vars::HARMONY_ENV)
+            .ok()
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty());
         Self {
             store,
+            environment,
             schemas_known: Mutex::new(HashSet::new()),
             offline: None,
         }
@@ -58,6 +73,36 @@ impl<S: SecretStore> StoreSource<S> {
     /// The wrapped store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Work in `environment` (its overlay over the base), or on the base alone with `None`,
+    /// whatever `HARMONY_ENV` says. The name is checked at the first read or write.
+    pub fn with_environment(mut self, environment: Option<&str>) -> Self {
+        self.environment = environment.map(str::to_owned);
+        self
+    }
+
+    /// The environment this source reads and writes (`None`: the base).
+    pub fn environment(&self) -> Option<&str> {
+        self.environment.as_deref()
+    }
+
+    /// The path of `key`'s write target: the environment's overlay, or the base.
+    fn target(&self, key: &str) -> Result<String, ConfigError> {
+        if let Some(env) = &self.environment {
+            crate::layers::validate_environment(env)?;
+        }
+        Ok(crate::layers::layer_path(key, self.environment.as_deref()))
+    }
+
+    /// The base and (in an environment) the overlay of `key`, read concurrently.
+    async fn layers(&self, key: &str) -> Result<(Stored, Stored), ConfigError> {
+        let target = self.target(key)?;
+        if self.environment.is_none() {
+            return Ok((self.read_or_copy(key).await?, None));
+        }
+        let (base, overlay) = tokio::join!(self.read_or_copy(key), self.read_or_copy(&target));
+        Ok((base?, overlay?))
     }
 
     /// Read the document of `key` with its version.
@@ -190,11 +235,27 @@ impl<S: SecretStore> ConfigSource for StoreSource<S> {
         &'a self,
         schema: &'a ConfigSchema,
     ) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>> {
-        Box::pin(async move { Ok(self.read_or_copy(schema.key()).await?.map(|doc| doc.value)) })
+        Box::pin(async move {
+            let (base, overlay) = self.layers(schema.key()).await?;
+            Ok(match (base, overlay) {
+                (None, None) => None,
+                (base, overlay) => Some(crate::layers::resolve(
+                    &base.map(|d| d.value).unwrap_or_default(),
+                    &overlay.map(|d| d.value).unwrap_or_default(),
+                )),
+            })
+        })
     }
 
     fn hint(&self, schema: &ConfigSchema, _field: &Field) -> Option<String> {
-        Some(format!("store it at {}", self.store.describe(schema.key())))
+        Some(format!(
+            "store it at {}",
+            self.store.describe(
+                &self
+                    .target(schema.key())
+                    .unwrap_or_else(|_| schema.key().to_owned())
+            )
+        ))
     }
 
     fn writable(&self) -> Option<&dyn WritableSource> {
@@ -248,7 +309,44 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
         &'a self,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Versioned<Partial>>, ConfigError>> {
-        Box::pin(self.read_or_copy(key))
+        Box::pin(async move { self.read_or_copy(&self.target(key)?).await })
+    }
+
+    fn read_layered<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<crate::source::Layered, ConfigError>> {
+        Box::pin(async move {
+            let (base, overlay) = self.layers(key).await?;
+            if self.environment.is_none() {
+                return Ok((
+                    base.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
+                    base,
+                ));
+            }
+            let layer = crate::layers::resolve(
+                &base.map(|d| d.value).unwrap_or_default(),
+                &overlay
+                    .as_ref()
+                    .map(|d| d.value.clone())
+                    .unwrap_or_default(),
+            );
+            Ok((layer, overlay))
+        })
+    }
+
+    fn base<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Partial>, ConfigError>> {
+        Box::pin(async move {
+            if self.environment.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(
+                self.read_or_copy(key)
+                    .await?
+                    .map(|d| d.value)
+                    .unwrap_or_default(),
+            ))
+        })
     }
 
     fn write<'a>(
@@ -257,7 +355,7 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
         value: &'a Partial,
         mode: WriteMode,
     ) -> BoxFuture<'a, Result<u64, ConfigError>> {
-        Box::pin(self.write_doc(key, value, mode))
+        Box::pin(async move { self.write_doc(&self.target(key)?, value, mode).await })
     }
 
     fn save_schema<'a>(
@@ -269,7 +367,8 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
     }
 
     fn describe(&self, key: &str) -> String {
-        self.store.describe(key)
+        self.store
+            .describe(&self.target(key).unwrap_or_else(|_| key.to_owned()))
     }
 }
 

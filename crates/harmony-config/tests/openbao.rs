@@ -433,3 +433,88 @@ async fn the_offline_fallback_serves_the_last_copy_only_when_asked() -> anyhow::
     assert!(matches!(err, ConfigError::Missing(_)), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_environment_reads_its_overlay_over_the_base_and_writes_only_the_overlay()
+-> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let store = bao.store().await?;
+    let base =
+        json!({"greeting": "hi", "database": {"port": 5432, "host": "db"}, "log_level": "info"});
+    store.put("demo-app", &base, WriteMode::Cas(None)).await?;
+    store
+        .put(
+            "_env/prod/demo-app",
+            &json!({"database": {"host": "prod-db"}}),
+            WriteMode::Cas(None),
+        )
+        .await?;
+    let prod = || async {
+        Ok::<_, anyhow::Error>(
+            ConfigManager::builder()
+                .source(StoreSource::new(bao.store().await?).with_environment(Some("prod"))),
+        )
+    };
+
+    // Missing fields are prompted for and saved to the prod overlay; the base is untouched.
+    let prompter = Arc::new(ScriptedPrompter::new([
+        ("database.password", json!("prod-S3cret")),
+        ("api_token", json!("prod-token")),
+    ]));
+    let got: DemoApp = prod()
+        .await?
+        .interactive(true)
+        .prompter(Arc::clone(&prompter))
+        .build()
+        .get()
+        .await?;
+    assert_eq!(got.database.host, "prod-db", "the overlay wins");
+    assert_eq!(got.database.port, 5432, "the base fills the rest");
+    let overlay = store.get("_env/prod/demo-app").await?.context("overlay")?;
+    assert_eq!(
+        overlay.value,
+        json!({"database": {"host": "prod-db", "password": "prod-S3cret"}, "api_token": "prod-token"})
+    );
+    assert_eq!(overlay.version, 2);
+    let stored_base = store.get("demo-app").await?.context("base")?;
+    assert_eq!((stored_base.value, stored_base.version), (base.clone(), 1));
+
+    // A whole value saved in prod keeps only what differs from the base.
+    let m = prod().await?.interactive(false).build();
+    let mut snap = m.get_versioned::<DemoApp>().await?;
+    assert_eq!(snap.version, Some(2), "the overlay's version");
+    snap.value.greeting = "hello prod".into();
+    assert_eq!(m.set(&snap).await?, 3);
+    let overlay = store.get("_env/prod/demo-app").await?.context("overlay")?;
+    assert_eq!(overlay.value["greeting"], "hello prod");
+    assert!(
+        overlay.value["database"].get("port").is_none(),
+        "{:?}",
+        overlay.value
+    );
+    assert_eq!(store.get("demo-app").await?.context("base")?.version, 1);
+
+    // Without an environment the base alone is read (its missing secrets stay missing).
+    let err = ConfigManager::builder()
+        .source(StoreSource::new(bao.store().await?).with_environment(None))
+        .interactive(false)
+        .build()
+        .get::<DemoApp>()
+        .await
+        .expect_err("the base has no password");
+    assert!(err.to_string().contains("database.password"), "{err}");
+
+    // A bad environment name is refused before anything is read.
+    let err = ConfigManager::builder()
+        .source(StoreSource::new(bao.store().await?).with_environment(Some("../x")))
+        .interactive(false)
+        .build()
+        .get::<DemoApp>()
+        .await
+        .expect_err("invalid");
+    assert!(
+        err.to_string().contains("environment \"../x\" is invalid"),
+        "{err}"
+    );
+    Ok(())
+}

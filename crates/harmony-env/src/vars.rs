@@ -80,6 +80,11 @@ pub const HARMONY_SSO_OPEN_BROWSER: &str = "HARMONY_SSO_OPEN_BROWSER";
 /// Set to `1`/`true` to forbid prompts and device flows (also implied when stdin is not a TTY).
 pub const HARMONY_NON_INTERACTIVE: &str = "HARMONY_NON_INTERACTIVE";
 
+/// The environment (e.g. `prod`) whose overlay is read on top of each config's base document,
+/// for the `harmony` CLI (`--env`) and `ConfigManager`'s store source. Unset or empty: the base
+/// alone, as without environments.
+pub const HARMONY_ENV: &str = "HARMONY_ENV";
+
 /// Prefix of the per-field config variables: `HARMONY_<KEY>_<FIELD>`.
 pub const HARMONY_CONFIG_PREFIX: &str = "HARMONY";
 

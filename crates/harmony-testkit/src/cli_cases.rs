@@ -31,3 +31,26 @@ pub const CLUSTER_FLAG_MISTAKES: &[(&[&str], &str)] = &[
     ),
     (&["--tls-secret", "t"], "--kube-context"),
 ];
+
+/// `--environments` / `--access` mistakes both binaries must refuse the same way (exit 2, before
+/// any request), after `--openbao-url URL` (the example) or `bootstrap --openbao-url URL`.
+pub const ENVIRONMENT_FLAG_MISTAKES: &[(&[&str], &str)] = &[
+    (&["--access", "developer=dev:write"], "--environments"),
+    (&["--environments", "Prod"], "\"Prod\" is not a valid name"),
+    (
+        &["--environments", "dev,base"],
+        "\"base\" names the shared base",
+    ),
+    (
+        &["--environments", "dev", "--access", "developer=qa:write"],
+        "not one of --environments dev",
+    ),
+    (
+        &["--environments", "dev", "--access", "developer=dev:admin"],
+        "not read, write or none",
+    ),
+    (
+        &["--environments", "dev", "--access", "developer=base:none"],
+        "everyone signed in reads the base",
+    ),
+];

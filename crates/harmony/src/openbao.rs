@@ -40,19 +40,24 @@ mod values;
 
 pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 pub use bootstrap::{
-    ADMIN_TOKEN_PERIOD, BootstrapOptions, BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs,
-    CiSpecError, CiTrust, ClusterReport, DEFAULT_JWT_ROLE, DEFAULT_USERPASS_USER,
+    ACCESS_DOCUMENT, ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions,
+    BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
+    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER,
     GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
     HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
-    OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, USERPASS_MOUNT, harmony_admin_policy_hcl,
-    harmony_ci_policy_hcl,
+    OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
+    ZITADEL_ROLES_CLAIM, harmony_admin_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use existing::{
     ExistingBootstrap, ExistingRequest, HA_KEY_SHARES, bootstrap_existing, initialised_text,
     key_shares_from_flags, parse_bound_claim, regenerate_root,
 };
-pub use policy::{HARMONY_DEV_POLICY, KV_MOUNT, KV_PREFIX, harmony_dev_policy_hcl};
+pub use policy::{
+    AccessLevel, HARMONY_BASE_READ_POLICY, HARMONY_BASE_WRITE_POLICY, HARMONY_DEV_POLICY, KV_MOUNT,
+    KV_PREFIX, base_policy_hcl, environment_policy_hcl, environment_policy_name,
+    harmony_dev_policy_hcl,
+};
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use state::{InitKeys, StateDir};
 pub use values::{

@@ -87,6 +87,10 @@ pub struct Args {
     #[command(flatten)]
     pub cluster: harmony::deploy::flags::ClusterFlags,
 
+    /// With --openbao-url: environments and access by role (see `harmony bootstrap --help`).
+    #[command(flatten)]
+    pub environments: harmony::deploy::flags::EnvironmentFlags,
+
     /// With --openbao-url: once configured, hand over to a periodic harmony-admin token and
     /// revoke the root token (default: yes for several nodes, no for one).
     #[arg(long, value_name = "BOOL", requires = "openbao_url", num_args = 0..=1, default_missing_value = "true")]
@@ -183,6 +187,9 @@ pub enum UsageError {
     /// `--key-shares` / `--key-threshold` that cannot work.
     #[error("{0}")]
     KeyShares(String),
+    /// `--environments` / `--access` that cannot be used, or given outside `--openbao-url`.
+    #[error("{0}")]
+    Environments(String),
     /// `--ci` entries that cannot be set up together.
     #[error(transparent)]
     Ci(#[from] harmony::openbao::CiSpecError),
@@ -226,6 +233,15 @@ impl Args {
         if !self.bound_claim.is_empty() && !wiring_sso {
             return Err(UsageError::BoundClaimWithoutSso);
         }
+        if !self.environments.environments.is_empty()
+            && (self.openbao_url.is_none() || self.cleanup || self.demo || self.sso_demo)
+        {
+            return Err(UsageError::Environments(
+                "--environments applies to --openbao-url (the local deploy's bootstrap takes \
+                 it through `harmony bootstrap --openbao-url`)"
+                    .to_owned(),
+            ));
+        }
         if self.cleanup {
             return Ok(Mode::Cleanup);
         }
@@ -244,6 +260,9 @@ impl Args {
                 return Err(UsageError::SsoUrlWithoutClientId);
             }
             self.ci_options()?;
+            self.environments
+                .table()
+                .map_err(UsageError::Environments)?;
             return Ok(Mode::BootstrapExisting);
         }
         self.existing_cluster()?;

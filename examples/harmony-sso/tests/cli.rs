@@ -197,6 +197,45 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
     );
 }
 
+#[test]
+fn environment_flags_are_checked_before_any_work() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let own: &[(&[&str], &str)] = &[];
+    // Port 1 answers nothing: a request would be a different error.
+    for (args, named) in harmony_testkit::cli_cases::ENVIRONMENT_FLAG_MISTAKES
+        .iter()
+        .chain(own)
+    {
+        let output = harmony_sso(data.path())
+            .args(["--openbao-url", "http://127.0.0.1:1"])
+            .args(*args)
+            .output()
+            .expect("run");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(named),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = harmony_sso(data.path())
+        .args(["--demo", "--environments", "dev"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--environments applies to --openbao-url"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(files_under(data.path()).is_empty());
+}
+
 #[tokio::test]
 async fn openbao_url_bootstraps_a_sealed_server_and_a_second_run_changes_nothing() {
     let bao = OpenbaoServer::sealed().await.expect("sealed OpenBao");

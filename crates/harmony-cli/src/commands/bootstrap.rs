@@ -57,6 +57,7 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         other_nodes: args.node.clone(),
         key_shares,
         revoke_root: args.revoke_root,
+        environments: args.environments.table().map_err(UsageError)?,
     };
     let done = harmony::openbao::bootstrap_existing(&url, request)
         .await

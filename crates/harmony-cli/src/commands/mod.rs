@@ -12,6 +12,7 @@ mod bootstrap;
 mod cleanup;
 pub(crate) mod config;
 mod deploy;
+mod env;
 mod login;
 mod logout;
 mod run;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command } => config::run(&Context::new(&cli.global)?, &command).await,
+        Command::Env { command } => env::run(&Context::new(&cli.global)?, &command).await,
         Command::Deploy(args) => {
             deploy::run(&Context::new(&cli.global)?, &args).await?;
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 //! (`HARMONY_<KEY>_<FIELD>`), so a Rust program using `ConfigManager` gets its whole config from
 //! the environment with no network call; `--plain` gives `FIELD` names for any other program.
 //! Every name passes [`crate::env_names`] (no startup-changing or harmony-own variable), and
-//! dotenv values are single-quoted ([`crate::document::shell_quote`]).
+//! dotenv values are single-quoted ([`harmony_config::document::shell_quote`]).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 use crate::UsageError;
 use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
 use crate::context::Context;
-use crate::document::{MASK, leaves, shell_quote};
 use crate::env_names::NameRules;
 use crate::offline::{Read, read_documents};
+use harmony_config::document::{MASK, leaves, shell_quote};
 
 /// One variable and whether its value is a secret.
 struct Var {
@@ -37,7 +37,9 @@ async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
     let mut versions = Vec::with_capacity(args.configs.len());
     for read in read_documents(ctx, &args.configs, &args.cache).await? {
-        let Read { key, doc, typing } = read;
+        let Read {
+            key, doc, typing, ..
+        } = read;
         versions.push((key.clone(), doc.version));
         for (path, value) in leaves(&doc.value) {
             if path.is_empty() || value.is_null() {

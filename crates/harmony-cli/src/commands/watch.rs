@@ -375,12 +375,23 @@ mod unix {
         ) -> anyhow::Result<Option<String>> {
             let team = match &self.team {
                 Some(team) => team,
-                None => self.team.insert(Team {
-                    store: ctx.connect().await?,
-                }),
+                None => self
+                    .team
+                    .insert(Team::new(ctx.connect().await?, ctx.env.clone())),
             };
             for (key, version) in versions {
-                let now = team.document(key).await?.map(|d| d.version);
+                // With --env the version read is the sum of both layers' (see offline::Read).
+                let now = match &team.env {
+                    None => team.document(key).await?.map(|d| d.version),
+                    Some(_) => {
+                        let (base, overlay) =
+                            tokio::join!(team.base_document(key), team.document(key));
+                        let (base, overlay) = (base?, overlay?);
+                        (base.is_some() || overlay.is_some()).then(|| {
+                            base.map_or(0, |d| d.version) + overlay.map_or(0, |d| d.version)
+                        })
+                    }
+                };
                 if now != Some(*version) {
                     let now = now.map_or_else(|| "deleted".to_owned(), |n| n.to_string());
                     return Ok(Some(format!("{key} changed (version {version} → {now})")));

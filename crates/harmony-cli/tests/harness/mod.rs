@@ -21,6 +21,7 @@ const CLEARED: &[&str] = &[
     vars::HARMONY_SSO_PROJECT_ID,
     vars::HARMONY_SSO_OPEN_BROWSER,
     vars::HARMONY_NON_INTERACTIVE,
+    vars::HARMONY_ENV,
     vars::RUST_LOG,
     vars::VISUAL,
     vars::EDITOR,

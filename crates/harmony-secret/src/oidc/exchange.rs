@@ -50,6 +50,12 @@ struct AuthBlock {
 /// settings, namespace and timeout apply; any token it carries is not sent). A refusal is
 /// [`OidcError::JwtLogin`] carrying OpenBao's own message (wrong audience, unknown role,
 /// expired token, ...).
+///
+/// A server bootstrapped with environments has no classic role of that name but a **CEL role**
+/// (`auth/{mount}/cel/role/{role}`, which gives policies from the token's group or Zitadel
+/// role claims): when the classic login says the role cannot be found, the same id_token is
+/// presented once at `auth/{mount}/cel/login`. A server without environments answers the
+/// first request, exactly as before; one with them costs one refused request more.
 pub async fn exchange_id_token(
     client: &OpenbaoClient,
     mount: &str,
@@ -63,7 +69,31 @@ pub async fn exchange_id_token(
         harmony_env::vars::OPENBAO_JWT_AUTH_MOUNT,
     )?;
     check_name("JWT role", role, false, harmony_env::vars::OPENBAO_JWT_ROLE)?;
-    let path = format!("auth/{mount}/login");
+    match login_at(client, mount, role, id_token, false).await {
+        Err(OidcError::JwtLogin {
+            status: 400,
+            message,
+            ..
+        }) if message.contains("could not be found") => {
+            tracing::debug!(mount, role, "no classic JWT role; trying the CEL role");
+            login_at(client, mount, role, id_token, true).await
+        }
+        other => other,
+    }
+}
+
+async fn login_at(
+    client: &OpenbaoClient,
+    mount: &str,
+    role: &str,
+    id_token: &SecretString,
+    cel: bool,
+) -> Result<JwtLogin, OidcError> {
+    let path = if cel {
+        format!("auth/{mount}/cel/login")
+    } else {
+        format!("auth/{mount}/login")
+    };
     let body = json!({ "role": role, "jwt": id_token.expose_secret() });
     let refused = |status: u16, message: String| OidcError::JwtLogin {
         url: client.url().to_owned(),

@@ -30,6 +30,7 @@ use super::state::{self, InitKeys, StateDir};
 
 mod admin;
 mod ci;
+mod environments;
 mod ha;
 pub use admin::{
     ADMIN_TOKEN_PERIOD, HARMONY_ADMIN_POLICY, RECOVERY_TOKEN_PERIOD, harmony_admin_policy_hcl,
@@ -37,6 +38,10 @@ pub use admin::{
 pub use ci::{
     CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER,
     GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_CI_POLICY, harmony_ci_policy_hcl,
+};
+pub use environments::{
+    ACCESS_DOCUMENT, AccessSpecError, AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE,
+    RoleAccess, ZITADEL_ROLES_CLAIM,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 /// How long one ordinary request may take.
@@ -80,6 +85,9 @@ pub struct BootstrapOptions {
     /// CI jobs allowed to read the team's config with their own OIDC identity; `None` leaves
     /// the CI mount alone.
     pub ci: Option<CiOptions>,
+    /// Environments and access by role (`--environments`); `None`: one base for everyone, as
+    /// without environments (a server where they were set up keeps them).
+    pub environments: Option<AccessTable>,
     /// Once configured with the root token, hand over to a `harmony-admin` token and revoke the
     /// root token (production; off for a local cluster).
     pub revoke_root: bool,
@@ -107,6 +115,7 @@ impl BootstrapOptions {
             jwt: None,
             admin_token: None,
             ci: None,
+            environments: None,
             revoke_root: false,
             namespace: None,
             tls: TlsSettings::default(),
@@ -651,7 +660,26 @@ impl OpenbaoBootstrap {
         if let Some(jwt) = &self.options.jwt {
             note(self.ensure_auth_mount(token, JWT_MOUNT, "jwt").await?);
             note(self.ensure_jwt_config(token, jwt).await?);
-            note(self.ensure_jwt_role(token, jwt).await?);
+            if self.options.environments.is_none() {
+                // A re-run without --environments must not reopen every environment by
+                // recreating the classic role.
+                if self.cel_role_exists(token, &jwt.role).await? {
+                    notes.push(format!(
+                        "sign-in role {} gives policies by role (environments were set up);                          pass --environments to change them",
+                        jwt.role
+                    ));
+                } else {
+                    note(self.ensure_jwt_role(token, jwt).await?);
+                }
+            }
+        }
+        if let Some(table) = &self.options.environments {
+            for change in self
+                .ensure_environments(token, table, self.options.jwt.as_ref())
+                .await?
+            {
+                note(Some(change));
+            }
         }
         if let Some(ci) = &self.options.ci {
             for change in self.ensure_ci(token, ci).await? {

@@ -35,6 +35,8 @@ pub struct ExistingRequest {
     /// Retire the root token once configured (a `harmony-admin` token takes over); default on
     /// for a cluster.
     pub revoke_root: Option<bool>,
+    /// Environments and access by role (`--environments`, `--access`).
+    pub environments: Option<crate::openbao::AccessTable>,
 }
 
 /// `--key-shares N --key-threshold T` checked together: both or neither, `1 <= T <= N`, and a
@@ -109,6 +111,7 @@ pub async fn bootstrap_existing(
     options.reset_userpass = request.reset_userpass;
     options.admin_token = request.admin_token.clone();
     options.ci = request.ci.clone();
+    options.environments = request.environments.clone();
     let cluster = !request.other_nodes.is_empty();
     let (shares, threshold) =
         request
@@ -243,6 +246,15 @@ impl ExistingBootstrap {
                 ci.audience
             ));
         }
+        if let Some(table) = &self.request.environments {
+            out.push(String::new());
+            out.push(format!(
+                "Environments {} — who may do what (from the ID token's groups claim or Zitadel \
+                 project roles, at sign-in):",
+                table.environments.join(", ")
+            ));
+            out.extend(table.render().lines().map(|l| format!("  {l}")));
+        }
         if let Some((issuer, client_id)) = &self.request.sso {
             let claims = &self.request.bound_claims;
             out.push(String::new());
@@ -263,7 +275,13 @@ impl ExistingBootstrap {
                     )
                 }
             ));
-            if claims.is_empty() {
+            if let Some(table) = &self.request.environments {
+                out.push(format!(
+                    "  With environments, only members of {} (the groups claim or Zitadel project \
+                     roles) sign in; everyone else is refused at sign-in.",
+                    table.roles.keys().cloned().collect::<Vec<_>>().join(" or ")
+                ));
+            } else if claims.is_empty() {
                 out.push(
                     "  Access is limited only by the provider's own rules for that client. To limit it \
                      here too, re-run with --bound-claim KEY=VALUE (e.g. --bound-claim email=alice@example.com)."

@@ -1,4 +1,6 @@
-//! The `harmony-dev` ACL policy: what a teammate signed in through SSO or userpass may do.
+//! The ACL policies: `harmony-dev` (what a teammate signed in through SSO or userpass may do
+//! without environments) and, with environments, one policy per environment and access level
+//! plus the base's.
 //!
 //! Least privilege: Harmony's documents live under `secret/harmony/…` in the KV v2 engine, so the
 //! policy grants document operations on `secret/data/harmony/*` and reading/listing versions on
@@ -32,6 +34,103 @@ path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{
     )
 }
 
+/// The folder (under [`KV_PREFIX`]) holding the environment overlays: `_env/<ENV>/<KEY>`
+/// (`harmony_config::layers::ENV_FOLDER`).
+pub const ENV_FOLDER: &str = "_env";
+
+/// Policy: read the base documents and the schemas (everyone signed in, with environments).
+pub const HARMONY_BASE_READ_POLICY: &str = "harmony-base-read";
+/// Policy: write the base documents and the schemas (the base feeds every environment).
+pub const HARMONY_BASE_WRITE_POLICY: &str = "harmony-base-write";
+
+/// Read or write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AccessLevel {
+    /// Read documents and their versions.
+    Read,
+    /// Read, write with check-and-set, roll back, delete.
+    Write,
+}
+
+impl AccessLevel {
+    /// `read` or `write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
+/// The name of the policy granting `level` on environment `env`: `harmony-env-<ENV>-<LEVEL>`.
+pub fn environment_policy_name(env: &str, level: AccessLevel) -> String {
+    format!("harmony-env-{env}-{}", level.as_str())
+}
+
+fn capabilities(level: AccessLevel) -> (&'static str, &'static str) {
+    match level {
+        AccessLevel::Read => (r#"["read"]"#, r#"["read", "list"]"#),
+        AccessLevel::Write => (
+            r#"["create", "read", "update", "patch", "delete"]"#,
+            r#"["read", "list", "delete"]"#,
+        ),
+    }
+}
+
+/// The HCL text of an environment's policy: `level` on its overlays, `_env/<ENV>/*`, nothing
+/// else.
+pub fn environment_policy_hcl(env: &str, level: AccessLevel) -> String {
+    let name = environment_policy_name(env, level);
+    let (data, metadata) = capabilities(level);
+    format!(
+        r#"# {name}: {level} the {env} overlays of Harmony's configs, nothing else.
+
+path "{KV_MOUNT}/data/{KV_PREFIX}/{ENV_FOLDER}/{env}/*" {{
+  capabilities = {data}
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/{ENV_FOLDER}/{env}/*" {{
+  capabilities = {metadata}
+}}
+"#,
+        level = level.as_str(),
+    )
+}
+
+/// The HCL text of the base policy of `level`. Both deny the overlay folder as a whole: OpenBao
+/// applies the most specific matching path of all a token's policies, so an environment's own
+/// policy (`_env/<ENV>/*`) opens that environment and every other one stays closed, although
+/// `<prefix>/*` would match it. Schemas are read with the base and written with it.
+pub fn base_policy_hcl(level: AccessLevel) -> String {
+    let name = match level {
+        AccessLevel::Read => HARMONY_BASE_READ_POLICY,
+        AccessLevel::Write => HARMONY_BASE_WRITE_POLICY,
+    };
+    let (data, metadata) = capabilities(level);
+    format!(
+        r#"# {name}: {level} the base documents and schemas of Harmony's configs; no environment.
+
+path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
+  capabilities = {data}
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{
+  capabilities = {metadata}
+}}
+
+# Environments are opened one by one by their own policies (more specific paths win).
+path "{KV_MOUNT}/data/{KV_PREFIX}/{ENV_FOLDER}/*" {{
+  capabilities = ["deny"]
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/{ENV_FOLDER}/*" {{
+  capabilities = ["deny"]
+}}
+"#,
+        level = level.as_str(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +138,19 @@ mod tests {
     #[test]
     fn harmony_dev_policy_snapshot() {
         insta::assert_snapshot!(harmony_dev_policy_hcl());
+    }
+
+    #[test]
+    fn environment_policy_snapshots() {
+        insta::assert_snapshot!(
+            "env_prod_read",
+            environment_policy_hcl("prod", AccessLevel::Read)
+        );
+        insta::assert_snapshot!(
+            "env_dev_write",
+            environment_policy_hcl("dev", AccessLevel::Write)
+        );
+        insta::assert_snapshot!("base_read", base_policy_hcl(AccessLevel::Read));
+        insta::assert_snapshot!("base_write", base_policy_hcl(AccessLevel::Write));
     }
 }

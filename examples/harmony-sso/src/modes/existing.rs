@@ -34,6 +34,10 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
         other_nodes: args.openbao_node.clone(),
         key_shares: args.key_shares()?,
         revoke_root: args.revoke_root,
+        environments: args
+            .environments
+            .table()
+            .map_err(crate::cli::UsageError::Environments)?,
     };
     let done = harmony::openbao::bootstrap_existing(&url, request)
         .await

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::Team;
 use crate::context::Context;
-use crate::document::{ChangeKind, remove_at, unmask, value_at};
+use harmony_config::document::{ChangeKind, remove_at, unmask, value_at};
 
 /// How many times the editor re-opens (invalid input, conflicts) before giving up.
 const MAX_ROUNDS: usize = 20;
@@ -120,7 +120,12 @@ pub async fn run(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCo
             }
         };
         unmask(&typing, &mut value, &base);
-        let findings = typing.check(value.as_object().unwrap_or(&Map::new()));
+        // An overlay holds only what differs from the base: its fields may be absent.
+        let findings: Vec<_> = typing
+            .check(value.as_object().unwrap_or(&Map::new()))
+            .into_iter()
+            .filter(|f| team.env.is_none() || !f.missing)
+            .collect();
         if !findings.is_empty() {
             notes = std::iter::once("ERROR: not saved, fix these fields:".to_owned())
                 .chain(
@@ -196,7 +201,7 @@ pub async fn run(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCo
 }
 
 /// The diff lines people read (secret values never shown).
-fn describe(changes: &[crate::document::Change]) -> Vec<String> {
+fn describe(changes: &[harmony_config::document::Change]) -> Vec<String> {
     let show = |v: &Option<Value>| v.as_ref().map_or_else(String::new, Value::to_string);
     changes
         .iter()

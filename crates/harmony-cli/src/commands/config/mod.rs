@@ -1,5 +1,5 @@
 //! `harmony config ...`: the team's documents under the KV prefix, typed by the schema stored
-//! beside each one at `<prefix>/_schema/<KEY>` (see [`crate::document`]).
+//! beside each one at `<prefix>/_schema/<KEY>` (see [`harmony_config::document`]).
 
 use std::process::ExitCode;
 
@@ -11,12 +11,12 @@ use serde_json::{Map, Value};
 use crate::UsageError;
 use crate::cli::{ConfigCommand, Format};
 use crate::context::Context;
-use crate::document::{ChangeKind, Typing, leaves, split_path, value_at};
+use harmony_config::document::{ChangeKind, Typing, leaves, split_path, value_at};
 
 mod edit;
+mod environments;
 
-/// The folder (under the KV prefix) holding each config's schema.
-pub const SCHEMA_FOLDER: &str = "_schema";
+use harmony_config::layers::{is_reserved_folder, layer_path, schema_path};
 
 /// How deep `config list` descends into folders.
 const LIST_DEPTH: usize = 8;
@@ -30,19 +30,30 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
         field,
         format,
         reveal,
+        explain,
         cache,
     } = command
     {
+        if *explain && ctx.env.is_none() {
+            return Err(UsageError(
+                "--explain says which layer each field comes from: give an environment (--env \
+                 NAME)"
+                    .to_owned(),
+            )
+            .into());
+        }
         // Reads may be served by the offline cache, so they sign in only when going online.
         let read = crate::offline::read_documents(ctx, std::slice::from_ref(key), cache)
             .await?
             .pop()
             .context("one document was read")?;
-        return get(ctx, read, field.as_deref(), *format, *reveal);
+        return get(ctx, read, field.as_deref(), *format, *reveal, *explain);
     }
-    let team = Team {
-        store: ctx.connect().await?,
+    let env = match command {
+        ConfigCommand::List { .. } => None,
+        _ => ctx.env.clone(),
     };
+    let team = Team::new(ctx.connect().await?, env);
     match command {
         ConfigCommand::List { prefix } => list(ctx, &team, prefix.as_deref()).await,
         ConfigCommand::Get { .. } => unreachable!("answered above"),
@@ -58,6 +69,13 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
         ConfigCommand::History { key } => history(ctx, &team, key).await,
         ConfigCommand::Diff { key, v1, v2 } => diff(ctx, &team, key, *v1, *v2).await,
         ConfigCommand::Rollback { key, version } => rollback(&team, key, *version).await,
+        ConfigCommand::Compare { key, a, b } => environments::compare(ctx, &team, key, a, b).await,
+        ConfigCommand::Promote {
+            key,
+            from,
+            to,
+            fields,
+        } => environments::promote(&team, key, from, to, fields).await,
         ConfigCommand::Check { keys } => {
             for key in keys {
                 check_key(key)?;
@@ -74,15 +92,35 @@ pub(crate) fn check_key(key: &str) -> anyhow::Result<()> {
         harmony_config::validate_key(segment)
             .map_err(|e| UsageError(format!("config key {key:?}: {e}")))?;
     }
-    if key.split('/').next() == Some(SCHEMA_FOLDER) {
-        return Err(UsageError(format!("{SCHEMA_FOLDER}/ holds schemas, not configs")).into());
+    if key.split('/').next().is_some_and(is_reserved_folder) {
+        return Err(UsageError(format!(
+            "{key}: folders starting with '_' hold schemas and environment overlays, not configs"
+        ))
+        .into());
     }
     Ok(())
 }
 
-/// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions.
+/// Typing from the schema stored at `location`; says on stderr when there is none.
+pub(crate) fn typing_from_stored(
+    key: &str,
+    schema: Option<&Value>,
+    location: &str,
+) -> anyhow::Result<Typing> {
+    if schema.is_none() {
+        eprintln!(
+            "note: {key} is untyped (no schema at {location}): values are plain JSON, nothing is masked or checked"
+        );
+    }
+    Typing::new(key, schema).with_context(|| format!("the schema stored for {key} cannot be used"))
+}
+
+/// The store plus what the CLI needs beyond `SecretStore`: schemas and KV v2 versions. With an
+/// environment, documents, versions and writes are that environment's overlays
+/// (`_env/<ENV>/<KEY>`, [`harmony_config::layers`]); the schema is always the config's one.
 pub struct Team {
-    pub(crate) store: OpenbaoSecretStore,
+    pub(crate) store: std::sync::Arc<OpenbaoSecretStore>,
+    pub(crate) env: Option<String>,
 }
 
 /// One KV v2 version of a document.
@@ -96,7 +134,63 @@ pub struct VersionInfo {
 }
 
 impl Team {
-    fn kv_path(&self, kind: &str, key: &str) -> String {
+    pub fn new(store: OpenbaoSecretStore, env: Option<String>) -> Self {
+        Self {
+            store: std::sync::Arc::new(store),
+            env,
+        }
+    }
+
+    /// The same connection, working on `env`'s overlay (`None`: the base).
+    pub fn in_env(&self, env: Option<&str>) -> Self {
+        Self {
+            store: std::sync::Arc::clone(&self.store),
+            env: env.map(str::to_owned),
+        }
+    }
+
+    /// The path (under the prefix) of `key`'s layer: the base, or the environment's overlay.
+    pub fn layer(&self, key: &str) -> String {
+        layer_path(key, self.env.as_deref())
+    }
+
+    /// `my-app`, or `the prod overlay of my-app`, for messages.
+    pub fn what(&self, key: &str) -> String {
+        match &self.env {
+            None => key.to_owned(),
+            Some(env) => format!("the {env} overlay of {key}"),
+        }
+    }
+
+    /// OpenBao's refusal (403) as what it means here: which layer, and who may.
+    pub fn denied(&self, e: SecretError, key: &str, action: &str) -> anyhow::Error {
+        match e {
+            SecretError::PermissionDenied { ref path, .. } => {
+                let path = path.clone();
+                let advice = match &self.env {
+                    Some(env) => format!(
+                        "your roles do not allow {action} the {env} environment; a role with \
+                         {} access to {env} is needed (by default harmony-ops has it for every \
+                         environment, harmony-developer for all but prod) — ask an \
+                         administrator, or work in another environment (--env)",
+                        if action == "writing" { "write" } else { "read" }
+                    ),
+                    None => format!(
+                        "your roles do not allow {action} the base, which feeds every \
+                         environment (by default only harmony-ops writes it); set the value in \
+                         your environment's overlay instead (--env ENV)"
+                    ),
+                };
+                anyhow::Error::new(e).context(format!(
+                    "OpenBao refused {action} {} ({path}): {advice}",
+                    self.what(key)
+                ))
+            }
+            other => other.into(),
+        }
+    }
+
+    pub(crate) fn kv_path(&self, kind: &str, key: &str) -> String {
         let s = self.store.settings();
         [s.kv_mount(), kind, s.kv_prefix(), key]
             .iter()
@@ -106,8 +200,16 @@ impl Team {
             .join("/")
     }
 
-    /// The latest version, `None` when there is none (or it was deleted).
+    /// The latest version of this layer, `None` when there is none (or it was deleted).
     pub async fn document(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
+        self.store
+            .get(&self.layer(key))
+            .await
+            .map_err(|e| self.denied(e, key, "reading"))
+    }
+
+    /// The latest version of the base document.
+    pub async fn base_document(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
         Ok(self.store.get(key).await?)
     }
 
@@ -116,23 +218,23 @@ impl Team {
         self.document(key).await?.with_context(|| {
             format!(
                 "no config {key:?} at {}; `harmony config list` shows the keys that exist",
-                self.store.describe(key)
+                self.store.describe(&self.layer(key))
             )
         })
     }
 
     /// The schema document stored for `key`, if any.
     pub async fn schema(&self, key: &str) -> anyhow::Result<Option<Versioned<Value>>> {
-        Ok(self.store.get(&format!("{SCHEMA_FOLDER}/{key}")).await?)
+        Ok(self.store.get(&schema_path(key)).await?)
     }
 
     /// The schema stored for `key`; says "untyped" on stderr when there is none.
     pub async fn typing(&self, key: &str) -> anyhow::Result<Typing> {
         let stored = self.schema(key).await?;
-        Typing::from_stored(
+        typing_from_stored(
             key,
             stored.as_ref().map(|v| &v.value),
-            &self.store.describe(&format!("{SCHEMA_FOLDER}/{key}")),
+            &self.store.describe(&schema_path(key)),
         )
     }
 
@@ -144,19 +246,21 @@ impl Team {
         value: &Value,
         expected: Option<u64>,
     ) -> Result<u64, SecretError> {
-        self.store.put(key, value, WriteMode::Cas(expected)).await
+        self.store
+            .put(&self.layer(key), value, WriteMode::Cas(expected))
+            .await
     }
 
     /// Every version in the metadata, newest first.
     pub async fn versions(&self, key: &str) -> anyhow::Result<Vec<VersionInfo>> {
-        let path = self.kv_path("metadata", key);
+        let path = self.kv_path("metadata", &self.layer(key));
         let body = match self.store.client().get(&path).await {
             Ok(Some(body)) => body,
             Ok(None) | Err(SecretError::NotFound { .. }) => anyhow::bail!(
                 "no config {key:?} at {}; `harmony config list` shows the keys that exist",
-                self.store.describe(key)
+                self.store.describe(&self.layer(key))
             ),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.denied(e, key, "reading")),
         };
         let data = &body["data"];
         let current = data["current_version"].as_u64().unwrap_or(0);
@@ -182,15 +286,19 @@ impl Team {
 
     /// The content of one version; an error when it was deleted or destroyed.
     pub async fn version(&self, key: &str, version: u64) -> anyhow::Result<Value> {
-        let path = format!("{}?version={version}", self.kv_path("data", key));
+        let path = format!(
+            "{}?version={version}",
+            self.kv_path("data", &self.layer(key))
+        );
         let body = match self.store.client().get(&path).await {
             Ok(Some(body)) => body,
             Ok(None) | Err(SecretError::NotFound { .. }) => {
                 anyhow::bail!(
-                    "{key} has no version {version}; `harmony config history {key}` lists them"
+                    "{} has no version {version}; `harmony config history {key}` lists them",
+                    self.what(key)
                 )
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.denied(e, key, "reading")),
         };
         let data = &body["data"]["data"];
         if data.is_null() {
@@ -212,7 +320,8 @@ impl Team {
                 } else {
                     format!("{folder}/{name}")
                 };
-                if full.trim_end_matches('/') == SCHEMA_FOLDER {
+                // Schemas and overlays live in `_` folders (no config key segment starts so).
+                if is_reserved_folder(name.trim_end_matches('/')) {
                     continue;
                 }
                 match name.strip_suffix('/') {
@@ -253,9 +362,35 @@ fn get(
     field: Option<&str>,
     format: Option<Format>,
     reveal: bool,
+    explain: bool,
 ) -> anyhow::Result<ExitCode> {
-    let crate::offline::Read { key, doc, typing } = read;
+    let crate::offline::Read {
+        key,
+        doc,
+        typing,
+        layers,
+    } = read;
     let key = key.as_str();
+    if let (true, Some(layers)) = (explain, &layers) {
+        let origins = layers.explain();
+        if ctx.json() {
+            println!("{}", serde_json::to_string_pretty(&origins)?);
+        } else {
+            println!("{:<32} FROM", "FIELD");
+            for o in &origins {
+                let from = match &o.origin {
+                    harmony_config::layers::Origin::Base => "base".to_owned(),
+                    harmony_config::layers::Origin::Overlay(env) if o.overrides => {
+                        format!("{env} overlay (overrides the base)")
+                    }
+                    harmony_config::layers::Origin::Overlay(env) => format!("{env} overlay"),
+                };
+                println!("{:<32} {from}", o.field);
+            }
+        }
+        eprintln!("{key}: {}", layers.versions_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let format = format.unwrap_or(if ctx.json() {
         Format::Json
     } else {
@@ -276,7 +411,7 @@ fn get(
             .into());
         };
         let shown = if !reveal && typing.is_secret(&path) && !found.is_null() {
-            Value::String(crate::document::MASK.to_owned())
+            Value::String(harmony_config::document::MASK.to_owned())
         } else if reveal {
             found
         } else {
@@ -325,7 +460,10 @@ fn get(
                 .map_err(anyhow::Error::msg)?
         ),
     }
-    eprintln!("{key}: version {}", doc.version);
+    match &layers {
+        Some(layers) => eprintln!("{key}: {}", layers.versions_text()),
+        None => eprintln!("{key}: version {}", doc.version),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -491,9 +629,15 @@ async fn set(
     assignments: &[String],
     from_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    // Read (and parse the input) before anything is written.
-    let current = team.document(key).await?;
-    let typing = team.typing(key).await?;
+    // Read (and parse the input) before anything is written; with an environment, the base
+    // too (concurrently), to check the environment's whole config.
+    let (current, typing, base) = tokio::join!(team.document(key), team.typing(key), async {
+        match &team.env {
+            Some(_) => team.base_document(key).await,
+            None => Ok(None),
+        }
+    });
+    let (current, typing, base) = (current?, typing?, base?);
     let (doc, whole) = match from_file {
         Some(path) => (read_document_file(path)?, true),
         None => {
@@ -507,9 +651,20 @@ async fn set(
             (doc, false)
         }
     };
-    // A whole document must be complete; single assignments only must not break a field.
+    // A whole document must be complete; single assignments only must not break a field. An
+    // overlay is checked as the environment's config it makes (over the base).
+    let checked = match (&team.env, &base) {
+        (Some(_), base) => {
+            let base = base
+                .as_ref()
+                .and_then(|b| b.value.as_object().cloned())
+                .unwrap_or_default();
+            harmony_config::layers::resolve(&base, &doc)
+        }
+        (None, _) => doc.clone(),
+    };
     let findings: Vec<_> = typing
-        .check(&doc)
+        .check(&checked)
         .into_iter()
         .filter(|f| whole || !f.missing)
         .collect();
@@ -536,8 +691,11 @@ async fn set(
     let version = team
         .write(key, &value, expected)
         .await
-        .map_err(|e| conflict_context(e, key))?;
-    eprintln!("{key}: saved version {version}");
+        .map_err(|e| match e {
+            e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
+            e => conflict_context(e, key),
+        })?;
+    eprintln!("{}: saved version {version}", team.what(key));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -640,7 +798,10 @@ async fn rollback(team: &Team, key: &str, version: u64) -> anyhow::Result<ExitCo
     let written = team
         .write(key, &content, Some(current))
         .await
-        .map_err(|e| conflict_context(e, key))?;
+        .map_err(|e| match e {
+            e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
+            e => conflict_context(e, key),
+        })?;
     eprintln!("{key}: saved version {written} with the content of version {version}");
     Ok(ExitCode::SUCCESS)
 }
@@ -652,14 +813,39 @@ struct CheckReport {
     untyped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    findings: Vec<crate::document::Finding>,
+    findings: Vec<harmony_config::document::Finding>,
 }
 
 async fn check(ctx: &Context, team: &Team, keys: &[String]) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     for key in keys {
         let typing = team.typing(key).await?;
-        let report = match team.document(key).await? {
+        let doc = match &team.env {
+            None => team.document(key).await?,
+            Some(_) => {
+                let (base, overlay) = tokio::join!(team.base_document(key), team.document(key));
+                let (base, overlay) = (base?, overlay?);
+                let version = base.as_ref().map_or(0, |b| b.version)
+                    + overlay.as_ref().map_or(0, |o| o.version);
+                match (base, overlay) {
+                    (None, None) => None,
+                    (base, overlay) => {
+                        let obj = |d: Option<Versioned<Value>>| {
+                            d.and_then(|d| d.value.as_object().cloned())
+                                .unwrap_or_default()
+                        };
+                        Some(Versioned {
+                            value: Value::Object(harmony_config::layers::resolve(
+                                &obj(base),
+                                &obj(overlay),
+                            )),
+                            version,
+                        })
+                    }
+                }
+            }
+        };
+        let report = match doc {
             None => CheckReport {
                 key: key.clone(),
                 ok: false,

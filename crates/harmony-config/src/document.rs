@@ -3,11 +3,11 @@
 //! and the renderings people read (YAML with descriptions as comments, dotenv). No I/O here.
 //!
 //! The schema is the one `ConfigManager` stores beside each document (`<prefix>/_schema/<KEY>`,
-//! a schemars JSON schema); it is normalised by `harmony_config::ConfigSchema`, and variable
-//! names follow `harmony_config::EnvSource` (`HARMONY_<KEY>_<FIELD>`). A document without a
+//! a schemars JSON schema); it is normalised by [`crate::ConfigSchema`], and variable
+//! names follow [`crate::EnvSource`] (`HARMONY_<KEY>_<FIELD>`). A document without a
 //! schema is "untyped": values are parsed as JSON when they parse, nothing is masked or checked.
 
-use harmony_config::{ConfigSchema, EnvSource, Field, FieldKind};
+use crate::{ConfigSchema, EnvSource, Field, FieldKind};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -101,25 +101,13 @@ pub fn value_at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 impl Typing {
     /// Typing for `key` from the stored schema document (`None`: untyped).
-    pub fn new(key: &str, schema: Option<&Value>) -> Result<Self, harmony_config::ConfigError> {
+    pub fn new(key: &str, schema: Option<&Value>) -> Result<Self, crate::ConfigError> {
         Ok(Self {
             key: key.to_owned(),
             schema: schema
                 .map(|s| ConfigSchema::from_json(key, s))
                 .transpose()?,
         })
-    }
-
-    /// Typing from the schema stored at `location`; says on stderr when there is none.
-    pub fn from_stored(key: &str, schema: Option<&Value>, location: &str) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        if schema.is_none() {
-            eprintln!(
-                "note: {key} is untyped (no schema at {location}): values are plain JSON, nothing is masked or checked"
-            );
-        }
-        Self::new(key, schema)
-            .with_context(|| format!("the schema stored for {key} cannot be used"))
     }
 
     /// Whether a schema is stored.
@@ -210,12 +198,12 @@ impl Typing {
             ));
         }
         let value = match (&self.schema, self.field(&path)) {
-            (None, _) => harmony_config::parse_value(&untyped_field(path.clone()), raw),
+            (None, _) => crate::parse_value(&untyped_field(path.clone()), raw),
             (Some(_), Some(field)) => {
                 if raw.is_empty() && field.nullable {
                     Ok(Value::Null)
                 } else {
-                    harmony_config::parse_value(field, raw).map_err(|reason| {
+                    crate::parse_value(field, raw).map_err(|reason| {
                         format!(
                             "{}.{} expects {} ({reason})",
                             self.key,
@@ -234,7 +222,7 @@ impl Typing {
                 ));
             }
         }?;
-        harmony_config::insert_at(doc, &path, value);
+        crate::insert_at(doc, &path, value);
         Ok(())
     }
 
