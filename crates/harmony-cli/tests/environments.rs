@@ -269,7 +269,7 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     assert!(checked.contains("my-app: untyped"), "{checked}");
     let exported = ops.ok(&["export", "-c", "my-app", "--env", "prod"]);
     assert!(
-        exported.contains("HARMONY_MY_APP_DB_HOST=\"prod-db\""),
+        exported.contains("HARMONY_MY_APP_DB_HOST='prod-db'"),
         "{exported}"
     );
     dev.refused(

@@ -580,3 +580,47 @@ async fn an_older_admin_policy_on_the_server_is_noted_with_the_way_to_apply_the_
     );
     Ok(())
 }
+
+/// Once root is retired, the admin token converges what a later run adds: environments (their
+/// policies, the access record and the CEL sign-in role) and the backup policy. Before the admin
+/// policy covered the access record, the run failed with a 403 on `secret/data/harmony/_access`.
+#[tokio::test]
+async fn the_admin_token_adds_environments_after_root_is_retired() -> Result<()> {
+    use harmony::openbao::{AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE, JwtAuthOptions};
+
+    let bao = OpenbaoServer::sealed().await?;
+    let provider = OidcProvider::start(OidcProviderOptions::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let with_jwt = || -> Result<BootstrapOptions> {
+        let mut options = options(dir.path());
+        options.jwt = Some(JwtAuthOptions::oidc(
+            url::Url::parse(provider.issuer())?,
+            vec![provider.client_id().to_owned()],
+        ));
+        Ok(options)
+    };
+    let first = run(&bao, with_jwt()?).await.context("first run")?;
+    ensure!(
+        first
+            .changes
+            .iter()
+            .any(|c| c.contains("revoked the root token")),
+        "{first:?}"
+    );
+
+    let mut envs = with_jwt()?;
+    envs.environments = Some(AccessTable::new(
+        &["dev".to_owned(), "prod".to_owned()],
+        DEFAULT_DEVELOPER_ROLE,
+        DEFAULT_OPS_ROLE,
+        &[],
+    )?);
+    let report = run(&bao, envs.clone())
+        .await
+        .context("the admin token adds environments")?;
+    let text = report.changes.join("\n");
+    ensure!(text.contains("_access"), "{text}");
+    let again = run(&bao, envs).await.context("re-run")?;
+    ensure!(again.nothing_changed(), "{again:?}");
+    Ok(())
+}

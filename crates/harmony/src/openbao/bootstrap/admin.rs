@@ -29,7 +29,9 @@ use serde_json::{Value, json};
 
 use super::OpenbaoBootstrap;
 use super::REQUEST_TIMEOUT;
+use super::environments::ACCESS_DOCUMENT;
 use crate::openbao::OpenbaoError;
+use crate::openbao::policy::{KV_MOUNT, KV_PREFIX};
 use crate::openbao::state::{self, ADMIN_TOKEN_ENTRY, RECOVERY_TOKEN_ENTRY};
 
 /// The policy of the admin token: what the bootstrap configures, nothing in the KV data.
@@ -71,7 +73,9 @@ path "auth/token/lookup-self" {{
 /// `token_policies`; a comma list in one string is refused, since OpenBao matches a list only
 /// against exact values); write token roles; mount an auth method other than `jwt` or
 /// `userpass`, or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
-/// policies too) or read the documents.
+/// policies too) or read the documents (it reads and writes only the environments' access
+/// record, `_access`, which holds no secret). It may take a raft snapshot (a backup, encrypted
+/// by the barrier and useless without a quorum of the unseal keys) but not restore one.
 ///
 /// What it still can, plainly: it writes the `harmony-*` policies (`harmony-dev`,
 /// `harmony-ci`, ...) and OpenBao cannot restrict a policy's content. A holder of this token can
@@ -136,6 +140,15 @@ path "auth/token/roles/*" {{
   capabilities = ["deny"]
 }}
 path "sys/storage/raft/configuration" {{
+  capabilities = ["read"]
+}}
+# The environments' access record (no secret: environments and each role's levels).
+path "{KV_MOUNT}/data/{KV_PREFIX}/{ACCESS_DOCUMENT}" {{
+  capabilities = ["create", "read", "update"]
+}}
+# Take a backup (encrypted by the barrier: useless without a quorum of the unseal keys).
+# Restoring one needs a root token (--regenerate-root).
+path "sys/storage/raft/snapshot" {{
   capabilities = ["read"]
 }}
 "#
@@ -559,7 +572,16 @@ mod tests {
     #[test]
     fn admin_policy_cannot_touch_documents() {
         let hcl = harmony_admin_policy_hcl();
-        assert!(!hcl.contains("secret/"), "{hcl}");
+        // The only KV path it names is the access record, which holds no secret.
+        let kv_paths: Vec<&str> = hcl
+            .lines()
+            .filter(|l| l.starts_with("path \"secret/"))
+            .collect();
+        assert_eq!(
+            kv_paths,
+            [r#"path "secret/data/harmony/_access" {"#],
+            "{hcl}"
+        );
         assert!(hcl.contains(r#"path "sys/auth/*""#), "{hcl}");
     }
 }
