@@ -145,7 +145,10 @@ fn release_script_packs_the_binstall_archive_with_its_checksum() {
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let version = env!("CARGO_PKG_VERSION");
-    let rustc = Command::new("rustc").arg("-vV").output().expect("rustc -vV");
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
     let target = String::from_utf8_lossy(&rustc.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
@@ -169,7 +172,10 @@ fn release_script_packs_the_binstall_archive_with_its_checksum() {
     };
 
     let wrong = release(&stand_in("old", "0.0.1"));
-    assert!(!wrong.status.success(), "a binary of another version is refused");
+    assert!(
+        !wrong.status.success(),
+        "a binary of another version is refused"
+    );
     assert!(stderr(&wrong).contains("not version"), "{}", stderr(&wrong));
 
     let made = release(&stand_in("harmony", version));
