@@ -295,12 +295,21 @@ static SYSTEM_ROOTS: SystemRoots = SystemRoots::new();
 /// Where [`OWN_SYSTEM_ROOTS`] (Linux and the BSDs), they are read here: the paths in
 /// `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as `rustls-native-certs` reads them),
 /// else the distribution's bundle file alone when it exists and holds certificates, else the
-/// whole platform search. Elsewhere (macOS, Windows) the OS verifier reqwest uses keeps them,
+/// certificate directories. Elsewhere (macOS, Windows) the OS verifier reqwest uses keeps them,
 /// and [`SystemRoots::certificates`] is `None`.
 struct SystemRoots {
     loaded: OnceLock<Loaded>,
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` as a test sets them; `None`: the process's.
+    env: Option<SslCertEnv>,
     #[cfg(test)]
     loads: std::sync::atomic::AtomicUsize,
+}
+
+/// OpenSSL's variables naming the system roots.
+#[derive(Debug, Clone, Default)]
+struct SslCertEnv {
+    file: Option<std::ffi::OsString>,
+    dir: Option<std::ffi::OsString>,
 }
 
 #[derive(Debug, Default)]
@@ -322,6 +331,7 @@ impl SystemRoots {
     const fn new() -> Self {
         Self {
             loaded: OnceLock::new(),
+            env: None,
             #[cfg(test)]
             loads: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -339,7 +349,11 @@ impl SystemRoots {
         self.loaded.get_or_init(|| {
             #[cfg(test)]
             self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let loaded = load_system_roots();
+            let env = self.env.clone().unwrap_or_else(|| SslCertEnv {
+                file: std::env::var_os(vars::SSL_CERT_FILE),
+                dir: std::env::var_os(vars::SSL_CERT_DIR),
+            });
+            let loaded = load_system_roots(&env);
             tracing::debug!(
                 "{} system CA certificates read from {}",
                 loaded.certs.len(),
@@ -356,23 +370,42 @@ impl SystemRoots {
 }
 
 #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
-fn load_system_roots() -> Loaded {
-    use rustls_native_certs::{CertificateResult, load_certs_from_paths, load_native_certs};
+fn load_system_roots(env: &SslCertEnv) -> Loaded {
+    use rustls_native_certs::{CertificateResult, load_certs_from_paths};
     // Only certificates webpki accepts as trust anchors: one odd system certificate must not
     // make every client fail to build (the platform verifier skips such certificates too).
-    let keep = |found: CertificateResult| -> Vec<reqwest::Certificate> {
-        found
-            .certs
-            .into_iter()
-            .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
-            .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
-            .collect()
+    let keep = |found: CertificateResult, into: &mut Vec<reqwest::Certificate>| {
+        into.extend(
+            found
+                .certs
+                .into_iter()
+                .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+                .filter_map(|der| reqwest::Certificate::from_der(&der).ok()),
+        );
     };
-    let env_set = [vars::SSL_CERT_FILE, vars::SSL_CERT_DIR]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
-    if !env_set && let Some(bundle) = openssl_probe::probe().cert_file {
-        let certs = keep(load_certs_from_paths(Some(&bundle), None));
+    let mut certs = Vec::new();
+    if env.file.is_some() || env.dir.is_some() {
+        // What the user named, as OpenSSL and rustls-native-certs read it: the file and every
+        // directory of the `:`-separated list.
+        if let Some(file) = &env.file {
+            keep(
+                load_certs_from_paths(Some(Path::new(file)), None),
+                &mut certs,
+            );
+        }
+        for dir in env.dir.iter().flat_map(std::env::split_paths) {
+            if !dir.as_os_str().is_empty() {
+                keep(load_certs_from_paths(None, Some(&dir)), &mut certs);
+            }
+        }
+        return Loaded {
+            certs,
+            from: format!("{} / {}", vars::SSL_CERT_FILE, vars::SSL_CERT_DIR),
+        };
+    }
+    let probed = openssl_probe::probe();
+    if let Some(bundle) = &probed.cert_file {
+        keep(load_certs_from_paths(Some(bundle), None), &mut certs);
         if !certs.is_empty() {
             return Loaded {
                 certs,
@@ -380,19 +413,18 @@ fn load_system_roots() -> Loaded {
             };
         }
     }
-    let from = if env_set {
-        format!("{} / {}", vars::SSL_CERT_FILE, vars::SSL_CERT_DIR)
-    } else {
-        "the system's certificate files and directories".to_owned()
-    };
+    // No bundle file (or an empty one): the certificate directories.
+    for dir in &probed.cert_dir {
+        keep(load_certs_from_paths(None, Some(dir)), &mut certs);
+    }
     Loaded {
-        certs: keep(load_native_certs()),
-        from,
+        certs,
+        from: "the system's certificate directories".to_owned(),
     }
 }
 
 #[cfg(not(all(unix, not(target_vendor = "apple"), not(target_os = "android"))))]
-fn load_system_roots() -> Loaded {
+fn load_system_roots(_env: &SslCertEnv) -> Loaded {
     Loaded::default()
 }
 
@@ -542,7 +574,11 @@ GadCHTZz0NSeToBN1bQo\n\
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, TEST_CA).expect("write");
-        let system = SystemRoots::new();
+        // As on a machine without SSL_CERT_FILE / SSL_CERT_DIR (CI sets them on some).
+        let system = SystemRoots {
+            env: Some(SslCertEnv::default()),
+            ..SystemRoots::new()
+        };
         let loads = || system.loads.load(std::sync::atomic::Ordering::SeqCst);
         let bao = TlsSettings::default();
         let sso = TlsSettings::sso_from_lookup(|_| None);
@@ -577,12 +613,12 @@ GadCHTZz0NSeToBN1bQo\n\
         }
         if OWN_SYSTEM_ROOTS {
             assert_eq!(loads(), 1, "four TLS clients, one read of the trust store");
-            let env_set = [vars::SSL_CERT_FILE, vars::SSL_CERT_DIR]
-                .iter()
-                .any(|n| std::env::var_os(n).is_some());
-            if let (false, Some(bundle)) = (env_set, openssl_probe::probe().cert_file) {
-                assert_eq!(system.searched(), bundle.display().to_string());
-            }
+            // The distribution's bundle, one file, not the directory of ~150 beside it.
+            assert!(
+                Path::new(system.searched()).is_file(),
+                "read from {}",
+                system.searched()
+            );
         }
     }
 
