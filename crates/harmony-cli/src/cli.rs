@@ -416,11 +416,24 @@ pub struct ExportArgs {
 
     /// Output format.
     #[arg(long, value_enum, default_value = "dotenv")]
-    pub format: Format,
+    pub format: ExportFormat,
 
     /// Show secret values masked (`********`).
     #[arg(long)]
     pub mask: bool,
+}
+
+/// Formats of `harmony export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `NAME='value'` lines, for `set -a; . FILE` or a dotenv loader.
+    Dotenv,
+    /// `export NAME='value'` lines, for `eval "$(harmony export ...)"` in a direnv `.envrc`.
+    Direnv,
+    /// One JSON object of names and values.
+    Json,
+    /// One YAML mapping of names and values.
+    Yaml,
 }
 
 /// Document formats of `config get`.

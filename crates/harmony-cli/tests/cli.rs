@@ -132,3 +132,104 @@ fn run_options_that_cannot_work_are_usage_errors() {
         );
     }
 }
+
+/// `scripts/release --binary PATH` packs that binary with the README and the LICENSE as
+/// `harmony-<version>-<target>.tar.gz` — the name and layout harmony-cli's
+/// `[package.metadata.binstall]` asks for — and a `SHA256SUMS` that `sha256sum -c` accepts; a
+/// binary of another version is refused. A stand-in binary (a shell script answering
+/// `--version`) spares the test a release build.
+#[test]
+fn release_script_packs_the_binstall_archive_with_its_checksum() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let version = env!("CARGO_PKG_VERSION");
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
+    let target = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("a host triple");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stand_in = |name: &str, says: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho 'harmony {says}'\n")).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    };
+    let out = dir.path().join("dist");
+    let release = |binary: &std::path::Path| {
+        Command::new(root.join("scripts/release"))
+            .arg("--binary")
+            .arg(binary)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run scripts/release")
+    };
+
+    let wrong = release(&stand_in("old", "0.0.1"));
+    assert!(
+        !wrong.status.success(),
+        "a binary of another version is refused"
+    );
+    assert!(stderr(&wrong).contains("not version"), "{}", stderr(&wrong));
+
+    let made = release(&stand_in("harmony", version));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let name = format!("harmony-{version}-{target}");
+    let archive = format!("{name}.tar.gz");
+    assert!(stdout(&made).contains(&archive), "{}", stdout(&made));
+
+    // The names cargo binstall builds from the metadata are the ones made.
+    let manifest = std::fs::read_to_string(root.join("crates/harmony-cli/Cargo.toml"))
+        .expect("read the manifest");
+    let template = |key: &str| {
+        manifest
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{key} in [package.metadata.binstall]"))
+            .replace("{ version }", version)
+            .replace("{ target }", &target)
+            .replace("{ bin }", "harmony")
+            .replace("{ binary-ext }", "")
+    };
+    assert!(template("pkg-url").ends_with(&format!("/v{version}/{archive}")));
+    let bin_dir = template("bin-dir");
+    assert_eq!(bin_dir, format!("{name}/harmony"));
+
+    let check = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .expect("sha256sum");
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert_eq!(stdout(&check).trim(), format!("{archive}: OK"));
+
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).expect("mkdir");
+    let tar = Command::new("tar")
+        .arg("-xzf")
+        .arg(out.join(&archive))
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .expect("tar");
+    assert!(tar.status.success(), "{}", stderr(&tar));
+    let packed = Command::new(unpacked.join(&bin_dir))
+        .arg("--version")
+        .output()
+        .expect("run the packed binary");
+    assert_eq!(stdout(&packed).trim(), format!("harmony {version}"));
+    for file in ["README.md", "LICENSE"] {
+        assert_eq!(
+            std::fs::read(unpacked.join(&name).join(file)).expect("packed file"),
+            std::fs::read(root.join(file)).expect("repository file"),
+            "{file}"
+        );
+    }
+}

@@ -561,3 +561,57 @@ async fn edit_never_overwrites_a_concurrent_save() {
     assert_eq!(doc["workers"], 11, "and so does ours");
     assert_eq!(doc["database"]["password"], PASSWORD);
 }
+
+/// Issue 25: trust roots are read only for an `https://` server. With the system trust store
+/// pointed at nothing (`SSL_CERT_FILE` / `SSL_CERT_DIR` naming missing paths), `config get`
+/// from a plain `http://` server still works — it used to fail building its HTTP client, having
+/// tried to read the whole store. Over `https://` the same settings fail naming the cause, and
+/// `SSL_CERT_FILE` naming dev-tls's CA is used as the system roots (no `BAO_CACERT`).
+#[tokio::test]
+async fn trust_roots_are_read_only_for_https_servers() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let nothing = data.path().join("no-such-trust-store");
+    let get = |url: &str, token: &str| {
+        let mut c = harmony(data.path());
+        c.env(vars::OPENBAO_URL, url)
+            .env(vars::OPENBAO_TOKEN, token)
+            .env(vars::SSL_CERT_FILE, &nothing)
+            .env(vars::SSL_CERT_DIR, &nothing)
+            .args(["config", "get", "plain", "--format", "json", "--no-cache"]);
+        c
+    };
+    for bao in [
+        OpenbaoServer::dev().await.expect("OpenBao dev server"),
+        OpenbaoServer::dev_tls()
+            .await
+            .expect("OpenBao dev-tls server"),
+    ] {
+        bao.root_call(
+            Method::POST,
+            "secret/data/harmony/plain",
+            Some(json!({ "data": { "n": 1 } })),
+        )
+        .await
+        .expect("store");
+        let token = bao.root_token().expect("root");
+        let out = get(bao.url(), token).output().expect("run");
+        let Some(ca) = bao.ca_cert() else {
+            assert!(out.status.success(), "http://: {}", stderr(&out));
+            let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            assert_eq!(doc["n"], 1);
+            continue;
+        };
+        assert_eq!(out.status.code(), Some(1), "https:// with no trust store");
+        let text = stderr(&out);
+        assert!(
+            text.contains("no CA certificates found") && text.contains(vars::SSL_CERT_FILE),
+            "{text}"
+        );
+        let out = get(bao.url(), token)
+            .env(vars::SSL_CERT_FILE, &ca)
+            .env_remove(vars::SSL_CERT_DIR)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "SSL_CERT_FILE=CA: {}", stderr(&out));
+    }
+}

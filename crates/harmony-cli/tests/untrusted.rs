@@ -60,17 +60,10 @@ fn source_in(shell: &str, file: &Path, canary_dir: &Path) -> BTreeMap<String, St
         .collect()
 }
 
-/// Finding 1 of issue 20: `export --format dotenv` (and `config get --format dotenv`) output,
-/// sourced by bash and by dash (`/bin/sh` here), gives exactly the stored bytes and runs
-/// nothing, whatever the value holds.
-#[tokio::test]
-async fn dotenv_output_sourced_by_a_shell_runs_nothing_and_keeps_every_byte() {
-    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
-    let data = tempfile::tempdir().expect("tempdir");
-    let canary_dir = tempfile::tempdir().expect("tempdir");
-    let canary = canary_dir.path().join("PWNED");
-    let c = canary.display().to_string();
-    let values: BTreeMap<&str, String> = [
+/// Values that run `touch CANARY` (or expand something) if a shell ever evaluates them as
+/// code rather than data.
+fn hostile_values(c: &str) -> BTreeMap<&'static str, String> {
+    [
         ("backtick", format!("hi `touch {c}`")),
         ("subst", format!("$(touch {c})")),
         ("brace", "${HOME}x${x:-y}".to_owned()),
@@ -83,7 +76,20 @@ async fn dotenv_output_sourced_by_a_shell_runs_nothing_and_keeps_every_byte() {
         ("empty", String::new()),
     ]
     .into_iter()
-    .collect();
+    .collect()
+}
+
+/// Finding 1 of issue 20: `export --format dotenv` (and `config get --format dotenv`) output,
+/// sourced by bash and by dash (`/bin/sh` here), gives exactly the stored bytes and runs
+/// nothing, whatever the value holds.
+#[tokio::test]
+async fn dotenv_output_sourced_by_a_shell_runs_nothing_and_keeps_every_byte() {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    let canary_dir = tempfile::tempdir().expect("tempdir");
+    let canary = canary_dir.path().join("PWNED");
+    let c = canary.display().to_string();
+    let values = hostile_values(&c);
     store(&bao, "evil", json!(values)).await;
 
     let outputs = [
@@ -116,6 +122,66 @@ async fn dotenv_output_sourced_by_a_shell_runs_nothing_and_keeps_every_byte() {
             }
         }
     }
+}
+
+/// Issue 25: `export --format direnv` is what a direnv `.envrc` evals. The `.envrc` line itself
+/// (`eval "$(harmony export -c KEY --format direnv)"`), run by bash against a config of hostile
+/// values, exports exactly the stored bytes and runs nothing.
+#[tokio::test]
+async fn direnv_output_evaluated_by_bash_exports_every_byte_and_runs_nothing() {
+    let bao = OpenbaoServer::dev().await.expect("OpenBao dev server");
+    let data = tempfile::tempdir().expect("tempdir");
+    let canary_dir = tempfile::tempdir().expect("tempdir");
+    let canary = canary_dir.path().join("PWNED");
+    let values = hostile_values(&canary.display().to_string());
+    store(&bao, "evil", json!(values)).await;
+
+    let envrc = r#"eval "$("$HARMONY" export -c evil --format direnv)"; env -0"#;
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(envrc)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HARMONY", assert_cmd::cargo::cargo_bin("harmony"))
+        .env(vars::HARMONY_DATA_DIR, data.path())
+        .env(vars::HARMONY_SSO_OPEN_BROWSER, "0")
+        .env(vars::OPENBAO_URL, bao.url())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
+        .current_dir(canary_dir.path())
+        .output()
+        .expect("run bash");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !canary.exists(),
+        "evaluating the direnv output ran the payload"
+    );
+    let env: BTreeMap<String, String> = String::from_utf8(out.stdout)
+        .expect("UTF-8 environment")
+        .split('\0')
+        .filter_map(|entry| entry.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for (field, stored) in &values {
+        let name = format!("HARMONY_EVIL_{}", field.to_ascii_uppercase());
+        assert_eq!(
+            env.get(&name),
+            Some(stored),
+            "{name} (exported, exact bytes)"
+        );
+    }
+
+    let lines = cmd(data.path(), &bao)
+        .args(["export", "-c", "evil", "--format", "direnv"])
+        .output()
+        .expect("export");
+    assert!(lines.status.success(), "{}", stderr(&lines));
+    assert!(
+        stdout(&lines)
+            .lines()
+            .any(|l| l == "export HARMONY_EVIL_DOLLAR='$'"),
+        "{}",
+        stdout(&lines)
+    );
 }
 
 /// A value with a NUL byte cannot be a shell word or an environment variable: dotenv output and

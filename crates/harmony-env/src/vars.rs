@@ -101,6 +101,13 @@ pub const EDITOR: &str = "EDITOR";
 /// Log filter for the CLI (tracing's `EnvFilter` syntax).
 pub const RUST_LOG: &str = "RUST_LOG";
 
+/// A PEM bundle read as the system's CA certificates instead of the distribution's (OpenSSL's
+/// convention, as `rustls-native-certs` reads it); only for `https://` servers.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+/// Directories (`:`-separated) of PEM CA certificates read as the system's, with or instead of
+/// [`SSL_CERT_FILE`].
+pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
+
 /// The executable search path: `k3d` and `helm` found there are used when they report the
 /// pinned version (else the verified download under `harmony_data_dir()/bin` is).
 pub const PATH: &str = "PATH";

@@ -29,7 +29,7 @@ use serde_json::Value;
 use crate::SecretError;
 use crate::error::AuthError;
 use crate::redact;
-use crate::tls::{TlsSettings, tls_hint};
+use crate::tls::{TlsSettings, Transport, tls_hint};
 
 /// The per-request timeout used unless the caller sets another.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,7 +197,7 @@ impl OpenbaoClient {
                 harmony_env::vars::OPENBAO_URL
             ))
         })?;
-        let mut builder = options.tls.client_builder()?;
+        let mut builder = options.tls.client_builder(Transport::of(url))?;
         // A proxy from the environment (helm needs one for chart repositories) must never carry
         // calls to a server on this machine: a port-forward or a local OpenBao.
         if is_loopback(&parsed) {
@@ -260,7 +260,7 @@ impl OpenbaoClient {
     /// timeout. (Use [`OpenbaoClient::build`] to apply TLS settings.)
     pub fn http_client() -> Result<reqwest::Client, SecretError> {
         TlsSettings::default()
-            .client_builder()?
+            .client_builder(Transport::Tls)?
             .build()
             .map_err(|e| {
                 SecretError::Config(format!(

@@ -6,8 +6,15 @@
 //! OpenBao *replaces* the system roots (it names who signed the server's certificate); the
 //! OpenID provider instead trusts the system roots *plus* `HARMONY_SSO_CACERT`, since it is
 //! usually a public site.
+//!
+//! The system roots are read only for a client that speaks TLS ([`Transport::of`] an `https://`
+//! URL) and trusts them, and at most once per process ([`SystemRoots`]): a `harmony` call to a
+//! plain `http://` dev server reads no trust store, and where the system has a bundle file
+//! (`/etc/ssl/certs/ca-certificates.crt` on Debian) that one file is read, not the ~150 files of
+//! the certificate directory beside it. `SSL_CERT_FILE` / `SSL_CERT_DIR` keep their meaning.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use harmony_env::vars;
@@ -199,13 +206,45 @@ impl TlsSettings {
     }
 
     /// A `reqwest` client builder with these settings, redirects off and a connect timeout.
-    /// Every HTTP client of this crate starts here.
-    pub(crate) fn client_builder(&self) -> Result<reqwest::ClientBuilder, SecretError> {
+    /// Every HTTP client of this crate starts here. A [`Transport::Plain`] client trusts only
+    /// the CA files named (it never does a TLS handshake), so no system trust store is read.
+    pub(crate) fn client_builder(
+        &self,
+        transport: Transport,
+    ) -> Result<reqwest::ClientBuilder, SecretError> {
+        self.client_builder_with(transport, &SYSTEM_ROOTS)
+    }
+
+    fn client_builder_with(
+        &self,
+        transport: Transport,
+        system: &SystemRoots,
+    ) -> Result<reqwest::ClientBuilder, SecretError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT);
-        let roots = self.root_certificates()?;
-        if !roots.is_empty() {
+        // Read even for http://, so a wrong BAO_CACERT is reported whatever the URL.
+        let mut roots = self.root_certificates()?;
+        let wants_system = transport == Transport::Tls
+            && !self.skip_verify
+            && (self.merge_with_system_roots || roots.is_empty());
+        if transport == Transport::Plain {
+            builder = builder.tls_certs_only(roots);
+        } else if wants_system && let Some(loaded) = system.certificates() {
+            if loaded.is_empty() && roots.is_empty() {
+                return Err(SecretError::Config(format!(
+                    "no CA certificates found on this machine ({}); install the system's CA \
+                     bundle (e.g. the ca-certificates package), point {} at one, or set {} to \
+                     the server's CA",
+                    system.searched(),
+                    vars::SSL_CERT_FILE,
+                    self.ca_var()
+                )));
+            }
+            roots.extend(loaded.iter().cloned());
+            builder = builder.tls_certs_only(roots);
+        } else if !roots.is_empty() {
+            // No own loader on this platform: reqwest's platform verifier holds the system roots.
             builder = if self.merge_with_system_roots {
                 builder.tls_certs_merge(roots)
             } else {
@@ -226,6 +265,167 @@ impl TlsSettings {
         }
         Ok(builder)
     }
+}
+
+/// Whether a client will speak TLS, told by the URL it is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// `http://`: no TLS handshake ever, so no trust roots are needed. Redirects are off, so
+    /// such a client is never sent to an `https://` URL by a server.
+    Plain,
+    /// `https://`, or a client whose URLs are not known when it is built.
+    Tls,
+}
+
+impl Transport {
+    /// The transport `url` needs.
+    pub(crate) fn of(url: &str) -> Self {
+        match url.split_once("://") {
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => Self::Plain,
+            _ => Self::Tls,
+        }
+    }
+}
+
+/// The system's CA certificates, read from disk at most once per process.
+static SYSTEM_ROOTS: SystemRoots = SystemRoots::new();
+
+/// The system's CA certificates, read on first use.
+///
+/// Where [`OWN_SYSTEM_ROOTS`] (Linux and the BSDs), they are read here: the paths in
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as `rustls-native-certs` reads them),
+/// else the distribution's bundle file alone when it exists and holds certificates, else the
+/// certificate directories. Elsewhere (macOS, Windows) the OS verifier reqwest uses keeps them,
+/// and [`SystemRoots::certificates`] is `None`.
+struct SystemRoots {
+    loaded: OnceLock<Loaded>,
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` as a test sets them; `None`: the process's.
+    env: Option<SslCertEnv>,
+    #[cfg(test)]
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+/// OpenSSL's variables naming the system roots.
+#[derive(Debug, Clone, Default)]
+struct SslCertEnv {
+    file: Option<std::ffi::OsString>,
+    dir: Option<std::ffi::OsString>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    certs: Vec<reqwest::Certificate>,
+    /// What was read, for messages.
+    from: String,
+}
+
+/// Whether this platform's system roots are read by [`SystemRoots`] (rather than by the OS
+/// verifier).
+const OWN_SYSTEM_ROOTS: bool = cfg!(all(
+    unix,
+    not(target_vendor = "apple"),
+    not(target_os = "android")
+));
+
+impl SystemRoots {
+    const fn new() -> Self {
+        Self {
+            loaded: OnceLock::new(),
+            env: None,
+            #[cfg(test)]
+            loads: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The certificates (empty when none could be read), read now if not yet.
+    fn certificates(&self) -> Option<&[reqwest::Certificate]> {
+        if !OWN_SYSTEM_ROOTS {
+            return None;
+        }
+        Some(&self.loaded().certs)
+    }
+
+    fn loaded(&self) -> &Loaded {
+        self.loaded.get_or_init(|| {
+            #[cfg(test)]
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let env = self.env.clone().unwrap_or_else(|| SslCertEnv {
+                file: std::env::var_os(vars::SSL_CERT_FILE),
+                dir: std::env::var_os(vars::SSL_CERT_DIR),
+            });
+            let loaded = load_system_roots(&env);
+            tracing::debug!(
+                "{} system CA certificates read from {}",
+                loaded.certs.len(),
+                loaded.from
+            );
+            loaded
+        })
+    }
+
+    /// What was searched, for the error when nothing was found.
+    fn searched(&self) -> &str {
+        &self.loaded().from
+    }
+}
+
+#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+fn load_system_roots(env: &SslCertEnv) -> Loaded {
+    use rustls_native_certs::{CertificateResult, load_certs_from_paths};
+    // Only certificates webpki accepts as trust anchors: one odd system certificate must not
+    // make every client fail to build (the platform verifier skips such certificates too).
+    let keep = |found: CertificateResult, into: &mut Vec<reqwest::Certificate>| {
+        into.extend(
+            found
+                .certs
+                .into_iter()
+                .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+                .filter_map(|der| reqwest::Certificate::from_der(&der).ok()),
+        );
+    };
+    let mut certs = Vec::new();
+    if env.file.is_some() || env.dir.is_some() {
+        // What the user named, as OpenSSL and rustls-native-certs read it: the file and every
+        // directory of the `:`-separated list.
+        if let Some(file) = &env.file {
+            keep(
+                load_certs_from_paths(Some(Path::new(file)), None),
+                &mut certs,
+            );
+        }
+        for dir in env.dir.iter().flat_map(std::env::split_paths) {
+            if !dir.as_os_str().is_empty() {
+                keep(load_certs_from_paths(None, Some(&dir)), &mut certs);
+            }
+        }
+        return Loaded {
+            certs,
+            from: format!("{} / {}", vars::SSL_CERT_FILE, vars::SSL_CERT_DIR),
+        };
+    }
+    let probed = openssl_probe::probe();
+    if let Some(bundle) = &probed.cert_file {
+        keep(load_certs_from_paths(Some(bundle), None), &mut certs);
+        if !certs.is_empty() {
+            return Loaded {
+                certs,
+                from: bundle.display().to_string(),
+            };
+        }
+    }
+    // No bundle file (or an empty one): the certificate directories.
+    for dir in &probed.cert_dir {
+        keep(load_certs_from_paths(None, Some(dir)), &mut certs);
+    }
+    Loaded {
+        certs,
+        from: "the system's certificate directories".to_owned(),
+    }
+}
+
+#[cfg(not(all(unix, not(target_vendor = "apple"), not(target_os = "android"))))]
+fn load_system_roots(_env: &SslCertEnv) -> Loaded {
+    Loaded::default()
 }
 
 fn read_file(path: &Path, var: &str) -> Result<Vec<u8>, SecretError> {
@@ -290,6 +490,21 @@ mod tests {
     use super::*;
     use crate::lookup::fixed_lookup as lookup;
 
+    /// A self-signed CA certificate made for these tests (`openssl req -x509`, P-256).
+    const TEST_CA: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIBizCCATGgAwIBAgIUTx/Kz69D3t9xT1Ta+jw9qHQFySEwCgYIKoZIzj0EAwIw\n\
+GjEYMBYGA1UEAwwPaGFybW9ueS10ZXN0LWNhMCAXDTI2MTIwNDA0MjM1MVoYDzIx\n\
+MjYxMTEwMDQyMzUxWjAaMRgwFgYDVQQDDA9oYXJtb255LXRlc3QtY2EwWTATBgcq\n\
+hkjOPQIBBggqhkjOPQMBBwNCAAQXC59yCAKxPHp2QfzJ8K7RPRKV+4QuGvqnJt+a\n\
+MGDjxHNaCzD04IdZ0ZnIHkrJrYa+zW9+v8z+qq+b6dMrtZm2o1MwUTAdBgNVHQ4E\n\
+FgQUha3cPuZxOqjxP+kG8fJj+dtbZqswHwYDVR0jBBgwFoAUha3cPuZxOqjxP+kG\n\
+8fJj+dtbZqswDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiBgeSh6\n\
+MQePaHGp0Ohvwi+gpZ3LNlXCBxnvqPjqsBb0HQIhAMocL2qzMrQrXfi8fzh+8crk\n\
+GadCHTZz0NSeToBN1bQo\n\
+-----END CERTIFICATE-----\n\
+";
+
     #[test]
     fn bao_names_win_over_vault_names() {
         let tls = TlsSettings::from_lookup(lookup(&[
@@ -326,27 +541,92 @@ mod tests {
     fn unreadable_or_non_pem_ca_files_name_the_variable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = TlsSettings::default().with_ca_cert(dir.path().join("nope.pem"));
-        let err = missing.client_builder().expect_err("missing file");
+        let err = missing
+            .client_builder(Transport::Tls)
+            .expect_err("missing file");
         assert!(err.to_string().contains("BAO_CACERT"), "{err}");
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").expect("write");
         let err = TlsSettings::default()
             .with_ca_cert(&junk)
-            .client_builder()
+            .client_builder(Transport::Tls)
             .expect_err("junk");
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         let sso = TlsSettings::sso_from_lookup(lookup(&[(
             vars::HARMONY_SSO_CACERT,
             junk.to_str().expect("utf-8"),
         )]));
-        let err = sso.client_builder().expect_err("junk");
+        let err = sso.client_builder(Transport::Tls).expect_err("junk");
         assert!(err.to_string().contains(vars::HARMONY_SSO_CACERT), "{err}");
         let empty = TlsSettings {
             ca_path: Some(dir.path().join("empty")),
             ..TlsSettings::default()
         };
         std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
-        let err = empty.client_builder().expect_err("empty dir");
+        let err = empty.client_builder(Transport::Tls).expect_err("empty dir");
         assert!(err.to_string().contains("BAO_CAPATH"), "{err}");
+    }
+    /// Issue 25: a client for `http://` reads no trust store; clients for `https://` read it
+    /// once between them, and only the bundle file where one exists (unless `SSL_CERT_FILE` /
+    /// `SSL_CERT_DIR` say otherwise); a CA for OpenBao or skipped verification reads none.
+    #[test]
+    fn system_roots_are_read_once_and_only_for_tls_clients_that_trust_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).expect("write");
+        // As on a machine without SSL_CERT_FILE / SSL_CERT_DIR (CI sets them on some).
+        let system = SystemRoots {
+            env: Some(SslCertEnv::default()),
+            ..SystemRoots::new()
+        };
+        let loads = || system.loads.load(std::sync::atomic::Ordering::SeqCst);
+        let bao = TlsSettings::default();
+        let sso = TlsSettings::sso_from_lookup(|_| None);
+        for tls in [&bao, &sso, &bao.clone().with_ca_cert(&ca)] {
+            tls.client_builder_with(Transport::Plain, &system)
+                .expect("builder")
+                .build()
+                .expect("client");
+        }
+        bao.clone()
+            .with_ca_cert(&ca)
+            .client_builder_with(Transport::Tls, &system)
+            .expect("builder")
+            .build()
+            .expect("client");
+        bao.clone()
+            .with_skip_verify(true)
+            .client_builder_with(Transport::Tls, &system)
+            .expect("builder")
+            .build()
+            .expect("client");
+        assert_eq!(
+            loads(),
+            0,
+            "no client above trusts the system roots over TLS"
+        );
+        for tls in [&bao, &sso, &sso.clone().with_ca_cert(&ca), &bao] {
+            tls.client_builder_with(Transport::Tls, &system)
+                .expect("builder")
+                .build()
+                .expect("client");
+        }
+        if OWN_SYSTEM_ROOTS {
+            assert_eq!(loads(), 1, "four TLS clients, one read of the trust store");
+            // The distribution's bundle, one file, not the directory of ~150 beside it.
+            assert!(
+                Path::new(system.searched()).is_file(),
+                "read from {}",
+                system.searched()
+            );
+        }
+    }
+
+    #[test]
+    fn transport_follows_the_scheme() {
+        assert_eq!(Transport::of("http://127.0.0.1:8200"), Transport::Plain);
+        assert_eq!(Transport::of("HTTP://bao:8200/"), Transport::Plain);
+        assert_eq!(Transport::of("https://bao:8200"), Transport::Tls);
+        assert_eq!(Transport::of("bao:8200"), Transport::Tls);
     }
 }

@@ -3,7 +3,9 @@
 //! (`HARMONY_<KEY>_<FIELD>`), so a Rust program using `ConfigManager` gets its whole config from
 //! the environment with no network call; `--plain` gives `FIELD` names for any other program.
 //! Every name passes [`crate::env_names`] (no startup-changing or harmony-own variable), and
-//! dotenv values are single-quoted ([`harmony_config::document::shell_quote`]).
+//! dotenv values are single-quoted ([`harmony_config::document::shell_quote`]); `--format direnv` puts
+//! `export ` before each line, so `eval "$(harmony export -c KEY --format direnv)"` in a
+//! direnv `.envrc` sets them and runs nothing else.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use serde_json::{Map, Value};
 
 use crate::UsageError;
-use crate::cli::{EnvArgs, ExportArgs, Format, RunArgs};
+use crate::cli::{EnvArgs, ExportArgs, ExportFormat, RunArgs};
 use crate::context::Context;
 use crate::env_names::NameRules;
 use crate::offline::{Read, read_documents};
@@ -199,22 +201,29 @@ pub async fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode
         }
     };
     match args.format {
-        Format::Dotenv => {
+        ExportFormat::Dotenv | ExportFormat::Direnv => {
+            // Names passed `crate::env_names` (plain shell names), values are single-quoted:
+            // the lines are assignments and nothing else, also under `eval`.
+            let export = if args.format == ExportFormat::Direnv {
+                "export "
+            } else {
+                ""
+            };
             // All lines first: a refused value leaves no half-written file.
             let mut out = String::new();
             for (name, var) in &vars {
                 let quoted = shell_quote(&shown(var)).ok_or_else(|| nul_error(var))?;
-                out.push_str(&format!("{name}={quoted}\n"));
+                out.push_str(&format!("{export}{name}={quoted}\n"));
             }
             print!("{out}");
         }
-        Format::Json | Format::Yaml => {
+        ExportFormat::Json | ExportFormat::Yaml => {
             let map: Map<String, Value> = vars
                 .iter()
                 .map(|(name, var)| (name.clone(), Value::String(shown(var))))
                 .collect();
             let value = Value::Object(map);
-            if args.format == Format::Json {
+            if args.format == ExportFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", serde_yaml::to_string(&value)?);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::oidc::OidcError;
-use crate::tls::TlsSettings;
+use crate::tls::{TlsSettings, Transport};
 
 /// A request to the provider failed before an HTTP answer arrived (or while reading it).
 ///
@@ -72,18 +72,25 @@ fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
 /// redirects are never followed (RFC 6749 §3.2 clients must not follow them from the token
 /// endpoint, and a discovery redirect would change whom we trust). TLS: the system roots.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, OidcError> {
-    http_client_with(timeout, &TlsSettings::sso_from_lookup(|_| None), &[])
+    http_client_with(
+        timeout,
+        &TlsSettings::sso_from_lookup(|_| None),
+        Transport::Tls,
+        &[],
+    )
 }
 
 /// [`http_client`] with TLS settings (e.g. `HARMONY_SSO_CACERT`) and host names resolved to
-/// fixed addresses instead of asking DNS.
+/// fixed addresses instead of asking DNS; `transport` [`Transport::Plain`] for an `http://`
+/// issuer (no trust store read).
 pub(crate) fn http_client_with(
     timeout: Duration,
     tls: &TlsSettings,
+    transport: Transport,
     resolve: &[(String, std::net::SocketAddr)],
 ) -> Result<reqwest::Client, OidcError> {
     let mut builder = tls
-        .client_builder()
+        .client_builder(transport)
         .map_err(|e| OidcError::Config(e.to_string()))?
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))

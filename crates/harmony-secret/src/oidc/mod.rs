@@ -130,7 +130,8 @@ impl SsoSettings {
     /// The HTTP client for this provider: [`http_client`] with the [`SsoSettings::tls`]
     /// settings and the [`SsoSettings::resolve`] overrides.
     pub fn http_client(&self) -> Result<reqwest::Client, OidcError> {
-        http::http_client_with(self.request_timeout, &self.tls, &self.resolve)
+        let transport = crate::tls::Transport::of(&self.issuer);
+        http::http_client_with(self.request_timeout, &self.tls, transport, &self.resolve)
     }
 
     /// Trust the CA certificates in this PEM file for the provider's HTTPS, besides the
