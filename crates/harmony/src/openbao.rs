@@ -46,7 +46,8 @@ pub use bootstrap::{
     GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
     HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
     OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
-    ZITADEL_ROLES_CLAIM, harmony_admin_policy_hcl, harmony_ci_policy_hcl,
+    ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
+    harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use existing::{

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use harmony::openbao::{
-    BootstrapOptions, CiOptions, CiTrust, OpenbaoBootstrap, OpenbaoError, StateDir,
+    AccessTable, BootstrapOptions, CiOptions, CiTrust, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE,
+    OpenbaoBootstrap, OpenbaoError, StateDir,
 };
 use harmony_secret::{
     AuthMethodUsed, OpenbaoSecretStore, OpenbaoSettings, SecretError, SecretStore, WriteMode,
@@ -52,11 +53,21 @@ impl Setup {
 
     /// The bootstrap's own error kept apart from the setup's.
     async fn try_bootstrap(&self, ci: CiOptions) -> Result<Result<Vec<String>, OpenbaoError>> {
+        self.try_bootstrap_with(ci, None).await
+    }
+
+    /// The same with `--environments` (an access table).
+    async fn try_bootstrap_with(
+        &self,
+        ci: CiOptions,
+        environments: Option<AccessTable>,
+    ) -> Result<Result<Vec<String>, OpenbaoError>> {
         let mut options = BootstrapOptions::local(StateDir::new(self.dir.path().join("state")));
         options.admin_token = Some(SecretString::from(
             self.bao.root_token().context("dev root token")?.to_owned(),
         ));
         options.ci = Some(ci);
+        options.environments = environments;
         let url = url::Url::parse(self.bao.url())?;
         Ok(match OpenbaoBootstrap::new(&url, options)?.run().await {
             Ok(report) => Ok(report.changes),
@@ -365,6 +376,177 @@ async fn an_unreachable_platform_api_says_to_give_the_ids_in_the_spec() -> Resul
         err.contains("acme/app")
             && err.contains("github:acme/app#REPO_ID/OWNER_ID")
             && err.contains("HARMONY_GITHUB_API_URL"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// `--ci ...=ENV` with environments declared: a job reads the base and the environments its
+/// entry names, and OpenBao refuses every other overlay; an entry without `=ENV` reads the base
+/// only. Each role gets one policy (`harmony-ci-<ENVS>` / `harmony-ci-base`).
+#[tokio::test]
+async fn ci_jobs_read_the_environments_their_entry_names_and_no_other() -> Result<()> {
+    let s = Setup::start().await?;
+    let issuer = s.provider.issuer().to_owned();
+    let ci = s.ci(&[
+        format!("github={issuer}:acme/app#1001/2002@main=prod"),
+        format!("github={issuer}:acme/lib#1005/2002@main"),
+        format!("github={issuer}:acme/web#1007/2002@main=staging,dev"),
+    ])?;
+    let table = AccessTable::new(
+        &["dev".to_owned(), "staging".to_owned(), "prod".to_owned()],
+        DEFAULT_DEVELOPER_ROLE,
+        DEFAULT_OPS_ROLE,
+        &[],
+    )?;
+    let changes = s
+        .try_bootstrap_with(ci.clone(), Some(table.clone()))
+        .await??
+        .join("\n");
+    for want in [
+        "wrote policy harmony-ci-prod (read-only)",
+        "wrote policy harmony-ci-base (read-only)",
+        "wrote policy harmony-ci-dev.staging (read-only)",
+        "CI role github-acme-app",
+        "policy harmony-ci-prod)",
+        "policy harmony-ci-base)",
+        "policy harmony-ci-dev.staging)",
+    ] {
+        assert!(changes.contains(want), "{want} missing from:\n{changes}");
+    }
+    assert!(!changes.contains("policy harmony-ci "), "{changes}");
+    // Idempotent, and a later run without --environments finds them in the access record.
+    assert_eq!(
+        s.try_bootstrap_with(ci.clone(), Some(table)).await??,
+        Vec::<String>::new()
+    );
+    assert_eq!(s.try_bootstrap_with(ci, None).await??, Vec::<String>::new());
+
+    let admin = OpenbaoSecretStore::connect(
+        OpenbaoSettings::new(s.bao.url())
+            .with_token(SecretString::from(
+                s.bao.root_token().context("root")?.to_owned(),
+            ))
+            .with_session_dir(s.dir.path().join("admin-sessions")),
+    )
+    .await?;
+    for (key, value) in [
+        ("my-app", json!({"port": 8080})),
+        ("_env/prod/my-app", json!({"port": 443})),
+        ("_env/dev/my-app", json!({"port": 3000})),
+        ("_env/staging/my-app", json!({"port": 8443})),
+    ] {
+        admin.put(key, &value, WriteMode::Cas(None)).await?;
+    }
+
+    let job = |repo: &'static str, id: &'static str| {
+        let s = &s;
+        async move {
+            let mut env = s
+                .github_job(github_claims(repo, (id, "2002"), "refs/heads/main"))
+                .await?;
+            for (k, v) in &mut env {
+                if *k == "GITHUB_REPOSITORY" {
+                    *v = repo.to_owned();
+                }
+            }
+            let store = OpenbaoSecretStore::connect(s.job_settings(&env)?).await?;
+            anyhow::Ok(store)
+        }
+    };
+    let refused = |r: Result<Option<harmony_secret::Versioned<Value>>, SecretError>, what: &str| {
+        let err = r.expect_err(what);
+        assert!(
+            matches!(err, SecretError::PermissionDenied { .. }),
+            "{what}: {err}"
+        );
+    };
+
+    // acme/app=prod: the base and prod's overlay; dev's and staging's refused by OpenBao.
+    let app = job("acme/app", "1001").await?;
+    assert_eq!(
+        app.get("my-app").await?.context("base")?.value,
+        json!({"port": 8080})
+    );
+    assert_eq!(
+        app.get("_env/prod/my-app").await?.context("prod")?.value,
+        json!({"port": 443})
+    );
+    refused(app.get("_env/dev/my-app").await, "dev overlay for =prod");
+    refused(
+        app.get("_env/staging/my-app").await,
+        "staging overlay for =prod",
+    );
+    let err = app
+        .put(
+            "_env/prod/my-app",
+            &json!({"port": 1}),
+            WriteMode::Cas(Some(1)),
+        )
+        .await
+        .expect_err("read-only");
+    assert!(matches!(err, SecretError::PermissionDenied { .. }), "{err}");
+
+    // acme/lib (no =ENV): the base only.
+    let lib = job("acme/lib", "1005").await?;
+    assert_eq!(
+        lib.get("my-app").await?.context("base")?.value,
+        json!({"port": 8080})
+    );
+    for overlay in ["_env/prod/my-app", "_env/dev/my-app", "_env/staging/my-app"] {
+        refused(lib.get(overlay).await, overlay);
+    }
+
+    // acme/web=staging,dev: both, not prod.
+    let web = job("acme/web", "1007").await?;
+    assert_eq!(
+        web.get("_env/dev/my-app").await?.context("dev")?.value,
+        json!({"port": 3000})
+    );
+    assert_eq!(
+        web.get("_env/staging/my-app")
+            .await?
+            .context("staging")?
+            .value,
+        json!({"port": 8443})
+    );
+    refused(
+        web.get("_env/prod/my-app").await,
+        "prod overlay for =staging,dev",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ci_environments_must_be_declared() -> Result<()> {
+    let s = Setup::start().await?;
+    let issuer = s.provider.issuer().to_owned();
+    // No environments on the server: naming one is refused before any role is written.
+    let ci = s.ci(&[format!("github={issuer}:acme/app#1001/2002@main=prod")])?;
+    let err = s
+        .try_bootstrap_with(ci, None)
+        .await?
+        .expect_err("no environments")
+        .to_string();
+    assert!(
+        err.contains("none are declared") && err.contains("--environments"),
+        "{err}"
+    );
+    // Declared, but not that one.
+    let table = AccessTable::new(
+        &["dev".to_owned(), "prod".to_owned()],
+        DEFAULT_DEVELOPER_ROLE,
+        DEFAULT_OPS_ROLE,
+        &[],
+    )?;
+    let ci = s.ci(&[format!("github={issuer}:acme/app#1001/2002@main=qa")])?;
+    let err = s
+        .try_bootstrap_with(ci, Some(table))
+        .await?
+        .expect_err("qa undeclared")
+        .to_string();
+    assert!(
+        err.contains("qa is not declared") && err.contains("dev, prod"),
         "{err}"
     );
     Ok(())

@@ -37,7 +37,8 @@ pub use admin::{
 };
 pub use ci::{
     CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, GITHUB_ACTIONS_ISSUER,
-    GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_CI_POLICY, harmony_ci_policy_hcl,
+    GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_CI_POLICY, ci_policy_name,
+    harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use environments::{
     ACCESS_DOCUMENT, AccessSpecError, AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE,
@@ -682,7 +683,12 @@ impl OpenbaoBootstrap {
             }
         }
         if let Some(ci) = &self.options.ci {
-            for change in self.ensure_ci(token, ci).await? {
+            // The environments declared now, or by an earlier run (its access record).
+            let declared = match &self.options.environments {
+                Some(table) => Some(table.environments.clone()),
+                None => self.declared_environments(token).await?,
+            };
+            for change in self.ensure_ci(token, ci, declared.as_deref()).await? {
                 note(Some(change));
             }
         }

@@ -37,7 +37,7 @@ use url::Url;
 
 use super::{OpenbaoBootstrap, issuer_string, same_strings};
 use crate::openbao::OpenbaoError;
-use crate::openbao::policy::{KV_MOUNT, KV_PREFIX};
+use crate::openbao::policy::{ENV_FOLDER, KV_MOUNT, KV_PREFIX};
 
 /// The read-only policy CI jobs get.
 pub const HARMONY_CI_POLICY: &str = "harmony-ci";
@@ -102,13 +102,18 @@ pub struct CiTrust {
     pub ids: Option<CiIds>,
     /// The refs allowed.
     pub refs: CiRefs,
+    /// `=ENV,...`: the environments whose overlays a job may read (sorted, no repeats);
+    /// `None`: the base only when environments are declared, everything as before otherwise.
+    pub environments: Option<Vec<String>>,
 }
 
 /// A `--ci` entry that cannot be understood or set up; the message says what the form is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "--ci {spec:?}: {reason}; the form is github[=ISSUER]:OWNER/REPO[#REPO_ID/OWNER_ID][@REF] or \
-     gitlab[=ISSUER]:GROUP/PROJECT[#PROJECT_ID][@REF] (@* for every ref), e.g. github:acme/app@main"
+    "--ci {spec:?}: {reason}; the form is \
+     github[=ISSUER]:OWNER/REPO[#REPO_ID/OWNER_ID][@REF][=ENV,...] or \
+     gitlab[=ISSUER]:GROUP/PROJECT[#PROJECT_ID][@REF][=ENV,...] (@* for every ref), e.g. \
+     github:acme/app@main=prod"
 )]
 pub struct CiSpecError {
     spec: String,
@@ -150,6 +155,32 @@ impl FromStr for CiTrust {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| fail(&format!("the issuer {issuer:?} is not an http(s) URL")))?;
+        // `=ENV,...` ends the spec; neither repository paths nor refs contain '='.
+        let (target, environments) = match target.split_once('=') {
+            Some((t, envs)) => {
+                let mut list = Vec::new();
+                for env in envs.split(',').map(str::trim) {
+                    if env.is_empty() {
+                        return Err(fail(
+                            "an environment after '=' is empty (e.g. =prod or =dev,staging)",
+                        ));
+                    }
+                    super::environments::check_name("environment", env)
+                        .map_err(|e| fail(&e.to_string()))?;
+                    if env == "base" {
+                        return Err(fail(
+                            "every CI job reads the base; name environments after '=' (or leave \
+                             '=' out for the base only)",
+                        ));
+                    }
+                    list.push(env.to_owned());
+                }
+                list.sort();
+                list.dedup();
+                (t, Some(list))
+            }
+            None => (target, None),
+        };
         let (path, git_ref) = match target.split_once('@') {
             Some((repo, r)) if !r.trim().is_empty() => (repo, Some(r.trim())),
             Some(_) => return Err(fail("the ref after '@' is empty")),
@@ -195,6 +226,7 @@ impl FromStr for CiTrust {
             repository: repository.to_owned(),
             ids,
             refs,
+            environments,
         })
     }
 }
@@ -273,9 +305,13 @@ impl fmt::Display for CiTrust {
             None => {}
         }
         match &self.refs {
-            CiRefs::Default => Ok(()),
-            CiRefs::Any => write!(f, "@*"),
-            CiRefs::Only { git_ref, .. } => write!(f, "@{git_ref}"),
+            CiRefs::Default => {}
+            CiRefs::Any => write!(f, "@*")?,
+            CiRefs::Only { git_ref, .. } => write!(f, "@{git_ref}")?,
+        }
+        match &self.environments {
+            Some(envs) => write!(f, "={}", envs.join(",")),
+            None => Ok(()),
         }
     }
 }
@@ -305,6 +341,8 @@ struct RolePlan {
     /// `None`: every ref; `Some(empty)`: the default refs; else these (ref, ref_type).
     refs: Option<Vec<(String, Option<&'static str>)>>,
     default_refs: bool,
+    /// The environments its jobs read (`=ENV,...`), as in [`CiTrust::environments`].
+    environments: Option<Vec<String>>,
 }
 
 impl CiOptions {
@@ -382,6 +420,7 @@ impl CiOptions {
                         }
                     },
                     default_refs: t.refs == CiRefs::Default,
+                    environments: t.environments.clone(),
                 };
                 plans.insert(name, (plan, t.to_string()));
                 continue;
@@ -396,6 +435,14 @@ impl CiOptions {
                      name, so two repositories cannot share it: trust one of them here and set \
                      {} in the other's jobs to a role bootstrapped another way",
                     vars::HARMONY_CI_ROLE
+                )));
+            }
+            if plan.environments != t.environments {
+                // One role, one policy: a ref of the repository would otherwise read what
+                // another ref's entry names.
+                return Err(fail(format!(
+                    "it and {first} name different environments for one repository; its jobs \
+                     share one role, so give every entry of it the same =ENV list"
                 )));
             }
             match (&plan.ids, &t.ids) {
@@ -431,7 +478,13 @@ impl CiOptions {
 
     /// The role body OpenBao stores, for resolved ids and (GitHub, default refs) the default
     /// branch.
-    fn role_body(&self, plan: &RolePlan, ids: &CiIds, default_branch: Option<&str>) -> Value {
+    fn role_body(
+        &self,
+        plan: &RolePlan,
+        ids: &CiIds,
+        default_branch: Option<&str>,
+        policy: &str,
+    ) -> Value {
         let mut claims = serde_json::Map::new();
         match ids {
             CiIds::Github {
@@ -479,7 +532,7 @@ impl CiOptions {
             "bound_claims": claims,
             "user_claim": plan.platform.user_claim(),
             // A string, as harmony-admin may send it (one harmony-* policy).
-            "token_policies": HARMONY_CI_POLICY,
+            "token_policies": policy,
             "token_ttl": CI_TOKEN_TTL.as_secs(),
             "token_max_ttl": CI_TOKEN_TTL.as_secs(),
         })
@@ -643,6 +696,67 @@ impl CiOptions {
     }
 }
 
+/// The policy of a CI role: [`HARMONY_CI_POLICY`] without environments declared (`declared`
+/// false); with them, one policy per distinct set of environments (a role gets one `harmony-*`
+/// policy, as harmony-admin may give), `harmony-ci-base` for the base only and
+/// `harmony-ci-<ENV>[.<ENV>...]` otherwise (environment names hold no '.', and `base` is not
+/// one, so no two sets share a name).
+pub fn ci_policy_name(environments: Option<&[String]>, declared: bool) -> String {
+    match (declared, environments) {
+        (false, _) => HARMONY_CI_POLICY.to_owned(),
+        (true, None) => format!("{HARMONY_CI_POLICY}-base"),
+        (true, Some([])) => format!("{HARMONY_CI_POLICY}-base"),
+        (true, Some(envs)) => format!("{HARMONY_CI_POLICY}-{}", envs.join(".")),
+    }
+}
+
+/// The HCL of a CI policy with environments declared: read the base documents and schemas, and
+/// the overlays of `environments` only. The overlay folder is denied as a whole and each
+/// environment reopened by its more specific path, as the people's base policies do.
+pub fn harmony_ci_environments_policy_hcl(environments: &[String]) -> String {
+    let name = ci_policy_name(Some(environments), true);
+    let what = if environments.is_empty() {
+        "the base only".to_owned()
+    } else {
+        format!("the base and the overlays of {}", environments.join(", "))
+    };
+    let mut out = format!(
+        r#"# {name}: CI jobs read {what} of Harmony's shared configuration; they never change it.
+
+path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
+  capabilities = ["read"]
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{
+  capabilities = ["read", "list"]
+}}
+
+# Environments are closed unless named below (more specific paths win).
+path "{KV_MOUNT}/data/{KV_PREFIX}/{ENV_FOLDER}/*" {{
+  capabilities = ["deny"]
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/{ENV_FOLDER}/*" {{
+  capabilities = ["deny"]
+}}
+"#
+    );
+    for env in environments {
+        out.push_str(&format!(
+            r#"
+path "{KV_MOUNT}/data/{KV_PREFIX}/{ENV_FOLDER}/{env}/*" {{
+  capabilities = ["read"]
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/{ENV_FOLDER}/{env}/*" {{
+  capabilities = ["read", "list"]
+}}
+"#
+        ));
+    }
+    out
+}
+
 /// The HCL of [`HARMONY_CI_POLICY`]: read the team's documents and their versions, nothing else.
 pub fn harmony_ci_policy_hcl() -> String {
     format!(
@@ -681,10 +795,12 @@ fn claims_as_lists(v: &Value) -> BTreeMap<String, Vec<String>> {
 
 impl OpenbaoBootstrap {
     /// Converge the CI trust: mount, issuer config, policy, one role per repository.
+    /// `declared`: the environments declared on the server (`None`: none, CI reads as before).
     pub(super) async fn ensure_ci(
         &self,
         token: &SecretString,
         ci: &CiOptions,
+        declared: Option<&[String]>,
     ) -> Result<Vec<String>, OpenbaoError> {
         let mut changes = Vec::new();
         let Some(first) = ci.trusts.first() else {
@@ -712,18 +828,62 @@ impl OpenbaoBootstrap {
             ));
         }
 
-        let policy_path = format!("sys/policies/acl/{HARMONY_CI_POLICY}");
-        let wanted = harmony_ci_policy_hcl();
-        let current = self.read_data(token, &policy_path).await?;
-        if current.as_ref().and_then(|d| d["policy"].as_str()) != Some(wanted.as_str()) {
-            self.write_ci(token, &policy_path, &json!({"policy": wanted}))
-                .await?;
-            changes.push(format!("wrote policy {HARMONY_CI_POLICY} (read-only)"));
-        }
-
         // Checked by `CiOptions::new` already; the fields are public, so checked again.
         let plans = ci.plans()?;
+        // Every environment named must be declared, and naming one needs environments.
+        for trust in &ci.trusts {
+            let Some(envs) = &trust.environments else {
+                continue;
+            };
+            let unknown: Vec<&str> = envs
+                .iter()
+                .filter(|e| !declared.is_some_and(|d| d.contains(e)))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(CiSpecError {
+                    spec: trust.to_string(),
+                    reason: match declared {
+                        None => "it names environments but none are declared on this server; \
+                                 bootstrap with --environments first (or together)"
+                            .to_owned(),
+                        Some(d) => format!(
+                            "{} {} not declared (the environments are {}); add {} to \
+                             --environments or fix the name",
+                            unknown.join(", "),
+                            if unknown.len() == 1 { "is" } else { "are" },
+                            d.join(", "),
+                            if unknown.len() == 1 { "it" } else { "them" },
+                        ),
+                    },
+                }
+                .into());
+            }
+        }
+        let mut written: Vec<String> = Vec::new();
+        for plan in plans.values() {
+            let name = ci_policy_name(plan.environments.as_deref(), declared.is_some());
+            if written.contains(&name) {
+                continue;
+            }
+            let wanted = match declared {
+                None => harmony_ci_policy_hcl(),
+                Some(_) => {
+                    harmony_ci_environments_policy_hcl(plan.environments.as_deref().unwrap_or(&[]))
+                }
+            };
+            let policy_path = format!("sys/policies/acl/{name}");
+            let current = self.read_data(token, &policy_path).await?;
+            if current.as_ref().and_then(|d| d["policy"].as_str()) != Some(wanted.as_str()) {
+                self.write_ci(token, &policy_path, &json!({"policy": wanted}))
+                    .await?;
+                changes.push(format!("wrote policy {name} (read-only)"));
+            }
+            written.push(name);
+        }
+
         for (name, plan) in plans {
+            let policy = ci_policy_name(plan.environments.as_deref(), declared.is_some());
             let needs_api = plan.ids.is_none()
                 || (plan.platform == CiPlatform::Github
                     && plan.default_refs
@@ -754,7 +914,7 @@ impl OpenbaoBootstrap {
                 ));
             }
             let path = format!("auth/{}/role/{name}", ci.mount);
-            let wanted = ci.role_body(&plan, &ids, default_branch);
+            let wanted = ci.role_body(&plan, &ids, default_branch, &policy);
             let current = self.read_data(token, &path).await?;
             let same = current.as_ref().is_some_and(|c| {
                 c["role_type"].as_str() == Some("jwt")
@@ -762,7 +922,7 @@ impl OpenbaoBootstrap {
                     && claims_as_lists(&c["bound_claims"])
                         == claims_as_lists(&wanted["bound_claims"])
                     && c["user_claim"] == wanted["user_claim"]
-                    && same_strings(&c["token_policies"], &[HARMONY_CI_POLICY])
+                    && same_strings(&c["token_policies"], &[policy.as_str()])
                     && c["token_ttl"].as_u64() == Some(CI_TOKEN_TTL.as_secs())
             });
             if !same {
@@ -775,7 +935,7 @@ impl OpenbaoBootstrap {
                     CiIds::Gitlab { project_id } => format!("project_id {project_id}"),
                 };
                 changes.push(format!(
-                    "{} CI role {name} ({} {}: {ids_text}; {})",
+                    "{} CI role {name} ({} {}: {ids_text}; {}; policy {policy})",
                     if current.is_some() {
                         "updated"
                     } else {
@@ -935,15 +1095,20 @@ mod tests {
         let plans = ci.plans().expect("valid");
         insta::assert_json_snapshot!(
             "github_named_refs",
-            ci.role_body(&plans["github-acme-app"], &github, None)
+            ci.role_body(&plans["github-acme-app"], &github, None, HARMONY_CI_POLICY)
         );
         insta::assert_json_snapshot!(
             "github_every_ref",
-            ci.role_body(&plans["github-acme-any"], &github, None)
+            ci.role_body(&plans["github-acme-any"], &github, None, HARMONY_CI_POLICY)
         );
         insta::assert_json_snapshot!(
             "github_default_branch",
-            ci.role_body(&plans["github-acme-svc"], &github, Some("trunk"))
+            ci.role_body(
+                &plans["github-acme-svc"],
+                &github,
+                Some("trunk"),
+                HARMONY_CI_POLICY
+            )
         );
         assert_eq!(
             CiOptions::refs_text(&plans["github-acme-svc"], Some("trunk")),
@@ -956,11 +1121,21 @@ mod tests {
         let plans = ci.plans().expect("valid");
         insta::assert_json_snapshot!(
             "gitlab_protected_refs",
-            ci.role_body(&plans["gitlab-group-project"], &gitlab, None)
+            ci.role_body(
+                &plans["gitlab-group-project"],
+                &gitlab,
+                None,
+                HARMONY_CI_POLICY
+            )
         );
         insta::assert_json_snapshot!(
             "gitlab_tag",
-            ci.role_body(&plans["gitlab-group-tagged"], &gitlab, None)
+            ci.role_body(
+                &plans["gitlab-group-tagged"],
+                &gitlab,
+                None,
+                HARMONY_CI_POLICY
+            )
         );
         assert_eq!(
             CiOptions::refs_text(&plans["gitlab-group-project"], None),
@@ -1016,6 +1191,84 @@ mod tests {
             })
             .expect_err("bad URL");
         assert!(err.to_string().contains("HARMONY_GITLAB_API_URL"), "{err}");
+    }
+
+    #[test]
+    fn environments_after_the_ref_name_the_overlays_a_job_reads() {
+        let t: CiTrust = "github:acme/app@main=prod"
+            .parse()
+            .expect("one environment");
+        assert_eq!(t.refs, only("refs/heads/main", Some("branch")));
+        assert_eq!(t.environments, Some(vec!["prod".to_owned()]));
+        assert_eq!(t.to_string(), "github:acme/app@refs/heads/main=prod");
+        let t: CiTrust = "github=http://127.0.0.1:8123:acme/app#1/2@*=staging,dev,dev"
+            .parse()
+            .expect("issuer, ids, every ref, two environments");
+        assert_eq!(
+            (t.issuer.as_str(), t.refs, t.environments),
+            (
+                "http://127.0.0.1:8123/",
+                CiRefs::Any,
+                Some(vec!["dev".to_owned(), "staging".to_owned()])
+            )
+        );
+        let t: CiTrust = "gitlab:group/project=prod".parse().expect("no ref");
+        assert_eq!(
+            (t.refs, t.environments.as_deref()),
+            (CiRefs::Default, Some(&["prod".to_owned()][..]))
+        );
+        assert_eq!(
+            "github:acme/app@main"
+                .parse::<CiTrust>()
+                .expect("valid")
+                .environments,
+            None
+        );
+        for (spec, why) in [
+            ("github:acme/app@main=", "empty"),
+            ("github:acme/app@main=dev,,prod", "empty"),
+            ("github:acme/app@main=Prod", "not a valid name"),
+            ("github:acme/app@main=../x", "not a valid name"),
+            ("github:acme/app@main=base", "every CI job reads the base"),
+        ] {
+            let err = spec.parse::<CiTrust>().expect_err(spec).to_string();
+            assert!(
+                err.contains(why) && err.contains("[=ENV,...]"),
+                "{spec}: {err}"
+            );
+        }
+        let err = options(&["github:acme/app@main=prod", "github:acme/app@v1=dev"])
+            .expect_err("one role, two sets")
+            .to_string();
+        assert!(err.contains("different environments"), "{err}");
+        let ci =
+            options(&["github:acme/app@main=prod", "github:acme/app@v1=prod"]).expect("same set");
+        assert_eq!(
+            ci.plans().expect("valid")["github-acme-app"].environments,
+            Some(vec!["prod".to_owned()])
+        );
+    }
+
+    #[test]
+    fn ci_policies_per_environment_set() {
+        let envs = |e: &[&str]| e.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(ci_policy_name(None, false), "harmony-ci");
+        assert_eq!(ci_policy_name(Some(&envs(&["prod"])), false), "harmony-ci");
+        assert_eq!(ci_policy_name(None, true), "harmony-ci-base");
+        assert_eq!(
+            ci_policy_name(Some(&envs(&["prod"])), true),
+            "harmony-ci-prod"
+        );
+        assert_eq!(
+            ci_policy_name(Some(&envs(&["dev", "staging"])), true),
+            "harmony-ci-dev.staging"
+        );
+        insta::assert_snapshot!("ci_base_only", harmony_ci_environments_policy_hcl(&[]));
+        let hcl = harmony_ci_environments_policy_hcl(&envs(&["dev", "staging"]));
+        for verb in ["create", "update", "delete", "patch", "sudo"] {
+            assert!(!hcl.contains(verb), "{verb} in {hcl}");
+        }
+        insta::assert_snapshot!("ci_dev_staging", hcl);
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub struct AccessTable {
 #[error("{0}")]
 pub struct AccessSpecError(String);
 
-fn check_name(what: &str, name: &str) -> Result<(), AccessSpecError> {
+pub(super) fn check_name(what: &str, name: &str) -> Result<(), AccessSpecError> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -525,6 +525,32 @@ impl OpenbaoBootstrap {
             ));
         }
         Ok(changes)
+    }
+
+    /// The environments an earlier bootstrap recorded at [`ACCESS_DOCUMENT`] (`None`: none).
+    pub(super) async fn declared_environments(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<Vec<String>>, OpenbaoError> {
+        let path = format!(
+            "{}/data/{}/{ACCESS_DOCUMENT}",
+            crate::openbao::policy::KV_MOUNT,
+            crate::openbao::policy::KV_PREFIX
+        );
+        let Some(current) = self.read_data(token, &path).await? else {
+            return Ok(None);
+        };
+        let envs: Vec<String> = current["data"]["environments"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str())
+                    .filter(|e| check_name("environment", e).is_ok())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((!envs.is_empty()).then_some(envs))
     }
 
     /// Whether the sign-in role is a CEL role on this server (environments were bootstrapped).
