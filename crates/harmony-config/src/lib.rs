@@ -51,6 +51,7 @@
 pub mod document;
 mod env;
 mod error;
+pub mod history;
 pub mod layers;
 mod manager;
 mod merge;

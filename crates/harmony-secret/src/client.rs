@@ -767,6 +767,70 @@ pub async fn lookup_self(client: &OpenbaoClient) -> Result<TokenInfo, SecretErro
     })
 }
 
+/// Whose a token is, from `auth/token/lookup-self`: what an author record of a config version
+/// names. No secret in it (the token's accessor and id are not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenIdentity {
+    /// The OpenBao entity (empty for a token without one, such as a root or dev token).
+    pub entity_id: String,
+    /// The token's display name (e.g. `userpass-alice`, `jwt-<user claim>`).
+    pub display_name: String,
+    /// The token's metadata (`username` for userpass, `role` for JWT logins, ...).
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// The login path that made the token (e.g. `auth/userpass/login/alice`).
+    pub path: String,
+}
+
+impl TokenIdentity {
+    /// A readable name for people: the userpass user, an e-mail or login from the metadata, or
+    /// the display name without the auth mount's `<mount>-` prefix.
+    pub fn readable_name(&self) -> String {
+        for field in ["email", "username", "preferred_username", "repository"] {
+            if let Some(v) = self.meta.get(field).filter(|v| !v.is_empty()) {
+                return v.clone();
+            }
+        }
+        let mount = self
+            .path
+            .strip_prefix("auth/")
+            .and_then(|p| p.split('/').next())
+            .unwrap_or("");
+        let prefix = format!("{mount}-");
+        match self.display_name.strip_prefix(&prefix) {
+            Some(rest) if !mount.is_empty() && !rest.is_empty() => rest.to_owned(),
+            _ => self.display_name.clone(),
+        }
+    }
+}
+
+/// Ask OpenBao whose `client`'s token is.
+pub async fn lookup_identity(client: &OpenbaoClient) -> Result<TokenIdentity, SecretError> {
+    let path = "auth/token/lookup-self";
+    let body = client.get(path).await?.unwrap_or(Value::Null);
+    let data = &body["data"];
+    if !data.is_object() {
+        return Err(SecretError::BadResponse {
+            path: path.to_owned(),
+            status: 0,
+            message: "the answer has no `data` object".to_owned(),
+        });
+    }
+    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    Ok(TokenIdentity {
+        entity_id: text(&data["entity_id"]),
+        display_name: text(&data["display_name"]),
+        meta: data["meta"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        path: text(&data["path"]),
+    })
+}
+
 /// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {

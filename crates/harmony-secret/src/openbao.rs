@@ -426,4 +426,10 @@ impl SecretStore for OpenbaoSecretStore {
     fn describe(&self, path: &str) -> String {
         self.data_path(path)
     }
+
+    async fn identity(&self) -> Result<Option<crate::client::TokenIdentity>, SecretError> {
+        crate::client::lookup_identity(&self.client())
+            .await
+            .map(Some)
+    }
 }

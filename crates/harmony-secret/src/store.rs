@@ -58,6 +58,15 @@ pub trait SecretStore: Send + Sync {
 
     /// A human-readable location of `path`, for messages (e.g. `secret/data/harmony/my-app`).
     fn describe(&self, path: &str) -> String;
+
+    /// Whose writes these are (the OpenBao entity of the store's token), for the author
+    /// records of config versions. `Ok(None)`: the store has no notion of identity.
+    fn identity(
+        &self,
+    ) -> impl Future<Output = Result<Option<crate::client::TokenIdentity>, SecretError>> + Send
+    {
+        async { Ok(None) }
+    }
 }
 
 /// A shared store is a store: several config managers (or tasks) can use one authenticated
@@ -89,5 +98,12 @@ impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
 
     fn describe(&self, path: &str) -> String {
         (**self).describe(path)
+    }
+
+    fn identity(
+        &self,
+    ) -> impl Future<Output = Result<Option<crate::client::TokenIdentity>, SecretError>> + Send
+    {
+        (**self).identity()
     }
 }

@@ -30,7 +30,44 @@ path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
 path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{
   capabilities = ["read", "list", "delete"]
 }}
+{history}"#,
+        history = history_hcl(true),
+    )
+}
+
+/// The folder (under [`KV_PREFIX`]) holding the author records of versions:
+/// `_history/<ENTITY_ID>/<LAYER_PATH>/<VERSION>` (`harmony_config::history::HISTORY_FOLDER`).
+/// The entity id is the first segment so that one templated policy path,
+/// `_history/{{identity.entity.id}}/*`, lets a token create records under its own entity only.
+pub const HISTORY_FOLDER: &str = "_history";
+
+/// The policy stanzas for the author records: everyone the policy is for reads and lists them;
+/// a token creates records (never updates or deletes them) only under its own entity id. These
+/// paths are more specific than `<prefix>/*`, so they win over it in every policy of the token.
+fn history_hcl(create: bool) -> String {
+    let own = if create {
+        format!(
+            r#"
+# Author records of the versions this token writes: create only, and only under its own entity.
+path "{KV_MOUNT}/data/{KV_PREFIX}/{HISTORY_FOLDER}/{{{{identity.entity.id}}}}/*" {{
+  capabilities = ["create", "read"]
+}}
 "#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+# Author records: read and list; nobody updates or deletes one (no record names another entity).
+path "{KV_MOUNT}/data/{KV_PREFIX}/{HISTORY_FOLDER}/*" {{
+  capabilities = ["read"]
+}}
+
+path "{KV_MOUNT}/metadata/{KV_PREFIX}/{HISTORY_FOLDER}/*" {{
+  capabilities = ["read", "list"]
+}}
+{own}"#
     )
 }
 
@@ -92,8 +129,19 @@ path "{KV_MOUNT}/data/{KV_PREFIX}/{ENV_FOLDER}/{env}/*" {{
 path "{KV_MOUNT}/metadata/{KV_PREFIX}/{ENV_FOLDER}/{env}/*" {{
   capabilities = {metadata}
 }}
-"#,
+{history}"#,
         level = level.as_str(),
+        history = match level {
+            AccessLevel::Read => String::new(),
+            AccessLevel::Write => format!(
+                r#"
+# Author records of the {env} versions this token writes: create only, under its own entity.
+path "{KV_MOUNT}/data/{KV_PREFIX}/{HISTORY_FOLDER}/{{{{identity.entity.id}}}}/{ENV_FOLDER}/{env}/*" {{
+  capabilities = ["create", "read"]
+}}
+"#
+            ),
+        },
     )
 }
 
@@ -126,8 +174,9 @@ path "{KV_MOUNT}/data/{KV_PREFIX}/{ENV_FOLDER}/*" {{
 path "{KV_MOUNT}/metadata/{KV_PREFIX}/{ENV_FOLDER}/*" {{
   capabilities = ["deny"]
 }}
-"#,
+{history}"#,
         level = level.as_str(),
+        history = history_hcl(level == AccessLevel::Write),
     )
 }
 
