@@ -30,6 +30,7 @@
 //! ```
 
 mod backup;
+mod backup_schedule;
 mod bootstrap;
 mod error;
 mod existing;
@@ -39,6 +40,12 @@ mod state;
 mod values;
 
 pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
+pub use backup_schedule::{
+    BACKUP_DIR, BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL,
+    BACKUP_VOLUME_SIZE, BackupObjects, BackupSchedule, DEFAULT_BACKUP_KEEP,
+    DEFAULT_BACKUP_SCHEDULE, KUBERNETES_AUTH_MOUNT, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX,
+    backup_objects, backup_role, backup_script, kubernetes_auth_config,
+};
 pub use bootstrap::{
     ACCESS_DOCUMENT, ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions,
     BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
