@@ -238,7 +238,7 @@ pub fn reader_pod(namespace: &str, name: &str, image: &str) -> Pod {
                 run_as_non_root: Some(true),
                 run_as_user: Some(OPENBAO_UID),
                 run_as_group: Some(OPENBAO_GID),
-                fs_group: Some(OPENBAO_GID),
+                // No fs_group: the volume is read-only and the kubelet must not chown it.
                 seccomp_profile: Some(SeccompProfile {
                     type_: "RuntimeDefault".to_owned(),
                     ..SeccompProfile::default()
