@@ -495,3 +495,37 @@ async fn the_cron_job_s_token_takes_a_snapshot_and_nothing_else() -> Result<()> 
     );
     Ok(())
 }
+
+/// `--profile ha` retires the root token: a later deploy that adds `--backup-schedule` sets up
+/// the Kubernetes auth mount, config and role on the `harmony-admin` token alone.
+#[tokio::test]
+async fn the_admin_token_enables_scheduled_backups_after_the_root_token_is_retired() -> Result<()> {
+    let bao = OpenbaoServer::sealed().await?;
+    let state = tempfile::tempdir()?;
+    let url = url::Url::parse(bao.url())?;
+    let mut options = BootstrapOptions::local(StateDir::new(state.path()));
+    options.revoke_root = true;
+    let first = OpenbaoBootstrap::new(&url, options.clone())?.run().await?;
+    ensure!(
+        first
+            .changes
+            .iter()
+            .any(|c| c.contains("revoked the root token")),
+        "{:?}",
+        first.changes
+    );
+    options.kubernetes_backup = Some(KubernetesBackupAuth {
+        kubernetes_host: "http://127.0.0.1:1".to_owned(),
+        namespace: NAMESPACE.to_owned(),
+        ca_cert: Some(CA.to_owned()),
+    });
+    let second = OpenbaoBootstrap::new(&url, options.clone())?.run().await?;
+    let text = second.changes.join("\n");
+    ensure!(
+        text.contains(&format!("auth/{KUBERNETES_AUTH_MOUNT}/role/{BACKUP_ROLE}")),
+        "{text}"
+    );
+    let third = OpenbaoBootstrap::new(&url, options)?.run().await?;
+    ensure!(third.nothing_changed(), "{:?}", third.changes);
+    Ok(())
+}
