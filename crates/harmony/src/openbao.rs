@@ -42,9 +42,9 @@ mod values;
 
 pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 pub use backup_cluster::{
-    AppliedBackups, FetchedSnapshot, MAX_FETCH_BYTES, PodOutput, READER_DEADLINE_SECONDS,
-    READER_RUNNING_TIMEOUT, SnapshotEntry, apply_backup_schedule, fetch_snapshot,
-    fetch_snapshot_through, in_cluster_addr, is_snapshot_name, list_snapshots,
+    AppliedBackups, FetchedSnapshot, MAX_FETCH_BYTES, PodExecFuture, PodOutput,
+    READER_DEADLINE_SECONDS, READER_RUNNING_TIMEOUT, SnapshotEntry, apply_backup_schedule,
+    fetch_snapshot, fetch_snapshot_through, in_cluster_addr, is_snapshot_name, list_snapshots,
     list_snapshots_through, parse_listing, reader_pod,
 };
 pub use backup_schedule::{

@@ -144,7 +144,7 @@ fn kube_err(what: String) -> impl FnOnce(K8sError) -> OpenbaoError {
 }
 
 fn plain_err(what: String) -> OpenbaoError {
-    OpenbaoError::Kubernetes { what, source: None }
+    OpenbaoError::ScheduledBackups(what)
 }
 
 /// The OpenBao address the CronJob calls: the active node's Service with several replicas
@@ -434,14 +434,12 @@ where
     }
 }
 
+/// What one exec call returns, boxed (the seam's future type).
+pub type PodExecFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<PodOutput, K8sError>> + Send>>;
+
 /// The real exec: [`K8sClient::exec_pod_capture_output`].
-fn k8s_exec(
-    k8s: &K8sClient,
-) -> impl Fn(
-    String,
-    String,
-    Vec<String>,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<PodOutput, K8sError>> + Send>> {
+fn k8s_exec(k8s: &K8sClient) -> impl Fn(String, String, Vec<String>) -> PodExecFuture {
     let k8s = k8s.clone();
     move |ns, pod, command| {
         let k8s = k8s.clone();

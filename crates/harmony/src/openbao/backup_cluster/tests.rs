@@ -258,11 +258,7 @@ fn busybox(
     files: Vec<(&'static str, Vec<u8>)>,
     claimed_sha: Option<String>,
     calls: Calls,
-) -> impl Fn(
-    String,
-    String,
-    Vec<String>,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<PodOutput, K8sError>> + Send>> {
+) -> impl Fn(String, String, Vec<String>) -> PodExecFuture {
     move |_ns, pod, command| {
         calls.lock().expect("lock").push((pod, command.clone()));
         let ok = |stdout: String| PodOutput {
