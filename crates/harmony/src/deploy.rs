@@ -660,6 +660,7 @@ impl Converge<'_> {
             .deploy(&helm, k8s, self.bootstrap_options())
             .await
             .map_err(openbao_err("deploying OpenBao"))?;
+        let mut notes = self.notes.clone();
         // The Kubernetes auth role exists now (the bootstrap above): the CronJob can sign in.
         let backups = match &self.options.backup {
             Some(schedule) => Some(
@@ -667,13 +668,15 @@ impl Converge<'_> {
                     .await
                     .map_err(openbao_err("setting up scheduled backups"))?,
             ),
-            None => None,
+            None => {
+                notes.extend(crate::openbao::backups_left_in_place(k8s, &openbao.namespace).await);
+                None
+            }
         };
 
         let mut sso: Option<SsoClientState> = None;
         let mut jwt_report: Option<BootstrapReport> = None;
         let mut admin_password_file: Option<PathBuf> = None;
-        let mut notes = self.notes.clone();
         if !self.options.skip_zitadel {
             let connect = || access.connect();
             CnpgScore {

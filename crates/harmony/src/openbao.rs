@@ -44,8 +44,8 @@ pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 pub use backup_cluster::{
     AppliedBackups, FetchedSnapshot, MAX_FETCH_BYTES, PodExecFuture, PodOutput,
     READER_DEADLINE_SECONDS, READER_RUNNING_TIMEOUT, SnapshotEntry, apply_backup_schedule,
-    fetch_snapshot, fetch_snapshot_through, in_cluster_addr, is_snapshot_name, list_snapshots,
-    list_snapshots_through, parse_listing, reader_pod,
+    backups_left_in_place, fetch_snapshot, fetch_snapshot_through, in_cluster_addr,
+    is_snapshot_name, list_snapshots, list_snapshots_through, parse_listing, reader_pod,
 };
 pub use backup_schedule::{
     BACKUP_DIR, BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL,

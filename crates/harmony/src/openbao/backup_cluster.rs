@@ -210,6 +210,41 @@ pub async fn apply_backup_schedule(
     })
 }
 
+/// For a deploy without `--backup-schedule`: when an earlier deploy set up scheduled backups in
+/// `namespace`, the note that they stay as they are (schedule and keep as found); `None` when
+/// there are none, or the CronJob could not be read (logged; the deploy does not fail for it).
+pub async fn backups_left_in_place(k8s: &K8sClient, namespace: &str) -> Option<String> {
+    let cron =
+        match crate::deploy::api::get_namespaced::<CronJob>(k8s, namespace, BACKUP_NAME).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::debug!(error = %crate::cnpg::retry::ErrorChain(&e),
+                "could not look for the backup CronJob");
+                return None;
+            }
+        };
+    let spec = cron.spec;
+    let keep = spec
+        .job_template
+        .spec
+        .and_then(|j| j.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.env)
+        .and_then(|env| env.into_iter().find(|e| e.name == "KEEP"))
+        .and_then(|e| e.value)
+        .unwrap_or_else(|| "?".to_owned());
+    Some(format!(
+        "scheduled backups stay as an earlier deploy set them (CronJob {namespace}/{BACKUP_NAME} \
+         \"{}\", keeping {keep}{}); pass --backup-schedule to change them",
+        spec.schedule,
+        if spec.suspend == Some(true) {
+            ", suspended"
+        } else {
+            ""
+        }
+    ))
+}
+
 /// The reader pod: the CronJob's image, the PVC read-only, non-root, sleeping until deleted.
 pub fn reader_pod(namespace: &str, name: &str, image: &str) -> Pod {
     let labels = std::collections::BTreeMap::from([

@@ -535,6 +535,28 @@ async fn fetch_refuses_a_name_that_is_not_a_snapshot_before_any_call() -> Result
     Ok(())
 }
 
+#[tokio::test]
+async fn a_deploy_without_the_flag_notes_the_backups_it_leaves_in_place() -> Result<()> {
+    let (k8s, mut server) = mock_client();
+    let api = tokio::spawn(async move {
+        let (request, send) = next(&mut server).await?;
+        ensure!(request.method() == Method::GET && request.uri().path() == CRON);
+        respond(send, StatusCode::OK, &cron_job());
+        let (request, send) = next(&mut server).await?;
+        ensure!(request.method() == Method::GET && request.uri().path() == CRON);
+        not_found(send, "cronjobs.batch \"openbao-backup\"");
+        Ok::<_, anyhow::Error>(())
+    });
+    let note = backups_left_in_place(&k8s, "openbao")
+        .await
+        .context("a note")?;
+    assert!(note.contains("\"0 * * * *\", keeping 48"), "{note}");
+    assert!(note.contains("--backup-schedule"), "{note}");
+    assert_eq!(backups_left_in_place(&k8s, "openbao").await, None);
+    api.await??;
+    Ok(())
+}
+
 #[test]
 fn snapshot_names_are_the_cron_job_s() {
     assert!(is_snapshot_name("harmony-20261204T010000Z.snap"));
