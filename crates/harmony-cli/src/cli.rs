@@ -302,6 +302,39 @@ pub enum BackupCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// List the scheduled snapshots the backup CronJob keeps on its PVC in the cluster (deploy
+    /// --backup-schedule), newest first.
+    List {
+        #[command(flatten)]
+        cluster: BackupClusterArgs,
+    },
+    /// Copy one scheduled snapshot off the cluster to FILE (0600, never overwritten), checked
+    /// against the pod's SHA-256 and like `backup verify`.
+    Fetch {
+        /// The snapshot, as `backup list` shows it (harmony-YYYYMMDDTHHMMSSZ.snap).
+        name: String,
+        /// Where to write it (default: NAME here).
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        cluster: BackupClusterArgs,
+    },
+}
+
+/// Where the scheduled backups are: the cluster and OpenBao's namespace.
+#[derive(Debug, Clone, Args)]
+pub struct BackupClusterArgs {
+    /// The kubeconfig context of the cluster (KUBECONFIG, else ~/.kube/config); default: the
+    /// local k3d cluster (--cluster-name).
+    #[arg(long, value_name = "NAME")]
+    pub kube_context: Option<String>,
+
+    /// OpenBao's namespace, where the CronJob and its PVC are.
+    #[arg(
+        long = "k8s-namespace",
+        value_name = "NAMESPACE",
+        default_value = "openbao"
+    )]
+    pub k8s_namespace: String,
 }
 
 /// Which documents become which variables (`harmony run`, `harmony export`).
@@ -466,6 +499,9 @@ pub struct DeployArgs {
 
     #[command(flatten)]
     pub cluster: harmony::deploy::flags::ClusterFlags,
+
+    #[command(flatten)]
+    pub backup: harmony::deploy::flags::BackupFlags,
 
     /// Unseal key shares created at init (with --key-threshold; default 1, or 5 for ha).
     #[arg(long, value_name = "N")]

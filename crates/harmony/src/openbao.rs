@@ -30,6 +30,7 @@
 //! ```
 
 mod backup;
+mod backup_cluster;
 mod backup_schedule;
 mod bootstrap;
 mod error;
@@ -40,6 +41,12 @@ mod state;
 mod values;
 
 pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
+pub use backup_cluster::{
+    AppliedBackups, FetchedSnapshot, MAX_FETCH_BYTES, PodExecFuture, PodOutput,
+    READER_DEADLINE_SECONDS, READER_RUNNING_TIMEOUT, SnapshotEntry, apply_backup_schedule,
+    backups_left_in_place, fetch_snapshot, fetch_snapshot_through, in_cluster_addr,
+    is_snapshot_name, list_snapshots, list_snapshots_through, parse_listing, reader_pod,
+};
 pub use backup_schedule::{
     BACKUP_DIR, BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL,
     BACKUP_VOLUME_SIZE, BackupObjects, BackupSchedule, DEFAULT_BACKUP_KEEP,
@@ -51,8 +58,8 @@ pub use bootstrap::{
     BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
     DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER,
     GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
-    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
-    OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
+    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, KubernetesBackupAuth, NodeReport,
+    OpenbaoBootstrap, OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
     ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
     harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };

@@ -355,13 +355,19 @@ pub fn backup_objects(
     }
 }
 
-/// The body of `auth/kubernetes/config`: the in-cluster API with OpenBao's own service-account
-/// CA and token (`disable_local_ca_jwt` false: OpenBao in a pod reads them from its mount).
-pub fn kubernetes_auth_config(kubernetes_host: &str) -> serde_json::Value {
-    serde_json::json!({
+/// The body of `auth/kubernetes/config`: the API at `kubernetes_host` reviews the tokens. With
+/// `ca_cert` `None` (OpenBao in a pod), OpenBao reads the pod's service-account CA and token
+/// from its mount (`disable_local_ca_jwt` false) and calls the TokenReview API with that token
+/// (the chart binds its ServiceAccount to `system:auth-delegator`, `server.authDelegator`).
+pub fn kubernetes_auth_config(kubernetes_host: &str, ca_cert: Option<&str>) -> serde_json::Value {
+    let mut body = serde_json::json!({
         "kubernetes_host": kubernetes_host,
         "disable_local_ca_jwt": false,
-    })
+    });
+    if let Some(ca) = ca_cert {
+        body["kubernetes_ca_cert"] = serde_json::Value::String(ca.to_owned());
+    }
+    body
 }
 
 /// The body of `auth/kubernetes/role/harmony-backup`: only the backup ServiceAccount in

@@ -71,8 +71,8 @@ path "auth/token/lookup-self" {{
 /// role or token any policy but one `harmony-*` policy other than `harmony-admin` and
 /// `harmony-recovery` (`allowed_parameters` on every `auth/` path, for `policies` and
 /// `token_policies`; a comma list in one string is refused, since OpenBao matches a list only
-/// against exact values); write token roles; mount an auth method other than `jwt` or
-/// `userpass`, or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
+/// against exact values); write token roles; mount an auth method other than `jwt`,
+/// `userpass` or `kubernetes` (the backup CronJob's sign-in), or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
 /// policies too) or read the documents (it reads and writes only the environments' access
 /// record, `_access`, which holds no secret). It may take a raft snapshot (a backup, encrypted
 /// by the barrier and useless without a quorum of the unseal keys) but not restore one.
@@ -105,7 +105,7 @@ path "sys/auth" {{
 path "sys/auth/*" {{
   capabilities = ["create", "read", "update", "sudo"]
   allowed_parameters = {{
-    "type" = ["jwt", "userpass"]
+    "type" = ["jwt", "userpass", "kubernetes"]
     "*" = []
   }}
 }}
