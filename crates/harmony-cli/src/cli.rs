@@ -197,14 +197,28 @@ pub enum ConfigCommand {
         /// Replace the whole document with this JSON or YAML file.
         #[arg(long, value_name = "FILE", conflicts_with = "assignments")]
         from_file: Option<std::path::PathBuf>,
+        /// Why: kept with the version in its author record (default: what changed, e.g. "set
+        /// database.port").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// Edit a document in $VISUAL / $EDITOR as YAML, validated and check-and-set on save.
     Edit {
         /// The config key.
         key: String,
+        /// Why: kept with the version in its author record (default: what changed, e.g. "set
+        /// database.port").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
-    /// The document's versions: number, time, deleted or destroyed.
+    /// The document's versions: number, time, author and message, deleted or destroyed; and
+    /// whether older versions were pruned (by which max_versions setting).
     History {
+        /// The config key.
+        key: String,
+    },
+    /// For each field, the version, author and time of its last change (no values shown).
+    Blame {
         /// The config key.
         key: String,
     },
@@ -224,6 +238,9 @@ pub enum ConfigCommand {
         key: String,
         /// The version whose content to restore.
         version: u64,
+        /// Why: kept with the version in its author record (default: "rollback to VERSION").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// Which fields differ between two environments' configs (each its overlay over the base);
     /// secret values are never shown, only "(secret) differs".
@@ -249,6 +266,9 @@ pub enum ConfigCommand {
         /// Only these fields (dotted paths); default: every field of the source overlay.
         #[arg(value_name = "FIELD")]
         fields: Vec<String>,
+        /// Why: kept with the version in its author record (default: "promote from ENV").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// Validate documents against their stored schemas; exit 1 listing each missing or invalid
     /// field with the variable that would supply it.
@@ -266,8 +286,9 @@ impl ConfigCommand {
             Self::List { .. } | Self::Check { .. } => None,
             Self::Get { key, .. }
             | Self::Set { key, .. }
-            | Self::Edit { key }
+            | Self::Edit { key, .. }
             | Self::History { key }
+            | Self::Blame { key }
             | Self::Diff { key, .. }
             | Self::Compare { key, .. }
             | Self::Promote { key, .. }
@@ -510,6 +531,9 @@ pub struct DeployArgs {
     /// How many shares unseal (with --key-shares; default 1, or 3 for ha).
     #[arg(long, value_name = "T")]
     pub key_threshold: Option<u8>,
+
+    #[command(flatten)]
+    pub history: harmony::deploy::flags::HistoryFlags,
 }
 
 /// `harmony bootstrap`.
@@ -567,4 +591,7 @@ pub struct BootstrapArgs {
 
     #[command(flatten)]
     pub environments: harmony::deploy::flags::EnvironmentFlags,
+
+    #[command(flatten)]
+    pub history: harmony::deploy::flags::HistoryFlags,
 }

@@ -250,6 +250,8 @@ pub struct StackOptions {
     pub grant_users: Vec<String>,
     /// Give the userpass user a new password even when this machine has no password file.
     pub reset_userpass: bool,
+    /// The team KV mount's `max_versions` (`--kv-max-versions`).
+    pub kv_max_versions: u32,
     /// Whether a helm release a killed helm left `pending-*` may be recovered (the caller asks a
     /// person, or answers from `--yes`).
     pub pending_recovery: PendingRecovery,
@@ -268,6 +270,7 @@ impl std::fmt::Debug for StackOptions {
             .field("grant_users", &self.grant_users)
             .field("reset_userpass", &self.reset_userpass)
             .field("backup", &self.backup)
+            .field("kv_max_versions", &self.kv_max_versions)
             .finish_non_exhaustive()
     }
 }
@@ -639,6 +642,7 @@ impl Converge<'_> {
                 &self.stack.openbao.namespace,
             ));
         }
+        options.kv_max_versions = self.options.kv_max_versions;
         options
     }
 
@@ -1113,6 +1117,7 @@ mod tests {
                 skip_zitadel: false,
                 grant_users: Vec::new(),
                 reset_userpass: false,
+                kv_max_versions: crate::openbao::DEFAULT_KV_MAX_VERSIONS,
                 pending_recovery: std::sync::Arc::new(|_: &crate::helm::PendingRelease| false),
                 backup: None,
             },

@@ -56,11 +56,11 @@ pub use backup_schedule::{
 pub use bootstrap::{
     ACCESS_DOCUMENT, ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions,
     BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
-    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER,
-    GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
-    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, KubernetesBackupAuth, NodeReport,
-    OpenbaoBootstrap, OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
-    ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
+    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_KV_MAX_VERSIONS, DEFAULT_OPS_ROLE,
+    DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER,
+    HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, KubernetesBackupAuth,
+    NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess,
+    USERPASS_MOUNT, ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
     harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
@@ -76,8 +76,8 @@ pub use policy::{
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use state::{InitKeys, StateDir};
 pub use values::{
-    API_PORT, CHART_VERSION, DataStorageValues, DisruptionBudgetValues, EnabledValues,
-    GlobalValues, HaValues, IMAGE_TAG, ImageValues, IngressHost, IngressValues, InjectorValues,
-    K3D_INGRESS_HOST, OpenbaoProfile, OpenbaoValues, ProbeValues, READINESS_PATH, RaftValues,
-    ServerValues, UiValues,
+    API_PORT, AUDIT_DEVICE_PATH, AUDIT_FILE_PATH, CHART_VERSION, DataStorageValues,
+    DisruptionBudgetValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG, ImageValues,
+    IngressHost, IngressValues, InjectorValues, K3D_INGRESS_HOST, OpenbaoProfile, OpenbaoValues,
+    ProbeValues, READINESS_PATH, RaftValues, ServerValues, UiValues, audit_device_hcl,
 };

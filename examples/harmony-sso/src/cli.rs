@@ -95,6 +95,10 @@ pub struct Args {
     #[command(flatten)]
     pub environments: harmony::deploy::flags::EnvironmentFlags,
 
+    /// Deploy or --openbao-url: how many versions of each config OpenBao keeps.
+    #[command(flatten)]
+    pub history: harmony::deploy::flags::HistoryFlags,
+
     /// With --openbao-url: once configured, hand over to a periodic harmony-admin token and
     /// revoke the root token (default: yes for several nodes, no for one).
     #[arg(long, value_name = "BOOL", requires = "openbao_url", num_args = 0..=1, default_missing_value = "true")]

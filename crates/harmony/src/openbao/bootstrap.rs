@@ -108,6 +108,9 @@ pub struct BootstrapOptions {
     /// Scheduled backups on Kubernetes: enable the Kubernetes auth method and the
     /// [`super::BACKUP_ROLE`] role the backup CronJob signs in with; `None` leaves them alone.
     pub kubernetes_backup: Option<KubernetesBackupAuth>,
+    /// How many versions of each document the team's KV mount keeps (its `max_versions`;
+    /// [`DEFAULT_KV_MAX_VERSIONS`]). Written when it differs.
+    pub kv_max_versions: u32,
 }
 
 /// Where the backup CronJob runs, for OpenBao's Kubernetes auth method.
@@ -137,6 +140,15 @@ impl KubernetesBackupAuth {
     }
 }
 
+/// What a KV v2 mount answers while it upgrades its storage right after being enabled.
+const KV_UPGRADING: &str = "Upgrading from non-versioned to versioned data";
+/// How long the bootstrap waits for a new KV v2 mount to finish upgrading.
+const KV_UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The team KV mount's `max_versions` the bootstrap sets unless told otherwise (OpenBao's own
+/// default, 10, silently cuts `history`, `diff` and `rollback` short).
+pub const DEFAULT_KV_MAX_VERSIONS: u32 = 100;
+
 impl BootstrapOptions {
     /// Local defaults: 1 share, threshold 1, user `harmony`, no JWT, no admin token, root
     /// namespace, system TLS roots, no password reset.
@@ -156,6 +168,7 @@ impl BootstrapOptions {
             tls: TlsSettings::default(),
             reset_userpass: false,
             kubernetes_backup: None,
+            kv_max_versions: DEFAULT_KV_MAX_VERSIONS,
         }
     }
 
@@ -676,6 +689,7 @@ impl OpenbaoBootstrap {
         };
         note(self.ensure_namespace(token).await?);
         note(self.ensure_kv_v2(token).await?);
+        note(self.ensure_kv_max_versions(token).await?);
         note(
             self.ensure_policy(token, HARMONY_DEV_POLICY, harmony_dev_policy_hcl())
                 .await?,
@@ -810,6 +824,48 @@ impl OpenbaoBootstrap {
                 }
             }
         }
+    }
+
+    /// The team KV mount's `max_versions` (`<mount>/config`), written only when it differs.
+    #[tracing::instrument(name = "openbao_kv_max_versions", skip_all)]
+    async fn ensure_kv_max_versions(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let path = format!("{KV_MOUNT}/config");
+        let wanted = u64::from(self.options.kv_max_versions);
+        // A KV v2 mount just enabled answers 400 "Upgrading from non-versioned to versioned
+        // data" for a moment (seen on bao 2.7.2 right after `sys/mounts`): wait for it, boundedly.
+        let deadline = Instant::now() + KV_UPGRADE_TIMEOUT;
+        let current = loop {
+            match self.read_data(token, &path).await {
+                Ok(data) => break data.and_then(|d| d["max_versions"].as_u64()).unwrap_or(0),
+                Err(e) if e.to_string().contains(KV_UPGRADING) && Instant::now() < deadline => {
+                    tracing::debug!("the KV mount is still upgrading; asking again");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if current == wanted {
+            return Ok(None);
+        }
+        self.write(
+            Method::POST,
+            &path,
+            Some(token),
+            &json!({ "max_versions": wanted }),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        let was = if current == 0 {
+            "0: OpenBao's default of 10".to_owned()
+        } else {
+            current.to_string()
+        };
+        Ok(Some(format!(
+            "set max_versions = {wanted} on the KV mount {KV_MOUNT}/ (was {was})"
+        )))
     }
 
     #[tracing::instrument(name = "openbao_policy", skip_all)]

@@ -17,6 +17,7 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         grant_users: args.grant_user.clone(),
         reset_userpass: args.reset_userpass,
         backup: args.backup.schedule(),
+        kv_max_versions: args.history.kv_max_versions,
         pending_recovery: pending_recovery(args, ui),
     };
     let target = args

@@ -146,6 +146,10 @@ path "sys/storage/raft/configuration" {{
 path "{KV_MOUNT}/data/{KV_PREFIX}/{ACCESS_DOCUMENT}" {{
   capabilities = ["create", "read", "update"]
 }}
+# The team KV mount's settings (max_versions: how much history of each document is kept).
+path "{KV_MOUNT}/config" {{
+  capabilities = ["create", "read", "update"]
+}}
 # Take a backup (encrypted by the barrier: useless without a quorum of the unseal keys).
 # Restoring one needs a root token (--regenerate-root).
 path "sys/storage/raft/snapshot" {{
@@ -572,14 +576,18 @@ mod tests {
     #[test]
     fn admin_policy_cannot_touch_documents() {
         let hcl = harmony_admin_policy_hcl();
-        // The only KV path it names is the access record, which holds no secret.
+        // The only KV paths it names are the mount's settings (max_versions) and the access
+        // record, neither of which holds a secret.
         let kv_paths: Vec<&str> = hcl
             .lines()
             .filter(|l| l.starts_with("path \"secret/"))
             .collect();
         assert_eq!(
             kv_paths,
-            [r#"path "secret/data/harmony/_access" {"#],
+            [
+                r#"path "secret/data/harmony/_access" {"#,
+                r#"path "secret/config" {"#
+            ],
             "{hcl}"
         );
         assert!(hcl.contains(r#"path "sys/auth/*""#), "{hcl}");
