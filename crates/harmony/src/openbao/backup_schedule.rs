@@ -414,6 +414,17 @@ mod tests {
     }
 
     #[test]
+    fn the_auth_config_in_a_pod_uses_the_pod_s_ca_and_token() {
+        insta::assert_json_snapshot!(kubernetes_auth_config(
+            crate::openbao::KubernetesBackupAuth::IN_CLUSTER_HOST,
+            None
+        ));
+        let with_ca = kubernetes_auth_config("https://k8s.example:6443", Some("PEM"));
+        assert_eq!(with_ca["kubernetes_ca_cert"], "PEM");
+        assert_eq!(with_ca["disable_local_ca_jwt"], false);
+    }
+
+    #[test]
     fn the_role_is_bound_to_the_service_account_and_one_policy_string() {
         insta::assert_json_snapshot!(backup_role("openbao"));
     }
