@@ -40,6 +40,8 @@ pub const BACKUP_NAME: &str = "openbao-backup";
 pub const BACKUP_TOKEN_AUDIENCE: &str = "openbao";
 /// Lifetime of the token the role issues: one snapshot, with room for a slow disk.
 pub const BACKUP_TOKEN_TTL: &str = "10m";
+/// [`BACKUP_TOKEN_TTL`] in seconds (as OpenBao reads it back).
+pub const BACKUP_TOKEN_TTL_SECONDS: u64 = 600;
 /// Default `--backup-schedule`: every hour, on the hour (UTC).
 pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 * * * *";
 /// Default `--backup-keep`: two days of hourly snapshots.
