@@ -222,7 +222,7 @@ async fn the_cron_job_s_token_takes_a_snapshot_and_nothing_else() -> Result<()> 
         "{changes}"
     );
     // A re-run changes nothing.
-    let again = OpenbaoBootstrap::new(&url, options)?.run().await?;
+    let again = OpenbaoBootstrap::new(&url, options.clone())?.run().await?;
     ensure!(again.nothing_changed(), "{:?}", again.changes);
 
     let keys: Value =
@@ -239,6 +239,23 @@ async fn the_cron_job_s_token_takes_a_snapshot_and_nothing_else() -> Result<()> 
             &json!({"data": {"password": "hunter2"}}),
         )
         .await?;
+    // Someone widened the role by hand: the next run puts it back.
+    let role_path = format!("auth/{KUBERNETES_AUTH_MOUNT}/role/{BACKUP_ROLE}");
+    admin
+        .post(
+            &role_path,
+            &json!({"token_ttl": "24h", "token_max_ttl": "24h", "token_no_default_policy": false}),
+        )
+        .await?;
+    let fixed = OpenbaoBootstrap::new(&url, options)?.run().await?;
+    ensure!(
+        fixed.changes.iter().any(|c| c.contains(&role_path)),
+        "{:?}",
+        fixed.changes
+    );
+    let role = admin.get(&role_path).await?.context("role")?;
+    assert_eq!(role["data"]["token_ttl"], 600);
+    assert_eq!(role["data"]["token_no_default_policy"], true);
 
     // The service accounts the stand-in cluster knows.
     let backup_jwt = projected_token(NAMESPACE, BACKUP_NAME, BACKUP_UID, &["openbao"]);

@@ -40,6 +40,8 @@ pub const BACKUP_NAME: &str = "openbao-backup";
 pub const BACKUP_TOKEN_AUDIENCE: &str = "openbao";
 /// Lifetime of the token the role issues: one snapshot, with room for a slow disk.
 pub const BACKUP_TOKEN_TTL: &str = "10m";
+/// [`BACKUP_TOKEN_TTL`] in seconds (as OpenBao reads it back).
+pub const BACKUP_TOKEN_TTL_SECONDS: u64 = 600;
 /// Default `--backup-schedule`: every hour, on the hour (UTC).
 pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 * * * *";
 /// Default `--backup-keep`: two days of hourly snapshots.
@@ -411,6 +413,17 @@ mod tests {
     #[test]
     fn cron_job_snapshot() {
         insta::assert_yaml_snapshot!(objects().cron_job);
+    }
+
+    #[test]
+    fn the_auth_config_in_a_pod_uses_the_pod_s_ca_and_token() {
+        insta::assert_json_snapshot!(kubernetes_auth_config(
+            crate::openbao::KubernetesBackupAuth::IN_CLUSTER_HOST,
+            None
+        ));
+        let with_ca = kubernetes_auth_config("https://k8s.example:6443", Some("PEM"));
+        assert_eq!(with_ca["kubernetes_ca_cert"], "PEM");
+        assert_eq!(with_ca["disable_local_ca_jwt"], false);
     }
 
     #[test]

@@ -26,8 +26,8 @@ use url::Url;
 use super::OpenbaoError;
 use super::backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 use super::backup_schedule::{
-    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, KUBERNETES_AUTH_MOUNT, backup_role,
-    kubernetes_auth_config,
+    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL_SECONDS,
+    KUBERNETES_AUTH_MOUNT, backup_role, kubernetes_auth_config,
 };
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
@@ -1119,6 +1119,10 @@ impl OpenbaoBootstrap {
                 )
                 && same_strings(&c["token_policies"], &[HARMONY_BACKUP_POLICY])
                 && c["audience"].as_str() == Some(BACKUP_TOKEN_AUDIENCE)
+                // A widened role (longer tokens, the default policy) is put back.
+                && c["token_no_default_policy"].as_bool() == Some(true)
+                && c["token_ttl"].as_u64() == Some(BACKUP_TOKEN_TTL_SECONDS)
+                && c["token_max_ttl"].as_u64() == Some(BACKUP_TOKEN_TTL_SECONDS)
         });
         if !same {
             self.write(

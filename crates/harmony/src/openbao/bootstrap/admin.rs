@@ -72,10 +72,11 @@ path "auth/token/lookup-self" {{
 /// `harmony-recovery` (`allowed_parameters` on every `auth/` path, for `policies` and
 /// `token_policies`; a comma list in one string is refused, since OpenBao matches a list only
 /// against exact values); write token roles; mount an auth method other than `jwt`,
-/// `userpass` or `kubernetes` (the backup CronJob's sign-in), or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
-/// policies too) or read the documents (it reads and writes only the environments' access
-/// record, `_access`, which holds no secret). It may take a raft snapshot (a backup, encrypted
-/// by the barrier and useless without a quorum of the unseal keys) but not restore one.
+/// `userpass` or `kubernetes` (the backup CronJob's sign-in), or a secrets engine other than
+/// `kv`; touch `identity/` (groups and entities carry policies too) or read the documents (it
+/// reads and writes only the environments' access record, `_access`, which holds no secret).
+/// It may take a raft snapshot (a backup, encrypted by the barrier and useless without a quorum
+/// of the unseal keys) but not restore one.
 ///
 /// What it still can, plainly: it writes the `harmony-*` policies (`harmony-dev`,
 /// `harmony-ci`, ...) and OpenBao cannot restrict a policy's content. A holder of this token can
