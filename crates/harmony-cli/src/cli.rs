@@ -474,6 +474,9 @@ pub struct DeployArgs {
     /// How many shares unseal (with --key-shares; default 1, or 3 for ha).
     #[arg(long, value_name = "T")]
     pub key_threshold: Option<u8>,
+
+    #[command(flatten)]
+    pub environments: harmony::deploy::flags::EnvironmentFlags,
 }
 
 /// `harmony bootstrap`.

@@ -195,6 +195,9 @@ pub struct BootstrapReport {
     /// What the person running it should know without anything having changed (e.g. an
     /// existing userpass user whose password this machine does not have).
     pub notes: Vec<String>,
+    /// The access table as recorded on the server ([`ACCESS_DOCUMENT`]) after this run: the
+    /// one declared now or by an earlier run; `None` without environments (or unconfigured).
+    pub access: Option<AccessTable>,
 }
 
 impl BootstrapReport {
@@ -392,6 +395,8 @@ impl OpenbaoBootstrap {
             match token {
                 Some((token, is_root)) => {
                     report.changes = self.configure(&token, &mut report.notes).await?;
+                    // Read before the root token may be retired below.
+                    report.access = self.recorded_access(&token).await?;
                     report.changes.extend(
                         self.after_configure(is_root, &token, root, &mut report.notes)
                             .await?,

@@ -16,6 +16,11 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         skip_zitadel: args.skip_zitadel,
         grant_users: args.grant_user.clone(),
         reset_userpass: args.reset_userpass,
+        environments: args
+            .environments
+            .table()
+            .map_err(crate::cli::UsageError::Environments)?,
+        roles: args.environments.role_names(),
         pending_recovery: pending_recovery(args, ui),
     };
     let target = args

@@ -346,8 +346,51 @@ impl AccessTable {
         json!({"environments": self.environments, "roles": roles})
     }
 
-    /// The table people read in the bootstrap summary: one row per role, one column per
-    /// environment (and the base).
+    /// The table back from its record at [`ACCESS_DOCUMENT`] (what [`Self::to_json`] wrote);
+    /// `None` when the record names no environment. Levels other than `read`/`write` are
+    /// none; names that are not valid are left out (the record is information, not policy).
+    pub fn from_record(record: &Value) -> Option<Self> {
+        let level = |v: &Value| match v.as_str() {
+            Some("read") => Some(AccessLevel::Read),
+            Some("write") => Some(AccessLevel::Write),
+            _ => None,
+        };
+        let environments: Vec<String> = record["environments"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|e| check_name("environment", e).is_ok())
+            .map(str::to_owned)
+            .collect();
+        if environments.is_empty() {
+            return None;
+        }
+        let roles = record["roles"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| check_role_name(name).is_ok())
+            .map(|(name, row)| {
+                let access = RoleAccess {
+                    base: level(&row["base"]).unwrap_or(AccessLevel::Read),
+                    environments: environments
+                        .iter()
+                        .filter_map(|e| {
+                            level(&row["environments"][e.as_str()]).map(|l| (e.clone(), l))
+                        })
+                        .collect(),
+                };
+                (name.clone(), access)
+            })
+            .collect();
+        Some(Self {
+            environments,
+            roles,
+        })
+    }
+
+    /// The table people read in the bootstrap summary and `harmony status`: one row per role,
+    /// one column per environment (and the base), each cell `read`, `write` or `none`.
     pub fn render(&self) -> String {
         let mut header = vec!["ROLE".to_owned(), "base".to_owned()];
         header.extend(self.environments.iter().cloned());
@@ -359,7 +402,7 @@ impl AccessTable {
                     access
                         .environments
                         .get(env)
-                        .map_or("-", |l| l.as_str())
+                        .map_or("none", |l| l.as_str())
                         .to_owned(),
                 );
             }
@@ -553,6 +596,23 @@ impl OpenbaoBootstrap {
         Ok((!envs.is_empty()).then_some(envs))
     }
 
+    /// The table recorded at [`ACCESS_DOCUMENT`] (by this run or an earlier one); `None`
+    /// without environments.
+    pub(super) async fn recorded_access(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<AccessTable>, OpenbaoError> {
+        let path = format!(
+            "{}/data/{}/{ACCESS_DOCUMENT}",
+            crate::openbao::policy::KV_MOUNT,
+            crate::openbao::policy::KV_PREFIX
+        );
+        Ok(self
+            .read_data(token, &path)
+            .await?
+            .and_then(|current| AccessTable::from_record(&current["data"])))
+    }
+
     /// Whether the sign-in role is a CEL role on this server (environments were bootstrapped).
     pub(super) async fn cel_role_exists(
         &self,
@@ -566,6 +626,20 @@ impl OpenbaoBootstrap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_record_reads_back_as_the_table_it_was_written_from() {
+        let t = AccessTable::new(
+            &envs(),
+            DEFAULT_DEVELOPER_ROLE,
+            DEFAULT_OPS_ROLE,
+            &["qa=staging:read".to_owned()],
+        )
+        .expect("table");
+        assert_eq!(AccessTable::from_record(&t.to_json()), Some(t));
+        assert_eq!(AccessTable::from_record(&json!({})), None);
+        assert_eq!(AccessTable::from_record(&json!({"environments": []})), None);
+    }
 
     fn envs() -> Vec<String> {
         ["dev", "staging", "prod"].map(String::from).to_vec()
