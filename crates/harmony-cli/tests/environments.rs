@@ -118,7 +118,7 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     );
     for want in [
         "ROLE               base   dev    staging  prod",
-        "harmony-developer  read   write  write    -",
+        "harmony-developer  read   write  write    none",
         "harmony-ops        write  write  write    write",
         "wrote the CEL sign-in role harmony-developer",
         "wrote policy harmony-env-prod-write",
@@ -157,6 +157,26 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     assert!(
         ttl_line.contains(" 59m") || ttl_line.ends_with(" 1h"),
         "{status}"
+    );
+    // `harmony status` shows the access table, read with the person's own token from the
+    // recorded _access document.
+    for want in [
+        "environments:  dev, staging, prod — access by role:",
+        "  ROLE               base   dev    staging  prod",
+        "  harmony-developer  read   write  write    none",
+        "  harmony-ops        write  write  write    write",
+    ] {
+        assert!(status.contains(want), "{want:?} not in:\n{status}");
+    }
+    let json: Value = serde_json::from_str(&ops.ok(&["--output", "json", "status"])).expect("json");
+    assert_eq!(json["access"]["declared"], "true", "{json}");
+    assert_eq!(
+        json["access"]["environments"],
+        json!(["dev", "staging", "prod"])
+    );
+    assert_eq!(
+        json["access"]["roles"]["harmony-developer"],
+        json!({"base": "read", "dev": "write", "staging": "write", "prod": "none"})
     );
 
     // The developer writes dev.
@@ -462,7 +482,7 @@ async fn the_other_claim_shapes_and_access_overrides() {
         ],
     );
     assert!(
-        summary.contains("harmony-developer  read   write  read     -      write"),
+        summary.contains("harmony-developer  read   write  read     none   write"),
         "{summary}"
     );
     bao.root_call(
@@ -540,8 +560,22 @@ async fn without_environments_sign_in_and_access_stay_as_before() {
         "{summary}"
     );
     assert!(!summary.contains("CEL"), "{summary}");
+    assert!(
+        summary.contains(
+            "Environments not declared: everyone signed in reads and writes the one base"
+        ),
+        "{summary}"
+    );
     // Anyone the provider issues a token to signs in with the classic role and writes the base.
     let someone = Person::sign_in(&bao, &provider, "carol").await;
+    let status = someone.ok(&["status"]);
+    assert!(
+        status.contains("environments:  not declared (everyone signed in shares the one base"),
+        "{status}"
+    );
+    let json: Value =
+        serde_json::from_str(&someone.ok(&["--output", "json", "status"])).expect("json");
+    assert_eq!(json["access"], json!({"declared": "false"}), "{json}");
     someone.ok(&["config", "set", "my-app", "name=z"]);
     assert_eq!(
         raw(&bao, "my-app").await["data"]["data"],
@@ -559,6 +593,14 @@ async fn without_environments_sign_in_and_access_stay_as_before() {
         again.contains("gives policies by role (environments were set up)"),
         "{again}"
     );
+    // Without the flag the summary shows the table the server records, not the flags'.
+    for want in [
+        "Environments dev, prod — who may do what (recorded at _access",
+        "  harmony-developer  read   write  none",
+        "  harmony-ops        write  write  write",
+    ] {
+        assert!(again.contains(want), "{want:?} not in:\n{again}");
+    }
     let role = bao
         .root_call(Method::GET, "auth/jwt/role/harmony-developer", None)
         .await;

@@ -267,7 +267,7 @@ async fn recorded_access(
     .collect::<Vec<_>>()
     .join("/");
     match client.clone().with_token(token).get(&path).await {
-        Ok(None) => Access::NotDeclared,
+        Ok(None) | Err(SecretError::NotFound { .. }) => Access::NotDeclared,
         Ok(Some(body)) => match harmony::openbao::AccessTable::from_record(&body["data"]["data"]) {
             None => Access::NotDeclared,
             Some(table) => {
