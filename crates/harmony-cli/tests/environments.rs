@@ -609,3 +609,81 @@ async fn without_environments_sign_in_and_access_stay_as_before() {
         "{role:?}"
     );
 }
+
+/// The userpass demo user is no way around the environments: with them declared it gets the
+/// developers' access (one policy, `harmony-userpass`), as a developer signed in through SSO
+/// does — it writes dev, is refused reading prod and writing the base — also after a re-run
+/// without `--environments`.
+#[tokio::test]
+async fn the_userpass_demo_user_gets_the_developers_access_with_environments() {
+    let provider = provider().await;
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let admin = tempfile::tempdir().expect("tempdir");
+    let summary = bootstrap(
+        admin.path(),
+        &bao,
+        &provider,
+        &["--environments", "dev,staging,prod"],
+    );
+    assert!(
+        summary.contains("created policy harmony-userpass"),
+        "{summary}"
+    );
+    for (path, doc) in [
+        ("my-app", base_doc()),
+        ("_env/prod/my-app", json!({"db": {"host": "prod-db"}})),
+    ] {
+        bao.root_call(
+            Method::POST,
+            &format!("secret/data/harmony/{path}"),
+            Some(json!({"data": doc})),
+        )
+        .await
+        .expect("seed");
+    }
+    // The bootstrap saved the userpass password in the admin's data dir.
+    let demo = Person {
+        data: admin,
+        url: bao.url().to_owned(),
+    };
+    demo.ok(&["login", "--userpass"]);
+    let status = demo.ok(&["status"]);
+    assert!(
+        status.contains("policies:      default, harmony-userpass"),
+        "{status}"
+    );
+    demo.ok(&["config", "set", "my-app", "--env", "dev", "debug=false"]);
+    assert_eq!(
+        raw(&bao, "_env/dev/my-app").await["data"]["data"],
+        json!({"debug": false})
+    );
+    demo.refused(
+        &["config", "get", "my-app", "--env", "prod", "--no-cache"],
+        &["OpenBao refused reading the prod overlay of my-app"],
+    );
+    demo.refused(
+        &["config", "set", "my-app", "name=y"],
+        &["OpenBao refused writing my-app"],
+    );
+    assert_eq!(raw(&bao, "my-app").await["data"]["data"], base_doc());
+
+    // A re-run without --environments keeps the user on the developers' access.
+    let again = harmony(demo.data.path())
+        .env(
+            vars::OPENBAO_TOKEN,
+            bao.root_token().expect("dev root token"),
+        )
+        .args(["bootstrap", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(again.status.success(), "{}", stderr(&again));
+    let user = bao
+        .root_call(Method::GET, "auth/userpass/users/harmony", None)
+        .await
+        .expect("user");
+    assert_eq!(
+        user["data"]["token_policies"],
+        json!(["harmony-userpass"]),
+        "{user}"
+    );
+}

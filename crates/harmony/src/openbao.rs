@@ -51,8 +51,8 @@ pub use bootstrap::{
     BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
     DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER,
     GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
-    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
-    OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
+    HARMONY_CI_POLICY, HARMONY_USERPASS_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport,
+    OpenbaoBootstrap, OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
     ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
     harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };

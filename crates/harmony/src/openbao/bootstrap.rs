@@ -42,7 +42,7 @@ pub use ci::{
 };
 pub use environments::{
     ACCESS_DOCUMENT, AccessSpecError, AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE,
-    RoleAccess, ZITADEL_ROLES_CLAIM,
+    HARMONY_USERPASS_POLICY, RoleAccess, ZITADEL_ROLES_CLAIM,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 /// How long one ordinary request may take.
@@ -662,7 +662,26 @@ impl OpenbaoBootstrap {
             self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass")
                 .await?,
         );
-        note(self.ensure_userpass_user(token, notes).await?);
+        // With environments (declared now or by an earlier run), the userpass demo user gets
+        // the developers' access, not every environment.
+        let declared = match &self.options.environments {
+            Some(table) => Some(table.clone()),
+            None => self.recorded_access(token).await?,
+        };
+        let userpass_policy = match &declared {
+            Some(table) => {
+                note(
+                    self.ensure_policy(token, HARMONY_USERPASS_POLICY, table.userpass_policy_hcl())
+                        .await?,
+                );
+                HARMONY_USERPASS_POLICY
+            }
+            None => HARMONY_DEV_POLICY,
+        };
+        note(
+            self.ensure_userpass_user(token, notes, userpass_policy)
+                .await?,
+        );
         if let Some(jwt) = &self.options.jwt {
             note(self.ensure_auth_mount(token, JWT_MOUNT, "jwt").await?);
             note(self.ensure_jwt_config(token, jwt).await?);
@@ -747,6 +766,7 @@ impl OpenbaoBootstrap {
                     REQUEST_TIMEOUT,
                 )
                 .await?;
+                self.wait_kv_upgraded(token).await?;
                 Ok(Some(format!("enabled the KV v2 secrets engine at {key}")))
             }
             Some(mount) => {
@@ -762,6 +782,37 @@ impl OpenbaoBootstrap {
                         wanted: "kv version 2".into(),
                     })
                 }
+            }
+        }
+    }
+
+    /// A KV v2 mount just enabled answers reads with HTTP 400 "Upgrading from non-versioned
+    /// to versioned data" for a moment (seen on bao 2.7.2 under load): wait until a read of the
+    /// access record answers, at most 50 times 200 ms apart.
+    async fn wait_kv_upgraded(&self, token: &SecretString) -> Result<(), OpenbaoError> {
+        let path = format!(
+            "{KV_MOUNT}/data/{}/{ACCESS_DOCUMENT}",
+            super::policy::KV_PREFIX
+        );
+        let mut attempt = 1;
+        loop {
+            match self.read_data(token, &path).await {
+                Err(OpenbaoError::Server {
+                    status: 400,
+                    ref message,
+                    ..
+                }) if message.contains("Upgrading from non-versioned to versioned data")
+                    && attempt < 50 =>
+                {
+                    tracing::info!(
+                        attempt,
+                        "waiting for the new KV v2 mount to finish its upgrade"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
             }
         }
     }
@@ -831,13 +882,14 @@ impl OpenbaoBootstrap {
         &self,
         token: &SecretString,
         notes: &mut Vec<String>,
+        policy: &str,
     ) -> Result<Option<String>, OpenbaoError> {
         let user = &self.options.userpass_user;
         let path = format!("auth/{USERPASS_MOUNT}/users/{user}");
         let ttl = self.options.userpass_token_ttl.as_secs();
         // One policy as a string: harmony-admin may send `token_policies` only so (OpenBao
         // compares a JSON list with its allowed values as a whole, never item by item).
-        let settings = json!({"token_policies": HARMONY_DEV_POLICY, "token_ttl": ttl});
+        let settings = json!({"token_policies": policy, "token_ttl": ttl});
         let password_file = self.options.state_dir.userpass_file(user);
         let stored = state::load_password(password_file.clone(), user.clone()).await?;
         let current = self.read_data(token, &path).await?;
@@ -859,7 +911,7 @@ impl OpenbaoBootstrap {
                         token_var = harmony_env::vars::OPENBAO_TOKEN,
                     ));
                 }
-                if same_strings(&current["token_policies"], &[HARMONY_DEV_POLICY])
+                if same_strings(&current["token_policies"], &[policy])
                     && current["token_ttl"].as_u64() == Some(ttl)
                 {
                     return Ok(None);

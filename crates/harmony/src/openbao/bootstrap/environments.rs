@@ -71,7 +71,15 @@ pub struct AccessTable {
     pub environments: Vec<String>,
     /// Role name → access, in the order the CEL program checks them.
     pub roles: BTreeMap<String, RoleAccess>,
+    /// Which role is the developers' (`--developer-role`): the userpass demo user gets its
+    /// access ([`HARMONY_USERPASS_POLICY`]).
+    pub developer_role: String,
 }
+
+/// The one policy of the userpass demo user when environments are declared: the developers'
+/// role's policies in one (the admin token may give a user one `harmony-*` policy only), so
+/// that user reads and writes what a developer signed in through SSO does, no more.
+pub const HARMONY_USERPASS_POLICY: &str = "harmony-userpass";
 
 /// A `--environments` or `--access` value that cannot be used; the message says the form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -241,7 +249,31 @@ impl AccessTable {
         Ok(Self {
             environments: declared,
             roles,
+            developer_role: developer_role.to_owned(),
         })
+    }
+
+    /// The HCL of [`HARMONY_USERPASS_POLICY`]: every policy of the developers' role, one after
+    /// the other (OpenBao merges the stanzas of one path).
+    pub fn userpass_policy_hcl(&self) -> String {
+        let all = self.policies();
+        let wanted = self
+            .roles
+            .get(&self.developer_role)
+            .map(RoleAccess::policies)
+            .unwrap_or_else(|| vec![HARMONY_BASE_READ_POLICY.to_owned()]);
+        let mut out = format!(
+            "# {HARMONY_USERPASS_POLICY}: the userpass demo user gets the access of the role {}: {}.\n",
+            self.developer_role,
+            wanted.join(", ")
+        );
+        for name in &wanted {
+            if let Some((_, hcl)) = all.iter().find(|(n, _)| n == name) {
+                out.push('\n');
+                out.push_str(hcl);
+            }
+        }
+        out
     }
 
     /// Every policy name the table uses, with its HCL text.
@@ -343,7 +375,11 @@ impl AccessTable {
                 )
             })
             .collect();
-        json!({"environments": self.environments, "roles": roles})
+        json!({
+            "environments": self.environments,
+            "roles": roles,
+            "developer_role": self.developer_role,
+        })
     }
 
     /// The table back from its record at [`ACCESS_DOCUMENT`] (what [`Self::to_json`] wrote);
@@ -383,9 +419,15 @@ impl AccessTable {
                 (name.clone(), access)
             })
             .collect();
+        let developer_role = record["developer_role"]
+            .as_str()
+            .filter(|r| check_role_name(r).is_ok())
+            .unwrap_or(DEFAULT_DEVELOPER_ROLE)
+            .to_owned();
         Some(Self {
             environments,
             roles,
+            developer_role,
         })
     }
 
