@@ -534,6 +534,7 @@ pub struct DeployArgs {
 
     #[command(flatten)]
     pub history: harmony::deploy::flags::HistoryFlags,
+    pub environments: harmony::deploy::flags::EnvironmentFlags,
 }
 
 /// `harmony bootstrap`.

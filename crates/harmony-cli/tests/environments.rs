@@ -118,7 +118,7 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     );
     for want in [
         "ROLE               base   dev    staging  prod",
-        "harmony-developer  read   write  write    -",
+        "harmony-developer  read   write  write    none",
         "harmony-ops        write  write  write    write",
         "wrote the CEL sign-in role harmony-developer",
         "wrote policy harmony-env-prod-write",
@@ -157,6 +157,26 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
     assert!(
         ttl_line.contains(" 59m") || ttl_line.ends_with(" 1h"),
         "{status}"
+    );
+    // `harmony status` shows the access table, read with the person's own token from the
+    // recorded _access document.
+    for want in [
+        "environments:  dev, staging, prod — access by role:",
+        "  ROLE               base   dev    staging  prod",
+        "  harmony-developer  read   write  write    none",
+        "  harmony-ops        write  write  write    write",
+    ] {
+        assert!(status.contains(want), "{want:?} not in:\n{status}");
+    }
+    let json: Value = serde_json::from_str(&ops.ok(&["--output", "json", "status"])).expect("json");
+    assert_eq!(json["access"]["declared"], "true", "{json}");
+    assert_eq!(
+        json["access"]["environments"],
+        json!(["dev", "staging", "prod"])
+    );
+    assert_eq!(
+        json["access"]["roles"]["harmony-developer"],
+        json!({"base": "read", "dev": "write", "staging": "write", "prod": "none"})
     );
 
     // The developer writes dev.
@@ -462,7 +482,7 @@ async fn the_other_claim_shapes_and_access_overrides() {
         ],
     );
     assert!(
-        summary.contains("harmony-developer  read   write  read     -      write"),
+        summary.contains("harmony-developer  read   write  read     none   write"),
         "{summary}"
     );
     bao.root_call(
@@ -540,8 +560,22 @@ async fn without_environments_sign_in_and_access_stay_as_before() {
         "{summary}"
     );
     assert!(!summary.contains("CEL"), "{summary}");
+    assert!(
+        summary.contains(
+            "Environments not declared: everyone signed in reads and writes the one base"
+        ),
+        "{summary}"
+    );
     // Anyone the provider issues a token to signs in with the classic role and writes the base.
     let someone = Person::sign_in(&bao, &provider, "carol").await;
+    let status = someone.ok(&["status"]);
+    assert!(
+        status.contains("environments:  not declared (everyone signed in shares the one base"),
+        "{status}"
+    );
+    let json: Value =
+        serde_json::from_str(&someone.ok(&["--output", "json", "status"])).expect("json");
+    assert_eq!(json["access"], json!({"declared": "false"}), "{json}");
     someone.ok(&["config", "set", "my-app", "name=z"]);
     assert_eq!(
         raw(&bao, "my-app").await["data"]["data"],
@@ -559,11 +593,97 @@ async fn without_environments_sign_in_and_access_stay_as_before() {
         again.contains("gives policies by role (environments were set up)"),
         "{again}"
     );
+    // Without the flag the summary shows the table the server records, not the flags'.
+    for want in [
+        "Environments dev, prod — who may do what (recorded at _access",
+        "  harmony-developer  read   write  none",
+        "  harmony-ops        write  write  write",
+    ] {
+        assert!(again.contains(want), "{want:?} not in:\n{again}");
+    }
     let role = bao
         .root_call(Method::GET, "auth/jwt/role/harmony-developer", None)
         .await;
     assert!(
         role.is_err() || role.as_ref().is_ok_and(|r| r["data"].is_null()),
         "{role:?}"
+    );
+}
+
+/// The userpass demo user is no way around the environments: with them declared it gets the
+/// developers' access (one policy, `harmony-userpass`), as a developer signed in through SSO
+/// does — it writes dev, is refused reading prod and writing the base — also after a re-run
+/// without `--environments`.
+#[tokio::test]
+async fn the_userpass_demo_user_gets_the_developers_access_with_environments() {
+    let provider = provider().await;
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let admin = tempfile::tempdir().expect("tempdir");
+    let summary = bootstrap(
+        admin.path(),
+        &bao,
+        &provider,
+        &["--environments", "dev,staging,prod"],
+    );
+    assert!(
+        summary.contains("created policy harmony-userpass"),
+        "{summary}"
+    );
+    for (path, doc) in [
+        ("my-app", base_doc()),
+        ("_env/prod/my-app", json!({"db": {"host": "prod-db"}})),
+    ] {
+        bao.root_call(
+            Method::POST,
+            &format!("secret/data/harmony/{path}"),
+            Some(json!({"data": doc})),
+        )
+        .await
+        .expect("seed");
+    }
+    // The bootstrap saved the userpass password in the admin's data dir.
+    let demo = Person {
+        data: admin,
+        url: bao.url().to_owned(),
+    };
+    demo.ok(&["login", "--userpass"]);
+    let status = demo.ok(&["status"]);
+    assert!(
+        status.contains("policies:      default, harmony-userpass"),
+        "{status}"
+    );
+    demo.ok(&["config", "set", "my-app", "--env", "dev", "debug=false"]);
+    assert_eq!(
+        raw(&bao, "_env/dev/my-app").await["data"]["data"],
+        json!({"debug": false})
+    );
+    demo.refused(
+        &["config", "get", "my-app", "--env", "prod", "--no-cache"],
+        &["OpenBao refused reading the prod overlay of my-app"],
+    );
+    demo.refused(
+        &["config", "set", "my-app", "name=y"],
+        &["OpenBao refused writing my-app"],
+    );
+    assert_eq!(raw(&bao, "my-app").await["data"]["data"], base_doc());
+
+    // A re-run without --environments keeps the user on the developers' access.
+    let again = harmony(demo.data.path())
+        .env(
+            vars::OPENBAO_TOKEN,
+            bao.root_token().expect("dev root token"),
+        )
+        .args(["bootstrap", "--openbao-url", bao.url()])
+        .output()
+        .expect("run");
+    assert!(again.status.success(), "{}", stderr(&again));
+    let user = bao
+        .root_call(Method::GET, "auth/userpass/users/harmony", None)
+        .await
+        .expect("user");
+    assert_eq!(
+        user["data"]["token_policies"],
+        json!(["harmony-userpass"]),
+        "{user}"
     );
 }

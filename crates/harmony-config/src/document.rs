@@ -186,6 +186,14 @@ impl Typing {
     /// Apply `a.b=VALUE` to `doc`, typed by the schema. The error names the field and what it
     /// expects, never the value.
     pub fn assign(&self, doc: &mut Map<String, Value>, assignment: &str) -> Result<(), String> {
+        let set = self.parse_assignment(assignment)?;
+        crate::insert_at(doc, &set.path, set.value);
+        Ok(())
+    }
+
+    /// `a.b=VALUE` as the field it sets and the typed value, without applying it (see
+    /// [`Patch`]). The error names the field and what it expects, never the value.
+    pub fn parse_assignment(&self, assignment: &str) -> Result<FieldSet, String> {
         let Some((dotted, raw)) = assignment.split_once('=') else {
             return Err(format!(
                 "{assignment:?} is not FIELD=VALUE (e.g. database.port=5432)"
@@ -222,8 +230,7 @@ impl Typing {
                 ));
             }
         }?;
-        crate::insert_at(doc, &path, value);
-        Ok(())
+        Ok(FieldSet { path, value })
     }
 
     /// Missing required fields, type and range violations, and fields the schema does not
@@ -422,6 +429,72 @@ pub fn shell_quote(value: &str) -> Option<String> {
     Some(out)
 }
 
+/// One field a `config set` assigns: its path and its typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSet {
+    /// The field's path.
+    pub path: Vec<String>,
+    /// The value it gets.
+    pub value: Value,
+}
+
+/// The fields one `config set` assigns, applied on whatever version is current: the change a
+/// person asked for, not the whole document they happened to read. Another write that landed
+/// meanwhile and touched *other* fields is kept; one that changed a field of the patch (to
+/// another value) is a clash ([`Patch::clashes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Patch {
+    /// The assignments, in order (a later one wins over an earlier one of the same field).
+    pub sets: Vec<FieldSet>,
+}
+
+impl Patch {
+    /// `doc` with every assignment applied.
+    pub fn apply(&self, doc: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = doc.clone();
+        for set in &self.sets {
+            crate::insert_at(&mut out, &set.path, set.value.clone());
+        }
+        out
+    }
+
+    /// The patch's fields (dotted) that changed between `read` (the version the patch was
+    /// made on) and `now` (the version stored since) to something other than what the patch
+    /// sets: there, applying the patch would silently undo someone's change. A field counts
+    /// when it is the patch's field, inside it, or contains it.
+    pub fn clashes(&self, read: &Value, now: &Value) -> Vec<String> {
+        let theirs = changed_paths(read, now);
+        let mut out: Vec<String> = Vec::new();
+        for set in &self.sets {
+            let overlaps = theirs
+                .iter()
+                .any(|p| p.starts_with(&set.path) || set.path.starts_with(p));
+            let same_as_ours = value_at(now, &set.path) == Some(&set.value);
+            let dotted = set.path.join(".");
+            if overlaps && !same_as_ours && !out.contains(&dotted) {
+                out.push(dotted);
+            }
+        }
+        out
+    }
+}
+
+/// The leaf paths whose values differ between `old` and `new` (added, removed or changed).
+pub fn changed_paths(old: &Value, new: &Value) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for (path, v) in leaves(old) {
+        if value_at(new, &path) != Some(v) && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    for (path, v) in leaves(new) {
+        if value_at(old, &path) != Some(v) && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Remove the value at `path` (no-op when absent).
 pub fn remove_at(value: &mut Value, path: &[String]) {
     if let Some((last, parents)) = path.split_last()
@@ -467,6 +540,42 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn patch(sets: &[(&str, Value)]) -> Patch {
+        Patch {
+            sets: sets
+                .iter()
+                .map(|(p, v)| FieldSet {
+                    path: split_path(p),
+                    value: v.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_patch_clashes_only_on_its_own_fields() {
+        let read = json!({"db": {"host": "a", "port": 1}, "name": "x"});
+        let p = patch(&[("db.port", json!(2))]);
+        // Someone changed another field: no clash, and applying keeps their change.
+        let other = json!({"db": {"host": "b", "port": 1}, "name": "x"});
+        assert!(p.clashes(&read, &other).is_empty());
+        assert_eq!(
+            Value::Object(p.apply(other.as_object().expect("object"))),
+            json!({"db": {"host": "b", "port": 2}, "name": "x"})
+        );
+        // Someone changed the same field: a clash, named.
+        let same = json!({"db": {"host": "a", "port": 3}, "name": "x"});
+        assert_eq!(p.clashes(&read, &same), ["db.port"]);
+        // ... to the same value as ours: nothing would be lost.
+        let agreed = json!({"db": {"host": "a", "port": 2}, "name": "x"});
+        assert!(p.clashes(&read, &agreed).is_empty());
+        // Replacing or removing the object that holds it clashes too.
+        let removed = json!({"name": "x"});
+        assert_eq!(p.clashes(&read, &removed), ["db.port"]);
+        let whole = patch(&[("db", json!({"host": "c"}))]);
+        assert_eq!(whole.clashes(&read, &other), ["db"]);
+    }
 
     fn schema() -> Value {
         json!({

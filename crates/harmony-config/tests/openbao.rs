@@ -654,3 +654,184 @@ async fn authors_of(
 ) -> anyhow::Result<std::collections::BTreeMap<u64, harmony_config::history::Author>> {
     Ok(harmony_config::history::authors(store, "demo-app").await?)
 }
+
+// ---------------------------------------------------------------------------------------------
+// `config set` as a patch (harmony_config::patch) on a real server: another person's write lands
+// between our read and our write, exactly there — the wrapper below makes it land through a
+// second real connection just before our check-and-set reaches OpenBao.
+
+use harmony_config::document::{FieldSet, Patch, split_path};
+use harmony_config::patch::{PATCH_ATTEMPTS, PatchError, PatchOutcome, write_patch};
+use harmony_secret::{SecretError, Versioned};
+
+/// Our store, and before each of our writes, one write of someone else (`theirs` applied on
+/// the latest version) — at most `times` of them.
+struct Meanwhile {
+    ours: OpenbaoSecretStore,
+    theirs_store: OpenbaoSecretStore,
+    theirs: Patch,
+    times: std::sync::atomic::AtomicU32,
+}
+
+impl SecretStore for Meanwhile {
+    async fn get(&self, path: &str) -> Result<Option<Versioned<Value>>, SecretError> {
+        self.ours.get(path).await
+    }
+
+    async fn put(&self, path: &str, value: &Value, mode: WriteMode) -> Result<u64, SecretError> {
+        let left = self.times.load(Ordering::SeqCst);
+        if left > 0 {
+            self.times.store(left - 1, Ordering::SeqCst);
+            let latest = self.theirs_store.get(path).await?.expect("seeded");
+            let doc = self.theirs.apply(latest.value.as_object().expect("object"));
+            self.theirs_store
+                .put(
+                    path,
+                    &Value::Object(doc),
+                    WriteMode::Cas(Some(latest.version)),
+                )
+                .await?;
+        }
+        self.ours.put(path, value, mode).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), SecretError> {
+        self.ours.delete(path).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SecretError> {
+        self.ours.list(prefix).await
+    }
+
+    fn describe(&self, path: &str) -> String {
+        self.ours.describe(path)
+    }
+}
+
+fn set(field: &str, value: Value) -> Patch {
+    Patch {
+        sets: vec![FieldSet {
+            path: split_path(field),
+            value,
+        }],
+    }
+}
+
+async fn seeded(bao: &Bao, times: u32, theirs: Patch) -> anyhow::Result<Meanwhile> {
+    let ours = bao.store().await?;
+    ours.put(
+        "race",
+        &json!({"db": {"host": "a", "port": 1}, "name": "x"}),
+        WriteMode::Cas(None),
+    )
+    .await?;
+    Ok(Meanwhile {
+        ours,
+        theirs_store: bao.store().await?,
+        theirs,
+        times: times.into(),
+    })
+}
+
+#[tokio::test]
+async fn two_writers_setting_different_fields_both_land() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let store = seeded(&bao, 1, set("name", json!("y"))).await?;
+    let read = store.get("race").await?;
+    let mut retries = Vec::new();
+    let outcome = write_patch(
+        &store,
+        "race",
+        &set("db.port", json!(2)),
+        read,
+        |_| Ok(()),
+        |r| retries.push(r.clone()),
+    )
+    .await?;
+    assert_eq!(
+        outcome,
+        PatchOutcome::Written {
+            version: 3,
+            attempts: 2
+        }
+    );
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_eq!((retries[0].version, retries[0].attempt), (2, 2));
+    assert_eq!(retries[0].their_fields, ["name"]);
+    let stored = bao.store().await?.get("race").await?.expect("stored");
+    assert_eq!(
+        stored.value,
+        json!({"db": {"host": "a", "port": 2}, "name": "y"}),
+        "both changes kept"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_writers_setting_the_same_field_is_a_named_conflict_and_nothing_is_lost()
+-> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let store = seeded(&bao, 1, set("db.port", json!(9))).await?;
+    let read = store.get("race").await?;
+    let err = write_patch(
+        &store,
+        "race",
+        &set("db.port", json!(2)),
+        read,
+        |_| Ok(()),
+        |r| panic!("no retry on a clash: {r:?}"),
+    )
+    .await
+    .expect_err("same field");
+    let PatchError::Clash {
+        ref fields,
+        version,
+        ..
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (fields.as_slice(), version),
+        (&["db.port".to_owned()][..], 2)
+    );
+    assert!(
+        err.to_string()
+            .contains("field db.port was changed by someone else")
+            && err.to_string().contains("nothing was written"),
+        "{err}"
+    );
+    let stored = bao.store().await?.get("race").await?.expect("stored");
+    assert_eq!(stored.version, 2, "nothing written after their version");
+    assert_eq!(stored.value["db"]["port"], 9, "their value kept");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_document_that_keeps_changing_is_given_up_on_after_the_bound() -> anyhow::Result<()> {
+    let bao = Bao::start().await?;
+    let store = seeded(&bao, u32::MAX, set("name", json!("busy"))).await?;
+    // Their write changes `name` once, then nothing: make every write of theirs a new value.
+    let read = store.get("race").await?;
+    let mut retries = 0;
+    let result = write_patch(
+        &store,
+        "race",
+        &set("db.port", json!(2)),
+        read,
+        |_| Ok(()),
+        |_| retries += 1,
+    )
+    .await;
+    // After the first landing their patch changes nothing, but each of their writes is still a
+    // new version: every one of ours loses its check-and-set.
+    let err = result.expect_err("never lands");
+    assert!(
+        matches!(err, PatchError::Exhausted { attempts, .. } if attempts == PATCH_ATTEMPTS),
+        "{err:?}"
+    );
+    assert_eq!(retries, PATCH_ATTEMPTS - 1);
+    let stored = bao.store().await?.get("race").await?.expect("stored");
+    assert_eq!(stored.value["db"]["port"], 1, "ours never written");
+    Ok(())
+}

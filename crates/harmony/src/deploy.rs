@@ -33,7 +33,7 @@ use crate::openbao::{
 };
 use crate::preflight::{DockerEndpoint, PreflightError, check_local_deploy};
 use crate::tools::{ToolError, Tools};
-use crate::zitadel::setup::{DEVELOPER_ROLE, ZitadelSetupError};
+use crate::zitadel::setup::ZitadelSetupError;
 use crate::zitadel::{
     AdminPassword, DeviceAppSpec, KubectlImage, SsoClientState, ZitadelError, ZitadelScore,
     ensure_device_app,
@@ -252,6 +252,12 @@ pub struct StackOptions {
     pub reset_userpass: bool,
     /// The team KV mount's `max_versions` (`--kv-max-versions`).
     pub kv_max_versions: u32,
+    /// Environments and access by role (`--environments`), declared by the bootstrap; `None`:
+    /// one base for everyone.
+    pub environments: Option<crate::openbao::AccessTable>,
+    /// The Zitadel project roles of developers and operators (`--developer-role`,
+    /// `--ops-role`; default `harmony-developer`, `harmony-ops`).
+    pub roles: RoleNames,
     /// Whether a helm release a killed helm left `pending-*` may be recovered (the caller asks a
     /// person, or answers from `--yes`).
     pub pending_recovery: PendingRecovery,
@@ -271,7 +277,28 @@ impl std::fmt::Debug for StackOptions {
             .field("reset_userpass", &self.reset_userpass)
             .field("backup", &self.backup)
             .field("kv_max_versions", &self.kv_max_versions)
+            .field("environments", &self.environments)
+            .field("roles", &self.roles)
             .finish_non_exhaustive()
+    }
+}
+
+/// The names of the developers' and operators' roles: Zitadel project roles, and the `groups`
+/// entries OpenBao's sign-in role looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleNames {
+    /// The developers' role (needed to sign in without environments).
+    pub developer: String,
+    /// The operators' role.
+    pub ops: String,
+}
+
+impl Default for RoleNames {
+    fn default() -> Self {
+        Self {
+            developer: crate::openbao::DEFAULT_DEVELOPER_ROLE.to_owned(),
+            ops: crate::openbao::DEFAULT_OPS_ROLE.to_owned(),
+        }
     }
 }
 
@@ -349,6 +376,8 @@ pub struct DeployReport {
     pub backups: Option<AppliedBackups>,
     /// What a person should know or do after this deploy.
     pub notes: Vec<String>,
+    /// The Zitadel project roles the deploy ensured.
+    pub roles: RoleNames,
 }
 
 /// The directory of a cluster's device-code app state.
@@ -643,6 +672,7 @@ impl Converge<'_> {
             ));
         }
         options.kv_max_versions = self.options.kv_max_versions;
+        options.environments = self.options.environments.clone();
         options
     }
 
@@ -718,10 +748,16 @@ impl Converge<'_> {
                 crate::zitadel::save_admin_password(&self.zitadel_state, &deployed.admin.password)
                     .map_err(|e| DeployError::Zitadel(Box::new(ZitadelError::LocalFile(e))))?,
             );
-            let (grant_if_present, note) =
-                first_admin_grant(&deployed.admin, admin_login, &self.sso_url);
+            let (grant_if_present, note) = first_admin_grant(
+                &deployed.admin,
+                admin_login,
+                &self.sso_url,
+                &self.options.roles,
+            );
             notes.extend(note);
             let spec = DeviceAppSpec {
+                role_key: self.options.roles.developer.clone(),
+                ops_role_key: self.options.roles.ops.clone(),
                 grant_users: self.options.grant_users.clone(),
                 grant_if_present,
                 ..DeviceAppSpec::default()
@@ -771,6 +807,7 @@ impl Converge<'_> {
             admin_password_file,
             backups,
             notes,
+            roles: self.options.roles.clone(),
         })
     }
 }
@@ -870,15 +907,17 @@ fn first_admin_grant(
     admin: &AdminPassword,
     login: String,
     sso_url: &str,
+    roles: &RoleNames,
 ) -> (Vec<String>, Option<String>) {
     if admin.set_by_deploy {
         return (vec![login], None);
     }
     let note = format!(
         "Zitadel's first admin {login} was created before this deploy set its password \
-         (Zitadel's default is public), so it was not granted {DEVELOPER_ROLE}; sign in to \
+         (Zitadel's default is public), so it was not granted {} or {}; sign in to \
          {sso_url} as that admin and change its password now (a grant an older deploy made \
-         stays until you remove it)"
+         stays until you remove it)",
+        roles.developer, roles.ops
     );
     (Vec::new(), Some(note))
 }
@@ -1016,10 +1055,29 @@ impl DeployReport {
                 sso.client_id, sso.project_id
             ));
             out.push(format!(
-                "  Sign-in   only users granted the project role {DEVELOPER_ROLE} (grant more with --grant-user LOGIN)"
+                "  Sign-in   only users granted the project role {} or {} (grant more with --grant-user LOGIN); the roles are asserted in the id_token",
+                self.roles.developer, self.roles.ops
             ));
         } else {
             out.push("  Zitadel   skipped (--skip-zitadel)".to_owned());
+        }
+        let access = self
+            .jwt
+            .as_ref()
+            .and_then(|j| j.access.as_ref())
+            .or(self.openbao.access.as_ref());
+        match access {
+            Some(table) => {
+                out.push(format!(
+                    "  Access    environments {} (from {}; roles from the id_token at sign-in):",
+                    table.environments.join(", "),
+                    crate::openbao::ACCESS_DOCUMENT
+                ));
+                out.extend(table.render().lines().map(|l| format!("            {l}")));
+            }
+            None => out.push(
+                "  Access    environments not declared: everyone signed in reads and writes the one base (--environments dev,staging,prod)".to_owned(),
+            ),
         }
         if self.openbao.initialised {
             let (shares, threshold) = self.key_shares;
@@ -1078,6 +1136,7 @@ mod tests {
             changes: changes.iter().map(|c| (*c).to_owned()).collect(),
             skipped: None,
             notes: Vec::new(),
+            access: None,
         }
     }
 
@@ -1118,6 +1177,8 @@ mod tests {
                 grant_users: Vec::new(),
                 reset_userpass: false,
                 kv_max_versions: crate::openbao::DEFAULT_KV_MAX_VERSIONS,
+                environments: None,
+                roles: RoleNames::default(),
                 pending_recovery: std::sync::Arc::new(|_: &crate::helm::PendingRelease| false),
                 backup: None,
             },
@@ -1237,14 +1298,24 @@ mod tests {
             set_by_deploy: true,
         };
         assert_eq!(
-            first_admin_grant(&set, login.into(), "http://sso.harmony.local:8080"),
+            first_admin_grant(
+                &set,
+                login.into(),
+                "http://sso.harmony.local:8080",
+                &RoleNames::default()
+            ),
             (vec![login.to_owned()], None)
         );
         let older = AdminPassword {
             set_by_deploy: false,
             ..set
         };
-        let (grant, note) = first_admin_grant(&older, login.into(), "https://sso.example.com");
+        let (grant, note) = first_admin_grant(
+            &older,
+            login.into(),
+            "https://sso.example.com",
+            &RoleNames::default(),
+        );
         assert!(grant.is_empty(), "{grant:?}");
         let note = note.expect("a note");
         assert!(

@@ -58,10 +58,10 @@ pub use bootstrap::{
     BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
     DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_KV_MAX_VERSIONS, DEFAULT_OPS_ROLE,
     DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER,
-    HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, KubernetesBackupAuth,
-    NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess,
-    USERPASS_MOUNT, ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
-    harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
+    HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, HARMONY_USERPASS_POLICY, JWT_MOUNT, JwtAuthOptions,
+    KubernetesBackupAuth, NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap,
+    RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT, ZITADEL_ROLES_CLAIM, ci_policy_name,
+    harmony_admin_policy_hcl, harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;
 pub use existing::{

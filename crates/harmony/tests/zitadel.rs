@@ -300,18 +300,20 @@ async fn mount_alice(server: &MockServer) {
         .await;
 }
 
-/// The project role exists in project `project_id`.
+/// Both project roles exist in project `project_id`.
 async fn mount_role_exists(server: &MockServer, project_id: &str) {
-    authed(Mock::given(method("POST")).and(path(format!(
-        "/management/v1/projects/{project_id}/roles/_search"
-    ))))
-    .and(body_json(role_query("harmony-developer")))
-    .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-        "details": {"totalResult": "1"},
-        "result": [{"key": "harmony-developer", "displayName": "Harmony developer"}]
-    })))
-    .mount(server)
-    .await;
+    for role in ["harmony-developer", "harmony-ops"] {
+        authed(Mock::given(method("POST")).and(path(format!(
+            "/management/v1/projects/{project_id}/roles/_search"
+        ))))
+        .and(body_json(role_query(role)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "details": {"totalResult": "1"},
+            "result": [{"key": role, "displayName": role}]
+        })))
+        .mount(server)
+        .await;
+    }
 }
 
 /// The device app `333@harmony` exists in project `project_id`.
@@ -324,7 +326,8 @@ async fn mount_app_exists(server: &MockServer, project_id: &str) {
         "result": [{
             "id": "333",
             "name": "harmony-cli",
-            "oidcConfig": {"clientId": "333@harmony"}
+            "oidcConfig": {"clientId": "333@harmony",
+                           "idTokenRoleAssertion": true, "idTokenUserinfoAssertion": true}
         }]
     })))
     .mount(server)
@@ -354,6 +357,7 @@ async fn creates_project_and_device_app_and_saves_client_id() {
     authed(Mock::given(method("POST")).and(path("/management/v1/projects")))
         .and(body_json(json!({
             "name": "harmony",
+            "projectRoleAssertion": true,
             "projectRoleCheck": true,
             "hasProjectCheck": true
         })))
@@ -379,6 +383,24 @@ async fn creates_project_and_device_app_and_saves_client_id() {
         json!({"roleKey": "harmony-developer", "displayName": "Harmony developer"}),
     ))
     .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {"sequence": "3"}})))
+    .expect(1)
+    .mount(&server)
+    .await;
+    authed(Mock::given(method("POST")).and(path(
+        "/management/v1/projects/270000000000000001/roles/_search",
+    )))
+    .and(body_json(role_query("harmony-ops")))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {}})))
+    .expect(1)
+    .mount(&server)
+    .await;
+    authed(
+        Mock::given(method("POST")).and(path("/management/v1/projects/270000000000000001/roles")),
+    )
+    .and(body_json(
+        json!({"roleKey": "harmony-ops", "displayName": "Harmony operator"}),
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"details": {"sequence": "4"}})))
     .expect(1)
     .mount(&server)
     .await;
@@ -419,7 +441,9 @@ async fn creates_project_and_device_app_and_saves_client_id() {
         "grantTypes": ["OIDC_GRANT_TYPE_DEVICE_CODE", "OIDC_GRANT_TYPE_REFRESH_TOKEN"],
         "appType": "OIDC_APP_TYPE_NATIVE",
         "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
-        "version": "OIDC_VERSION_1_0"
+        "version": "OIDC_VERSION_1_0",
+        "idTokenRoleAssertion": true,
+        "idTokenUserinfoAssertion": true
     })))
     .respond_with(ResponseTemplate::new(200).set_body_json(json!({
         "appId": "270000000000000002",
@@ -467,7 +491,7 @@ async fn finds_existing_project_and_app_without_creating() {
             "result": [
                 {"id": "111", "name": "harmony-old", "state": "PROJECT_STATE_ACTIVE"},
                 {"id": "222", "name": "harmony", "state": "PROJECT_STATE_ACTIVE",
-                 "projectRoleCheck": true, "hasProjectCheck": true}
+                 "projectRoleAssertion": true, "projectRoleCheck": true, "hasProjectCheck": true}
             ]
         })))
         .expect(2)
@@ -497,7 +521,9 @@ async fn finds_existing_project_and_app_without_creating() {
                     "clientId": "333@harmony",
                     "grantTypes": ["OIDC_GRANT_TYPE_DEVICE_CODE", "OIDC_GRANT_TYPE_REFRESH_TOKEN"],
                     "appType": "OIDC_APP_TYPE_NATIVE",
-                    "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE"
+                    "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
+                    "idTokenRoleAssertion": true,
+                    "idTokenUserinfoAssertion": true
                 }
             }]
         })))
@@ -511,6 +537,7 @@ async fn finds_existing_project_and_app_without_creating() {
         ("POST", "/management/v1/projects/222/roles"),
         ("POST", "/management/v1/users/u-alice/grants"),
         ("PUT", "/management/v1/users/u-alice/grants/g-1"),
+        ("PUT", "/management/v1/projects/222/apps/333/oidc_config"),
     ] {
         Mock::given(method(verb))
             .and(path(p))
@@ -592,7 +619,7 @@ async fn role_is_added_to_an_existing_grant_and_absent_optional_users_are_skippe
     let server = MockServer::start().await;
     authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "result": [{"id": "222", "name": "harmony",
+            "result": [{"id": "222", "name": "harmony", "projectRoleAssertion": true,
                         "projectRoleCheck": true, "hasProjectCheck": true}]
         })))
         .mount(&server)
@@ -646,7 +673,7 @@ async fn unknown_grant_user_is_a_clear_error_and_nothing_is_saved() {
     let server = MockServer::start().await;
     authed(Mock::given(method("POST")).and(path("/management/v1/projects/_search")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "result": [{"id": "222", "name": "harmony",
+            "result": [{"id": "222", "name": "harmony", "projectRoleAssertion": true,
                         "projectRoleCheck": true, "hasProjectCheck": true}]
         })))
         .mount(&server)
@@ -728,6 +755,235 @@ async fn server_error_carries_zitadels_message() {
     assert!(
         msg.contains("409") && msg.contains("Errors.Project.AlreadyExists"),
         "{msg}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same calls against a stand-in with state (`zitadel_support::management`, which says what
+// of Zitadel it encodes): what one run creates, the next finds.
+
+use zitadel_support::management::ZitadelStandIn;
+
+const ADMIN: &str = "zitadel-admin@zitadel.sso.harmony.local";
+
+async fn standin(users: &[&str]) -> (MockServer, ZitadelStandIn) {
+    let server = MockServer::start().await;
+    let standin = ZitadelStandIn::new(PAT, users);
+    Mock::given(wiremock::matchers::any())
+        .respond_with(standin.clone())
+        .mount(&server)
+        .await;
+    (server, standin)
+}
+
+/// As the deploy asks when it set the first admin's password.
+fn deploy_spec() -> DeviceAppSpec {
+    DeviceAppSpec {
+        grant_users: vec![ALICE.into()],
+        grant_if_present: vec![ADMIN.into()],
+        ..DeviceAppSpec::default()
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_fresh_instance_gets_both_roles_their_assertion_in_the_id_token_and_a_rerun_writes_nothing()
+ {
+    let (server, zitadel) = standin(&[ALICE, ADMIN]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = ensure_device_app(&api(&server), &deploy_spec(), ISSUER, dir.path())
+        .await
+        .expect("setup");
+    {
+        let s = zitadel.state.lock().expect("lock");
+        let project = s.project("harmony").expect("project");
+        assert_eq!(project["id"], first.project_id.as_str());
+        for flag in [
+            "projectRoleAssertion",
+            "projectRoleCheck",
+            "hasProjectCheck",
+        ] {
+            assert_eq!(project[flag], true, "{flag}: {project}");
+        }
+        let roles: Vec<String> = s.roles.iter().map(|(_, k)| k.clone()).collect();
+        assert_eq!(sorted(roles), ["harmony-developer", "harmony-ops"]);
+        let app = s.app_config("harmony-cli").expect("app");
+        assert_eq!(app["clientId"], first.client_id.as_str());
+        assert_eq!(app["idTokenRoleAssertion"], true, "{app}");
+        assert_eq!(app["idTokenUserinfoAssertion"], true, "{app}");
+        assert_eq!(
+            app["grantTypes"],
+            json!([
+                "OIDC_GRANT_TYPE_DEVICE_CODE",
+                "OIDC_GRANT_TYPE_REFRESH_TOKEN"
+            ])
+        );
+        assert_eq!(app["authMethodType"], "OIDC_AUTH_METHOD_TYPE_NONE");
+        // The admin (password set by this deploy) gets both roles, a --grant-user the
+        // developers' role only.
+        assert_eq!(
+            sorted(s.roles_of(ADMIN)),
+            ["harmony-developer", "harmony-ops"]
+        );
+        assert_eq!(s.roles_of(ALICE), ["harmony-developer"]);
+    }
+    let writes = zitadel.state.lock().expect("lock").writes.clone();
+    let again = ensure_device_app(&api(&server), &deploy_spec(), ISSUER, dir.path())
+        .await
+        .expect("re-run");
+    assert_eq!(again, first);
+    let after = zitadel.state.lock().expect("lock").writes.clone();
+    assert_eq!(after, writes, "a re-run converges without writing");
+}
+
+/// What an older Harmony left: members-only project without the role assertion, one role, the
+/// admin granted it, an app without the id_token assertions (and settings someone changed in the
+/// console). Everything converges; what Harmony does not manage is sent back as found.
+#[tokio::test]
+async fn an_older_setup_converges_and_keeps_what_it_does_not_manage() {
+    let (server, zitadel) = standin(&[ALICE, ADMIN]).await;
+    {
+        let mut s = zitadel.state.lock().expect("lock");
+        let admin = s
+            .users
+            .iter()
+            .find(|u| u.login == ADMIN)
+            .expect("admin")
+            .id
+            .clone();
+        s.projects.push(json!({
+            "id": "222", "name": "harmony", "state": "PROJECT_STATE_ACTIVE",
+            "projectRoleAssertion": false, "projectRoleCheck": true, "hasProjectCheck": true,
+            "privateLabelingSetting": "PRIVATE_LABELING_SETTING_ENFORCE_PROJECT_RESOURCE_OWNER_POLICY"
+        }));
+        s.roles.push(("222".into(), "harmony-developer".into()));
+        s.grants.push(zitadel_support::management::Grant {
+            id: "g-admin".into(),
+            user_id: admin,
+            project_id: "222".into(),
+            role_keys: vec!["harmony-developer".into()],
+        });
+        s.apps.push(("222".into(), json!({
+            "id": "333", "name": "harmony-cli", "state": "APP_STATE_ACTIVE",
+            "oidcConfig": {
+                "clientId": "333@harmony", "version": "OIDC_VERSION_1_0",
+                "redirectUris": [], "responseTypes": ["OIDC_RESPONSE_TYPE_CODE"],
+                "grantTypes": ["OIDC_GRANT_TYPE_DEVICE_CODE", "OIDC_GRANT_TYPE_REFRESH_TOKEN"],
+                "appType": "OIDC_APP_TYPE_NATIVE", "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
+                "postLogoutRedirectUris": [], "devMode": true,
+                "accessTokenType": "OIDC_TOKEN_TYPE_JWT", "accessTokenRoleAssertion": true,
+                "idTokenRoleAssertion": false, "idTokenUserinfoAssertion": true,
+                "clockSkew": "1s", "additionalOrigins": ["http://localhost:3000"],
+                "skipNativeAppSuccessPage": false, "backChannelLogoutUri": "",
+                "loginVersion": ""
+            }
+        })));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = ensure_device_app(&api(&server), &deploy_spec(), ISSUER, dir.path())
+        .await
+        .expect("setup");
+    assert_eq!(
+        (state.project_id.as_str(), state.client_id.as_str()),
+        ("222", "333@harmony")
+    );
+    let s = zitadel.state.lock().expect("lock");
+    let project = s.project("harmony").expect("project");
+    assert_eq!(project["projectRoleAssertion"], true);
+    assert_eq!(
+        project["privateLabelingSetting"],
+        "PRIVATE_LABELING_SETTING_ENFORCE_PROJECT_RESOURCE_OWNER_POLICY",
+        "branding kept"
+    );
+    assert_eq!(s.projects.len(), 1, "no second project");
+    let app = s.app_config("harmony-cli").expect("app");
+    assert_eq!(app["idTokenRoleAssertion"], true);
+    assert_eq!(app["idTokenUserinfoAssertion"], true);
+    for (field, kept) in [
+        ("devMode", json!(true)),
+        ("accessTokenType", json!("OIDC_TOKEN_TYPE_JWT")),
+        ("accessTokenRoleAssertion", json!(true)),
+        ("clockSkew", json!("1s")),
+        ("additionalOrigins", json!(["http://localhost:3000"])),
+        ("appType", json!("OIDC_APP_TYPE_NATIVE")),
+        ("authMethodType", json!("OIDC_AUTH_METHOD_TYPE_NONE")),
+        (
+            "grantTypes",
+            json!([
+                "OIDC_GRANT_TYPE_DEVICE_CODE",
+                "OIDC_GRANT_TYPE_REFRESH_TOKEN"
+            ]),
+        ),
+        ("responseTypes", json!(["OIDC_RESPONSE_TYPE_CODE"])),
+    ] {
+        assert_eq!(app[field], kept, "{field} kept: {app}");
+    }
+    // One grant per user and project: the admin's grant got the ops role added.
+    assert_eq!(
+        sorted(s.roles_of(ADMIN)),
+        ["harmony-developer", "harmony-ops"]
+    );
+    assert_eq!(s.grants.iter().filter(|g| g.id == "g-admin").count(), 1);
+    let writes: Vec<String> = s.writes.iter().map(|(m, p)| format!("{m} {p}")).collect();
+    assert_eq!(
+        writes,
+        [
+            "PUT /management/v1/projects/222",
+            "POST /management/v1/projects/222/roles",
+            "POST /management/v1/users/270000000000000001/grants",
+            "PUT /management/v1/users/270000000000000002/grants/g-admin",
+            "PUT /management/v1/projects/222/apps/333/oidc_config",
+        ]
+    );
+}
+
+/// The role names come from `--developer-role` / `--ops-role`; an admin whose password the
+/// deploy did not set (`first_admin_grant` leaves `grant_if_present` empty) gets nothing.
+#[tokio::test]
+async fn role_names_are_the_flags_and_an_admin_the_deploy_did_not_set_up_gets_no_role() {
+    let (server, zitadel) = standin(&[ALICE, ADMIN]).await;
+    let spec = DeviceAppSpec {
+        role_key: "app-dev".into(),
+        ops_role_key: "app-ops".into(),
+        grant_users: vec![ALICE.into()],
+        ..DeviceAppSpec::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    ensure_device_app(&api(&server), &spec, ISSUER, dir.path())
+        .await
+        .expect("setup");
+    let s = zitadel.state.lock().expect("lock");
+    let roles: Vec<String> = s.roles.iter().map(|(_, k)| k.clone()).collect();
+    assert_eq!(sorted(roles), ["app-dev", "app-ops"]);
+    assert_eq!(s.roles_of(ALICE), ["app-dev"]);
+    assert!(s.roles_of(ADMIN).is_empty(), "{:?}", s.roles_of(ADMIN));
+}
+
+/// The stand-in refuses an update that changes nothing, as Zitadel does: the reason the setup
+/// reads first and sends nothing when everything is on.
+#[tokio::test]
+async fn an_update_that_changes_nothing_is_refused_as_zitadel_refuses_it() {
+    let (server, _zitadel) = standin(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = ensure_device_app(&api(&server), &DeviceAppSpec::default(), ISSUER, dir.path())
+        .await
+        .expect("setup");
+    let app = api(&server)
+        .find_app(&state.project_id, "harmony-cli")
+        .await
+        .expect("list")
+        .expect("app");
+    let err = api(&server)
+        .converge_app_assertions(&state.project_id, &app)
+        .await
+        .expect_err("no change");
+    assert!(
+        err.to_string().contains("400") && err.to_string().contains("Errors.NoChangesFound"),
+        "{err}"
     );
 }
 

@@ -91,7 +91,7 @@ pub struct Args {
     #[command(flatten)]
     pub backup: harmony::deploy::flags::BackupFlags,
 
-    /// With --openbao-url: environments and access by role (see `harmony bootstrap --help`).
+    /// Environments and access by role, for the deploy and --openbao-url (see `harmony bootstrap --help`).
     #[command(flatten)]
     pub environments: harmony::deploy::flags::EnvironmentFlags,
 
@@ -251,11 +251,11 @@ impl Args {
             return Err(UsageError::BoundClaimWithoutSso);
         }
         if !self.environments.environments.is_empty()
-            && (self.openbao_url.is_none() || self.cleanup || self.demo || self.sso_demo)
+            && (self.cleanup || self.demo || self.sso_demo)
         {
             return Err(UsageError::Environments(
-                "--environments applies to --openbao-url (the local deploy's bootstrap takes \
-                 it through `harmony bootstrap --openbao-url`)"
+                "--environments applies to the deploy and to --openbao-url (not to --cleanup, \
+                 --demo or --sso-demo)"
                     .to_owned(),
             ));
         }
@@ -283,6 +283,9 @@ impl Args {
             return Ok(Mode::BootstrapExisting);
         }
         self.existing_cluster()?;
+        self.environments
+            .table()
+            .map_err(UsageError::Environments)?;
         Ok(Mode::Deploy)
     }
 }

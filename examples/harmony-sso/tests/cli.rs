@@ -247,7 +247,7 @@ fn environment_flags_are_checked_before_any_work() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("--environments applies to --openbao-url"),
+        stderr(&output).contains("--environments applies to the deploy and to --openbao-url"),
         "{}",
         stderr(&output)
     );

@@ -20,6 +20,8 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
         reset_userpass: args.reset_userpass,
         backup: args.backup.schedule(),
         kv_max_versions: args.history.kv_max_versions,
+        environments: args.environments.table().map_err(UsageError)?,
+        roles: args.environments.role_names(),
         // A release a killed helm left `pending-*`: recovered with --yes, else asked on a
         // terminal, else the deploy stops and says how.
         pending_recovery: std::sync::Arc::new(move |pending: &PendingRelease| {

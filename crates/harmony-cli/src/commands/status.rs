@@ -23,6 +23,30 @@ struct Report {
     offline_copies: OfflineCopies,
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<SessionReport>,
+    /// The environments and who may do what in each, as the bootstrap recorded them
+    /// (`<prefix>/_access`), read with the session's token; absent when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<Access>,
+}
+
+/// The recorded access table.
+#[derive(Debug, Serialize)]
+#[serde(tag = "declared")]
+enum Access {
+    /// No record: bootstrapped without `--environments`.
+    #[serde(rename = "false")]
+    NotDeclared,
+    /// The table: role → base and environment levels (`read`, `write`, `none`).
+    #[serde(rename = "true")]
+    Declared {
+        environments: Vec<String>,
+        roles: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        #[serde(skip)]
+        text: String,
+    },
+    /// The token may not read it (or the server refused for another reason).
+    #[serde(rename = "unknown")]
+    Unreadable { problem: String },
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +128,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             None => ("login", None, false),
         },
     };
+    let mut access = None;
     let session = match (token, &profile, source) {
         (None, None, _) => None,
         (token, profile, source) => {
@@ -135,7 +160,12 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
                 Some(_) if !server.reachable || server.sealed == Some(true) => {
                     report.problem = Some("the server cannot check the token right now".to_owned())
                 }
-                Some(token) => describe_token(&client, token, &mut report).await,
+                Some(token) => {
+                    describe_token(&client, token.clone(), &mut report).await;
+                    if report.valid {
+                        access = Some(recorded_access(ctx, &client, token).await);
+                    }
+                }
             }
             Some(report)
         }
@@ -152,6 +182,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         signed_in: session.as_ref().is_some_and(|s| s.valid),
         server,
         session,
+        access,
     };
     if ctx.json() {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -206,6 +237,68 @@ async fn describe_token(
             );
         }
         Err(e) => report.problem = Some(e.to_string()),
+    }
+}
+
+/// Reads `<mount>/data/<prefix>/_access` with the session's token (everyone signed in may: it
+/// lies under the base).
+async fn recorded_access(
+    ctx: &Context,
+    client: &harmony_secret::OpenbaoClient,
+    token: SecretString,
+) -> Access {
+    let settings = match ctx.target.settings().await {
+        Ok(s) => s,
+        Err(e) => {
+            return Access::Unreadable {
+                problem: e.to_string(),
+            };
+        }
+    };
+    let path = [
+        settings.kv_mount(),
+        "data",
+        settings.kv_prefix(),
+        harmony::openbao::ACCESS_DOCUMENT,
+    ]
+    .iter()
+    .filter(|p| !p.is_empty())
+    .map(|p| p.trim_matches('/'))
+    .collect::<Vec<_>>()
+    .join("/");
+    match client.clone().with_token(token).get(&path).await {
+        Ok(None) | Err(SecretError::NotFound { .. }) => Access::NotDeclared,
+        Ok(Some(body)) => match harmony::openbao::AccessTable::from_record(&body["data"]["data"]) {
+            None => Access::NotDeclared,
+            Some(table) => {
+                let roles = table
+                    .roles
+                    .iter()
+                    .map(|(role, a)| {
+                        let mut row = std::collections::BTreeMap::new();
+                        row.insert("base".to_owned(), a.base.as_str().to_owned());
+                        for env in &table.environments {
+                            row.insert(
+                                env.clone(),
+                                a.environments
+                                    .get(env)
+                                    .map_or("none", |l| l.as_str())
+                                    .to_owned(),
+                            );
+                        }
+                        (role.clone(), row)
+                    })
+                    .collect();
+                Access::Declared {
+                    environments: table.environments.clone(),
+                    roles,
+                    text: table.render(),
+                }
+            }
+        },
+        Err(e) => Access::Unreadable {
+            problem: e.to_string(),
+        },
     }
 }
 
@@ -288,6 +381,27 @@ fn print_text(r: &Report) {
     }
     if let Some(problem) = &s.problem {
         println!("note:          {problem}");
+    }
+    match &r.access {
+        None => {}
+        Some(Access::NotDeclared) => println!(
+            "environments:  not declared (everyone signed in shares the one base; \
+             `harmony bootstrap --environments dev,staging,prod` declares them)"
+        ),
+        Some(Access::Unreadable { problem }) => {
+            println!("environments:  unknown (the access record could not be read: {problem})")
+        }
+        Some(Access::Declared {
+            environments, text, ..
+        }) => {
+            println!(
+                "environments:  {} — access by role:",
+                environments.join(", ")
+            );
+            for line in text.lines() {
+                println!("  {line}");
+            }
+        }
     }
 }
 

@@ -133,6 +133,18 @@ pub struct EnvironmentFlags {
 }
 
 impl EnvironmentFlags {
+    /// The developers' and operators' role names (the defaults unless given).
+    pub fn role_names(&self) -> crate::deploy::RoleNames {
+        let mut names = crate::deploy::RoleNames::default();
+        if !self.developer_role.is_empty() {
+            names.developer = self.developer_role.clone();
+        }
+        if !self.ops_role.is_empty() {
+            names.ops = self.ops_role.clone();
+        }
+        names
+    }
+
     /// The access table the flags ask for; `None` without `--environments`. The error is a
     /// usage error's text.
     pub fn table(&self) -> Result<Option<crate::openbao::AccessTable>, String> {

@@ -46,7 +46,7 @@ pub use ci::{
 };
 pub use environments::{
     ACCESS_DOCUMENT, AccessSpecError, AccessTable, DEFAULT_DEVELOPER_ROLE, DEFAULT_OPS_ROLE,
-    RoleAccess, ZITADEL_ROLES_CLAIM,
+    HARMONY_USERPASS_POLICY, RoleAccess, ZITADEL_ROLES_CLAIM,
 };
 pub use ha::{ClusterReport, NodeReport, OpenbaoClusterBootstrap};
 /// How long one ordinary request may take.
@@ -142,8 +142,6 @@ impl KubernetesBackupAuth {
 
 /// What a KV v2 mount answers while it upgrades its storage right after being enabled.
 const KV_UPGRADING: &str = "Upgrading from non-versioned to versioned data";
-/// How long the bootstrap waits for a new KV v2 mount to finish upgrading.
-const KV_UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The team KV mount's `max_versions` the bootstrap sets unless told otherwise (OpenBao's own
 /// default, 10, silently cuts `history`, `diff` and `rollback` short).
@@ -243,6 +241,9 @@ pub struct BootstrapReport {
     /// What the person running it should know without anything having changed (e.g. an
     /// existing userpass user whose password this machine does not have).
     pub notes: Vec<String>,
+    /// The access table as recorded on the server ([`ACCESS_DOCUMENT`]) after this run: the
+    /// one declared now or by an earlier run; `None` without environments (or unconfigured).
+    pub access: Option<AccessTable>,
 }
 
 impl BootstrapReport {
@@ -440,6 +441,8 @@ impl OpenbaoBootstrap {
             match token {
                 Some((token, is_root)) => {
                     report.changes = self.configure(&token, &mut report.notes).await?;
+                    // Read before the root token may be retired below.
+                    report.access = self.recorded_access(&token).await?;
                     report.changes.extend(
                         self.after_configure(is_root, &token, root, &mut report.notes)
                             .await?,
@@ -706,7 +709,26 @@ impl OpenbaoBootstrap {
             self.ensure_auth_mount(token, USERPASS_MOUNT, "userpass")
                 .await?,
         );
-        note(self.ensure_userpass_user(token, notes).await?);
+        // With environments (declared now or by an earlier run), the userpass demo user gets
+        // the developers' access, not every environment.
+        let declared = match &self.options.environments {
+            Some(table) => Some(table.clone()),
+            None => self.recorded_access(token).await?,
+        };
+        let userpass_policy = match &declared {
+            Some(table) => {
+                note(
+                    self.ensure_policy(token, HARMONY_USERPASS_POLICY, table.userpass_policy_hcl())
+                        .await?,
+                );
+                HARMONY_USERPASS_POLICY
+            }
+            None => HARMONY_DEV_POLICY,
+        };
+        note(
+            self.ensure_userpass_user(token, notes, userpass_policy)
+                .await?,
+        );
         if let Some(jwt) = &self.options.jwt {
             note(self.ensure_auth_mount(token, JWT_MOUNT, "jwt").await?);
             note(self.ensure_jwt_config(token, jwt).await?);
@@ -807,6 +829,7 @@ impl OpenbaoBootstrap {
                     REQUEST_TIMEOUT,
                 )
                 .await?;
+                self.wait_kv_upgraded(token).await?;
                 Ok(Some(format!("enabled the KV v2 secrets engine at {key}")))
             }
             Some(mount) => {
@@ -834,19 +857,12 @@ impl OpenbaoBootstrap {
     ) -> Result<Option<String>, OpenbaoError> {
         let path = format!("{KV_MOUNT}/config");
         let wanted = u64::from(self.options.kv_max_versions);
-        // A KV v2 mount just enabled answers 400 "Upgrading from non-versioned to versioned
-        // data" for a moment (seen on bao 2.7.2 right after `sys/mounts`): wait for it, boundedly.
-        let deadline = Instant::now() + KV_UPGRADE_TIMEOUT;
-        let current = loop {
-            match self.read_data(token, &path).await {
-                Ok(data) => break data.and_then(|d| d["max_versions"].as_u64()).unwrap_or(0),
-                Err(e) if e.to_string().contains(KV_UPGRADING) && Instant::now() < deadline => {
-                    tracing::debug!("the KV mount is still upgrading; asking again");
-                    tokio::time::sleep(POLL_INTERVAL).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        // A mount enabled just now has finished its upgrade (`ensure_kv_v2` waits for it).
+        let current = self
+            .read_data(token, &path)
+            .await?
+            .and_then(|d| d["max_versions"].as_u64())
+            .unwrap_or(0);
         if current == wanted {
             return Ok(None);
         }
@@ -866,6 +882,35 @@ impl OpenbaoBootstrap {
         Ok(Some(format!(
             "set max_versions = {wanted} on the KV mount {KV_MOUNT}/ (was {was})"
         )))
+    }
+
+    /// A KV v2 mount just enabled answers reads with HTTP 400 "Upgrading from non-versioned
+    /// to versioned data" for a moment (seen on bao 2.7.2 under load): wait until a read of the
+    /// access record answers, at most 50 times 200 ms apart.
+    async fn wait_kv_upgraded(&self, token: &SecretString) -> Result<(), OpenbaoError> {
+        let path = format!(
+            "{KV_MOUNT}/data/{}/{ACCESS_DOCUMENT}",
+            super::policy::KV_PREFIX
+        );
+        let mut attempt = 1;
+        loop {
+            match self.read_data(token, &path).await {
+                Err(OpenbaoError::Server {
+                    status: 400,
+                    ref message,
+                    ..
+                }) if message.contains(KV_UPGRADING) && attempt < 50 => {
+                    tracing::info!(
+                        attempt,
+                        "waiting for the new KV v2 mount to finish its upgrade"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
     }
 
     #[tracing::instrument(name = "openbao_policy", skip_all)]
@@ -933,13 +978,14 @@ impl OpenbaoBootstrap {
         &self,
         token: &SecretString,
         notes: &mut Vec<String>,
+        policy: &str,
     ) -> Result<Option<String>, OpenbaoError> {
         let user = &self.options.userpass_user;
         let path = format!("auth/{USERPASS_MOUNT}/users/{user}");
         let ttl = self.options.userpass_token_ttl.as_secs();
         // One policy as a string: harmony-admin may send `token_policies` only so (OpenBao
         // compares a JSON list with its allowed values as a whole, never item by item).
-        let settings = json!({"token_policies": HARMONY_DEV_POLICY, "token_ttl": ttl});
+        let settings = json!({"token_policies": policy, "token_ttl": ttl});
         let password_file = self.options.state_dir.userpass_file(user);
         let stored = state::load_password(password_file.clone(), user.clone()).await?;
         let current = self.read_data(token, &path).await?;
@@ -961,7 +1007,7 @@ impl OpenbaoBootstrap {
                         token_var = harmony_env::vars::OPENBAO_TOKEN,
                     ));
                 }
-                if same_strings(&current["token_policies"], &[HARMONY_DEV_POLICY])
+                if same_strings(&current["token_policies"], &[policy])
                     && current["token_ttl"].as_u64() == Some(ttl)
                 {
                     return Ok(None);

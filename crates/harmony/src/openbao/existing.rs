@@ -249,14 +249,28 @@ impl ExistingBootstrap {
                 ci.audience
             ));
         }
-        if let Some(table) = &self.request.environments {
+        // The table as the server records it (declared now or by an earlier run).
+        let recorded = self
+            .report
+            .access
+            .as_ref()
+            .or(self.request.environments.as_ref());
+        if let Some(table) = recorded {
             out.push(String::new());
             out.push(format!(
-                "Environments {} — who may do what (from the ID token's groups claim or Zitadel \
-                 project roles, at sign-in):",
-                table.environments.join(", ")
+                "Environments {} — who may do what (recorded at {}; roles from the ID token's \
+                 groups claim or Zitadel project roles, at sign-in):",
+                table.environments.join(", "),
+                crate::openbao::ACCESS_DOCUMENT
             ));
             out.extend(table.render().lines().map(|l| format!("  {l}")));
+        } else if self.report.configured {
+            out.push(String::new());
+            out.push(
+                "Environments not declared: everyone signed in reads and writes the one base \
+                 (--environments dev,staging,prod declares them)"
+                    .to_owned(),
+            );
         }
         if let Some((issuer, client_id)) = &self.request.sso {
             let claims = &self.request.bound_claims;

@@ -8,10 +8,22 @@
 //!
 //! **Only the project's members sign in.** The project has `projectRoleCheck` (Zitadel refuses to
 //! sign in a user without a grant on the project) and `hasProjectCheck` (the user's organisation
-//! must own or be granted the project) on, and one role, [`DEVELOPER_ROLE`]; the users named in
-//! [`DeviceAppSpec::grant_users`] get it. Without these checks every user of the Zitadel instance
-//! (on a shared company instance: everyone) could sign in and get the `harmony-dev` policy. A
-//! project found without the checks (created by an older Harmony) is updated.
+//! must own or be granted the project) on, and two roles, [`DEVELOPER_ROLE`] and [`OPS_ROLE`]
+//! (the names of `--developer-role` / `--ops-role`); the users named in
+//! [`DeviceAppSpec::grant_users`] get the developers' role, the first admin (only when the
+//! deploy set its password) both. Without these checks every user of the Zitadel instance (on a
+//! shared company instance: everyone) could sign in and get the `harmony-dev` policy. A project
+//! found without the checks (created by an older Harmony) is updated.
+//!
+//! **The roles reach the ID token.** OpenBao's CEL sign-in role reads Zitadel's roles claim
+//! (`urn:zitadel:iam:org:project:roles`) from the id_token, so the project asserts its roles
+//! (`projectRoleAssertion`: roles in tokens without the roles scope) and the application puts
+//! them, and the profile claims, into the id_token itself (`idTokenRoleAssertion`,
+//! `idTokenUserinfoAssertion`; without them Zitadel keeps both for the userinfo endpoint, which
+//! OpenBao never calls). An application found without them is updated with
+//! `UpdateOIDCAppConfig`, which sets every field of the config: the ones we do not change are
+//! sent as found. Zitadel refuses an update that changes nothing (`Errors.NoChangesFound`), so
+//! nothing is sent when everything is already on.
 //!
 //! **The project-audience scope is optional, and kept.** Zitadel always puts the project id in
 //! the id_token's `aud` next to the client id, and OpenBao's role binds the client id (which
@@ -34,7 +46,13 @@
 //! Request and response field names follow Zitadel's proto definitions
 //! (`zitadel.management.v1`, `zitadel.project.v1`, `zitadel.app.v1`, `zitadel.user.v1`) in their
 //! JSON mapping (zitadel/zitadel `proto/zitadel/management.proto`, `project.proto`, `user.proto`,
-//! as of v4.13.0; the v1 Management API is stable there).
+//! as of v4.13.0; the v1 Management API is stable there). `UpdateOIDCAppConfigRequest` (fields
+//! 3–18: `redirect_uris` … `login_version`, `PUT /management/v1/projects/{project_id}/apps/
+//! {app_id}/oidc_config`) was checked against zitadel/zitadel `proto/zitadel/management.proto`
+//! at commit 003b87275c3a, and the no-change refusal against `internal/command/
+//! project_application_oidc.go` (`UpdateOIDCApplication`, `COMMAND-1m88i`) at commit
+//! 02c386bf0ee8 (their release tags could not be read here: the repository is larger than the
+//! snapshot limit).
 
 use std::{
     io::Write,
@@ -223,6 +241,9 @@ pub struct SsoClientState {
 
 /// The project role whose holders may sign in (the name matches OpenBao's JWT role).
 pub const DEVELOPER_ROLE: &str = "harmony-developer";
+/// The operators' project role (writes the base and every environment when environments are
+/// declared).
+pub const OPS_ROLE: &str = "harmony-ops";
 
 /// Which project and application to ensure, and who may sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,12 +252,14 @@ pub struct DeviceAppSpec {
     pub project_name: String,
     /// Application name (searched exactly within the project).
     pub app_name: String,
-    /// The project role every signed-in user needs (default [`DEVELOPER_ROLE`]).
+    /// The developers' project role (default [`DEVELOPER_ROLE`]), granted to `grant_users`.
     pub role_key: String,
+    /// The operators' project role (default [`OPS_ROLE`]), created beside it.
+    pub ops_role_key: String,
     /// Login names (as typed at Zitadel's login) granted `role_key`; each must exist in the
     /// organisation of the PAT's user.
     pub grant_users: Vec<String>,
-    /// Login names granted `role_key` when they exist, skipped (with a log line) when not: the
+    /// Login names granted both roles when they exist, skipped (with a log line) when not: the
     /// first instance's human admin, whom Zitadel creates from its defaults.
     pub grant_if_present: Vec<String>,
 }
@@ -247,6 +270,7 @@ impl Default for DeviceAppSpec {
             project_name: "harmony".into(),
             app_name: "harmony-cli".into(),
             role_key: DEVELOPER_ROLE.into(),
+            ops_role_key: OPS_ROLE.into(),
             grant_users: Vec::new(),
             grant_if_present: Vec::new(),
         }
@@ -462,16 +486,12 @@ impl ZitadelApi {
         non_empty(created.id, self.url(path)?, "id")
     }
 
-    /// Turns on `projectRoleCheck` and `hasProjectCheck` of an existing project, keeping its
-    /// name, role assertion and branding. `PUT /management/v1/projects/{id}` (UpdateProject sets
-    /// every field, so the ones we do not change are sent as found).
-    pub async fn require_project_roles(
-        &self,
-        project: &ProjectInfo,
-    ) -> Result<(), ZitadelSetupError> {
+    /// Turns on `projectRoleCheck`, `hasProjectCheck` and `projectRoleAssertion` of an existing
+    /// project, keeping its name and branding. `PUT /management/v1/projects/{id}`
+    /// (UpdateProject sets every field, so the ones we do not change are sent as found).
+    pub async fn converge_project(&self, project: &ProjectInfo) -> Result<(), ZitadelSetupError> {
         let path = format!("/management/v1/projects/{}", project.id);
         let mut body = project_request(&project.name);
-        body["projectRoleAssertion"] = json!(project.project_role_assertion);
         if let Some(setting) = &project.private_labeling_setting {
             body["privateLabelingSetting"] = json!(setting);
         }
@@ -545,18 +565,18 @@ impl ZitadelApi {
             .map(|u| u.id))
     }
 
-    /// Grants `role` on `project_id` to user `user_id`, once: an existing grant on the project
-    /// that lacks the role gets it added; one that has it is left alone.
-    /// `POST /management/v1/users/grants/_search` (ListUserGrants), then
+    /// Grants `roles` on `project_id` to user `user_id`, once: an existing grant on the project
+    /// that lacks some gets them added (its other roles kept); one that has them all is left
+    /// alone. `POST /management/v1/users/grants/_search` (ListUserGrants), then
     /// `POST /management/v1/users/{user_id}/grants` (AddUserGrant) or
-    /// `PUT /management/v1/users/{user_id}/grants/{grant_id}` (UpdateUserGrant).
-    /// Returns whether anything changed.
-    pub async fn grant_project_role(
+    /// `PUT /management/v1/users/{user_id}/grants/{grant_id}` (UpdateUserGrant, which sets the
+    /// whole role list). Returns the roles added.
+    pub async fn grant_project_roles(
         &self,
         user_id: &str,
         project_id: &str,
-        role: &str,
-    ) -> Result<bool, ZitadelSetupError> {
+        roles: &[&str],
+    ) -> Result<Vec<String>, ZitadelSetupError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Grant {
@@ -580,35 +600,43 @@ impl ZitadelApi {
                 true,
             )
             .await?;
-        match grants
+        let existing = grants
             .result
             .into_iter()
-            .find(|g| g.project_id == project_id)
-        {
-            Some(grant) if grant.role_keys.iter().any(|k| k == role) => Ok(false),
+            .find(|g| g.project_id == project_id);
+        let held: &[String] = existing.as_ref().map_or(&[], |g| &g.role_keys);
+        let missing: Vec<String> = roles
+            .iter()
+            .filter(|r| !held.iter().any(|k| k == *r))
+            .map(|r| (*r).to_owned())
+            .collect();
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        match existing {
             Some(grant) => {
                 let mut role_keys = grant.role_keys;
-                role_keys.push(role.to_owned());
+                role_keys.extend(missing.iter().cloned());
                 let path = format!("/management/v1/users/{user_id}/grants/{}", grant.id);
                 let body = json!({ "roleKeys": role_keys });
                 let _: Value = self.call(Method::PUT, &path, Some(&body), true).await?;
-                Ok(true)
             }
             None => {
                 let path = format!("/management/v1/users/{user_id}/grants");
-                let body = json!({ "projectId": project_id, "roleKeys": [role] });
+                let body = json!({ "projectId": project_id, "roleKeys": missing });
                 let _: Value = self.call(Method::POST, &path, Some(&body), true).await?;
-                Ok(true)
             }
         }
+        Ok(missing)
     }
 
-    /// The client id of the OIDC app named exactly `name` in project `project_id`, if any.
-    pub async fn find_app_client_id(
+    /// The OIDC app named exactly `name` in project `project_id`, if any.
+    /// `POST /management/v1/projects/{project_id}/apps/_search` (ListApps).
+    pub async fn find_app(
         &self,
         project_id: &str,
         name: &str,
-    ) -> Result<Option<String>, ZitadelSetupError> {
+    ) -> Result<Option<OidcAppInfo>, ZitadelSetupError> {
         let path = format!("/management/v1/projects/{project_id}/apps/_search");
         let body = json!({
             "queries": [{ "nameQuery": { "name": name, "method": "TEXT_QUERY_METHOD_EQUALS" } }]
@@ -617,7 +645,7 @@ impl ZitadelApi {
         let Some(app) = list.result.into_iter().find(|a| a.name == name) else {
             return Ok(None);
         };
-        let Some(oidc) = app.oidc_config else {
+        let Some(config) = app.oidc_config.filter(Value::is_object) else {
             return Err(ZitadelSetupError::Decode {
                 url: self.url(&path)?,
                 detail: format!(
@@ -628,7 +656,39 @@ impl ZitadelApi {
                 source: None,
             });
         };
-        non_empty(oidc.client_id, self.url(&path)?, "oidcConfig.clientId").map(Some)
+        let client_id = config["clientId"].as_str().unwrap_or_default().to_owned();
+        let client_id = non_empty(client_id, self.url(&path)?, "oidcConfig.clientId")?;
+        Ok(Some(OidcAppInfo {
+            id: app.id,
+            client_id,
+            config,
+        }))
+    }
+
+    /// The client id of the OIDC app named exactly `name` in project `project_id`, if any.
+    pub async fn find_app_client_id(
+        &self,
+        project_id: &str,
+        name: &str,
+    ) -> Result<Option<String>, ZitadelSetupError> {
+        Ok(self.find_app(project_id, name).await?.map(|a| a.client_id))
+    }
+
+    /// Turns on the id_token's role and userinfo assertions of an existing app, every other
+    /// field of its OIDC config sent as found.
+    /// `PUT /management/v1/projects/{project_id}/apps/{app_id}/oidc_config` (UpdateOIDCAppConfig).
+    pub async fn converge_app_assertions(
+        &self,
+        project_id: &str,
+        app: &OidcAppInfo,
+    ) -> Result<(), ZitadelSetupError> {
+        let path = format!(
+            "/management/v1/projects/{project_id}/apps/{}/oidc_config",
+            app.id
+        );
+        let body = oidc_config_update(&app.config);
+        let _: Value = self.call(Method::PUT, &path, Some(&body), true).await?;
+        Ok(())
     }
 
     /// Creates the native device-code application `name` in `project_id`; returns its client id.
@@ -653,8 +713,8 @@ impl ZitadelApi {
 /// The body of `POST /management/v1/projects/{id}/apps/oidc` for the CLI's device-code app.
 ///
 /// No redirect URIs: the device grant alone needs none (Zitadel's compliance check agrees).
-/// `idTokenUserinfoAssertion` puts profile claims (email, name) in the id_token, which is what
-/// OpenBao sees.
+/// `idTokenUserinfoAssertion` puts profile claims (email, name) in the id_token, and
+/// `idTokenRoleAssertion` the project roles, which is what OpenBao sees.
 pub fn device_app_request(name: &str) -> Value {
     json!({
         "name": name,
@@ -665,8 +725,64 @@ pub fn device_app_request(name: &str) -> Value {
         "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
         "version": "OIDC_VERSION_1_0",
         "accessTokenType": "OIDC_TOKEN_TYPE_BEARER",
+        "idTokenRoleAssertion": true,
         "idTokenUserinfoAssertion": true
     })
+}
+
+/// The fields of `UpdateOIDCAppConfigRequest` besides the ids (management.proto, fields 3–18),
+/// in their JSON names: everything the update sets.
+pub const OIDC_CONFIG_UPDATE_FIELDS: [&str; 16] = [
+    "redirectUris",
+    "responseTypes",
+    "grantTypes",
+    "appType",
+    "authMethodType",
+    "postLogoutRedirectUris",
+    "devMode",
+    "accessTokenType",
+    "accessTokenRoleAssertion",
+    "idTokenRoleAssertion",
+    "idTokenUserinfoAssertion",
+    "clockSkew",
+    "additionalOrigins",
+    "skipNativeAppSuccessPage",
+    "backChannelLogoutUri",
+    "loginVersion",
+];
+
+/// The body of `UpdateOIDCAppConfig` that keeps `found` (an app's `oidcConfig` as ListApps
+/// answers it) and turns on the id_token's role and userinfo assertions. proto3 JSON leaves
+/// out defaults on both sides, so a field absent from `found` is left out here too.
+pub fn oidc_config_update(found: &Value) -> Value {
+    let mut body = serde_json::Map::new();
+    for field in OIDC_CONFIG_UPDATE_FIELDS {
+        if let Some(v) = found.get(field) {
+            body.insert(field.to_owned(), v.clone());
+        }
+    }
+    body.insert("idTokenRoleAssertion".into(), Value::Bool(true));
+    body.insert("idTokenUserinfoAssertion".into(), Value::Bool(true));
+    Value::Object(body)
+}
+
+/// An OIDC application as ListApps describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcAppInfo {
+    /// The app id (path parameter of its updates).
+    pub id: String,
+    /// Its client id.
+    pub client_id: String,
+    /// Its `oidcConfig` as Zitadel answered it (`zitadel.app.v1.OIDCConfig`).
+    pub config: Value,
+}
+
+impl OidcAppInfo {
+    /// Roles and profile claims are in the id_token.
+    pub fn asserts_roles_in_id_token(&self) -> bool {
+        self.config["idTokenRoleAssertion"] == true
+            && self.config["idTokenUserinfoAssertion"] == true
+    }
 }
 
 #[derive(Deserialize)]
@@ -703,12 +819,19 @@ impl ProjectInfo {
     pub fn members_only(&self) -> bool {
         self.project_role_check && self.has_project_check
     }
+
+    /// Members only, and its roles asserted in tokens.
+    pub fn converged(&self) -> bool {
+        self.members_only() && self.project_role_assertion
+    }
 }
 
-/// The body of `POST /management/v1/projects` (AddProjectRequest) for a members-only project.
+/// The body of `POST /management/v1/projects` (AddProjectRequest) for a members-only project
+/// whose roles are asserted in tokens.
 pub fn project_request(name: &str) -> Value {
     json!({
         "name": name,
+        "projectRoleAssertion": true,
         "projectRoleCheck": true,
         "hasProjectCheck": true
     })
@@ -721,14 +844,7 @@ struct App {
     #[serde(default)]
     name: String,
     #[serde(default)]
-    oidc_config: Option<OidcConfig>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OidcConfig {
-    #[serde(default)]
-    client_id: String,
+    oidc_config: Option<Value>,
 }
 
 fn non_empty(value: String, url: Url, field: &str) -> Result<String, ZitadelSetupError> {
@@ -772,35 +888,48 @@ pub async fn ensure_device_app(
     state_dir: &Path,
 ) -> Result<SsoClientState, ZitadelSetupError> {
     let project_id = match api.find_project(&spec.project_name).await? {
-        Some(project) if project.members_only() => {
+        Some(project) if project.converged() => {
             tracing::info!(project = %spec.project_name, id = %project.id, "Zitadel project exists");
             project.id
         }
         Some(project) => {
-            api.require_project_roles(&project).await?;
+            api.converge_project(&project).await?;
             tracing::info!(
                 project = %spec.project_name,
                 id = %project.id,
-                "Zitadel project existed without the role checks; turned them on (only users granted a project role may sign in)"
+                "Zitadel project existed without the role checks or the role assertion; turned them on (only users granted a project role may sign in, and their roles reach the tokens)"
             );
             project.id
         }
         None => {
             let id = api.create_project(&spec.project_name).await?;
-            tracing::info!(project = %spec.project_name, %id, "created Zitadel project (members only)");
+            tracing::info!(project = %spec.project_name, %id, "created Zitadel project (members only, roles asserted)");
             id
         }
     };
-    if !api.has_project_role(&project_id, &spec.role_key).await? {
-        api.add_project_role(&project_id, &spec.role_key, "Harmony developer")
-            .await?;
-        tracing::info!(role = %spec.role_key, "created the Zitadel project role");
+    for (key, display) in [
+        (&spec.role_key, "Harmony developer"),
+        (&spec.ops_role_key, "Harmony operator"),
+    ] {
+        if !api.has_project_role(&project_id, key).await? {
+            api.add_project_role(&project_id, key, display).await?;
+            tracing::info!(role = %key, "created the Zitadel project role");
+        }
     }
     grant_role(api, spec, &project_id).await?;
-    let client_id = match api.find_app_client_id(&project_id, &spec.app_name).await? {
-        Some(client_id) => {
-            tracing::info!(app = %spec.app_name, %client_id, "Zitadel device-code app exists");
-            client_id
+    let client_id = match api.find_app(&project_id, &spec.app_name).await? {
+        Some(app) if app.asserts_roles_in_id_token() => {
+            tracing::info!(app = %spec.app_name, client_id = %app.client_id, "Zitadel device-code app exists");
+            app.client_id
+        }
+        Some(app) => {
+            api.converge_app_assertions(&project_id, &app).await?;
+            tracing::info!(
+                app = %spec.app_name,
+                client_id = %app.client_id,
+                "Zitadel device-code app existed without the id_token's role assertion; turned it on"
+            );
+            app.client_id
         }
         None => {
             let client_id = api.create_device_app(&project_id, &spec.app_name).await?;
@@ -817,29 +946,30 @@ pub async fn ensure_device_app(
     Ok(state)
 }
 
-/// Grants the spec's role to its users: `grant_users` must exist, `grant_if_present` may not.
+/// Grants the spec's roles: `grant_users` (must exist) the developers' role, `grant_if_present`
+/// (may not exist) both roles.
 async fn grant_role(
     api: &ZitadelApi,
     spec: &DeviceAppSpec,
     project_id: &str,
 ) -> Result<(), ZitadelSetupError> {
-    let required = spec.grant_users.iter().map(|l| (l, true));
-    let optional = spec.grant_if_present.iter().map(|l| (l, false));
-    for (login, required) in required.chain(optional) {
+    let developer = [spec.role_key.as_str()];
+    let both = [spec.role_key.as_str(), spec.ops_role_key.as_str()];
+    let required = spec.grant_users.iter().map(|l| (l, true, &developer[..]));
+    let optional = spec.grant_if_present.iter().map(|l| (l, false, &both[..]));
+    for (login, required, roles) in required.chain(optional) {
         let Some(user_id) = api.find_user_id(login).await? else {
             if required {
                 return Err(ZitadelSetupError::UserNotFound {
                     login: login.clone(),
                 });
             }
-            tracing::info!(%login, "no such Zitadel user; nobody granted the project role for it");
+            tracing::info!(%login, "no such Zitadel user; nobody granted the project roles for it");
             continue;
         };
-        if api
-            .grant_project_role(&user_id, project_id, &spec.role_key)
-            .await?
-        {
-            tracing::info!(%login, role = %spec.role_key, "granted the Zitadel project role");
+        let added = api.grant_project_roles(&user_id, project_id, roles).await?;
+        if !added.is_empty() {
+            tracing::info!(%login, roles = %added.join(", "), "granted the Zitadel project roles");
         }
     }
     Ok(())

@@ -70,3 +70,4 @@ pub async fn body_json(request: Request<Body>) -> Result<Value> {
 pub fn query(request: &Request<Body>) -> String {
     request.uri().query().unwrap_or_default().to_owned()
 }
+pub mod management;

@@ -18,6 +18,11 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         reset_userpass: args.reset_userpass,
         backup: args.backup.schedule(),
         kv_max_versions: args.history.kv_max_versions,
+        environments: args
+            .environments
+            .table()
+            .map_err(crate::cli::UsageError::Environments)?,
+        roles: args.environments.role_names(),
         pending_recovery: pending_recovery(args, ui),
     };
     let target = args

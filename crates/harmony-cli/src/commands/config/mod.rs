@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use harmony_config::patch::{PatchError, PatchOutcome};
 use harmony_secret::{OpenbaoSecretStore, SecretError, SecretStore, Versioned, WriteMode};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -662,70 +663,110 @@ async fn set(
         }
     });
     let (current, typing, base) = (current?, typing?, base?);
-    let (doc, whole) = match from_file {
-        Some(path) => (read_document_file(path)?, true),
-        None => {
-            let mut doc = match &current {
-                Some(v) => v.value.as_object().cloned().unwrap_or_default(),
-                None => Map::new(),
-            };
-            for a in assignments {
-                typing.assign(&mut doc, a).map_err(UsageError)?;
-            }
-            (doc, false)
-        }
-    };
+    let base = base
+        .as_ref()
+        .and_then(|b| b.value.as_object().cloned())
+        .unwrap_or_default();
     // A whole document must be complete; single assignments only must not break a field. An
     // overlay is checked as the environment's config it makes (over the base).
-    let checked = match (&team.env, &base) {
-        (Some(_), base) => {
-            let base = base
-                .as_ref()
-                .and_then(|b| b.value.as_object().cloned())
-                .unwrap_or_default();
-            harmony_config::layers::resolve(&base, &doc)
+    let check = |doc: &Map<String, Value>, whole: bool| -> Result<(), String> {
+        let checked = match &team.env {
+            Some(_) => harmony_config::layers::resolve(&base, doc),
+            None => doc.clone(),
+        };
+        let findings: Vec<_> = typing
+            .check(&checked)
+            .into_iter()
+            .filter(|f| whole || !f.missing)
+            .collect();
+        if findings.is_empty() {
+            return Ok(());
         }
-        (None, _) => doc.clone(),
-    };
-    let findings: Vec<_> = typing
-        .check(&checked)
-        .into_iter()
-        .filter(|f| whole || !f.missing)
-        .collect();
-    if !findings.is_empty() {
         let lines: Vec<String> = findings
             .iter()
             .map(|f| format!("  {}: {}", f.field, f.problem))
             .collect();
-        return Err(UsageError(format!(
+        Err(format!(
             "{key} not saved, the schema refuses it:\n{}",
             lines.join("\n")
         ))
-        .into());
-    }
-    let value = Value::Object(doc);
-    if current.as_ref().is_some_and(|c| c.value == value) {
-        eprintln!(
-            "{key}: nothing changed (version {})",
-            current.map_or(0, |c| c.version)
-        );
+    };
+    let denied = |e: SecretError| match e {
+        e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
+        e => conflict_context(e, key),
+    };
+    if let Some(path) = from_file {
+        // A whole document replaces what was read: a write meanwhile is a conflict.
+        let doc = read_document_file(path)?;
+        check(&doc, true).map_err(UsageError)?;
+        let value = Value::Object(doc);
+        if current.as_ref().is_some_and(|c| c.value == value) {
+            eprintln!(
+                "{key}: nothing changed (version {})",
+                current.map_or(0, |c| c.version)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let expected = current.as_ref().map(|c| c.version);
+        let version = team.write(key, &value, expected).await.map_err(denied)?;
+        eprintln!("{}: saved version {version}", team.what(key));
+        let message = match message {
+            Some(m) => m.to_owned(),
+            None => format!("set from {}", path.display()),
+        };
+        team.record(key, version, &message).await;
         return Ok(ExitCode::SUCCESS);
     }
-    let expected = current.as_ref().map(|c| c.version);
-    let version = team
-        .write(key, &value, expected)
-        .await
-        .map_err(|e| match e {
-            e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
-            e => conflict_context(e, key),
-        })?;
-    eprintln!("{}: saved version {version}", team.what(key));
-    let message = match (message, from_file) {
-        (Some(m), _) => m.to_owned(),
-        (None, Some(path)) => format!("set from {}", path.display()),
-        (None, None) => format!("set {}", assigned_fields(assignments).join(", ")),
-    };
-    team.record(key, version, &message).await;
+    // Assignments are a patch: re-applied on a version someone wrote meanwhile, unless they
+    // changed one of these fields.
+    let mut patch = harmony_config::document::Patch::default();
+    for a in assignments {
+        patch
+            .sets
+            .push(typing.parse_assignment(a).map_err(UsageError)?);
+    }
+    let what = team.what(key);
+    let outcome = harmony_config::patch::write_patch(
+        team.store.as_ref(),
+        &team.layer(key),
+        &patch,
+        current,
+        |doc| check(doc, false),
+        |retry| {
+            eprintln!(
+                "{what}: version {} was written meanwhile (changing {}); applying your change on \
+                 top of it (attempt {} of {})",
+                retry.version,
+                if retry.their_fields.is_empty() {
+                    "nothing you set".to_owned()
+                } else {
+                    retry.their_fields.join(", ")
+                },
+                retry.attempt,
+                retry.of
+            );
+        },
+    )
+    .await;
+    match outcome {
+        Ok(PatchOutcome::Unchanged { version }) => {
+            eprintln!("{key}: nothing changed (version {version})");
+        }
+        Ok(PatchOutcome::Written { version, .. }) => {
+            eprintln!("{what}: saved version {version}");
+            let message = match message {
+                Some(m) => m.to_owned(),
+                None => format!("set {}", assigned_fields(assignments).join(", ")),
+            };
+            team.record(key, version, &message).await;
+        }
+        Err(PatchError::Refused(message)) => return Err(UsageError(message).into()),
+        Err(PatchError::Store(e)) => return Err(denied(e)),
+        Err(e @ PatchError::Clash { .. }) => {
+            return Err(anyhow::Error::new(e).context(format!("{what} not saved")));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -71,7 +71,15 @@ pub struct AccessTable {
     pub environments: Vec<String>,
     /// Role name → access, in the order the CEL program checks them.
     pub roles: BTreeMap<String, RoleAccess>,
+    /// Which role is the developers' (`--developer-role`): the userpass demo user gets its
+    /// access ([`HARMONY_USERPASS_POLICY`]).
+    pub developer_role: String,
 }
+
+/// The one policy of the userpass demo user when environments are declared: the developers'
+/// role's policies in one (the admin token may give a user one `harmony-*` policy only), so
+/// that user reads and writes what a developer signed in through SSO does, no more.
+pub const HARMONY_USERPASS_POLICY: &str = "harmony-userpass";
 
 /// A `--environments` or `--access` value that cannot be used; the message says the form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -241,7 +249,31 @@ impl AccessTable {
         Ok(Self {
             environments: declared,
             roles,
+            developer_role: developer_role.to_owned(),
         })
+    }
+
+    /// The HCL of [`HARMONY_USERPASS_POLICY`]: every policy of the developers' role, one after
+    /// the other (OpenBao merges the stanzas of one path).
+    pub fn userpass_policy_hcl(&self) -> String {
+        let all = self.policies();
+        let wanted = self
+            .roles
+            .get(&self.developer_role)
+            .map(RoleAccess::policies)
+            .unwrap_or_else(|| vec![HARMONY_BASE_READ_POLICY.to_owned()]);
+        let mut out = format!(
+            "# {HARMONY_USERPASS_POLICY}: the userpass demo user gets the access of the role {}: {}.\n",
+            self.developer_role,
+            wanted.join(", ")
+        );
+        for name in &wanted {
+            if let Some((_, hcl)) = all.iter().find(|(n, _)| n == name) {
+                out.push('\n');
+                out.push_str(hcl);
+            }
+        }
+        out
     }
 
     /// Every policy name the table uses, with its HCL text.
@@ -343,11 +375,64 @@ impl AccessTable {
                 )
             })
             .collect();
-        json!({"environments": self.environments, "roles": roles})
+        json!({
+            "environments": self.environments,
+            "roles": roles,
+            "developer_role": self.developer_role,
+        })
     }
 
-    /// The table people read in the bootstrap summary: one row per role, one column per
-    /// environment (and the base).
+    /// The table back from its record at [`ACCESS_DOCUMENT`] (what [`Self::to_json`] wrote);
+    /// `None` when the record names no environment. Levels other than `read`/`write` are
+    /// none; names that are not valid are left out (the record is information, not policy).
+    pub fn from_record(record: &Value) -> Option<Self> {
+        let level = |v: &Value| match v.as_str() {
+            Some("read") => Some(AccessLevel::Read),
+            Some("write") => Some(AccessLevel::Write),
+            _ => None,
+        };
+        let environments: Vec<String> = record["environments"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|e| check_name("environment", e).is_ok())
+            .map(str::to_owned)
+            .collect();
+        if environments.is_empty() {
+            return None;
+        }
+        let roles = record["roles"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| check_role_name(name).is_ok())
+            .map(|(name, row)| {
+                let access = RoleAccess {
+                    base: level(&row["base"]).unwrap_or(AccessLevel::Read),
+                    environments: environments
+                        .iter()
+                        .filter_map(|e| {
+                            level(&row["environments"][e.as_str()]).map(|l| (e.clone(), l))
+                        })
+                        .collect(),
+                };
+                (name.clone(), access)
+            })
+            .collect();
+        let developer_role = record["developer_role"]
+            .as_str()
+            .filter(|r| check_role_name(r).is_ok())
+            .unwrap_or(DEFAULT_DEVELOPER_ROLE)
+            .to_owned();
+        Some(Self {
+            environments,
+            roles,
+            developer_role,
+        })
+    }
+
+    /// The table people read in the bootstrap summary and `harmony status`: one row per role,
+    /// one column per environment (and the base), each cell `read`, `write` or `none`.
     pub fn render(&self) -> String {
         let mut header = vec!["ROLE".to_owned(), "base".to_owned()];
         header.extend(self.environments.iter().cloned());
@@ -359,7 +444,7 @@ impl AccessTable {
                     access
                         .environments
                         .get(env)
-                        .map_or("-", |l| l.as_str())
+                        .map_or("none", |l| l.as_str())
                         .to_owned(),
                 );
             }
@@ -553,6 +638,23 @@ impl OpenbaoBootstrap {
         Ok((!envs.is_empty()).then_some(envs))
     }
 
+    /// The table recorded at [`ACCESS_DOCUMENT`] (by this run or an earlier one); `None`
+    /// without environments.
+    pub(super) async fn recorded_access(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<AccessTable>, OpenbaoError> {
+        let path = format!(
+            "{}/data/{}/{ACCESS_DOCUMENT}",
+            crate::openbao::policy::KV_MOUNT,
+            crate::openbao::policy::KV_PREFIX
+        );
+        Ok(self
+            .read_data(token, &path)
+            .await?
+            .and_then(|current| AccessTable::from_record(&current["data"])))
+    }
+
     /// Whether the sign-in role is a CEL role on this server (environments were bootstrapped).
     pub(super) async fn cel_role_exists(
         &self,
@@ -566,6 +668,20 @@ impl OpenbaoBootstrap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_record_reads_back_as_the_table_it_was_written_from() {
+        let t = AccessTable::new(
+            &envs(),
+            DEFAULT_DEVELOPER_ROLE,
+            DEFAULT_OPS_ROLE,
+            &["qa=staging:read".to_owned()],
+        )
+        .expect("table");
+        assert_eq!(AccessTable::from_record(&t.to_json()), Some(t));
+        assert_eq!(AccessTable::from_record(&json!({})), None);
+        assert_eq!(AccessTable::from_record(&json!({"environments": []})), None);
+    }
 
     fn envs() -> Vec<String> {
         ["dev", "staging", "prod"].map(String::from).to_vec()
