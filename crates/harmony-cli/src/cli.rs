@@ -534,6 +534,8 @@ pub struct DeployArgs {
 
     #[command(flatten)]
     pub history: harmony::deploy::flags::HistoryFlags,
+
+    #[command(flatten)]
     pub environments: harmony::deploy::flags::EnvironmentFlags,
 }
 
