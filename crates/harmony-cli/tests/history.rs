@@ -421,3 +421,33 @@ async fn people_signed_in_through_sso_are_named_by_their_email_per_environment()
     let out = ops.run(&["config", "history", "my-app"]);
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn without_environments_an_sso_user_of_the_classic_role_is_named_by_their_email() {
+    let provider = OidcProvider::start(OidcProviderOptions {
+        interval: Some(Duration::from_secs(1)),
+        ..OidcProviderOptions::default()
+    })
+    .await
+    .expect("test OpenID provider");
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let admin = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "--sso-url",
+        provider.issuer(),
+        "--client-id",
+        provider.client_id(),
+    ];
+    bootstrap(admin.path(), &bao, &args);
+    let again = bootstrap(admin.path(), &bao, &args);
+    assert!(again.contains("nothing changed"), "{again}");
+    let carol = Person::sso(&bao, &provider, "carol").await;
+    let (_, err) = carol.ok(&["config", "set", "app", "x=1"]);
+    assert!(!err.contains("without an author record"), "{err}");
+    let report = carol.json(&["config", "history", "app"]);
+    assert_eq!(
+        by_version(&report)[&1]["author"]["name"],
+        "carol@harmony.test",
+        "{report}"
+    );
+}
