@@ -257,6 +257,19 @@ async fn every_write_names_its_author_and_history_shows_who_why_and_what_was_pru
         "{text}"
     );
 
+    // Bob claims version 5 before it exists; alice then writes it. The server's times show
+    // his record came first: it is dropped, and 5 is alice's alone.
+    assert_eq!(
+        raw_write(
+            &bao,
+            &bob_token,
+            &format!("_history/{bob_id}/app/5"),
+            json!({"name": "bob", "time": "2026-01-01T00:00:00Z", "tool": "harmony 0.1.0", "message": "in advance"})
+        )
+        .await,
+        200
+    );
+
     // 5 and 6 push version 1 and 2 out (4 kept): history says so, and by which setting.
     alice.ok(&["config", "set", "app", "name=b"]);
     raw_write(&bao, &root, "app", json!({"port": 1, "name": "c"})).await;
@@ -274,6 +287,9 @@ async fn every_write_names_its_author_and_history_shows_who_why_and_what_was_pru
         by_version(&report).keys().copied().collect::<Vec<_>>(),
         vec![3, 4, 5, 6]
     );
+    let v5 = &by_version(&report)[&5]["author"];
+    assert_eq!(v5["status"], "known", "{report}");
+    assert_eq!(v5["entity_id"], alice_id.as_str(), "{report}");
 
     // Blame: port last changed in 4 (alice's rollback; 3 held 3), name in 6 (no harmony).
     let blame = alice.json(&["config", "blame", "app"]);
@@ -420,4 +436,34 @@ async fn people_signed_in_through_sso_are_named_by_their_email_per_environment()
     // The base has no version at all; the dev overlay's record is not the prod overlay's.
     let out = ops.run(&["config", "history", "my-app"]);
     assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn without_environments_an_sso_user_of_the_classic_role_is_named_by_their_email() {
+    let provider = OidcProvider::start(OidcProviderOptions {
+        interval: Some(Duration::from_secs(1)),
+        ..OidcProviderOptions::default()
+    })
+    .await
+    .expect("test OpenID provider");
+    let bao = OpenbaoServer::dev().await.expect("dev OpenBao");
+    let admin = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "--sso-url",
+        provider.issuer(),
+        "--client-id",
+        provider.client_id(),
+    ];
+    bootstrap(admin.path(), &bao, &args);
+    let again = bootstrap(admin.path(), &bao, &args);
+    assert!(again.contains("nothing changed"), "{again}");
+    let carol = Person::sso(&bao, &provider, "carol").await;
+    let (_, err) = carol.ok(&["config", "set", "app", "x=1"]);
+    assert!(!err.contains("without an author record"), "{err}");
+    let report = carol.json(&["config", "history", "app"]);
+    assert_eq!(
+        by_version(&report)[&1]["author"]["name"],
+        "carol@harmony.test",
+        "{report}"
+    );
 }

@@ -57,6 +57,9 @@ pub struct Record {
     /// The readable name is also in records of another entity: the name is the writer's own
     /// word (only the entity is enforced), so such a name proves nothing.
     pub name_disputed: bool,
+    /// When the server stored the record (RFC 3339), if the store says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
 }
 
 impl Record {
@@ -252,7 +255,8 @@ pub async fn authors<S: SecretStore>(
             .filter_map(|n| n.parse::<u64>().ok())
             .take(MAX_RECORDS_PER_ENTITY)
         {
-            let Some(doc) = store.get(&format!("{folder}/{version}")).await? else {
+            let Some((doc, recorded_at)) = store.get_timed(&format!("{folder}/{version}")).await?
+            else {
                 continue;
             };
             // A record that is not ours in shape is shown as what it is: not a record.
@@ -268,6 +272,7 @@ pub async fn authors<S: SecretStore>(
                 entity_id: entity.to_owned(),
                 body,
                 name_disputed: false,
+                recorded_at,
             });
         }
     }
@@ -417,6 +422,76 @@ pub fn pruned(
     })
 }
 
+/// Seconds since the Unix epoch (with nanoseconds) of an RFC 3339 UTC time as OpenBao writes
+/// them (`2026-12-04T18:57:32.112087535Z`); `None` for anything else.
+fn unix_nanos(text: &str) -> Option<i128> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || frac.len() > 9 {
+        return None;
+    }
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    // Days from the civil date (proleptic Gregorian), Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
+}
+
+/// `authors` without the records the server stored **before** the version they name existed:
+/// a claim made in advance (or left from a key deleted and written again) proves nothing about
+/// who wrote the version. The server's times decide (the record's and the version's), never a
+/// writer's clock; a record or version without a readable time is kept.
+pub fn without_preclaims(
+    authors: BTreeMap<u64, Author>,
+    meta: &LayerMetadata,
+) -> BTreeMap<u64, Author> {
+    let version_time: BTreeMap<u64, i128> = meta
+        .versions
+        .iter()
+        .filter_map(|v| Some((v.version, unix_nanos(&v.created_time)?)))
+        .collect();
+    authors
+        .into_iter()
+        .filter_map(|(version, author)| {
+            let Some(&written) = version_time.get(&version) else {
+                return Some((version, author));
+            };
+            let after = |r: &Record| {
+                r.recorded_at
+                    .as_deref()
+                    .and_then(unix_nanos)
+                    .is_none_or(|t| t >= written)
+            };
+            let records: Vec<Record> = match author {
+                Author::Known(r) => vec![r],
+                Author::Disputed { records } => records,
+                Author::Unknown => return Some((version, Author::Unknown)),
+            };
+            let mut kept: Vec<Record> = records.into_iter().filter(after).collect();
+            match kept.len() {
+                0 => None,
+                1 => Some((version, Author::Known(kept.remove(0)))),
+                _ => Some((version, Author::Disputed { records: kept })),
+            }
+        })
+        .collect()
+}
+
 /// One line of a layer's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
@@ -496,6 +571,56 @@ mod tests {
         assert_eq!(
             blame(&versions),
             vec![("a".to_owned(), 1), ("b".to_owned(), 2)]
+        );
+    }
+
+    #[test]
+    fn server_times_parse_and_records_made_before_their_version_are_dropped() {
+        assert_eq!(unix_nanos("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            unix_nanos("1970-01-02T00:00:01.5Z"),
+            Some(86_401_500_000_000)
+        );
+        assert!(
+            unix_nanos("2026-12-04T18:57:32.1Z") < unix_nanos("2026-12-04T18:57:32.112087535Z")
+        );
+        assert!(unix_nanos("2024-02-29T00:00:00Z") < unix_nanos("2024-03-01T00:00:00Z"));
+        assert_eq!(unix_nanos("2026-12-04 18:57:32"), None);
+        let record = |entity: &str, at: &str| Record {
+            entity_id: entity.into(),
+            body: RecordBody {
+                name: entity.into(),
+                time: String::new(),
+                tool: String::new(),
+                message: String::new(),
+            },
+            name_disputed: false,
+            recorded_at: Some(at.into()),
+        };
+        let meta = LayerMetadata::from_kv(&serde_json::json!({
+            "current_version": 2,
+            "versions": {
+                "1": {"created_time": "2026-12-04T10:00:00.5Z"},
+                "2": {"created_time": "2026-12-04T11:00:00Z"}
+            }
+        }));
+        let authors = BTreeMap::from([
+            (1, Author::Known(record("early", "2026-12-04T10:00:00.2Z"))),
+            (
+                2,
+                Author::Disputed {
+                    records: vec![
+                        record("bob", "2026-12-04T09:00:00Z"),
+                        record("alice", "2026-12-04T11:00:00.01Z"),
+                    ],
+                },
+            ),
+        ]);
+        let kept = without_preclaims(authors, &meta);
+        assert!(!kept.contains_key(&1), "{kept:?}");
+        assert!(
+            matches!(&kept[&2], Author::Known(r) if r.entity_id == "alice"),
+            "{kept:?}"
         );
     }
 

@@ -969,4 +969,44 @@ mod tests {
         assert!(!text.contains("super-secret"), "{text}");
         assert!(text.contains("http://127.0.0.1:1\""), "{text}");
     }
+
+    #[test]
+    fn readable_names_come_from_the_metadata_else_the_display_name_without_its_mount() {
+        let id = |path: &str, display: &str, meta: &[(&str, &str)]| TokenIdentity {
+            entity_id: "e".into(),
+            display_name: display.into(),
+            meta: meta
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            path: path.into(),
+        };
+        // userpass: the user in the metadata.
+        let up = id(
+            "auth/userpass/login/alice",
+            "userpass-alice",
+            &[("username", "alice")],
+        );
+        assert_eq!(up.readable_name(), "alice");
+        // Classic JWT role with the e-mail mapped into the metadata.
+        let jwt = id(
+            "auth/jwt/login",
+            "jwt-3141592",
+            &[("email", "a@example.com"), ("role", "harmony-developer")],
+        );
+        assert_eq!(jwt.readable_name(), "a@example.com");
+        // CEL role: the display name (the e-mail) without the mount's prefix.
+        let cel = id("auth/jwt/cel/login", "jwt-a@example.com", &[]);
+        assert_eq!(cel.readable_name(), "a@example.com");
+        // A CI job: its workflow (GitHub's job_workflow_ref, repository included).
+        let ci = id(
+            "auth/jwt-ci/login",
+            "jwt-ci-acme/app/.github/workflows/deploy.yml@refs/heads/main",
+            &[("role", "github-acme-app")],
+        );
+        assert_eq!(
+            ci.readable_name(),
+            "acme/app/.github/workflows/deploy.yml@refs/heads/main"
+        );
+    }
 }

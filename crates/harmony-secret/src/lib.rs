@@ -58,5 +58,5 @@ pub use client::{ClientOptions, OpenbaoClient};
 pub use error::{AttemptFailure, AuthAttempt, AuthError, SecretError};
 pub use openbao::OpenbaoSecretStore;
 pub use settings::{OpenbaoSettings, UserpassLogin};
-pub use store::{SecretStore, Versioned, WriteMode};
+pub use store::{SecretStore, Timed, Versioned, WriteMode};
 pub use tls::TlsSettings;

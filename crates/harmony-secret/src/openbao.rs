@@ -325,6 +325,10 @@ async fn token_is_dead(client: &OpenbaoClient) -> bool {
 
 impl SecretStore for OpenbaoSecretStore {
     async fn get(&self, path: &str) -> Result<Option<Versioned<Value>>, SecretError> {
+        Ok(self.get_timed(path).await?.map(|(doc, _)| doc))
+    }
+
+    async fn get_timed(&self, path: &str) -> Result<Option<crate::store::Timed>, SecretError> {
         path::validate("secret path", path, false)?;
         let full = self.data_path(path);
         let body = match self.send(Method::GET, &full, None, false).await {
@@ -347,10 +351,14 @@ impl SecretStore for OpenbaoSecretStore {
                         self.settings.kv_mount()
                     ),
                 })?;
-        Ok(Some(Versioned {
-            value: data["data"].clone(),
-            version,
-        }))
+        let created = data["metadata"]["created_time"].as_str().map(str::to_owned);
+        Ok(Some((
+            Versioned {
+                value: data["data"].clone(),
+                version,
+            },
+            created,
+        )))
     }
 
     async fn put(&self, path: &str, value: &Value, mode: WriteMode) -> Result<u64, SecretError> {

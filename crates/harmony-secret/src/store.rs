@@ -15,6 +15,10 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
+/// A document with its version and the server's time of that version (RFC 3339, UTC), if the
+/// store keeps one.
+pub type Timed = (Versioned<Value>, Option<String>);
+
 /// How a write treats what is already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -41,6 +45,16 @@ pub trait SecretStore: Send + Sync {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Option<Versioned<Value>>, SecretError>> + Send;
+
+    /// [`SecretStore::get`] with the server's time of the version read (RFC 3339, UTC; `None`
+    /// when the store keeps no time): what shows that an author record was created after the
+    /// version it names.
+    fn get_timed(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Timed>, SecretError>> + Send {
+        async move { Ok(self.get(path).await?.map(|doc| (doc, None))) }
+    }
 
     /// Write a document; returns the new version.
     fn put(
@@ -77,6 +91,13 @@ impl<S: SecretStore + ?Sized> SecretStore for std::sync::Arc<S> {
         path: &str,
     ) -> impl Future<Output = Result<Option<Versioned<Value>>, SecretError>> + Send {
         (**self).get(path)
+    }
+
+    fn get_timed(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Timed>, SecretError>> + Send {
+        (**self).get_timed(path)
     }
 
     fn put(

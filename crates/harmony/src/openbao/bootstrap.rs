@@ -1097,6 +1097,7 @@ impl OpenbaoBootstrap {
                 && same_claims(&c["bound_claims"], &jwt.bound_claims)
                 && same_strings(&c["token_policies"], &[HARMONY_DEV_POLICY])
                 && c["token_ttl"].as_u64() == Some(ttl)
+                && c["claim_mappings"] == jwt_claim_mappings()
             {
                 return Ok(None);
             }
@@ -1116,6 +1117,9 @@ impl OpenbaoBootstrap {
                 // A string, as harmony-admin may send it (see ensure_userpass_user).
                 "token_policies": HARMONY_DEV_POLICY,
                 "token_ttl": ttl,
+                // The e-mail into the token's metadata: the readable name of the author
+                // records of config versions (the user claim may be an opaque id).
+                "claim_mappings": jwt_claim_mappings(),
             }),
             REQUEST_TIMEOUT,
         )
@@ -1246,6 +1250,12 @@ fn issuer_string(url: &Url) -> String {
 }
 
 /// Whether the role's `bound_claims` as OpenBao reports it (`null` when none) are `wanted`.
+/// The classic JWT role's `claim_mappings`: the ID token's `email` (when it has one; a missing
+/// claim is skipped) into the token's metadata.
+fn jwt_claim_mappings() -> Value {
+    json!({ "email": "email" })
+}
+
 fn same_claims(current: &Value, wanted: &BTreeMap<String, String>) -> bool {
     match current {
         Value::Null => wanted.is_empty(),

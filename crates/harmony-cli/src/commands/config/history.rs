@@ -26,6 +26,7 @@ async fn read(
         .await
         .map_err(|e| team.denied(e, key, "reading the author records of"))
         .with_context(|| format!("reading who wrote the versions of {}", team.what(key)))?;
+    let authors = history::without_preclaims(authors, &meta);
     let mount = team
         .store
         .settings()
