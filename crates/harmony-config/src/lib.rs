@@ -55,6 +55,7 @@ pub mod history;
 pub mod layers;
 mod manager;
 mod merge;
+pub mod project;
 mod prompt;
 mod schema;
 mod source;
