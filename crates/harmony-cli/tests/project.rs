@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use harmony_env::vars;
 use harmony_testkit::OpenbaoServer;
-use harness::{harmony, stderr, stdout};
+use harmony_testkit::oidc::{OidcProvider, OidcProviderOptions};
+use harness::{harmony, harmony_std, run_watching_stderr, stderr, stdout};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -271,4 +272,70 @@ async fn a_bad_project_file_is_a_usage_error_naming_file_and_key_never_a_value()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+/// The promise of the file: a teammate who clones the repository signs in with `harmony login`
+/// and runs the program with `harmony run -- CMD`, no flag and no variable — the device flow
+/// through the real test OpenID provider named by `[sso]`, against the server it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teammate_signs_in_and_runs_with_no_flags() {
+    let bao = server().await;
+    let provider = OidcProvider::start(OidcProviderOptions {
+        interval: Some(std::time::Duration::from_secs(1)),
+        ..OidcProviderOptions::default()
+    })
+    .await
+    .expect("test OpenID provider");
+    let admin = tempfile::tempdir().expect("tempdir");
+    let out = harmony(admin.path())
+        .env(vars::OPENBAO_TOKEN, bao.root_token().expect("root"))
+        .args(["bootstrap", "--openbao-url", bao.url(), "--sso-url"])
+        .args([provider.issuer(), "--client-id", provider.client_id()])
+        .output()
+        .expect("bootstrap");
+    assert!(out.status.success(), "bootstrap: {}", stderr(&out));
+    let repo = repo(&format!(
+        "{}\n[sso]\nissuer = \"{}\"\nclient_id = \"{}\"\n",
+        project_text(&bao),
+        provider.issuer(),
+        provider.client_id()
+    ));
+    let data = tempfile::tempdir().expect("tempdir");
+
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut login = harmony_std(data.path());
+    login.current_dir(&repo.deep).arg("login");
+    let watcher = run_watching_stderr(login, std::time::Duration::from_secs(60), move |line| {
+        if let Some(code) = line.trim().strip_prefix("code: ") {
+            let _ = tx.send(code.to_owned());
+        }
+    });
+    let approve = async {
+        let code = tokio::task::spawn_blocking(move || {
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+        })
+        .await
+        .expect("join")
+        .expect("the user code was printed on stderr");
+        provider
+            .approve_user_code(&code, "alice")
+            .await
+            .expect("approve the code");
+    };
+    let ((status, _, err), ()) = tokio::join!(watcher, approve);
+    assert!(status.success(), "login: {err}");
+
+    let out = harmony(data.path())
+        .current_dir(&repo.deep)
+        .env_remove(vars::HARMONY_PROJECT_FILE)
+        .args(["run", "--", "env"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("HARMONY_WEB_NAME=web-prod"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("HARMONY_SHARED_DB_HOST=db.internal"));
 }

@@ -129,7 +129,11 @@ async fn layers_and_configs_are_read_at_once_and_errors_stay_in_order() {
     let got: Value = serde_json::from_str(&stdout(&out)).expect("json");
     assert_eq!(got, json!({ "name": "a-prod", "port": 1 }));
     assert_eq!(proxy.requests(), 1 + 3);
-    assert!(took < DELAY * 3, "took {took:?} (one after another: ≥ {:?})", DELAY * 4);
+    assert!(
+        took < DELAY * 3,
+        "took {took:?} (one after another: ≥ {:?})",
+        DELAY * 4
+    );
 
     // Two missing configs: the error always names the first one given, whichever answer
     // arrived first.
