@@ -237,12 +237,20 @@ fn empty() -> Versioned<Value> {
     }
 }
 
-/// Every key's layers and schema, all keys at once: the wait is one round trip's, whatever the
-/// number of configs. Errors stay deterministic: the first failing key in the order given wins,
-/// whichever answer came first.
+/// How many configs are read at once (each is two or three requests).
+const CONCURRENT_CONFIGS: usize = 16;
+
+/// Every key's layers and schema, the keys at once (up to [`CONCURRENT_CONFIGS`]): the wait is
+/// one round trip's for any usual number of configs. Errors stay deterministic: the first
+/// failing key in the order given wins, whichever answer came first.
 async fn read_online(ctx: &Context, keys: &[String]) -> anyhow::Result<Vec<Online>> {
+    use futures::StreamExt as _;
     let team = Team::new(ctx.connect().await?, ctx.env.clone());
-    let reads = futures::future::join_all(keys.iter().map(|key| read_one(&team, key))).await;
+    let reads: Vec<anyhow::Result<Online>> = futures::stream::iter(keys)
+        .map(|key| read_one(&team, key))
+        .buffered(CONCURRENT_CONFIGS)
+        .collect()
+        .await;
     reads.into_iter().collect()
 }
 
