@@ -43,9 +43,15 @@ pub struct Global {
     pub non_interactive: bool,
 
     /// The environment (e.g. prod): config get/set/edit/history/diff/rollback/check, run and
-    /// export work on that environment (its overlay over the base). Without it: the base.
+    /// export work on that environment (its overlay over the base). Without it: the project
+    /// file's `environment`, else the base (`--env ''`: the base, whatever the project file says).
     #[arg(long = "env", global = true, value_name = "NAME", env = vars::HARMONY_ENV, hide_env_values = true)]
     pub env: Option<String>,
+
+    /// The project file to read (default: harmony.toml in this directory or a parent, up to
+    /// the repository's root; /dev/null reads none). Flags and variables win over it.
+    #[arg(long, global = true, value_name = "PATH", env = vars::HARMONY_PROJECT_FILE, hide_env_values = true)]
+    pub project_file: Option<std::path::PathBuf>,
 
     /// More detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -361,8 +367,8 @@ pub struct BackupClusterArgs {
 /// Which documents become which variables (`harmony run`, `harmony export`).
 #[derive(Debug, Clone, Args)]
 pub struct EnvArgs {
-    /// A config document to read (repeatable).
-    #[arg(short = 'c', long = "config", value_name = "KEY", required = true)]
+    /// A config document to read (repeatable; default: the project file's `configs`).
+    #[arg(short = 'c', long = "config", value_name = "KEY")]
     pub configs: Vec<String>,
 
     /// Name variables `FIELD` (`DATABASE_HOST`) instead of `HARMONY_<KEY>_<FIELD>`, for programs

@@ -23,27 +23,60 @@ pub struct Context {
     /// The cluster whose OpenBao is used when no URL is given.
     pub cluster_name: String,
     pub output: Output,
-    /// `--env` / `HARMONY_ENV` (checked): the environment whose overlay is read over the base.
+    /// `--env` / `HARMONY_ENV`, else the project file's (checked): the environment whose
+    /// overlay is read over the base. `--env ''` is the base.
     pub env: Option<String>,
+    /// The project file in effect (see [`crate::project`]).
+    pub project: Option<harmony_config::project::ProjectFile>,
 }
 
 impl Context {
     pub fn new(global: &Global) -> anyhow::Result<Self> {
+        let project = crate::project::load(global)?;
+        let project_url = project.as_ref().and_then(|p| p.openbao_url.as_ref());
+        // A flag or HARMONY_ENV wins (an empty one means the base); else the project's.
+        let env = match global.env.as_deref().map(str::trim) {
+            Some("") => None,
+            Some(env) => {
+                harmony_config::layers::validate_environment(env)
+                    .map_err(|e| crate::UsageError(e.to_string()))?;
+                Some(env.to_owned())
+            }
+            None => project.as_ref().and_then(|p| p.environment.clone()),
+        };
         Ok(Self {
-            target: Target::resolve(global.openbao_url.as_ref(), &global.cluster_name)?,
+            target: Target::resolve_with_default(
+                global.openbao_url.as_ref(),
+                project_url,
+                &global.cluster_name,
+            )?,
             interactive: !global.non_interactive && std::io::stdin().is_terminal(),
             non_interactive: global.non_interactive,
             cluster_name: global.cluster_name.clone(),
             output: global.output,
-            env: match global.env.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(env) => {
-                    harmony_config::layers::validate_environment(env)
-                        .map_err(|e| crate::UsageError(e.to_string()))?;
-                    Some(env.to_owned())
-                }
-            },
+            env,
+            project,
         })
+    }
+
+    /// The configs a command names, else the project file's.
+    pub fn configs_or_project(&self, named: &[String]) -> Result<Vec<String>, crate::UsageError> {
+        if !named.is_empty() {
+            return Ok(named.to_vec());
+        }
+        match &self.project {
+            Some(p) if !p.configs.is_empty() => Ok(p.configs.clone()),
+            Some(p) => Err(crate::UsageError(format!(
+                "name the configs to read with -c KEY (the project file {} lists none under \
+                 `configs`)",
+                p.path.display()
+            ))),
+            None => Err(crate::UsageError(
+                "name the configs to read with -c KEY (or list them as `configs` in a \
+                 harmony.toml project file)"
+                    .to_owned(),
+            )),
+        }
     }
 
     /// The OpenBao URL without a trailing slash (the session cache's key).

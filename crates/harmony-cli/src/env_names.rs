@@ -43,6 +43,7 @@ const OWN: &[&str] = &[
     vars::HARMONY_CI_AUTH_MOUNT,
     vars::HARMONY_SESSION_STORE,
     vars::HARMONY_ENV,
+    vars::HARMONY_PROJECT_FILE,
     vars::HARMONY_GITHUB_API_URL,
     vars::HARMONY_GITLAB_API_URL,
     vars::HARMONY_KUBECTL_IMAGE,

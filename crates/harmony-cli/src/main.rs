@@ -18,6 +18,7 @@ mod context;
 mod env_names;
 mod offline;
 mod profile;
+mod project;
 
 /// A command line that parses but cannot work (a missing setting, flags that contradict):
 /// exit code 2.

@@ -237,37 +237,49 @@ fn empty() -> Versioned<Value> {
     }
 }
 
+/// How many configs are read at once (each is two or three requests).
+const CONCURRENT_CONFIGS: usize = 16;
+
+/// Every key's layers and schema, the keys at once (up to [`CONCURRENT_CONFIGS`]): the wait is
+/// one round trip's for any usual number of configs. Errors stay deterministic: the first
+/// failing key in the order given wins, whichever answer came first.
 async fn read_online(ctx: &Context, keys: &[String]) -> anyhow::Result<Vec<Online>> {
+    use futures::StreamExt as _;
     let team = Team::new(ctx.connect().await?, ctx.env.clone());
-    let mut reads = Vec::with_capacity(keys.len());
-    for key in keys {
-        match &ctx.env {
-            None => {
-                // One round trip's wait for both: the document and its schema.
-                let (doc, schema) = tokio::join!(team.existing(key), team.schema(key));
-                reads.push((key.clone(), doc?, schema?, None));
-            }
-            Some(env) => {
-                // The layers and the schema concurrently: one round trip's wait.
-                let (base, overlay, schema) = tokio::join!(
-                    team.base_document(key),
-                    team.document(key),
-                    team.schema(key)
-                );
-                let (base, overlay) = match (base?, overlay?) {
-                    (None, None) => anyhow::bail!(
-                        "no config {key:?}: neither a base at {} nor a {env} overlay at {}; \
-                         `harmony config list` shows the keys that exist",
-                        team.store.describe(key),
-                        team.store.describe(&team.layer(key))
-                    ),
-                    (base, overlay) => (base.unwrap_or_else(empty), overlay.unwrap_or_else(empty)),
-                };
-                reads.push((key.clone(), base, schema?, Some(overlay)));
-            }
+    let reads: Vec<anyhow::Result<Online>> = futures::stream::iter(keys)
+        .map(|key| read_one(&team, key))
+        .buffered(CONCURRENT_CONFIGS)
+        .collect()
+        .await;
+    reads.into_iter().collect()
+}
+
+/// One key: the document and its schema (with an environment: base, overlay and schema),
+/// concurrently.
+async fn read_one(team: &Team, key: &str) -> anyhow::Result<Online> {
+    match &team.env {
+        None => {
+            let (doc, schema) = tokio::join!(team.existing(key), team.schema(key));
+            Ok((key.to_owned(), doc?, schema?, None))
+        }
+        Some(env) => {
+            let (base, overlay, schema) = tokio::join!(
+                team.base_document(key),
+                team.document(key),
+                team.schema(key)
+            );
+            let (base, overlay) = match (base?, overlay?) {
+                (None, None) => anyhow::bail!(
+                    "no config {key:?}: neither a base at {} nor a {env} overlay at {}; \
+                     `harmony config list` shows the keys that exist",
+                    team.store.describe(key),
+                    team.store.describe(&team.layer(key))
+                ),
+                (base, overlay) => (base.unwrap_or_else(empty), overlay.unwrap_or_else(empty)),
+            };
+            Ok((key.to_owned(), base, schema?, Some(overlay)))
         }
     }
-    Ok(reads)
 }
 
 /// Keep what was read; a cache that cannot be written is a warning, never a failed read.

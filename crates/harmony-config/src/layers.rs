@@ -50,6 +50,39 @@ pub fn is_reserved_folder(segment: &str) -> bool {
     segment.starts_with('_')
 }
 
+/// The config keys a recursive scan of `folder` found, as a folder-by-folder listing gives them:
+/// `folder/`-prefixed, sorted, without anything in or named like a reserved (`_`) folder below
+/// `folder`; a document more than `max_depth` folders down shows as its folder at that depth
+/// (`a/…/x/`), once.
+pub fn keys_from_scan(folder: &str, scanned: &[String], max_depth: usize) -> Vec<String> {
+    let folder = folder.trim_end_matches('/');
+    let mut out: Vec<String> = scanned
+        .iter()
+        .filter_map(|key| {
+            let segments: Vec<&str> = key.trim_end_matches('/').split('/').collect();
+            if segments
+                .iter()
+                .any(|s| s.is_empty() || is_reserved_folder(s))
+            {
+                return None;
+            }
+            let relative = if segments.len() > max_depth + 1 {
+                format!("{}/", segments[..=max_depth].join("/"))
+            } else {
+                segments.join("/")
+            };
+            Some(if folder.is_empty() {
+                relative
+            } else {
+                format!("{folder}/{relative}")
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The path (relative to the KV prefix) of the schema of `key`.
 pub fn schema_path(key: &str) -> String {
     format!("{SCHEMA_FOLDER}/{key}")
@@ -171,6 +204,35 @@ mod tests {
         assert_eq!(schema_path("my-app"), "_schema/my-app");
         assert!(is_reserved_folder(ENV_FOLDER) && is_reserved_folder(SCHEMA_FOLDER));
         assert!(!is_reserved_folder("my-app"));
+    }
+
+    #[test]
+    fn a_scan_lists_like_the_folder_walk() {
+        let scanned: Vec<String> = [
+            "web",
+            "team/api",
+            "_env/prod/web",
+            "_schema/web",
+            "team/_history/x",
+            "team/_y",
+            "a/b/c/d",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        assert_eq!(
+            keys_from_scan("", &scanned, 8),
+            ["a/b/c/d", "team/api", "web"]
+        );
+        assert_eq!(
+            keys_from_scan("", &scanned, 1),
+            ["a/b/", "team/api", "web"],
+            "deeper than the bound: the folder at that depth"
+        );
+        assert_eq!(
+            keys_from_scan("team/", &["api".to_owned(), "_x/y".to_owned()], 8),
+            ["team/api"]
+        );
     }
 
     #[test]

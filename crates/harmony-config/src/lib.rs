@@ -56,6 +56,7 @@ pub mod layers;
 mod manager;
 mod merge;
 pub mod patch;
+pub mod project;
 mod prompt;
 mod schema;
 mod source;

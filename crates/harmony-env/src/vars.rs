@@ -85,6 +85,10 @@ pub const HARMONY_NON_INTERACTIVE: &str = "HARMONY_NON_INTERACTIVE";
 /// alone, as without environments.
 pub const HARMONY_ENV: &str = "HARMONY_ENV";
 
+/// The project file (`harmony.toml`) the `harmony` CLI reads instead of looking for one from the
+/// working directory up (`--project-file`); `/dev/null` reads none.
+pub const HARMONY_PROJECT_FILE: &str = "HARMONY_PROJECT_FILE";
+
 /// Prefix of the per-field config variables: `HARMONY_<KEY>_<FIELD>`.
 pub const HARMONY_CONFIG_PREFIX: &str = "HARMONY";
 

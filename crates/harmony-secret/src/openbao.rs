@@ -176,6 +176,50 @@ impl OpenbaoSecretStore {
         ])
     }
 
+    /// Every document under `prefix` (relative to the KV prefix), however deep, in one request:
+    /// KV v2's recursive scan (OpenBao 2.7: `bao kv scan`, sent as `GET
+    /// <mount>/metadata/<path>?scan=true`; the token needs the `scan` capability there). Paths
+    /// come back relative to `prefix`, documents only (no folder entries). `Ok(None)` when the
+    /// server will not scan — the policy lacks `scan` (403), or the server predates it (it then
+    /// ignores the parameter and answers 404, 405 or a document's metadata) — so the caller lists
+    /// folder by folder instead; the reason is logged at debug level. Unlike `LIST`, a scan is
+    /// authorised on `prefix` alone: a deny on a folder below it does not hide that folder's
+    /// names.
+    pub async fn scan(&self, prefix: &str) -> Result<Option<Vec<String>>, SecretError> {
+        path::validate("scan prefix", prefix, true)?;
+        let full = self.metadata_path(prefix);
+        let unavailable = |why: &str| {
+            tracing::debug!(path = %full, "KV scan unavailable ({why}); listing folder by folder");
+            Ok(None)
+        };
+        let body = match self
+            .send(Method::GET, &format!("{full}?scan=true"), None, false)
+            .await
+        {
+            Ok(Some(body)) => body,
+            Ok(None) => return unavailable("an empty answer"),
+            Err(SecretError::PermissionDenied { .. }) => {
+                return unavailable("refused: the token's policy has no `scan` capability here");
+            }
+            Err(SecretError::NotFound { .. }) => {
+                return unavailable("404: the server does not scan, or nothing is there");
+            }
+            Err(SecretError::BadResponse {
+                status: 400 | 405, ..
+            }) => return unavailable("the server does not know the scan operation"),
+            Err(e) => return Err(e),
+        };
+        let data = &body["data"];
+        if data.as_object().is_some_and(serde_json::Map::is_empty) {
+            // What 2.7 answers for a path with nothing under it.
+            return Ok(Some(Vec::new()));
+        }
+        match serde_json::from_value::<Vec<String>>(data["keys"].clone()) {
+            Ok(keys) => Ok(Some(keys)),
+            Err(_) => unavailable("the answer holds no key list (a server without scan)"),
+        }
+    }
+
     /// The document's latest version from its metadata (`None` when there is none), and
     /// whether that version still holds data (it was not deleted or destroyed).
     async fn latest_version(&self, path: &str) -> Result<Option<LatestVersion>, SecretError> {

@@ -20,6 +20,7 @@ pub mod kubeconfig;
 mod locate;
 pub mod oidc;
 mod openbao;
+pub mod proxy;
 mod raft;
 
 pub use locate::{bao_binary, workspace_root};

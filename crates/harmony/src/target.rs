@@ -2,9 +2,10 @@
 //! binaries (`harmony` and the seed's `harmony-sso`).
 //!
 //! Precedence: an explicit URL (`--openbao-url`), then `OPENBAO_URL` (or `BAO_ADDR`/`VAULT_ADDR`),
-//! then the local k3d cluster's OpenBao through the load balancer (`http://bao.harmony.local:8080`,
-//! resolved to 127.0.0.1 by the HTTP client itself, so no `/etc/hosts` entry is needed and the
-//! cached session is keyed by a stable URL).
+//! then a project file's `openbao_url` ([`Target::resolve_with_default`]), then the local k3d
+//! cluster's OpenBao through the load balancer (`http://bao.harmony.local:8080`, resolved to
+//! 127.0.0.1 by the HTTP client itself, so no `/etc/hosts` entry is needed and the cached
+//! session is keyed by a stable URL).
 
 use harmony_env::vars;
 use harmony_secret::{ClientOptions, OpenbaoClient, OpenbaoSettings, SecretError};
@@ -78,6 +79,16 @@ fn env(name: &str) -> Option<String> {
 impl Target {
     /// Pick the target: `explicit` (a flag), else the environment, else the cluster `cluster_name`.
     pub fn resolve(explicit: Option<&url::Url>, cluster_name: &str) -> Result<Self, TargetError> {
+        Self::resolve_with_default(explicit, None, cluster_name)
+    }
+
+    /// [`Target::resolve`] with `project` (a project file's URL) between the environment and
+    /// the cluster: a flag, then `OPENBAO_URL` (or an alias), then `project`, then the cluster.
+    pub fn resolve_with_default(
+        explicit: Option<&url::Url>,
+        project: Option<&url::Url>,
+        cluster_name: &str,
+    ) -> Result<Self, TargetError> {
         let explicit = match explicit {
             Some(url) => Some(url.clone()),
             None => match vars::OPENBAO_URL_ALIASES
@@ -93,7 +104,7 @@ impl Target {
                         })?,
                     )
                 }
-                None => None,
+                None => project.cloned(),
             },
         };
         Ok(match explicit {

@@ -63,8 +63,8 @@ pub async fn run(ctx: &Context, args: &LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Issuer and client from the flags (or their variables), else the previous login, else the
-/// local cluster's saved device-code application.
+/// Issuer and client from the flags (or their variables), else the project file's `[sso]`, else
+/// the previous login, else the local cluster's saved device-code application.
 async fn sso_profile(
     ctx: &Context,
     args: &LoginArgs,
@@ -91,7 +91,17 @@ async fn sso_profile(
             )
             .into());
         }
-        (None, None) => previous.and_then(|p| p.sso.clone()),
+        (None, None) => match ctx.project.as_ref().and_then(|p| p.sso.as_ref()) {
+            Some(sso) => Some(SsoProfile {
+                issuer: sso.issuer.as_str().trim_end_matches('/').to_owned(),
+                client_id: sso.client_id.clone(),
+                project_id: env(harmony_env::vars::HARMONY_SSO_PROJECT_ID)
+                    .or_else(|| sso.project_id.clone()),
+                jwt_mount: DEFAULT_JWT_AUTH_MOUNT.to_owned(),
+                jwt_role: DEFAULT_JWT_ROLE.to_owned(),
+            }),
+            None => previous.and_then(|p| p.sso.clone()),
+        },
     };
     if found.is_none() && ctx.target.cluster {
         let dir = harmony::harmony_data_dir()?

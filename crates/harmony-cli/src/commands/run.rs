@@ -37,8 +37,9 @@ struct Variables {
 async fn variables(ctx: &Context, args: &EnvArgs) -> anyhow::Result<Variables> {
     let rules = NameRules::new(&args.allow_name)?;
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
-    let mut versions = Vec::with_capacity(args.configs.len());
-    for read in read_documents(ctx, &args.configs, &args.cache).await? {
+    let configs = ctx.configs_or_project(&args.configs)?;
+    let mut versions = Vec::with_capacity(configs.len());
+    for read in read_documents(ctx, &configs, &args.cache).await? {
         let Read {
             key, doc, typing, ..
         } = read;

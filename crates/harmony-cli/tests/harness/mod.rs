@@ -22,6 +22,7 @@ const CLEARED: &[&str] = &[
     vars::HARMONY_SSO_OPEN_BROWSER,
     vars::HARMONY_NON_INTERACTIVE,
     vars::HARMONY_ENV,
+    vars::HARMONY_PROJECT_FILE,
     vars::RUST_LOG,
     vars::VISUAL,
     vars::EDITOR,

@@ -6,6 +6,12 @@
 //! policy grants document operations on `secret/data/harmony/*` and reading/listing versions on
 //! `secret/metadata/harmony/*` (including deleting a document with its versions, which
 //! `SecretStore::delete` needs) — nothing on other KV paths, no `sudo`, no `sys/`, no `destroy`.
+//!
+//! `scan` (KV v2's recursive listing, OpenBao 2.7) is granted by `harmony-dev` only, where a
+//! teammate lists every folder anyway. The environment policies leave it out: OpenBao authorises
+//! a scan on the folder scanned alone, so a developer allowed to scan `<prefix>/` would see the
+//! names under `_env/prod/` that the base policies' deny hides from `LIST` (verified on 2.7.2);
+//! `config list` then lists folder by folder.
 
 /// Name of the policy.
 pub const HARMONY_DEV_POLICY: &str = "harmony-dev";
@@ -26,9 +32,10 @@ path "{KV_MOUNT}/data/{KV_PREFIX}/*" {{
   capabilities = ["create", "read", "update", "patch", "delete"]
 }}
 
-# Versions, listing, and deleting a document with all its versions (SecretStore::delete).
+# Versions, listing (`scan`: the whole tree in one request, `config list`), and deleting a
+# document with all its versions (SecretStore::delete).
 path "{KV_MOUNT}/metadata/{KV_PREFIX}/*" {{
-  capabilities = ["read", "list", "delete"]
+  capabilities = ["read", "list", "scan", "delete"]
 }}
 {history}"#,
         history = history_hcl(true),

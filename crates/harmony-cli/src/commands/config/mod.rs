@@ -333,8 +333,21 @@ impl Team {
         Ok(data.clone())
     }
 
-    /// Document keys under `prefix` (relative to the team's prefix), schemas left out.
+    /// Document keys under `prefix` (relative to the team's prefix), schemas, overlays and
+    /// author records left out: one recursive scan where the server and the token's policy
+    /// allow it, else a `LIST` per folder ([`Self::list_walk`]).
     async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let folder = prefix.trim_end_matches('/');
+        match self.store.scan(folder).await? {
+            Some(scanned) => Ok(harmony_config::layers::keys_from_scan(
+                folder, &scanned, LIST_DEPTH,
+            )),
+            None => self.list_walk(folder).await,
+        }
+    }
+
+    /// [`Self::list`] by one `LIST` per folder.
+    async fn list_walk(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         let mut stack = vec![(prefix.trim_end_matches('/').to_owned(), 0usize)];
         while let Some((folder, depth)) = stack.pop() {
