@@ -15,13 +15,7 @@ async fn unsealed_with_kv() -> (OpenbaoServer, String) {
     let mut bao = OpenbaoServer::sealed().await.expect("sealed OpenBao");
     let keys = bao.init().await.expect("init");
     bao.unseal(&keys).await.expect("unseal");
-    bao.root_call(
-        reqwest::Method::POST,
-        "sys/mounts/secret",
-        Some(json!({"type": "kv", "options": {"version": "2"}})),
-    )
-    .await
-    .expect("kv");
+    bao.enable_kv_v2("secret").await.expect("kv");
     (bao, keys.root_token)
 }
 

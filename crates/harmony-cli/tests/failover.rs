@@ -210,14 +210,7 @@ async fn failover_under_load_loses_no_acknowledged_write() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let root = keys.root_token.clone();
-    cluster
-        .node(0)
-        .root_call(
-            Method::POST,
-            "sys/mounts/secret",
-            Some(json!({"type": "kv", "options": {"version": "2"}})),
-        )
-        .await?;
+    cluster.node(0).enable_kv_v2("secret").await?;
     // Keep every version, so every acknowledged write can be found afterwards.
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster

@@ -103,12 +103,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 async fn enable_kv(bao: &OpenbaoServer) -> Result<()> {
-    bao.root_call(
-        Method::POST,
-        "sys/mounts/secret",
-        Some(json!({"type": "kv", "options": {"version": "2"}})),
-    )
-    .await?;
+    bao.enable_kv_v2("secret").await?;
     Ok(())
 }
 

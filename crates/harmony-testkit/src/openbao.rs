@@ -485,6 +485,52 @@ disable_standby_reads = true
             .await
     }
 
+    /// Enable a KV v2 engine at `mount` and wait until it serves: a mount enabled just now
+    /// answers HTTP 400 "Upgrading from non-versioned to versioned data" for a moment (seen on
+    /// bao 2.7.2 under load).
+    pub async fn enable_kv_v2(&self, mount: &str) -> Result<(), TestkitError> {
+        self.root_call(
+            reqwest::Method::POST,
+            &format!("sys/mounts/{mount}"),
+            Some(json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await?;
+        self.wait_kv_serves(None, mount).await
+    }
+
+    /// Wait until the KV v2 engine at `mount` (in `namespace`) serves reads: one enabled just
+    /// now answers HTTP 400 "Upgrading from non-versioned to versioned data" for a moment. A
+    /// read every 100 ms, at most 15 s.
+    async fn wait_kv_serves(
+        &self,
+        namespace: Option<&str>,
+        mount: &str,
+    ) -> Result<(), TestkitError> {
+        let token = self.root_token.clone();
+        let path = format!("{mount}/data/harmony-testkit-ready");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self
+                .call_in(
+                    namespace,
+                    reqwest::Method::GET,
+                    &path,
+                    token.as_deref(),
+                    None,
+                )
+                .await
+            {
+                Err(e) if e.to_string().contains("Upgrading from non-versioned") => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// Create the namespace `name` (`sys/namespaces/<name>`) with a KV v2 engine at `secret/`
     /// inside it, as dev mode has at the root.
     pub async fn create_namespace(&self, name: &str) -> Result<(), TestkitError> {
@@ -501,7 +547,7 @@ disable_standby_reads = true
             Some(json!({"type": "kv", "options": {"version": "2"}})),
         )
         .await?;
-        Ok(())
+        self.wait_kv_serves(Some(name), "secret").await
     }
 
     async fn call(
