@@ -238,17 +238,17 @@ pub enum OpenbaoError {
         #[source]
         source: tokio::task::JoinError,
     },
-    /// helm could not add the repository or install the chart.
+    /// helm could not add the repository or install the chart (the deploy crate's `HelmError`).
     #[error("installing OpenBao with helm failed")]
-    Helm(#[source] Box<crate::helm::HelmError>),
+    Helm(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A Kubernetes step (waiting for the pod, port-forwarding) failed.
     #[error("{what} failed")]
     Kubernetes {
         /// What was being done, with the pod.
         what: String,
-        /// The Kubernetes error.
+        /// The Kubernetes error (harmony-k8s's `K8sError`).
         #[source]
-        source: Option<Box<harmony_k8s::K8sError>>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The CI trust cannot be set up as given (e.g. two repositories on one role name).
     #[error(transparent)]
