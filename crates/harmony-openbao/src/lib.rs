@@ -32,6 +32,7 @@ mod backup;
 mod bootstrap;
 mod error;
 mod existing;
+pub mod flags;
 pub mod ingress;
 mod policy;
 mod state;

@@ -1,0 +1,52 @@
+//! The command-line flags for the environments the bootstrap declares, defined once for every
+//! binary that bootstraps (`harmony bootstrap` and `example-harmony-sso`), which
+//! flatten them into their own arguments.
+
+/// `--environments`, `--access`, `--developer-role`, `--ops-role`: environments and who may
+/// read or write each, turned into OpenBao policies and the CEL sign-in role by the bootstrap.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EnvironmentFlags {
+    /// Declare these environments (e.g. dev,staging,prod): one overlay per config each, one
+    /// policy per environment and access level, and roles from the ID token's claims at
+    /// sign-in. Idempotent; name them all again to add one. Without it, everyone signed in
+    /// reads and writes the one base, as before.
+    #[arg(long, value_name = "ENV,...", value_delimiter = ',')]
+    pub environments: Vec<String>,
+
+    /// Override a role's access (repeatable): ROLE=ENV:LEVEL,... with ROLE developer, ops or a
+    /// role name, ENV an environment or base, LEVEL read, write or none. Default: developers
+    /// read the base and write every environment but prod/production; ops write everything.
+    #[arg(long, value_name = "ROLE=ENV:LEVEL,...", requires = "environments")]
+    pub access: Vec<String>,
+
+    /// The developers' role: the Zitadel project role and `groups` entry looked for.
+    #[arg(long, value_name = "NAME", default_value = crate::DEFAULT_DEVELOPER_ROLE, requires = "environments")]
+    pub developer_role: String,
+
+    /// The operators' role (writes the base and every environment by default).
+    #[arg(long, value_name = "NAME", default_value = crate::DEFAULT_OPS_ROLE, requires = "environments")]
+    pub ops_role: String,
+}
+
+impl EnvironmentFlags {
+    /// The access table the flags ask for; `None` without `--environments`. The error is a
+    /// usage error's text.
+    pub fn table(&self) -> Result<Option<crate::AccessTable>, String> {
+        if self.environments.is_empty() {
+            return Ok(None);
+        }
+        let developer = if self.developer_role.is_empty() {
+            crate::DEFAULT_DEVELOPER_ROLE
+        } else {
+            &self.developer_role
+        };
+        let ops = if self.ops_role.is_empty() {
+            crate::DEFAULT_OPS_ROLE
+        } else {
+            &self.ops_role
+        };
+        crate::AccessTable::new(&self.environments, developer, ops, &self.access)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
