@@ -92,6 +92,7 @@ pub enum Command {
     /// Deploy or converge the stack: on a local k3d cluster (needs Docker), or with
     /// --kube-context on a cluster you have. OpenBao, CloudNativePG, Zitadel, the device-code app
     /// and OpenBao's JWT auth. A re-run changes nothing.
+    #[cfg(feature = "deploy")]
     Deploy(DeployArgs),
     /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
     /// wiring its JWT auth to an OpenID provider.
@@ -103,6 +104,7 @@ pub enum Command {
         command: BackupCommand,
     },
     /// Delete the local k3d cluster and its local state (asks first on a terminal).
+    #[cfg(feature = "deploy")]
     Cleanup {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
@@ -445,6 +447,7 @@ pub enum Format {
 }
 
 /// `harmony deploy`.
+#[cfg(feature = "deploy")]
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
     /// OpenBao only: no CloudNativePG, no Zitadel, no JWT auth.
@@ -489,13 +492,13 @@ pub struct BootstrapArgs {
 
     /// With --sso-url: OpenBao lets in only id_tokens whose claim KEY has the value VALUE
     /// (repeatable, all must match).
-    #[arg(long, value_name = "KEY=VALUE", value_parser = harmony::openbao::parse_bound_claim, requires = "sso_url")]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = harmony_openbao::parse_bound_claim, requires = "sso_url")]
     pub bound_claim: Vec<(String, String)>,
 
     /// Let this CI repository's jobs read the team's config with their own OIDC id_token
     /// (repeatable): github[=ISSUER]:OWNER/REPO[@REF] or gitlab[=ISSUER]:GROUP/PROJECT[@REF].
     #[arg(long = "ci", value_name = "SPEC")]
-    pub ci: Vec<harmony::openbao::CiTrust>,
+    pub ci: Vec<harmony_openbao::CiTrust>,
 
     /// OpenBao namespace to configure (created when missing); default BAO_NAMESPACE, else the root.
     #[arg(long, value_name = "NAMESPACE")]
@@ -530,5 +533,5 @@ pub struct BootstrapArgs {
     pub regenerate_root: bool,
 
     #[command(flatten)]
-    pub environments: harmony::deploy::flags::EnvironmentFlags,
+    pub environments: harmony_openbao::flags::EnvironmentFlags,
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use harmony::target::{Target, admin_token_from_env};
+use harmony_openbao::target::{Target, admin_token_from_env};
 use harmony_secret::oidc::{DeviceFlowOptions, DevicePrompt, SsoLogin, SsoSettings};
 use harmony_secret::session::SessionCache;
 use harmony_secret::{OpenbaoClient, OpenbaoSecretStore, OpenbaoSettings, SecretError};
@@ -20,7 +20,9 @@ pub struct Context {
     pub interactive: bool,
     /// `--non-interactive` (or its variable) was given.
     pub non_interactive: bool,
-    /// The cluster whose OpenBao is used when no URL is given.
+    /// The cluster whose OpenBao is used when no URL is given (deploy, cleanup and the deploy's
+    /// saved SSO application read it; the lean build resolves [`Context::target`] with it only).
+    #[cfg(feature = "deploy")]
     pub cluster_name: String,
     pub output: Output,
     /// `--env` / `HARMONY_ENV` (checked): the environment whose overlay is read over the base.
@@ -33,6 +35,7 @@ impl Context {
             target: Target::resolve(global.openbao_url.as_ref(), &global.cluster_name)?,
             interactive: !global.non_interactive && std::io::stdin().is_terminal(),
             non_interactive: global.non_interactive,
+            #[cfg(feature = "deploy")]
             cluster_name: global.cluster_name.clone(),
             output: global.output,
             env: match global.env.as_deref().map(str::trim) {
@@ -69,7 +72,7 @@ impl Context {
             sso = sso.with_project_id(project);
         }
         if self.target.cluster {
-            for (host, addr) in harmony::ingress::LocalIngress::k3d().resolutions() {
+            for (host, addr) in harmony_openbao::ingress::LocalIngress::k3d().resolutions() {
                 sso = sso.with_resolved_host(host, addr);
             }
         }
