@@ -199,14 +199,28 @@ pub enum ConfigCommand {
         /// Replace the whole document with this JSON or YAML file.
         #[arg(long, value_name = "FILE", conflicts_with = "assignments")]
         from_file: Option<std::path::PathBuf>,
+        /// Why: kept with the version in its author record (default: what changed, e.g. "set
+        /// database.port").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// Edit a document in $VISUAL / $EDITOR as YAML, validated and check-and-set on save.
     Edit {
         /// The config key.
         key: String,
+        /// Why: kept with the version in its author record (default: what changed, e.g. "set
+        /// database.port").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
-    /// The document's versions: number, time, deleted or destroyed.
+    /// The document's versions: number, time, author and message, deleted or destroyed; and
+    /// whether older versions were pruned (by which max_versions setting).
     History {
+        /// The config key.
+        key: String,
+    },
+    /// For each field, the version, author and time of its last change (no values shown).
+    Blame {
         /// The config key.
         key: String,
     },
@@ -226,6 +240,9 @@ pub enum ConfigCommand {
         key: String,
         /// The version whose content to restore.
         version: u64,
+        /// Why: kept with the version in its author record (default: "rollback to VERSION").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// Which fields differ between two environments' configs (each its overlay over the base);
     /// secret values are never shown, only "(secret) differs".
@@ -251,6 +268,9 @@ pub enum ConfigCommand {
         /// Only these fields (dotted paths); default: every field of the source overlay.
         #[arg(value_name = "FIELD")]
         fields: Vec<String>,
+        /// Why: kept with the version in its author record (default: "promote from ENV").
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
     },
     /// Validate documents against their stored schemas; exit 1 listing each missing or invalid
     /// field with the variable that would supply it.
@@ -268,8 +288,9 @@ impl ConfigCommand {
             Self::List { .. } | Self::Check { .. } => None,
             Self::Get { key, .. }
             | Self::Set { key, .. }
-            | Self::Edit { key }
+            | Self::Edit { key, .. }
             | Self::History { key }
+            | Self::Blame { key }
             | Self::Diff { key, .. }
             | Self::Compare { key, .. }
             | Self::Promote { key, .. }
@@ -304,6 +325,42 @@ pub enum BackupCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// List the scheduled snapshots the backup CronJob keeps on its PVC in the cluster (deploy
+    /// --backup-schedule), newest first.
+    #[cfg(feature = "deploy")]
+    List {
+        #[command(flatten)]
+        cluster: BackupClusterArgs,
+    },
+    /// Copy one scheduled snapshot off the cluster to FILE (0600, never overwritten), checked
+    /// against the pod's SHA-256 and like `backup verify`.
+    #[cfg(feature = "deploy")]
+    Fetch {
+        /// The snapshot, as `backup list` shows it (harmony-YYYYMMDDTHHMMSSZ.snap).
+        name: String,
+        /// Where to write it (default: NAME here).
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        cluster: BackupClusterArgs,
+    },
+}
+
+/// Where the scheduled backups are: the cluster and OpenBao's namespace.
+#[cfg(feature = "deploy")]
+#[derive(Debug, Clone, Args)]
+pub struct BackupClusterArgs {
+    /// The kubeconfig context of the cluster (KUBECONFIG, else ~/.kube/config); default: the
+    /// local k3d cluster (--cluster-name).
+    #[arg(long, value_name = "NAME")]
+    pub kube_context: Option<String>,
+
+    /// OpenBao's namespace, where the CronJob and its PVC are.
+    #[arg(
+        long = "k8s-namespace",
+        value_name = "NAMESPACE",
+        default_value = "openbao"
+    )]
+    pub k8s_namespace: String,
 }
 
 /// Which documents become which variables (`harmony run`, `harmony export`).
@@ -470,6 +527,9 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub cluster: harmony::deploy::flags::ClusterFlags,
 
+    #[command(flatten)]
+    pub backup: harmony::deploy::flags::BackupFlags,
+
     /// Unseal key shares created at init (with --key-threshold; default 1, or 5 for ha).
     #[arg(long, value_name = "N")]
     pub key_shares: Option<u8>,
@@ -477,6 +537,9 @@ pub struct DeployArgs {
     /// How many shares unseal (with --key-shares; default 1, or 3 for ha).
     #[arg(long, value_name = "T")]
     pub key_threshold: Option<u8>,
+
+    #[command(flatten)]
+    pub history: harmony_openbao::flags::HistoryFlags,
 }
 
 /// `harmony bootstrap`.
@@ -534,4 +597,7 @@ pub struct BootstrapArgs {
 
     #[command(flatten)]
     pub environments: harmony_openbao::flags::EnvironmentFlags,
+
+    #[command(flatten)]
+    pub history: harmony_openbao::flags::HistoryFlags,
 }

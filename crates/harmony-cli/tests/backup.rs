@@ -153,3 +153,93 @@ async fn save_verify_restore_and_a_tampered_archive_is_refused() {
         stdout(&forced)
     );
 }
+
+/// `harmony backup list --kube-context` reaches the cluster of that context (a stand-in API
+/// server on loopback answering as the Kubernetes API does for a missing object) and, with no
+/// backup CronJob there, says how to enable scheduled backups; no pod is created.
+#[cfg(feature = "deploy")]
+#[test]
+fn backup_list_on_a_cluster_without_scheduled_backups_names_the_flag() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_owned());
+            }
+            let request_line = head.first().cloned().unwrap_or_default();
+            let authorized = head
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case("authorization: Bearer not-a-real-token"));
+            record
+                .lock()
+                .expect("lock")
+                .push(format!("{request_line} authorized={authorized}"));
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "reason": "NotFound", "code": 404,
+                "message": "cronjobs.batch \"openbao-backup\" not found"})
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let data = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = data.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: c\n  \
+             cluster: {{server: \"http://127.0.0.1:{port}\"}}\nusers:\n- name: me\n  user: \
+             {{token: not-a-real-token}}\ncontexts:\n- name: staging\n  context: {{cluster: c, \
+             user: me}}\n- name: other\n  context: {{cluster: c, user: me}}\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let mut cmd = harmony(data.path());
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(name);
+    }
+    let out = cmd
+        .env(vars::KUBECONFIG, &kubeconfig)
+        .args(["backup", "list", "--kube-context", "staging"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--backup-schedule"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("not-a-real-token"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        ["GET /apis/batch/v1/namespaces/openbao/cronjobs/openbao-backup HTTP/1.1 authorized=true"],
+        "one read of the CronJob, nothing created"
+    );
+}

@@ -119,6 +119,30 @@ fn usage_errors_exit_2_on_stderr() {
             "--openbao-url",
         ),
         (&["no-such-command"], "no-such-command"),
+        // Scheduled backups: checked before anything runs.
+        (
+            &["deploy", "--backup-schedule", "0 * * *"],
+            "--backup-schedule",
+        ),
+        (
+            &["deploy", "--backup-schedule", "@reboot"],
+            "--backup-schedule",
+        ),
+        (
+            &[
+                "deploy",
+                "--backup-schedule",
+                "@hourly",
+                "--backup-keep",
+                "0",
+            ],
+            "--backup-keep",
+        ),
+        (&["deploy", "--backup-keep", "3"], "--backup-schedule"),
+        (
+            &["backup", "fetch", "../../etc/passwd"],
+            "harmony backup list",
+        ),
     ];
     for (args, named) in cases {
         let output = harmony(data.path()).args(*args).output().expect("run");

@@ -208,7 +208,8 @@ async fn set_get_history_diff_rollback_with_secrets_masked() {
         .args(["--output", "json", "config", "history", "my-app"])
         .output()
         .expect("run");
-    let versions: Value = serde_json::from_str(&ok(&out)).expect("JSON");
+    let report: Value = serde_json::from_str(&ok(&out)).expect("JSON");
+    let versions = &report["versions"];
     let numbers: Vec<u64> = versions
         .as_array()
         .expect("array")

@@ -23,6 +23,10 @@ use crate::document::leaves;
 /// The folder (under the KV prefix) holding the author records.
 pub const HISTORY_FOLDER: &str = "_history";
 
+/// The message of a version saved by `ConfigManager::set` (a write-back of prompted fields
+/// says which fields were entered).
+pub const SET_MESSAGE: &str = "saved by the application";
+
 /// Longest message kept (bytes; longer ones are cut at a character boundary).
 pub const MAX_MESSAGE_LEN: usize = 1000;
 
@@ -50,11 +54,28 @@ pub struct Record {
     /// The body.
     #[serde(flatten)]
     pub body: RecordBody,
+    /// The readable name is also in records of another entity: the name is the writer's own
+    /// word (only the entity is enforced), so such a name proves nothing.
+    pub name_disputed: bool,
+}
+
+impl Record {
+    /// The readable name, and when another entity uses it too, which entity this one is.
+    pub fn display(&self) -> String {
+        if self.name_disputed {
+            format!(
+                "{} (entity {}; other entities also use this name)",
+                self.body.name, self.entity_id
+            )
+        } else {
+            self.body.name.clone()
+        }
+    }
 }
 
 /// Who wrote a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "author", rename_all = "lowercase")]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub enum Author {
     /// One record names the version.
     Known(Record),
@@ -71,10 +92,10 @@ impl Author {
     /// `alice@example.com`, `unknown (written without harmony)`, or both claimants.
     pub fn display(&self) -> String {
         match self {
-            Self::Known(r) => r.body.name.clone(),
+            Self::Known(r) => r.display(),
             Self::Disputed { records } => records
                 .iter()
-                .map(|r| r.body.name.as_str())
+                .map(Record::display)
                 .collect::<Vec<_>>()
                 .join(" or "),
             Self::Unknown => "unknown (written without harmony)".to_owned(),
@@ -120,6 +141,48 @@ pub enum Recorded {
     NoEntity,
     /// The store has no notion of identity.
     NoIdentity,
+}
+
+/// What came of trying to record the author of a version that was saved.
+#[derive(Debug)]
+pub enum RecordOutcome {
+    /// Recorded, or nothing to record (see [`Recorded`]).
+    Done(Recorded),
+    /// The version is saved but its record could not be written.
+    Failed(SecretError),
+}
+
+impl RecordOutcome {
+    /// What to tell the person after saving `version` of `what` (`my-app`, `the prod overlay
+    /// of my-app`), when there is something to say: the value is saved either way.
+    pub fn warning(&self, what: &str, version: u64) -> Option<String> {
+        match self {
+            Self::Done(Recorded::Yes | Recorded::NoIdentity) => None,
+            Self::Done(Recorded::NoEntity) => Some(format!(
+                "note: version {version} of {what} is saved without an author record: this \
+                 token has no identity entity (a root or dev token), so history shows the \
+                 version as unknown"
+            )),
+            Self::Failed(e) => Some(format!(
+                "warning: version {version} of {what} is saved, but its author record could not \
+                 be written ({e}); history shows that version as unknown"
+            )),
+        }
+    }
+}
+
+/// [`record`] after a save: never an error (the value is saved; a failed record is a warning,
+/// see [`RecordOutcome::warning`]).
+pub async fn record_saved<S: SecretStore>(
+    store: &S,
+    layer: &str,
+    version: u64,
+    message: &str,
+) -> RecordOutcome {
+    match record(store, layer, version, message).await {
+        Ok(done) => RecordOutcome::Done(done),
+        Err(e) => RecordOutcome::Failed(e),
+    }
 }
 
 /// Record that the store's token wrote `version` of `layer`, with `message`.
@@ -204,8 +267,20 @@ pub async fn authors<S: SecretStore>(
             by_version.entry(version).or_default().push(Record {
                 entity_id: entity.to_owned(),
                 body,
+                name_disputed: false,
             });
         }
+    }
+    // A name is the writer's own word; one used by several entities is flagged on each.
+    let mut entities_of: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in by_version.values().flatten() {
+        entities_of
+            .entry(r.body.name.clone())
+            .or_default()
+            .insert(r.entity_id.clone());
+    }
+    for r in by_version.values_mut().flatten() {
+        r.name_disputed = entities_of.get(&r.body.name).is_some_and(|e| e.len() > 1);
     }
     Ok(by_version
         .into_iter()
@@ -218,6 +293,150 @@ pub async fn authors<S: SecretStore>(
             (v, author)
         })
         .collect())
+}
+
+/// OpenBao's number of versions KV v2 keeps when neither the key nor the mount sets one.
+pub const OPENBAO_DEFAULT_MAX_VERSIONS: u64 = 10;
+
+/// One KV v2 version of a layer, from the key's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionMeta {
+    /// The version number.
+    pub version: u64,
+    /// When the server stored it (RFC 3339).
+    pub created_time: String,
+    /// Soft-deleted (its content can be undeleted).
+    pub deleted: bool,
+    /// Destroyed (its content is gone for good).
+    pub destroyed: bool,
+    /// The key's current version.
+    pub current: bool,
+}
+
+/// A layer's KV v2 metadata (`<mount>/metadata/<prefix>/<layer>`), as history needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayerMetadata {
+    /// The versions OpenBao still keeps, newest first.
+    pub versions: Vec<VersionMeta>,
+    /// The oldest version kept (`oldest_version`; older ones were pruned).
+    pub oldest_version: u64,
+    /// The key's own `max_versions` (0: the mount's setting applies).
+    pub max_versions: u64,
+}
+
+impl LayerMetadata {
+    /// From the `data` of a KV v2 metadata answer.
+    pub fn from_kv(data: &Value) -> Self {
+        let current = data["current_version"].as_u64().unwrap_or(0);
+        let mut versions: Vec<VersionMeta> = data["versions"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(n, v)| {
+                        let version = n.parse::<u64>().ok()?;
+                        Some(VersionMeta {
+                            version,
+                            created_time: v["created_time"].as_str().unwrap_or("").to_owned(),
+                            deleted: v["deletion_time"].as_str().is_some_and(|t| !t.is_empty()),
+                            destroyed: v["destroyed"].as_bool().unwrap_or(false),
+                            current: version == current,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+        let oldest_kept = versions.last().map_or(0, |v| v.version);
+        Self {
+            oldest_version: data["oldest_version"]
+                .as_u64()
+                .filter(|v| *v > 0)
+                .unwrap_or(oldest_kept),
+            max_versions: data["max_versions"].as_u64().unwrap_or(0),
+            versions,
+        }
+    }
+}
+
+/// Versions OpenBao no longer keeps, and the setting that made it drop them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Versions 1 to this one are gone.
+    pub through: u64,
+    /// How many versions are kept.
+    pub max_versions: u64,
+    /// Which setting says so, for people.
+    pub setting: String,
+}
+
+/// How many versions of a layer OpenBao keeps, and which setting decides: the key's own
+/// `max_versions`, else the mount's (`mount_max_versions`, `None` when it could not be read),
+/// else OpenBao's default.
+pub fn retention(
+    meta: &LayerMetadata,
+    mount_max_versions: Option<u64>,
+    mount: &str,
+) -> (u64, String) {
+    match (meta.max_versions, mount_max_versions) {
+        (n, _) if n > 0 => (n, format!("max_versions = {n} on this key's metadata")),
+        (_, Some(n)) if n > 0 => (
+            n,
+            format!("max_versions = {n} on the KV mount {mount}/config"),
+        ),
+        (_, Some(_)) => (
+            OPENBAO_DEFAULT_MAX_VERSIONS,
+            format!(
+                "OpenBao's default of {OPENBAO_DEFAULT_MAX_VERSIONS} (max_versions = 0 on the KV \
+                 mount {mount}/config; `harmony bootstrap --kv-max-versions N` raises it)"
+            ),
+        ),
+        (_, None) => (
+            OPENBAO_DEFAULT_MAX_VERSIONS,
+            format!(
+                "the KV mount's max_versions ({mount}/config, which this token may not read; \
+                 OpenBao's default is {OPENBAO_DEFAULT_MAX_VERSIONS})"
+            ),
+        ),
+    }
+}
+
+/// The versions pruned before the oldest one kept, if any.
+pub fn pruned(
+    meta: &LayerMetadata,
+    mount_max_versions: Option<u64>,
+    mount: &str,
+) -> Option<Pruned> {
+    if meta.oldest_version <= 1 {
+        return None;
+    }
+    let (max_versions, setting) = retention(meta, mount_max_versions, mount);
+    Some(Pruned {
+        through: meta.oldest_version - 1,
+        max_versions,
+        setting,
+    })
+}
+
+/// One line of a layer's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// The version and its state.
+    #[serde(flatten)]
+    pub meta: VersionMeta,
+    /// Who wrote it, and why (the record's message).
+    pub author: Author,
+}
+
+/// The versions of a layer newest first, each with its author ([`Author::Unknown`] when no
+/// record names it).
+pub fn entries(meta: &LayerMetadata, authors: &BTreeMap<u64, Author>) -> Vec<HistoryEntry> {
+    meta.versions
+        .iter()
+        .map(|v| HistoryEntry {
+            meta: v.clone(),
+            author: authors.get(&v.version).cloned().unwrap_or(Author::Unknown),
+        })
+        .collect()
 }
 
 /// For each field of the newest readable version, the version of its last change. `versions`

@@ -241,6 +241,7 @@ impl ConfigManager {
         }
         let version = writable.write(T::KEY, &doc, mode).await?;
         tracing::info!(config = T::KEY, at = %writable.describe(T::KEY), version, "config saved");
+        record_author(writable, T::KEY, version, crate::history::SET_MESSAGE).await;
         self.save_schema(writable, &schema).await;
         Ok(version)
     }
@@ -370,6 +371,15 @@ impl ConfigManager {
                         fields = ?missing.iter().map(Field::dotted).collect::<Vec<_>>(),
                         "saved the prompted fields"
                     );
+                    let message = format!(
+                        "entered {} when asked",
+                        missing
+                            .iter()
+                            .map(Field::dotted)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    record_author(writable, key, version, &message).await;
                     self.save_schema(writable, &schema).await;
                     return Ok(Snapshot {
                         value,
@@ -423,6 +433,14 @@ impl ConfigManager {
             fields,
             saved_to: self.writable().map(|w| w.describe(schema.key())),
         })
+    }
+}
+
+/// Record the author of a version just saved; a failure is a warning naming the version (the
+/// value is saved).
+async fn record_author(writable: &dyn WritableSource, key: &str, version: u64, message: &str) {
+    if let Some(warning) = writable.record_author(key, version, message).await {
+        tracing::warn!(config = key, version, "{warning}");
     }
 }
 

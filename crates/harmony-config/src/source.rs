@@ -99,6 +99,20 @@ pub trait WritableSource: Send + Sync {
         Box::pin(async { Ok(false) })
     }
 
+    /// Record who saved `version` of `key` and why (the author record of
+    /// [`crate::history`]), after the save. Never fails the save: returns what to warn about
+    /// (naming the version) when the record could not be written. A source without authors
+    /// returns `None`.
+    fn record_author<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        message: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
+        let _ = (key, version, message);
+        Box::pin(async { None })
+    }
+
     /// Where `key` is stored, for messages (e.g. `secret/data/harmony/demo-app`).
     fn describe(&self, key: &str) -> String;
 }

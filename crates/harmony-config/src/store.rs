@@ -366,6 +366,27 @@ impl<S: SecretStore> WritableSource for StoreSource<S> {
         Box::pin(self.store_schema(key, schema))
     }
 
+    fn record_author<'a>(
+        &'a self,
+        key: &'a str,
+        version: u64,
+        message: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let layer = match self.target(key) {
+                Ok(layer) => layer,
+                Err(e) => return Some(format!("no author record for version {version}: {e}")),
+            };
+            let what = match &self.environment {
+                Some(env) => format!("the {env} overlay of {key}"),
+                None => key.to_owned(),
+            };
+            crate::history::record_saved(&self.store, &layer, version, message)
+                .await
+                .warning(&what, version)
+        })
+    }
+
     fn describe(&self, key: &str) -> String {
         self.store
             .describe(&self.target(key).unwrap_or_else(|_| key.to_owned()))

@@ -518,3 +518,139 @@ async fn an_environment_reads_its_overlay_over_the_base_and_writes_only_the_over
     );
     Ok(())
 }
+
+/// Full access to the documents, and author records under the token's own entity only (the
+/// shape of the bootstrap's policies).
+const TEAM_POLICY: &str = r#"
+path "secret/data/harmony/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/harmony/*" { capabilities = ["read", "list"] }
+path "secret/data/harmony/_history/*" { capabilities = ["read"] }
+path "secret/metadata/harmony/_history/*" { capabilities = ["read", "list"] }
+path "secret/data/harmony/_history/{{identity.entity.id}}/*" { capabilities = ["create", "read"] }
+"#;
+
+#[tokio::test]
+#[traced_test]
+async fn write_backs_record_their_author_and_a_refused_record_keeps_the_value() -> anyhow::Result<()>
+{
+    let bao = Bao::start().await?;
+    bao.server
+        .root_call(
+            reqwest::Method::PUT,
+            "sys/policies/acl/team",
+            Some(json!({ "policy": TEAM_POLICY })),
+        )
+        .await?;
+    bao.server
+        .add_userpass_user("alice", "pw-alice", &["team"], "10m")
+        .await?;
+    let settings = OpenbaoSettings::new(bao.server.url())
+        .with_userpass("alice", SecretString::from("pw-alice".to_owned()))
+        .with_session_dir(bao.data.path().join("alice"));
+    let alice = Arc::new(OpenbaoSecretStore::connect(settings).await?);
+    let identity = alice.identity().await?.context("an OpenBao identity")?;
+    assert!(
+        !identity.entity_id.is_empty(),
+        "a userpass login has an entity"
+    );
+    alice
+        .put(
+            "demo-app",
+            &json!({"greeting": "hi", "database": {"port": 5432}}),
+            WriteMode::Cas(None),
+        )
+        .await?;
+
+    // A prompted write-back: version 2, recorded as alice's, with what was asked.
+    let m = ConfigManager::builder()
+        .source(StoreSource::new(Arc::clone(&alice)))
+        .interactive(true)
+        .prompter(ScriptedPrompter::new([
+            ("database.password", json!("pg-S3cret-pw")),
+            ("api_token", json!("tok-S3cret-api")),
+            ("log_level", json!("debug")),
+        ]))
+        .build();
+    let _: DemoApp = m.get().await?;
+    let authors = harmony_config::history::authors(&*alice, "demo-app").await?;
+    let Some(harmony_config::history::Author::Known(record)) = authors.get(&2) else {
+        panic!("version 2 has one record: {authors:?}");
+    };
+    assert_eq!(record.entity_id, identity.entity_id);
+    assert_eq!(record.body.name, "alice");
+    assert!(record.body.tool.starts_with("harmony "), "{record:?}");
+    assert_eq!(
+        record.body.message,
+        "entered api_token, database.password, log_level when asked"
+    );
+    assert!(
+        !authors.contains_key(&1),
+        "version 1 was written without a record"
+    );
+
+    // `set` writes version 3 and its record.
+    let snapshot = m.get_versioned::<DemoApp>().await?;
+    let mut value = snapshot.value;
+    value.greeting = "hello".into();
+    let v3 = m
+        .set(&Snapshot {
+            value,
+            version: snapshot.version,
+        })
+        .await?;
+    assert_eq!(v3, 3);
+    let authors = harmony_config::history::authors(&*alice, "demo-app").await?;
+    assert_eq!(
+        authors.get(&3).and_then(|a| a.message()),
+        Some(harmony_config::history::SET_MESSAGE)
+    );
+
+    // A teammate who may write the document but not records: the value is saved, the
+    // missing record is a warning naming the version.
+    bao.server
+        .root_call(
+            reqwest::Method::PUT,
+            "sys/policies/acl/docs-only",
+            Some(json!({ "policy": r#"path "secret/data/harmony/*" { capabilities = ["create", "read", "update"] }
+path "secret/data/harmony/_history/*" { capabilities = ["deny"] }"# })),
+        )
+        .await?;
+    bao.server
+        .add_userpass_user("carol", "pw-carol", &["docs-only"], "10m")
+        .await?;
+    let settings = OpenbaoSettings::new(bao.server.url())
+        .with_userpass("carol", SecretString::from("pw-carol".to_owned()))
+        .with_session_dir(bao.data.path().join("carol"));
+    let m = ConfigManager::builder()
+        .source(StoreSource::new(
+            OpenbaoSecretStore::connect(settings).await?,
+        ))
+        .interactive(false)
+        .build();
+    let snapshot = m.get_versioned::<DemoApp>().await?;
+    assert_eq!(
+        m.set(&snapshot).await?,
+        4,
+        "saved although no record can be"
+    );
+    assert!(logs_contain(
+        "version 4 of demo-app is saved, but its author record could not be written"
+    ));
+    assert!(!authors_of(&alice).await?.contains_key(&4));
+
+    // A root token has no entity: saved, no record, and a note saying so.
+    let m = bao.manager(&[]).await?.interactive(false).build();
+    let snapshot = m.get_versioned::<DemoApp>().await?;
+    assert_eq!(m.set(&snapshot).await?, 5);
+    assert!(logs_contain(
+        "version 5 of demo-app is saved without an author record"
+    ));
+    assert!(!logs_contain("pg-S3cret-pw") && !logs_contain("tok-S3cret-api"));
+    Ok(())
+}
+
+async fn authors_of(
+    store: &OpenbaoSecretStore,
+) -> anyhow::Result<std::collections::BTreeMap<u64, harmony_config::history::Author>> {
+    Ok(harmony_config::history::authors(store, "demo-app").await?)
+}

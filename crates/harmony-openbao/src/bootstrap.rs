@@ -24,7 +24,10 @@ use tracing::Instrument;
 use url::Url;
 
 use super::OpenbaoError;
-use super::backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
+use super::backup::{
+    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, HARMONY_BACKUP_POLICY, KUBERNETES_AUTH_MOUNT,
+    backup_role, harmony_backup_policy_hcl, kubernetes_auth_config,
+};
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};
 
@@ -101,7 +104,49 @@ pub struct BootstrapOptions {
     /// password file for it. Off by default: the password is shared by every machine that
     /// saved it, and a new one breaks their logins.
     pub reset_userpass: bool,
+    /// Scheduled backups on Kubernetes: enable the Kubernetes auth method and the
+    /// [`super::BACKUP_ROLE`] role the backup CronJob signs in with; `None` leaves them alone.
+    pub kubernetes_backup: Option<KubernetesBackupAuth>,
+    /// How many versions of each document the team's KV mount keeps (its `max_versions`;
+    /// [`DEFAULT_KV_MAX_VERSIONS`]). Written when it differs.
+    pub kv_max_versions: u32,
 }
+
+/// Where the backup CronJob runs, for OpenBao's Kubernetes auth method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesBackupAuth {
+    /// The Kubernetes API OpenBao checks tokens with (`https://kubernetes.default.svc` in a pod).
+    pub kubernetes_host: String,
+    /// The namespace of the backup ServiceAccount ([`super::BACKUP_NAME`]).
+    pub namespace: String,
+    /// The PEM CA of `kubernetes_host`; `None` (in a pod): OpenBao reads its own
+    /// service-account CA and token from the pod's mount and reviews tokens with that token.
+    pub ca_cert: Option<String>,
+}
+
+impl KubernetesBackupAuth {
+    /// The in-cluster API, as seen from the OpenBao pod.
+    pub const IN_CLUSTER_HOST: &'static str = "https://kubernetes.default.svc";
+
+    /// OpenBao in the cluster, the backup ServiceAccount in `namespace`: the in-cluster API,
+    /// reached with the pod's own CA and token.
+    pub fn in_cluster(namespace: &str) -> Self {
+        Self {
+            kubernetes_host: Self::IN_CLUSTER_HOST.to_owned(),
+            namespace: namespace.to_owned(),
+            ca_cert: None,
+        }
+    }
+}
+
+/// What a KV v2 mount answers while it upgrades its storage right after being enabled.
+const KV_UPGRADING: &str = "Upgrading from non-versioned to versioned data";
+/// How long the bootstrap waits for a new KV v2 mount to finish upgrading.
+const KV_UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The team KV mount's `max_versions` the bootstrap sets unless told otherwise (OpenBao's own
+/// default, 10, silently cuts `history`, `diff` and `rollback` short).
+pub const DEFAULT_KV_MAX_VERSIONS: u32 = 100;
 
 impl BootstrapOptions {
     /// Local defaults: 1 share, threshold 1, user `harmony`, no JWT, no admin token, root
@@ -121,6 +166,8 @@ impl BootstrapOptions {
             namespace: None,
             tls: TlsSettings::default(),
             reset_userpass: false,
+            kubernetes_backup: None,
+            kv_max_versions: DEFAULT_KV_MAX_VERSIONS,
         }
     }
 
@@ -641,6 +688,7 @@ impl OpenbaoBootstrap {
         };
         note(self.ensure_namespace(token).await?);
         note(self.ensure_kv_v2(token).await?);
+        note(self.ensure_kv_max_versions(token).await?);
         note(
             self.ensure_policy(token, HARMONY_DEV_POLICY, harmony_dev_policy_hcl())
                 .await?,
@@ -691,6 +739,22 @@ impl OpenbaoBootstrap {
             for change in self.ensure_ci(token, ci, declared.as_deref()).await? {
                 note(Some(change));
             }
+        }
+        if let Some(k8s) = &self.options.kubernetes_backup
+            && self.client.namespace().is_some()
+        {
+            notes.push(format!(
+                "scheduled backups sign in at the root namespace (raft snapshots are a root \
+                 endpoint): the Kubernetes auth role for {}/{BACKUP_NAME} was not written in a \
+                 namespace",
+                k8s.namespace
+            ));
+        } else if let Some(k8s) = &self.options.kubernetes_backup {
+            note(
+                self.ensure_auth_mount(token, KUBERNETES_AUTH_MOUNT, "kubernetes")
+                    .await?,
+            );
+            note(self.ensure_kubernetes_backup(token, k8s).await?);
         }
         Ok(changes)
     }
@@ -759,6 +823,48 @@ impl OpenbaoBootstrap {
                 }
             }
         }
+    }
+
+    /// The team KV mount's `max_versions` (`<mount>/config`), written only when it differs.
+    #[tracing::instrument(name = "openbao_kv_max_versions", skip_all)]
+    async fn ensure_kv_max_versions(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let path = format!("{KV_MOUNT}/config");
+        let wanted = u64::from(self.options.kv_max_versions);
+        // A KV v2 mount just enabled answers 400 "Upgrading from non-versioned to versioned
+        // data" for a moment (seen on bao 2.7.2 right after `sys/mounts`): wait for it, boundedly.
+        let deadline = Instant::now() + KV_UPGRADE_TIMEOUT;
+        let current = loop {
+            match self.read_data(token, &path).await {
+                Ok(data) => break data.and_then(|d| d["max_versions"].as_u64()).unwrap_or(0),
+                Err(e) if e.to_string().contains(KV_UPGRADING) && Instant::now() < deadline => {
+                    tracing::debug!("the KV mount is still upgrading; asking again");
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if current == wanted {
+            return Ok(None);
+        }
+        self.write(
+            Method::POST,
+            &path,
+            Some(token),
+            &json!({ "max_versions": wanted }),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        let was = if current == 0 {
+            "0: OpenBao's default of 10".to_owned()
+        } else {
+            current.to_string()
+        };
+        Ok(Some(format!(
+            "set max_versions = {wanted} on the KV mount {KV_MOUNT}/ (was {was})"
+        )))
     }
 
     #[tracing::instrument(name = "openbao_policy", skip_all)]
@@ -972,6 +1078,59 @@ impl OpenbaoBootstrap {
         } else {
             format!("created JWT role {}", jwt.role)
         }))
+    }
+
+    /// The Kubernetes auth config and the backup role (written only when they differ).
+    #[tracing::instrument(name = "openbao_kubernetes_backup", skip_all)]
+    async fn ensure_kubernetes_backup(
+        &self,
+        token: &SecretString,
+        k8s: &KubernetesBackupAuth,
+    ) -> Result<Option<String>, OpenbaoError> {
+        let mut changed = Vec::new();
+        let config_path = format!("auth/{KUBERNETES_AUTH_MOUNT}/config");
+        let current = self.read_data(token, &config_path).await?;
+        let same_config = current.as_ref().is_some_and(|c| {
+            c["kubernetes_host"].as_str() == Some(k8s.kubernetes_host.as_str())
+                && c["disable_local_ca_jwt"].as_bool() == Some(false)
+                && k8s.ca_cert.as_deref().is_none_or(|ca| {
+                    c["kubernetes_ca_cert"].as_str().map(str::trim) == Some(ca.trim())
+                })
+        });
+        if !same_config {
+            self.write(
+                Method::POST,
+                &config_path,
+                Some(token),
+                &kubernetes_auth_config(&k8s.kubernetes_host, k8s.ca_cert.as_deref()),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+            changed.push(format!("wrote the Kubernetes auth config at {config_path}"));
+        }
+        let role_path = format!("auth/{KUBERNETES_AUTH_MOUNT}/role/{BACKUP_ROLE}");
+        let current = self.read_data(token, &role_path).await?;
+        let same = current.as_ref().is_some_and(|c| {
+            same_strings(&c["bound_service_account_names"], &[BACKUP_NAME])
+                && same_strings(
+                    &c["bound_service_account_namespaces"],
+                    &[k8s.namespace.as_str()],
+                )
+                && same_strings(&c["token_policies"], &[HARMONY_BACKUP_POLICY])
+                && c["audience"].as_str() == Some(BACKUP_TOKEN_AUDIENCE)
+        });
+        if !same {
+            self.write(
+                Method::POST,
+                &role_path,
+                Some(token),
+                &backup_role(&k8s.namespace),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+            changed.push(format!("wrote the Kubernetes auth role {role_path}"));
+        }
+        Ok((!changed.is_empty()).then(|| changed.join("; ")))
     }
 
     /// GET `path` and return its `data` (the whole body when there is no `data` key); `None`

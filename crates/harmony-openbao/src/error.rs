@@ -241,6 +241,10 @@ pub enum OpenbaoError {
     /// helm could not add the repository or install the chart (the deploy crate's `HelmError`).
     #[error("installing OpenBao with helm failed")]
     Helm(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Scheduled backups in the cluster cannot be used as asked (none set up, no such
+    /// snapshot, a copy that does not match); the text says what to do.
+    #[error("{0}")]
+    ScheduledBackups(String),
     /// A Kubernetes step (waiting for the pod, port-forwarding) failed.
     #[error("{what} failed")]
     Kubernetes {

@@ -37,6 +37,8 @@ pub struct ExistingRequest {
     pub revoke_root: Option<bool>,
     /// Environments and access by role (`--environments`, `--access`).
     pub environments: Option<crate::AccessTable>,
+    /// The team KV mount's `max_versions` (`--kv-max-versions`).
+    pub kv_max_versions: u32,
 }
 
 /// `--key-shares N --key-threshold T` checked together: both or neither, `1 <= T <= N`, and a
@@ -112,6 +114,7 @@ pub async fn bootstrap_existing(
     options.admin_token = request.admin_token.clone();
     options.ci = request.ci.clone();
     options.environments = request.environments.clone();
+    options.kv_max_versions = request.kv_max_versions;
     let cluster = !request.other_nodes.is_empty();
     let (shares, threshold) =
         request

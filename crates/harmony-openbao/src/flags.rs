@@ -50,3 +50,21 @@ impl EnvironmentFlags {
             .map_err(|e| e.to_string())
     }
 }
+
+/// `--kv-max-versions`: how much history OpenBao keeps of each config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryFlags {
+    /// How many versions of each config OpenBao keeps (the team KV mount's max_versions;
+    /// `config history`, `diff` and `rollback` reach no further back). Set at every bootstrap
+    /// when it differs; OpenBao's own default is 10.
+    #[arg(long, value_name = "N", default_value_t = crate::DEFAULT_KV_MAX_VERSIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kv_max_versions: u32,
+}
+
+impl Default for HistoryFlags {
+    fn default() -> Self {
+        Self {
+            kv_max_versions: crate::DEFAULT_KV_MAX_VERSIONS,
+        }
+    }
+}

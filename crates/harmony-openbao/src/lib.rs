@@ -38,15 +38,18 @@ mod policy;
 mod state;
 pub mod target;
 
-pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
+pub use backup::{
+    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL, HARMONY_BACKUP_POLICY,
+    KUBERNETES_AUTH_MOUNT, backup_role, harmony_backup_policy_hcl, kubernetes_auth_config,
+};
 pub use bootstrap::{
     ACCESS_DOCUMENT, ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions,
     BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
-    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_OPS_ROLE, DEFAULT_USERPASS_USER,
-    GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER, HARMONY_ADMIN_POLICY,
-    HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, NodeReport, OpenbaoBootstrap,
-    OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT,
-    ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
+    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_KV_MAX_VERSIONS, DEFAULT_OPS_ROLE,
+    DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER,
+    HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, JWT_MOUNT, JwtAuthOptions, KubernetesBackupAuth,
+    NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap, RECOVERY_TOKEN_PERIOD, RoleAccess,
+    USERPASS_MOUNT, ZITADEL_ROLES_CLAIM, ci_policy_name, harmony_admin_policy_hcl,
     harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
 };
 pub use error::OpenbaoError;

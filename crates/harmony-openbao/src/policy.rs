@@ -59,6 +59,11 @@ path "{KV_MOUNT}/data/{KV_PREFIX}/{HISTORY_FOLDER}/{{{{identity.entity.id}}}}/*"
     };
     format!(
         r#"
+# How many versions the KV mount keeps, so history can say when older ones were pruned.
+path "{KV_MOUNT}/config" {{
+  capabilities = ["read"]
+}}
+
 # Author records: read and list; nobody updates or deletes one (no record names another entity).
 path "{KV_MOUNT}/data/{KV_PREFIX}/{HISTORY_FOLDER}/*" {{
   capabilities = ["read"]

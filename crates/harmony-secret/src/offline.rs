@@ -87,7 +87,7 @@ pub struct CachedDocument {
     pub value: Value,
     /// Its KV v2 version.
     pub version: u64,
-    /// When it was read from OpenBao.
+    /// When it was last read from OpenBao: saved, or found unchanged and confirmed.
     pub saved_at: SystemTime,
 }
 
@@ -352,7 +352,14 @@ impl CacheScope {
                 .unwrap_or_default()
                 .as_secs(),
         };
-        let (entry, saved) = match self.cache.protection()? {
+        let protection = self.cache.protection()?;
+        if self.confirm_unchanged(location, version, &value) {
+            return Ok(match protection {
+                CacheProtection::Encrypted => Saved::Encrypted,
+                CacheProtection::PrivateFile => Saved::Plain { first_time: false },
+            });
+        }
+        let (entry, saved) = match protection {
             CacheProtection::Encrypted => {
                 let key = cache_key(dir, &self.cache.key_account, true)?.ok_or_else(|| {
                     SecretError::Io {
@@ -401,6 +408,20 @@ impl CacheScope {
         Ok(saved)
     }
 
+    /// When the copy on disk already holds `version` with exactly `value`, mark it as
+    /// confirmed now (its modification time) instead of writing it again, and say so. Any
+    /// doubt (no copy, another version or value, a file that does not open) is `false`: the
+    /// caller writes the copy.
+    fn confirm_unchanged(&self, location: &str, version: u64, value: &Value) -> bool {
+        let same = match self.load_blocking(location) {
+            Ok(Some(copy)) => copy.version == version && copy.value == *value,
+            _ => false,
+        };
+        // `load_blocking` refuses a plain file where the cache encrypts, so a planted copy is
+        // never confirmed: it is replaced.
+        same && touch(&self.file_path(location)).is_ok()
+    }
+
     /// The copy of `location`, `None` when there is none. A file that cannot be read or
     /// decrypted is an error saying why and that the next online read replaces it.
     pub async fn load(&self, location: &str) -> Result<Option<CachedDocument>, SecretError> {
@@ -420,6 +441,10 @@ impl CacheScope {
                 "{why}; the next read while OpenBao answers replaces it"
             )),
         };
+        // Confirmed unchanged by a later read (see `confirm_unchanged`): the newer of the two.
+        let confirmed_at = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok();
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => zeroize::Zeroizing::new(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -466,7 +491,8 @@ impl CacheScope {
         Ok(Some(CachedDocument {
             value,
             version: header.version,
-            saved_at: UNIX_EPOCH + Duration::from_secs(header.saved_at),
+            saved_at: (UNIX_EPOCH + Duration::from_secs(header.saved_at))
+                .max(confirmed_at.unwrap_or(UNIX_EPOCH)),
         }))
     }
 }
@@ -546,6 +572,18 @@ fn seal(key: &ChaCha20Poly1305, header: &Header, plain: &[u8]) -> Result<Sealed,
         nonce: B64.encode(nonce),
         ciphertext: B64.encode(&sealed),
     })
+}
+
+/// Set the modification time of the copy at `path` to now, without following a symlink.
+fn touch(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    options.open(path)?.set_modified(SystemTime::now())
 }
 
 fn open(
@@ -733,6 +771,70 @@ mod tests {
             .await
             .expect_err("must fail");
         assert!(err.to_string().contains("cannot be used"), "{err}");
+        keychain::delete(&account).expect("test step");
+    }
+
+    /// A copy read again at the same version with the same value is not written again: the
+    /// file keeps its bytes (a rewrite seals with a new nonce) and only its confirmation time
+    /// moves; another value or version is written.
+    #[tokio::test]
+    async fn an_unchanged_copy_is_confirmed_not_rewritten() {
+        let dir = tempfile::tempdir().expect("test step");
+        let account = format!("test-cache-key-{:08x}", rand::random::<u32>());
+        let scope = encrypted(dir.path(), &account);
+        let location = "secret/data/harmony/app";
+        let value = serde_json::json!({"password": "hunter2-confirmed", "port": 1});
+        scope.save(location, 5, &value).await.expect("test step");
+        let path = scope.file_path(location);
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(old))
+            .expect("test step");
+        let before = std::fs::read(&path).expect("test step");
+        assert!(
+            scope
+                .load(location)
+                .await
+                .expect("test step")
+                .expect("test step")
+                .age()
+                < Duration::from_secs(60)
+        );
+
+        let saved = scope.save(location, 5, &value).await.expect("test step");
+        assert_eq!(saved, Saved::Encrypted);
+        assert_eq!(
+            std::fs::read(&path).expect("test step"),
+            before,
+            "rewritten"
+        );
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("test step");
+        assert!(modified > old + Duration::from_secs(3000), "not confirmed");
+
+        let changed = serde_json::json!({"password": "hunter2-confirmed", "port": 2});
+        scope.save(location, 5, &changed).await.expect("test step");
+        assert_ne!(
+            std::fs::read(&path).expect("test step"),
+            before,
+            "another value kept the old copy"
+        );
+        let read = scope
+            .load(location)
+            .await
+            .expect("test step")
+            .expect("test step");
+        assert_eq!(read.value, changed);
+        scope.save(location, 6, &changed).await.expect("test step");
+        let read = scope
+            .load(location)
+            .await
+            .expect("test step")
+            .expect("test step");
+        assert_eq!(read.version, 6);
         keychain::delete(&account).expect("test step");
     }
 

@@ -55,6 +55,8 @@ pub struct OpenbaoServer {
     /// Raft: this node's id, and the API address of the node it joins (`retry_join`).
     raft_node_id: String,
     raft_join: Option<String>,
+    /// More server configuration (HCL) for a dev server, e.g. an `audit` stanza.
+    extra_config: Option<String>,
 }
 
 impl std::fmt::Debug for OpenbaoServer {
@@ -73,6 +75,13 @@ impl OpenbaoServer {
     pub async fn dev() -> Result<Self, TestkitError> {
         let token = format!("root-{:016x}", rand_u64());
         Self::start(Mode::Dev, Some(token)).await
+    }
+
+    /// [`OpenbaoServer::dev`] with more server configuration (`-config=FILE` beside `-dev`),
+    /// e.g. a declarative `audit` stanza.
+    pub async fn dev_with_config(hcl: &str) -> Result<Self, TestkitError> {
+        let token = format!("root-{:016x}", rand_u64());
+        Self::start_node(Mode::Dev, Some(token), "harmony-test", None, Some(hcl)).await
     }
 
     /// A dev-mode server over HTTPS (`bao server -dev -dev-tls -dev-tls-cert-dir=DIR`): its
@@ -95,11 +104,11 @@ impl OpenbaoServer {
     /// with `join`, it keeps trying to join the node whose API address that is (`retry_join`)
     /// and completes the join when it is unsealed with that cluster's keys.
     pub async fn raft_node(node_id: &str, join: Option<&str>) -> Result<Self, TestkitError> {
-        Self::start_node(Mode::Raft, None, node_id, join).await
+        Self::start_node(Mode::Raft, None, node_id, join, None).await
     }
 
     async fn start(mode: Mode, root_token: Option<String>) -> Result<Self, TestkitError> {
-        Self::start_node(mode, root_token, "harmony-test", None).await
+        Self::start_node(mode, root_token, "harmony-test", None, None).await
     }
 
     async fn start_node(
@@ -107,6 +116,7 @@ impl OpenbaoServer {
         root_token: Option<String>,
         node_id: &str,
         join: Option<&str>,
+        extra_config: Option<&str>,
     ) -> Result<Self, TestkitError> {
         let dir = tempfile::Builder::new()
             .prefix("harmony-openbao-")
@@ -130,6 +140,7 @@ impl OpenbaoServer {
             http,
             raft_node_id: node_id.to_owned(),
             raft_join: join.map(str::to_owned),
+            extra_config: extra_config.map(str::to_owned),
         };
         // A port picked by free_port can be taken by someone else before bao binds it; try a
         // few times with fresh ports.
@@ -197,16 +208,24 @@ impl OpenbaoServer {
 
     fn spawn_and_wait_args(&self) -> Result<Vec<String>, TestkitError> {
         Ok(match self.mode {
-            Mode::Dev => vec![
-                "server".into(),
-                "-dev".into(),
-                format!(
-                    "-dev-root-token-id={}",
-                    self.root_token.as_deref().unwrap_or_default()
-                ),
-                format!("-dev-listen-address=127.0.0.1:{}", self.port),
-                "-dev-no-store-token".into(),
-            ],
+            Mode::Dev => {
+                let mut args = vec![
+                    "server".into(),
+                    "-dev".into(),
+                    format!(
+                        "-dev-root-token-id={}",
+                        self.root_token.as_deref().unwrap_or_default()
+                    ),
+                    format!("-dev-listen-address=127.0.0.1:{}", self.port),
+                    "-dev-no-store-token".into(),
+                ];
+                if let Some(hcl) = &self.extra_config {
+                    let path = self.dir.path().join("extra.hcl");
+                    std::fs::write(&path, hcl).map_err(io_err("write extra.hcl"))?;
+                    args.push(format!("-config={}", path.display()));
+                }
+                args
+            }
             Mode::DevTls => vec![
                 "server".into(),
                 "-dev".into(),

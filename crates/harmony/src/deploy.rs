@@ -28,8 +28,8 @@ use crate::helm::{
 use crate::ingress::{BAO_HOST, LocalIngress, PublicIngress, SSO_HOST};
 use crate::k3d::{EnsureOutcome, K3d, K3dError, LOADBALANCER_HOST_PORT};
 use crate::openbao::{
-    BootstrapOptions, BootstrapReport, HA_KEY_SHARES, JwtAuthOptions, OpenbaoError, OpenbaoProfile,
-    OpenbaoScore, StateDir,
+    AppliedBackups, BackupSchedule, BootstrapOptions, BootstrapReport, HA_KEY_SHARES,
+    JwtAuthOptions, KubernetesBackupAuth, OpenbaoError, OpenbaoProfile, OpenbaoScore, StateDir,
 };
 use crate::preflight::{DockerEndpoint, PreflightError, check_local_deploy};
 use crate::tools::{ToolError, Tools};
@@ -250,9 +250,15 @@ pub struct StackOptions {
     pub grant_users: Vec<String>,
     /// Give the userpass user a new password even when this machine has no password file.
     pub reset_userpass: bool,
+    /// The team KV mount's `max_versions` (`--kv-max-versions`).
+    pub kv_max_versions: u32,
     /// Whether a helm release a killed helm left `pending-*` may be recovered (the caller asks a
     /// person, or answers from `--yes`).
     pub pending_recovery: PendingRecovery,
+    /// Scheduled backups (`--backup-schedule`, `--backup-keep`): the CronJob, its PVC and
+    /// ServiceAccount in OpenBao's namespace and the Kubernetes auth role it signs in with.
+    /// `None` leaves whatever an earlier deploy set up as it is.
+    pub backup: Option<BackupSchedule>,
 }
 
 impl std::fmt::Debug for StackOptions {
@@ -263,6 +269,8 @@ impl std::fmt::Debug for StackOptions {
             .field("skip_zitadel", &self.skip_zitadel)
             .field("grant_users", &self.grant_users)
             .field("reset_userpass", &self.reset_userpass)
+            .field("backup", &self.backup)
+            .field("kv_max_versions", &self.kv_max_versions)
             .finish_non_exhaustive()
     }
 }
@@ -337,6 +345,8 @@ pub struct DeployReport {
     pub zitadel_state: PathBuf,
     /// The local copy (0600) of Zitadel's first admin's initial password.
     pub admin_password_file: Option<PathBuf>,
+    /// Scheduled backups applied by this deploy (`--backup-schedule`).
+    pub backups: Option<AppliedBackups>,
     /// What a person should know or do after this deploy.
     pub notes: Vec<String>,
 }
@@ -346,6 +356,38 @@ pub fn zitadel_state_dir(cluster: &str) -> Result<PathBuf, harmony_env::DataDirE
     Ok(harmony_env::harmony_data_dir()?
         .join("zitadel")
         .join(cluster))
+}
+
+/// A client for the cluster a deploy went to: the kubeconfig context `kube_context`
+/// (`--kube-context`), else the local k3d cluster `k3d_cluster` (its kubeconfig from k3d).
+/// For `harmony backup list`/`fetch`.
+pub async fn connect_cluster(
+    kube_context: Option<&str>,
+    k3d_cluster: &str,
+) -> Result<K8sClient, DeployError> {
+    if let Some(context) = kube_context {
+        let cluster_err = |what: String| move |source| DeployError::Cluster { what, source };
+        let kubeconfig = harmony_k8s::default_kubeconfig_for_context(context).map_err(
+            cluster_err(format!("reading kubeconfig context {context:?}")),
+        )?;
+        return K8sClient::from_kubeconfig_yaml_with(
+            kubeconfig.expose_secret(),
+            Some(context),
+            ProxyPolicy::KubeconfigThenEnvironment,
+        )
+        .await
+        .map_err(cluster_err(format!(
+            "connecting to the cluster of context {context:?}"
+        )));
+    }
+    let tools = Tools::from_env()?;
+    let k3d_err = |what: String| move |source| DeployError::K3d { what, source };
+    let k3d = K3d::install(k3d_cluster, &tools)
+        .await
+        .map_err(k3d_err("getting the pinned k3d".to_owned()))?;
+    k3d.client().await.map_err(k3d_err(format!(
+        "connecting to the k3d cluster {k3d_cluster:?}"
+    )))
 }
 
 /// A fresh Kubernetes client per call, from one kubeconfig (the CNPG CRD race needs fresh API
@@ -595,6 +637,12 @@ impl Converge<'_> {
             .unwrap_or(self.profile.default_key_shares());
         options.revoke_root = self.profile == Profile::Ha;
         options.reset_userpass = self.options.reset_userpass;
+        if self.options.backup.is_some() {
+            options.kubernetes_backup = Some(KubernetesBackupAuth::in_cluster(
+                &self.stack.openbao.namespace,
+            ));
+        }
+        options.kv_max_versions = self.options.kv_max_versions;
         options
     }
 
@@ -616,11 +664,23 @@ impl Converge<'_> {
             .deploy(&helm, k8s, self.bootstrap_options())
             .await
             .map_err(openbao_err("deploying OpenBao"))?;
+        let mut notes = self.notes.clone();
+        // The Kubernetes auth role exists now (the bootstrap above): the CronJob can sign in.
+        let backups = match &self.options.backup {
+            Some(schedule) => Some(
+                apply_backups(openbao, k8s, schedule)
+                    .await
+                    .map_err(openbao_err("setting up scheduled backups"))?,
+            ),
+            None => {
+                notes.extend(crate::openbao::backups_left_in_place(k8s, &openbao.namespace).await);
+                None
+            }
+        };
 
         let mut sso: Option<SsoClientState> = None;
         let mut jwt_report: Option<BootstrapReport> = None;
         let mut admin_password_file: Option<PathBuf> = None;
-        let mut notes = self.notes.clone();
         if !self.options.skip_zitadel {
             let connect = || access.connect();
             CnpgScore {
@@ -709,9 +769,32 @@ impl Converge<'_> {
             openbao_state: self.openbao_state,
             zitadel_state: self.zitadel_state,
             admin_password_file,
+            backups,
             notes,
         })
     }
+}
+
+/// Applies the backup CronJob, its PVC and ServiceAccount next to `openbao`.
+async fn apply_backups(
+    openbao: &OpenbaoScore,
+    k8s: &K8sClient,
+    schedule: &BackupSchedule,
+) -> Result<AppliedBackups, OpenbaoError> {
+    let several = openbao.pods().len() > 1;
+    let addr = crate::openbao::in_cluster_addr(&openbao.namespace, &openbao.release, several);
+    crate::openbao::apply_backup_schedule(
+        k8s,
+        &openbao.namespace,
+        &openbao.release,
+        &addr,
+        schedule,
+    )
+    .instrument(tracing::info_span!(
+        "openbao_backups",
+        message = "Applying the scheduled backup CronJob"
+    ))
+    .await
 }
 
 /// Why a node cannot take a new pod (`None`: it can): not Ready, cordoned, or tainted
@@ -945,6 +1028,9 @@ impl DeployReport {
                 crate::openbao::initialised_text(&self.openbao_state, shares, threshold)
             ));
         }
+        if let Some(backups) = &self.backups {
+            out.push(format!("  Backups   {}", backups.summary()));
+        }
         out.push(String::new());
         out.push("Local credentials (mode 0600, never printed):".to_owned());
         out.push(format!("  {}", self.openbao_state.path().display()));
@@ -1031,7 +1117,9 @@ mod tests {
                 skip_zitadel: false,
                 grant_users: Vec::new(),
                 reset_userpass: false,
+                kv_max_versions: crate::openbao::DEFAULT_KV_MAX_VERSIONS,
                 pending_recovery: std::sync::Arc::new(|_: &crate::helm::PendingRelease| false),
+                backup: None,
             },
         };
         let err = deploy.run().await.expect_err("ha needs a real cluster");

@@ -30,21 +30,26 @@
 //! # Ok(()) }
 //! ```
 
+mod backup_cluster;
 mod backup_schedule;
 mod score;
 mod values;
 
+pub use backup_cluster::{
+    AppliedBackups, FetchedSnapshot, MAX_FETCH_BYTES, PodExecFuture, PodOutput,
+    READER_DEADLINE_SECONDS, READER_RUNNING_TIMEOUT, SnapshotEntry, apply_backup_schedule,
+    backups_left_in_place, fetch_snapshot, fetch_snapshot_through, in_cluster_addr,
+    is_snapshot_name, list_snapshots, list_snapshots_through, parse_listing, reader_pod,
+};
 pub use backup_schedule::{
-    BACKUP_DIR, BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL,
-    BACKUP_VOLUME_SIZE, BackupObjects, BackupSchedule, DEFAULT_BACKUP_KEEP,
-    DEFAULT_BACKUP_SCHEDULE, KUBERNETES_AUTH_MOUNT, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX,
-    backup_objects, backup_role, backup_script, kubernetes_auth_config,
+    BACKUP_DIR, BACKUP_VOLUME_SIZE, BackupObjects, BackupSchedule, DEFAULT_BACKUP_KEEP,
+    DEFAULT_BACKUP_SCHEDULE, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, backup_objects, backup_script,
 };
 pub use harmony_openbao::*;
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
 pub use values::{
-    API_PORT, CHART_VERSION, DataStorageValues, DisruptionBudgetValues, EnabledValues,
-    GlobalValues, HaValues, IMAGE_TAG, ImageValues, IngressHost, IngressValues, InjectorValues,
-    K3D_INGRESS_HOST, OpenbaoProfile, OpenbaoValues, ProbeValues, READINESS_PATH, RaftValues,
-    ServerValues, UiValues,
+    API_PORT, AUDIT_DEVICE_PATH, AUDIT_FILE_PATH, CHART_VERSION, DataStorageValues,
+    DisruptionBudgetValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG, ImageValues,
+    IngressHost, IngressValues, InjectorValues, K3D_INGRESS_HOST, OpenbaoProfile, OpenbaoValues,
+    ProbeValues, READINESS_PATH, RaftValues, ServerValues, UiValues, audit_device_hcl,
 };

@@ -196,6 +196,7 @@ async fn first_run_inits_unseals_configures_and_second_run_changes_nothing() -> 
         report.changes,
         [
             "enabled the KV v2 secrets engine at secret/",
+            "set max_versions = 100 on the KV mount secret/ (was 0: OpenBao's default of 10)",
             "created policy harmony-dev",
             "created policy harmony-backup",
             "enabled the userpass auth method at auth/userpass/",
@@ -415,7 +416,8 @@ async fn existing_server_with_admin_token_is_configured_and_drift_is_repaired() 
     assert_eq!(
         report.changes,
         [
-            // Dev mode already has KV v2 at secret/.
+            // Dev mode already has KV v2 at secret/ (keeping OpenBao's default 10 versions).
+            "set max_versions = 100 on the KV mount secret/ (was 0: OpenBao's default of 10)",
             "created policy harmony-dev",
             "created policy harmony-backup",
             "enabled the userpass auth method at auth/userpass/",
@@ -653,6 +655,7 @@ async fn tls_server_is_configured_inside_a_namespace() -> Result<()> {
         [
             "created namespace team-a",
             "enabled the KV v2 secrets engine at secret/",
+            "set max_versions = 100 on the KV mount secret/ (was 0: OpenBao's default of 10)",
             "created policy harmony-dev",
             "enabled the userpass auth method at auth/userpass/",
             "created userpass user harmony",

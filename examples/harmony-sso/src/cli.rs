@@ -87,9 +87,17 @@ pub struct Args {
     #[command(flatten)]
     pub cluster: harmony::deploy::flags::ClusterFlags,
 
+    /// Deploy: scheduled raft snapshots in the cluster.
+    #[command(flatten)]
+    pub backup: harmony::deploy::flags::BackupFlags,
+
     /// With --openbao-url: environments and access by role (see `harmony bootstrap --help`).
     #[command(flatten)]
     pub environments: harmony::deploy::flags::EnvironmentFlags,
+
+    /// Deploy or --openbao-url: how many versions of each config OpenBao keeps.
+    #[command(flatten)]
+    pub history: harmony::deploy::flags::HistoryFlags,
 
     /// With --openbao-url: once configured, hand over to a periodic harmony-admin token and
     /// revoke the root token (default: yes for several nodes, no for one).
@@ -201,6 +209,12 @@ pub enum UsageError {
     /// `--grant-user` outside the deploy.
     #[error("--grant-user applies to the deploy (it grants Zitadel's project role); drop it here")]
     GrantUserOutsideDeploy,
+    /// `--backup-schedule` outside the deploy.
+    #[error(
+        "--backup-schedule applies to the deploy (a CronJob in the cluster); with --openbao-url \
+         take backups with `harmony backup save`"
+    )]
+    BackupScheduleOutsideDeploy,
     /// A setting from the environment that cannot work (found before signing in).
     #[error("{0}")]
     BadSetting(String),
@@ -226,6 +240,9 @@ impl Args {
         let deploying = !(self.cleanup || self.demo || self.sso_demo || self.openbao_url.is_some());
         if !self.grant_user.is_empty() && !deploying {
             return Err(UsageError::GrantUserOutsideDeploy);
+        }
+        if self.backup.backup_schedule.is_some() && !deploying {
+            return Err(UsageError::BackupScheduleOutsideDeploy);
         }
         let wiring_sso = self.openbao_url.is_some()
             && self.sso_url.is_some()

@@ -94,6 +94,24 @@ fn wrong_flag_combinations_fail_before_any_work_naming_the_flag() {
         (&["--demo", "--sso-demo"], "--sso-demo"),
         (&["--cleanup", "--demo"], "--demo"),
         (&["--demo", "--yes"], "--yes"),
+        (&["--backup-schedule", "0 * * *"], "--backup-schedule"),
+        (
+            &["--backup-keep", "0", "--backup-schedule", "@daily"],
+            "--backup-keep",
+        ),
+        (
+            &["--demo", "--backup-schedule", "@daily"],
+            "--backup-schedule",
+        ),
+        (
+            &[
+                "--openbao-url",
+                "http://127.0.0.1:1",
+                "--backup-schedule",
+                "@daily",
+            ],
+            "harmony backup save",
+        ),
         (&["--cluster-name", "Not_Valid"], "--cluster-name"),
         (&["--openbao-url", "not a url"], "--openbao-url"),
         (&["--openbao-url", "ftp://x"], "--openbao-url"),

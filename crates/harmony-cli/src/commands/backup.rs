@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use harmony_secret::backup::{self, Manifest, Restored, UnsealNeeds, Verified};
 
 use crate::UsageError;
+#[cfg(feature = "deploy")]
+use crate::cli::BackupClusterArgs;
 use crate::cli::{BackupCommand, Global, Output};
 use crate::context::Context;
 
@@ -20,6 +22,14 @@ pub async fn run(global: &Global, command: &BackupCommand) -> anyhow::Result<Exi
         BackupCommand::Restore { file, force, yes } => {
             restore(&Context::new(global)?, file, *force, *yes).await?;
         }
+        #[cfg(feature = "deploy")]
+        BackupCommand::List { cluster } => list(global, cluster).await?,
+        #[cfg(feature = "deploy")]
+        BackupCommand::Fetch {
+            name,
+            file,
+            cluster,
+        } => fetch(global, name, file.as_deref(), cluster).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -181,6 +191,94 @@ async fn restore(ctx: &Context, file: &Path, force: bool, yes: bool) -> anyhow::
         describe(&restored.verified)
     );
     println!("{}", unseal_advice(&restored));
+    Ok(())
+}
+
+/// Needs the `deploy` feature (the Kubernetes client reads the PVC).
+#[cfg(feature = "deploy")]
+async fn list(global: &Global, cluster: &BackupClusterArgs) -> anyhow::Result<()> {
+    let k8s =
+        harmony::deploy::connect_cluster(cluster.kube_context.as_deref(), &global.cluster_name)
+            .await?;
+    let ns = &cluster.k8s_namespace;
+    eprintln!(
+        "listing the scheduled snapshots on PVC {ns}/{} ...",
+        harmony::openbao::BACKUP_NAME
+    );
+    let entries = harmony::openbao::list_snapshots(&k8s, ns).await?;
+    if global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!(
+            "no snapshots yet on PVC {ns}/{} (the CronJob writes the first at its next scheduled time)",
+            harmony::openbao::BACKUP_NAME
+        );
+        return Ok(());
+    }
+    for e in &entries {
+        let when =
+            backup::rfc3339_utc(std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.modified));
+        println!("{}  {:>12} bytes  {when}", e.name, e.size);
+    }
+    Ok(())
+}
+
+#[cfg(feature = "deploy")]
+async fn fetch(
+    global: &Global,
+    name: &str,
+    file: Option<&Path>,
+    cluster: &BackupClusterArgs,
+) -> anyhow::Result<()> {
+    if !harmony::openbao::is_snapshot_name(name) {
+        return Err(UsageError(format!(
+            "{name:?} is not a scheduled snapshot's name (harmony-YYYYMMDDTHHMMSSZ.snap); \
+             `harmony backup list` shows them"
+        ))
+        .into());
+    }
+    let file = file.map_or_else(|| PathBuf::from(name), Path::to_owned);
+    let k8s =
+        harmony::deploy::connect_cluster(cluster.kube_context.as_deref(), &global.cluster_name)
+            .await?;
+    let ns = &cluster.k8s_namespace;
+    eprintln!(
+        "copying {name} off PVC {ns}/{} ...",
+        harmony::openbao::BACKUP_NAME
+    );
+    let fetched = harmony::openbao::fetch_snapshot(&k8s, ns, name, &file)
+        .await
+        .with_context(|| format!("could not fetch {name} to {}", file.display()))?;
+    let v = &fetched.verified;
+    if global.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "name": fetched.entry.name,
+                "file": fetched.path,
+                "size": v.size,
+                "sha256": v.sha256,
+                "raft_index": v.raft_index,
+                "raft_term": v.raft_term,
+                "checked": v.checked,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "fetched {name} to {} ({} bytes, sha256 {}, raft index {}; {} checked)",
+        file.display(),
+        v.size,
+        v.sha256,
+        v.raft_index,
+        v.checked.join(", ")
+    );
+    println!(
+        "restoring it needs a quorum of the unseal keys of the cluster it was taken on; keep \
+         them apart from this file"
+    );
     Ok(())
 }
 

@@ -58,6 +58,7 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         key_shares,
         revoke_root: args.revoke_root,
         environments: args.environments.table().map_err(UsageError)?,
+        kv_max_versions: args.history.kv_max_versions,
     };
     let done = harmony_openbao::bootstrap_existing(&url, request)
         .await

@@ -18,6 +18,8 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> anyhow::Result<()> {
         skip_zitadel: args.skip_zitadel,
         grant_users: args.grant_user.clone(),
         reset_userpass: args.reset_userpass,
+        backup: args.backup.schedule(),
+        kv_max_versions: args.history.kv_max_versions,
         // A release a killed helm left `pending-*`: recovered with --yes, else asked on a
         // terminal, else the deploy stops and says how.
         pending_recovery: std::sync::Arc::new(move |pending: &PendingRelease| {

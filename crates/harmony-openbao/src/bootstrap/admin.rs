@@ -71,8 +71,8 @@ path "auth/token/lookup-self" {{
 /// role or token any policy but one `harmony-*` policy other than `harmony-admin` and
 /// `harmony-recovery` (`allowed_parameters` on every `auth/` path, for `policies` and
 /// `token_policies`; a comma list in one string is refused, since OpenBao matches a list only
-/// against exact values); write token roles; mount an auth method other than `jwt` or
-/// `userpass`, or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
+/// against exact values); write token roles; mount an auth method other than `jwt`,
+/// `userpass` or `kubernetes` (the backup CronJob's sign-in), or a secrets engine other than `kv`; touch `identity/` (groups and entities carry
 /// policies too) or read the documents (it reads and writes only the environments' access
 /// record, `_access`, which holds no secret). It may take a raft snapshot (a backup, encrypted
 /// by the barrier and useless without a quorum of the unseal keys) but not restore one.
@@ -105,7 +105,7 @@ path "sys/auth" {{
 path "sys/auth/*" {{
   capabilities = ["create", "read", "update", "sudo"]
   allowed_parameters = {{
-    "type" = ["jwt", "userpass"]
+    "type" = ["jwt", "userpass", "kubernetes"]
     "*" = []
   }}
 }}
@@ -144,6 +144,10 @@ path "sys/storage/raft/configuration" {{
 }}
 # The environments' access record (no secret: environments and each role's levels).
 path "{KV_MOUNT}/data/{KV_PREFIX}/{ACCESS_DOCUMENT}" {{
+  capabilities = ["create", "read", "update"]
+}}
+# The team KV mount's settings (max_versions: how much history of each document is kept).
+path "{KV_MOUNT}/config" {{
   capabilities = ["create", "read", "update"]
 }}
 # Take a backup (encrypted by the barrier: useless without a quorum of the unseal keys).
@@ -572,14 +576,18 @@ mod tests {
     #[test]
     fn admin_policy_cannot_touch_documents() {
         let hcl = harmony_admin_policy_hcl();
-        // The only KV path it names is the access record, which holds no secret.
+        // The only KV paths it names are the mount's settings (max_versions) and the access
+        // record, neither of which holds a secret.
         let kv_paths: Vec<&str> = hcl
             .lines()
             .filter(|l| l.starts_with("path \"secret/"))
             .collect();
         assert_eq!(
             kv_paths,
-            [r#"path "secret/data/harmony/_access" {"#],
+            [
+                r#"path "secret/data/harmony/_access" {"#,
+                r#"path "secret/config" {"#
+            ],
             "{hcl}"
         );
         assert!(hcl.contains(r#"path "sys/auth/*""#), "{hcl}");

@@ -318,7 +318,7 @@ impl AccessTable {
         ));
         let expression = format!(
             "({}) ? pb.Auth{{display_name: ('email' in claims) ? claims.email : claims.sub, \
-             policies: {}}} : {refusal}",
+             alias: logical.Alias{{name: claims.sub}}, policies: {}}} : {refusal}",
             conditions.join(" && "),
             policies.join(" + ")
         );

@@ -1,13 +1,15 @@
 //! The command-line flags that choose an existing cluster and how the stack is published there,
 //! defined once for both binaries (`harmony deploy` and `cargo run -p example-harmony-sso`), which
-//! flatten them into their own arguments. The environments' flags ([`EnvironmentFlags`]) live in
-//! `harmony-openbao`, which the lean CLI uses without Kubernetes; re-exported here.
+//! flatten them into their own arguments. The environments' and history flags ([`EnvironmentFlags`],
+//! [`HistoryFlags`]) live in `harmony-openbao`, which the lean CLI uses without Kubernetes;
+//! re-exported here.
 
 use crate::deploy::{DeployTarget, Profile};
 use crate::ingress::{Domain, IngressTls, PublicIngress};
+use crate::openbao::{BackupSchedule, DEFAULT_BACKUP_KEEP};
 use crate::zitadel::KubectlImage;
 
-pub use harmony_openbao::flags::EnvironmentFlags;
+pub use harmony_openbao::flags::{EnvironmentFlags, HistoryFlags};
 
 /// `--kube-context`, `--domain`, `--ingress-class`, `--tls-secret`, `--cluster-issuer`,
 /// `--profile`, `--kubectl-image`.
@@ -90,6 +92,35 @@ impl ClusterFlags {
     }
 }
 
+/// `--backup-schedule`, `--backup-keep`: scheduled raft snapshots in the cluster (a CronJob in
+/// OpenBao's namespace signing in through OpenBao's Kubernetes auth, keeping the newest N on a
+/// PVC).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BackupFlags {
+    /// Take a raft snapshot on this schedule (five cron fields, UTC, e.g. "0 * * * *" for
+    /// hourly, or @hourly/@daily/...), by a CronJob in OpenBao's namespace that keeps them on
+    /// a PVC (`harmony backup list` / `fetch` copy them off). A deploy without it leaves
+    /// scheduled backups as they are.
+    #[arg(long, value_name = "CRON", value_parser = BackupSchedule::parse_schedule)]
+    pub backup_schedule: Option<String>,
+
+    /// With --backup-schedule: how many snapshots to keep, newest first (default 48).
+    #[arg(long, value_name = "N", value_parser = BackupSchedule::parse_keep, requires = "backup_schedule")]
+    pub backup_keep: Option<u16>,
+}
+
+impl BackupFlags {
+    /// The schedule the flags ask for; `None` without `--backup-schedule`.
+    pub fn schedule(&self) -> Option<BackupSchedule> {
+        self.backup_schedule
+            .as_ref()
+            .map(|schedule| BackupSchedule {
+                schedule: schedule.clone(),
+                keep: self.backup_keep.unwrap_or(DEFAULT_BACKUP_KEEP),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
@@ -100,6 +131,53 @@ mod tests {
     struct Args {
         #[command(flatten)]
         cluster: ClusterFlags,
+        #[command(flatten)]
+        backup: BackupFlags,
+    }
+
+    #[test]
+    fn backup_flags_give_a_schedule_with_the_default_or_given_keep() {
+        let args = Args::try_parse_from(["deploy"]).expect("no flags");
+        assert_eq!(args.backup.schedule(), None);
+        let args =
+            Args::try_parse_from(["deploy", "--backup-schedule", "0 * * * *"]).expect("schedule");
+        assert_eq!(
+            args.backup.schedule(),
+            Some(BackupSchedule {
+                schedule: "0 * * * *".to_owned(),
+                keep: 48
+            })
+        );
+        let args = Args::try_parse_from([
+            "deploy",
+            "--backup-schedule",
+            "*/15 * * * *",
+            "--backup-keep",
+            "4",
+        ])
+        .expect("schedule and keep");
+        assert_eq!(args.backup.schedule().map(|s| s.keep), Some(4));
+    }
+
+    #[test]
+    fn a_bad_backup_flag_is_a_usage_error_naming_it() {
+        for (flag, bad) in [
+            ("--backup-schedule", "0 * * *"),
+            ("--backup-schedule", "every hour"),
+            ("--backup-keep", "0"),
+        ] {
+            let mut argv = vec!["deploy", "--backup-schedule", "@hourly"];
+            if flag == "--backup-schedule" {
+                argv.truncate(1);
+            }
+            argv.extend([flag, bad]);
+            let err = Args::try_parse_from(&argv).expect_err(bad).to_string();
+            assert!(err.contains(flag), "{bad}: {err}");
+        }
+        let err = Args::try_parse_from(["deploy", "--backup-keep", "3"])
+            .expect_err("keep alone")
+            .to_string();
+        assert!(err.contains("--backup-schedule"), "{err}");
     }
 
     fn kubectl_image(target: DeployTarget) -> KubectlImage {

@@ -322,6 +322,30 @@ impl OpenbaoValues {
     }
 }
 
+/// Where the deployed OpenBao writes its audit log: the container's standard output, read with
+/// the pod's logs (every request and response, one JSON object per line).
+pub const AUDIT_FILE_PATH: &str = "stdout";
+/// The path (name) of the declarative audit device in OpenBao (`bao audit list` shows `harmony/`).
+pub const AUDIT_DEVICE_PATH: &str = "harmony";
+
+/// The declarative file audit device writing to `file_path`. OpenBao 2.7 refuses enabling
+/// audit devices through the API ("use declarative, config-based audit device management
+/// instead"), so the server's configuration declares it; every node of a cluster must carry
+/// the same stanza. `log_raw = false`: values (secrets, tokens) appear only as HMAC-SHA256 of
+/// the device's salt, never in plaintext.
+pub fn audit_device_hcl(file_path: &str) -> String {
+    format!(
+        r#"audit "file" "{AUDIT_DEVICE_PATH}" {{
+  description = "every request and response; values HMAC'd (harmony)"
+  options {{
+    file_path = "{file_path}"
+    log_raw = "false"
+  }}
+}}
+"#
+    )
+}
+
 /// Server configuration for raft; with several replicas, each peer retries joining every other.
 fn raft_config(release: &str, replicas: u8) -> String {
     let mut retry_join = String::new();
@@ -347,7 +371,9 @@ storage "raft" {{
 {retry_join}}}
 
 service_registration "kubernetes" {{}}
-"#
+
+{audit}"#,
+        audit = audit_device_hcl(AUDIT_FILE_PATH),
     )
 }
 

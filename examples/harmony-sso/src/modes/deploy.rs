@@ -16,6 +16,8 @@ pub async fn run(args: &Args, ui: &Ui) -> anyhow::Result<()> {
         skip_zitadel: args.skip_zitadel,
         grant_users: args.grant_user.clone(),
         reset_userpass: args.reset_userpass,
+        backup: args.backup.schedule(),
+        kv_max_versions: args.history.kv_max_versions,
         pending_recovery: pending_recovery(args, ui),
     };
     let target = args

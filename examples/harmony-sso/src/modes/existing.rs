@@ -38,6 +38,7 @@ pub async fn run(args: &Args, _ui: &Ui) -> anyhow::Result<()> {
             .environments
             .table()
             .map_err(crate::cli::UsageError::Environments)?,
+        kv_max_versions: args.history.kv_max_versions,
     };
     let done = harmony::openbao::bootstrap_existing(&url, request)
         .await

@@ -80,7 +80,12 @@ fn only_comments(text: &str) -> bool {
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
 }
 
-pub async fn run(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    ctx: &Context,
+    team: &Team,
+    key: &str,
+    message: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let editor = editor(ctx)?;
     let typing = team.typing(key).await?;
     let (mut base, mut version) = match team.document(key).await? {
@@ -144,6 +149,11 @@ pub async fn run(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCo
         match team.write(key, &value, version).await {
             Ok(saved) => {
                 eprintln!("{key}: saved version {saved}");
+                let message = match message {
+                    Some(m) => m.to_owned(),
+                    None => default_message(&typing.diff(&base, &value)),
+                };
+                team.record(key, saved, &message).await;
                 return Ok(ExitCode::SUCCESS);
             }
             Err(SecretError::Conflict { actual, .. }) => {
@@ -198,6 +208,16 @@ pub async fn run(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCo
         }
     }
     anyhow::bail!("{key}: gave up after {MAX_ROUNDS} rounds in the editor; nothing was saved")
+}
+
+/// "edit: database.port, debug": the fields an edit changed (never their values).
+fn default_message(changes: &[harmony_config::document::Change]) -> String {
+    let fields: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.change != ChangeKind::Unchanged)
+        .map(|c| c.field.as_str())
+        .collect();
+    format!("edit {}", fields.join(", "))
 }
 
 /// The diff lines people read (secret values never shown).

@@ -83,6 +83,7 @@ pub async fn promote(
     from: &str,
     to: &str,
     fields: &[String],
+    message: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     check_env(from)?;
     check_env(to)?;
@@ -156,5 +157,11 @@ pub async fn promote(
         target.what(key),
         names.join(", ")
     );
+    let message = match message {
+        Some(m) => m.to_owned(),
+        None if fields.is_empty() => format!("promote from {from}"),
+        None => format!("promote {} from {from}", names.join(", ")),
+    };
+    target.record(key, version, &message).await;
     Ok(ExitCode::SUCCESS)
 }

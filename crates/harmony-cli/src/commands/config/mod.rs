@@ -15,7 +15,9 @@ use harmony_config::document::{ChangeKind, Typing, leaves, split_path, value_at}
 
 mod edit;
 mod environments;
+mod history;
 
+use harmony_config::history::{LayerMetadata, VersionMeta};
 use harmony_config::layers::{is_reserved_folder, layer_path, schema_path};
 
 /// How deep `config list` descends into folders.
@@ -61,21 +63,37 @@ pub async fn run(ctx: &Context, command: &ConfigCommand) -> anyhow::Result<ExitC
             key,
             assignments,
             from_file,
+            message,
         } => {
             let assignments = values_from_stdin_or_prompt(&team, key, assignments, ctx).await?;
-            set(&team, key, &assignments, from_file.as_deref()).await
+            set(
+                &team,
+                key,
+                &assignments,
+                from_file.as_deref(),
+                message.as_deref(),
+            )
+            .await
         }
-        ConfigCommand::Edit { key } => edit::run(ctx, &team, key).await,
-        ConfigCommand::History { key } => history(ctx, &team, key).await,
+        ConfigCommand::Edit { key, message } => {
+            edit::run(ctx, &team, key, message.as_deref()).await
+        }
+        ConfigCommand::History { key } => history::history(ctx, &team, key).await,
+        ConfigCommand::Blame { key } => history::blame(ctx, &team, key).await,
         ConfigCommand::Diff { key, v1, v2 } => diff(ctx, &team, key, *v1, *v2).await,
-        ConfigCommand::Rollback { key, version } => rollback(&team, key, *version).await,
+        ConfigCommand::Rollback {
+            key,
+            version,
+            message,
+        } => rollback(&team, key, *version, message.as_deref()).await,
         ConfigCommand::Compare { key, a, b } => environments::compare(ctx, &team, key, a, b).await,
         ConfigCommand::Promote {
             key,
             from,
             to,
             fields,
-        } => environments::promote(&team, key, from, to, fields).await,
+            message,
+        } => environments::promote(&team, key, from, to, fields, message.as_deref()).await,
         ConfigCommand::Check { keys } => {
             for key in keys {
                 check_key(key)?;
@@ -121,16 +139,6 @@ pub(crate) fn typing_from_stored(
 pub struct Team {
     pub(crate) store: std::sync::Arc<OpenbaoSecretStore>,
     pub(crate) env: Option<String>,
-}
-
-/// One KV v2 version of a document.
-#[derive(Debug, Clone, Serialize)]
-pub struct VersionInfo {
-    pub version: u64,
-    pub created_time: String,
-    pub deleted: bool,
-    pub destroyed: bool,
-    pub current: bool,
 }
 
 impl Team {
@@ -252,7 +260,12 @@ impl Team {
     }
 
     /// Every version in the metadata, newest first.
-    pub async fn versions(&self, key: &str) -> anyhow::Result<Vec<VersionInfo>> {
+    pub async fn versions(&self, key: &str) -> anyhow::Result<Vec<VersionMeta>> {
+        Ok(self.metadata(key).await?.versions)
+    }
+
+    /// The layer's KV v2 metadata: versions (newest first), the oldest kept, its max_versions.
+    pub async fn metadata(&self, key: &str) -> anyhow::Result<LayerMetadata> {
         let path = self.kv_path("metadata", &self.layer(key));
         let body = match self.store.client().get(&path).await {
             Ok(Some(body)) => body,
@@ -262,26 +275,36 @@ impl Team {
             ),
             Err(e) => return Err(self.denied(e, key, "reading")),
         };
-        let data = &body["data"];
-        let current = data["current_version"].as_u64().unwrap_or(0);
-        let mut out: Vec<VersionInfo> = data["versions"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(n, v)| {
-                        Some(VersionInfo {
-                            version: n.parse().ok()?,
-                            created_time: v["created_time"].as_str().unwrap_or("").to_owned(),
-                            deleted: v["deletion_time"].as_str().is_some_and(|t| !t.is_empty()),
-                            destroyed: v["destroyed"].as_bool().unwrap_or(false),
-                            current: n.parse::<u64>().ok() == Some(current),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_by_key(|v| std::cmp::Reverse(v.version));
-        Ok(out)
+        Ok(LayerMetadata::from_kv(&body["data"]))
+    }
+
+    /// The KV mount's own `max_versions` (`<mount>/config`); `None` when this token may not
+    /// read it.
+    pub async fn mount_max_versions(&self) -> Option<u64> {
+        let path = format!(
+            "{}/config",
+            self.store.settings().kv_mount().trim_matches('/')
+        );
+        match self.store.client().get(&path).await {
+            Ok(Some(body)) => body["data"]["max_versions"].as_u64(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the KV mount's config");
+                None
+            }
+        }
+    }
+
+    /// After saving `version`: the author record (who, when, the tool, `message`). Never an
+    /// error: the value is saved; a record that could not be written is a warning naming the
+    /// version.
+    pub async fn record(&self, key: &str, version: u64, message: &str) {
+        let outcome =
+            harmony_config::history::record_saved(&*self.store, &self.layer(key), version, message)
+                .await;
+        if let Some(warning) = outcome.warning(&self.what(key), version) {
+            eprintln!("{warning}");
+        }
     }
 
     /// The content of one version; an error when it was deleted or destroyed.
@@ -628,6 +651,7 @@ async fn set(
     key: &str,
     assignments: &[String],
     from_file: Option<&std::path::Path>,
+    message: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     // Read (and parse the input) before anything is written; with an environment, the base
     // too (concurrently), to check the environment's whole config.
@@ -696,7 +720,21 @@ async fn set(
             e => conflict_context(e, key),
         })?;
     eprintln!("{}: saved version {version}", team.what(key));
+    let message = match (message, from_file) {
+        (Some(m), _) => m.to_owned(),
+        (None, Some(path)) => format!("set from {}", path.display()),
+        (None, None) => format!("set {}", assigned_fields(assignments).join(", ")),
+    };
+    team.record(key, version, &message).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fields `FIELD=VALUE` assignments name (never their values), for the default message.
+fn assigned_fields(assignments: &[String]) -> Vec<&str> {
+    assignments
+        .iter()
+        .map(|a| a.split_once('=').map_or(a.as_str(), |(f, _)| f).trim())
+        .collect()
 }
 
 /// A lost check-and-set says what happened and that nothing was written.
@@ -712,25 +750,6 @@ fn conflict_context(e: SecretError, key: &str) -> anyhow::Error {
         ),
         other => other.into(),
     }
-}
-
-async fn history(ctx: &Context, team: &Team, key: &str) -> anyhow::Result<ExitCode> {
-    let versions = team.versions(key).await?;
-    if ctx.json() {
-        println!("{}", serde_json::to_string_pretty(&versions)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{:<8} {:<32} STATE", "VERSION", "CREATED");
-    for v in &versions {
-        let state = match (v.destroyed, v.deleted, v.current) {
-            (true, _, _) => "destroyed",
-            (_, true, _) => "deleted",
-            (_, _, true) => "current",
-            _ => "",
-        };
-        println!("{:<8} {:<32} {state}", v.version, v.created_time);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn diff(
@@ -787,7 +806,12 @@ async fn diff(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rollback(team: &Team, key: &str, version: u64) -> anyhow::Result<ExitCode> {
+async fn rollback(
+    team: &Team,
+    key: &str,
+    version: u64,
+    message: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let current = team
         .versions(key)
         .await?
@@ -802,7 +826,12 @@ async fn rollback(team: &Team, key: &str, version: u64) -> anyhow::Result<ExitCo
             e @ SecretError::PermissionDenied { .. } => team.denied(e, key, "writing"),
             e => conflict_context(e, key),
         })?;
-    eprintln!("{key}: saved version {written} with the content of version {version}");
+    eprintln!(
+        "{}: saved version {written} with the content of version {version}",
+        team.what(key)
+    );
+    let message = message.map_or_else(|| format!("rollback to {version}"), str::to_owned);
+    team.record(key, written, &message).await;
     Ok(ExitCode::SUCCESS)
 }
 
