@@ -119,15 +119,18 @@ fn usage_errors_exit_2_on_stderr() {
             "--openbao-url",
         ),
         (&["no-such-command"], "no-such-command"),
-        // Scheduled backups: checked before anything runs.
+        // Scheduled backups (the deploy feature): checked before anything runs.
+        #[cfg(feature = "deploy")]
         (
             &["deploy", "--backup-schedule", "0 * * *"],
             "--backup-schedule",
         ),
+        #[cfg(feature = "deploy")]
         (
             &["deploy", "--backup-schedule", "@reboot"],
             "--backup-schedule",
         ),
+        #[cfg(feature = "deploy")]
         (
             &[
                 "deploy",
@@ -138,7 +141,9 @@ fn usage_errors_exit_2_on_stderr() {
             ],
             "--backup-keep",
         ),
+        #[cfg(feature = "deploy")]
         (&["deploy", "--backup-keep", "3"], "--backup-schedule"),
+        #[cfg(feature = "deploy")]
         (
             &["backup", "fetch", "../../etc/passwd"],
             "harmony backup list",
