@@ -98,6 +98,7 @@ pub enum Command {
     /// Deploy or converge the stack: on a local k3d cluster (needs Docker), or with
     /// --kube-context on a cluster you have. OpenBao, CloudNativePG, Zitadel, the device-code app
     /// and OpenBao's JWT auth. A re-run changes nothing.
+    #[cfg(feature = "deploy")]
     Deploy(DeployArgs),
     /// Init (if needed), unseal and configure an existing OpenBao (--openbao-url), optionally
     /// wiring its JWT auth to an OpenID provider.
@@ -109,6 +110,7 @@ pub enum Command {
         command: BackupCommand,
     },
     /// Delete the local k3d cluster and its local state (asks first on a terminal).
+    #[cfg(feature = "deploy")]
     Cleanup {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
@@ -331,12 +333,14 @@ pub enum BackupCommand {
     },
     /// List the scheduled snapshots the backup CronJob keeps on its PVC in the cluster (deploy
     /// --backup-schedule), newest first.
+    #[cfg(feature = "deploy")]
     List {
         #[command(flatten)]
         cluster: BackupClusterArgs,
     },
     /// Copy one scheduled snapshot off the cluster to FILE (0600, never overwritten), checked
     /// against the pod's SHA-256 and like `backup verify`.
+    #[cfg(feature = "deploy")]
     Fetch {
         /// The snapshot, as `backup list` shows it (harmony-YYYYMMDDTHHMMSSZ.snap).
         name: String,
@@ -348,6 +352,7 @@ pub enum BackupCommand {
 }
 
 /// Where the scheduled backups are: the cluster and OpenBao's namespace.
+#[cfg(feature = "deploy")]
 #[derive(Debug, Clone, Args)]
 pub struct BackupClusterArgs {
     /// The kubeconfig context of the cluster (KUBECONFIG, else ~/.kube/config); default: the
@@ -505,6 +510,7 @@ pub enum Format {
 }
 
 /// `harmony deploy`.
+#[cfg(feature = "deploy")]
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
     /// OpenBao only: no CloudNativePG, no Zitadel, no JWT auth.
@@ -539,10 +545,10 @@ pub struct DeployArgs {
     pub key_threshold: Option<u8>,
 
     #[command(flatten)]
-    pub history: harmony::deploy::flags::HistoryFlags,
+    pub history: harmony_openbao::flags::HistoryFlags,
 
     #[command(flatten)]
-    pub environments: harmony::deploy::flags::EnvironmentFlags,
+    pub environments: harmony_openbao::flags::EnvironmentFlags,
 }
 
 /// `harmony bootstrap`.
@@ -558,13 +564,13 @@ pub struct BootstrapArgs {
 
     /// With --sso-url: OpenBao lets in only id_tokens whose claim KEY has the value VALUE
     /// (repeatable, all must match).
-    #[arg(long, value_name = "KEY=VALUE", value_parser = harmony::openbao::parse_bound_claim, requires = "sso_url")]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = harmony_openbao::parse_bound_claim, requires = "sso_url")]
     pub bound_claim: Vec<(String, String)>,
 
     /// Let this CI repository's jobs read the team's config with their own OIDC id_token
     /// (repeatable): github[=ISSUER]:OWNER/REPO[@REF] or gitlab[=ISSUER]:GROUP/PROJECT[@REF].
     #[arg(long = "ci", value_name = "SPEC")]
-    pub ci: Vec<harmony::openbao::CiTrust>,
+    pub ci: Vec<harmony_openbao::CiTrust>,
 
     /// OpenBao namespace to configure (created when missing); default BAO_NAMESPACE, else the root.
     #[arg(long, value_name = "NAMESPACE")]
@@ -599,8 +605,8 @@ pub struct BootstrapArgs {
     pub regenerate_root: bool,
 
     #[command(flatten)]
-    pub environments: harmony::deploy::flags::EnvironmentFlags,
+    pub environments: harmony_openbao::flags::EnvironmentFlags,
 
     #[command(flatten)]
-    pub history: harmony::deploy::flags::HistoryFlags,
+    pub history: harmony_openbao::flags::HistoryFlags,
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use harmony::target::{Target, admin_token_from_env};
+use harmony_openbao::target::{Target, admin_token_from_env};
 use harmony_secret::oidc::{DeviceFlowOptions, DevicePrompt, SsoLogin, SsoSettings};
 use harmony_secret::session::SessionCache;
 use harmony_secret::{OpenbaoClient, OpenbaoSecretStore, OpenbaoSettings, SecretError};
@@ -20,7 +20,9 @@ pub struct Context {
     pub interactive: bool,
     /// `--non-interactive` (or its variable) was given.
     pub non_interactive: bool,
-    /// The cluster whose OpenBao is used when no URL is given.
+    /// The cluster whose OpenBao is used when no URL is given (deploy, cleanup and the deploy's
+    /// saved SSO application read it; the lean build resolves [`Context::target`] with it only).
+    #[cfg(feature = "deploy")]
     pub cluster_name: String,
     pub output: Output,
     /// `--env` / `HARMONY_ENV`, else the project file's (checked): the environment whose
@@ -52,6 +54,7 @@ impl Context {
             )?,
             interactive: !global.non_interactive && std::io::stdin().is_terminal(),
             non_interactive: global.non_interactive,
+            #[cfg(feature = "deploy")]
             cluster_name: global.cluster_name.clone(),
             output: global.output,
             env,
@@ -102,7 +105,7 @@ impl Context {
             sso = sso.with_project_id(project);
         }
         if self.target.cluster {
-            for (host, addr) in harmony::ingress::LocalIngress::k3d().resolutions() {
+            for (host, addr) in harmony_openbao::ingress::LocalIngress::k3d().resolutions() {
                 sso = sso.with_resolved_host(host, addr);
             }
         }

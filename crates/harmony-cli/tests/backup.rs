@@ -151,6 +151,7 @@ async fn save_verify_restore_and_a_tampered_archive_is_refused() {
 /// `harmony backup list --kube-context` reaches the cluster of that context (a stand-in API
 /// server on loopback answering as the Kubernetes API does for a missing object) and, with no
 /// backup CronJob there, says how to enable scheduled backups; no pod is created.
+#[cfg(feature = "deploy")]
 #[test]
 fn backup_list_on_a_cluster_without_scheduled_backups_names_the_flag() {
     use std::io::{BufRead as _, BufReader, Write as _};

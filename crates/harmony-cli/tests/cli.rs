@@ -7,12 +7,47 @@ mod harness;
 
 use harness::{harmony, stderr, stdout};
 
+#[cfg(feature = "deploy")]
 #[test]
 fn help_is_stable() {
     let data = tempfile::tempdir().expect("tempdir");
     let output = harmony(data.path()).arg("--help").output().expect("run");
     assert!(output.status.success());
     insta::assert_snapshot!(stdout(&output));
+}
+
+/// The lean build (`--no-default-features`): its help lists every command but `deploy` and
+/// `cleanup` (`bootstrap` of an existing OpenBao needs no Kubernetes and stays), and those two
+/// are unknown commands (usage, exit 2).
+#[cfg(not(feature = "deploy"))]
+#[test]
+fn lean_help_is_stable() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = harmony(data.path()).arg("--help").output().expect("run");
+    assert!(output.status.success());
+    let help = stdout(&output);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.contains(&"bootstrap"), "{commands:?}");
+    assert!(commands.contains(&"backup"), "{commands:?}");
+    assert!(!commands.contains(&"deploy"), "{commands:?}");
+    assert!(!commands.contains(&"cleanup"), "{commands:?}");
+    insta::assert_snapshot!(help);
+    for gone in ["deploy", "cleanup"] {
+        let output = harmony(data.path()).arg(gone).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{gone}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("unrecognized subcommand"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
@@ -41,6 +76,7 @@ fn export_and_config_set_help_is_stable() {
     }
 }
 
+#[cfg(feature = "deploy")]
 #[test]
 fn deploy_help_is_stable() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -83,15 +119,18 @@ fn usage_errors_exit_2_on_stderr() {
             "--openbao-url",
         ),
         (&["no-such-command"], "no-such-command"),
-        // Scheduled backups: checked before anything runs.
+        // Scheduled backups (the deploy feature): checked before anything runs.
+        #[cfg(feature = "deploy")]
         (
             &["deploy", "--backup-schedule", "0 * * *"],
             "--backup-schedule",
         ),
+        #[cfg(feature = "deploy")]
         (
             &["deploy", "--backup-schedule", "@reboot"],
             "--backup-schedule",
         ),
+        #[cfg(feature = "deploy")]
         (
             &[
                 "deploy",
@@ -102,7 +141,9 @@ fn usage_errors_exit_2_on_stderr() {
             ],
             "--backup-keep",
         ),
+        #[cfg(feature = "deploy")]
         (&["deploy", "--backup-keep", "3"], "--backup-schedule"),
+        #[cfg(feature = "deploy")]
         (
             &["backup", "fetch", "../../etc/passwd"],
             "harmony backup list",

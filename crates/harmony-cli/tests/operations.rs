@@ -1,14 +1,18 @@
 //! `harmony bootstrap` and `harmony cleanup`: the same library operations as the seed's
 //! `harmony-sso --openbao-url` and `--cleanup`, here through the `harmony` parser. Bootstrap runs
-//! against a real sealed OpenBao (testkit); cleanup against a fake `k3d` on PATH.
+//! against a real sealed OpenBao (testkit); cleanup against a fake `k3d` on PATH. The deploy and
+//! cleanup tests need the `deploy` feature; the bootstrap ones run in the lean build too.
 
 mod harness;
 
 use std::os::unix::fs::PermissionsExt as _;
+#[cfg(feature = "deploy")]
 use std::path::Path;
 
+#[cfg(feature = "deploy")]
 use harmony_env::vars;
 use harmony_testkit::OpenbaoServer;
+#[cfg(feature = "deploy")]
 use harmony_testkit::kubeconfig::TWO_CONTEXTS;
 use harness::{files_under, harmony, stderr, stdout};
 
@@ -104,6 +108,7 @@ fn two_ci_specs_for_one_role_name_are_usage() {
 }
 
 /// A fake `k3d` at the pinned version on PATH: records its arguments, knows one cluster.
+#[cfg(feature = "deploy")]
 fn fake_k3d(dir: &Path, log: &Path) {
     let script = format!(
         r#"#!/bin/sh
@@ -122,6 +127,7 @@ esac
 }
 
 #[test]
+#[cfg(feature = "deploy")]
 fn cleanup_needs_yes_off_a_terminal_then_deletes_the_cluster_and_its_state() {
     let data = tempfile::tempdir().expect("tempdir");
     let out = harmony(data.path()).arg("cleanup").output().expect("run");
@@ -274,6 +280,7 @@ fn key_shares_flags_are_checked_before_any_work() {
 /// `harmony deploy` is the seed's deploy (one library operation): without Docker it stops in one
 /// paragraph before anything is downloaded or created.
 #[test]
+#[cfg(feature = "deploy")]
 fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
     let data = tempfile::tempdir().expect("tempdir");
     let output = harmony(data.path())
@@ -295,6 +302,7 @@ fn deploy_without_docker_fails_in_one_paragraph_before_any_download() {
 }
 
 #[test]
+#[cfg(feature = "deploy")]
 fn deploy_flags_for_an_existing_cluster_are_checked_before_any_work() {
     let data = tempfile::tempdir().expect("tempdir");
     let own: &[(&[&str], &str)] = &[(&["--key-shares", "5"], "--key-threshold")];
@@ -316,6 +324,7 @@ fn deploy_flags_for_an_existing_cluster_are_checked_before_any_work() {
 /// A fake `helm` at the pinned version: records its argv, keeps the kubeconfig and values it
 /// was given, answers `status` like helm v3.21.4 for an absent release, and fails `upgrade`
 /// (the cluster is not real).
+#[cfg(feature = "deploy")]
 fn fake_helm(dir: &Path) {
     let script = format!(
         r#"#!/bin/sh
@@ -345,6 +354,7 @@ exit 0
 /// chosen context and the ha values published under the domain. (The fake helm fails the
 /// install, so the deploy stops there: no cluster runs here.)
 #[test]
+#[cfg(feature = "deploy")]
 fn deploy_onto_an_existing_cluster_runs_no_k3d_and_pins_helm_to_the_context() {
     let data = tempfile::tempdir().expect("tempdir");
     let bin = tempfile::tempdir().expect("tempdir");
@@ -414,6 +424,7 @@ fn deploy_onto_an_existing_cluster_runs_no_k3d_and_pins_helm_to_the_context() {
 }
 
 #[test]
+#[cfg(feature = "deploy")]
 fn an_unknown_kube_context_is_named_with_the_ones_that_exist() {
     let data = tempfile::tempdir().expect("tempdir");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -437,6 +448,7 @@ fn an_unknown_kube_context_is_named_with_the_ones_that_exist() {
     assert!(files_under(data.path()).is_empty(), "nothing done");
 }
 
+#[cfg(feature = "deploy")]
 fn live_setting(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("set {name}: this live test deploys onto a real cluster (see the README)")
@@ -448,6 +460,7 @@ fn live_setting(name: &str) -> String {
 /// Zitadel was given. Never run on this project's machines (no cluster).
 #[test]
 #[ignore = "needs a Kubernetes cluster"]
+#[cfg(feature = "deploy")]
 fn live_deploy_onto_an_existing_cluster_converges_and_publishes_both_hosts() {
     let context = live_setting(vars::HARMONY_LIVE_CONTEXT);
     let domain = live_setting(vars::HARMONY_LIVE_DOMAIN);

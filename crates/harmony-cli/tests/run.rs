@@ -213,7 +213,7 @@ async fn export_prints_the_same_values_masked_on_request() {
 /// the project's test provider acting as the CI issuer) — no OpenBao token in the job.
 #[tokio::test]
 async fn run_in_ci_signs_in_with_the_jobs_own_identity() {
-    use harmony::openbao::{BootstrapOptions, CiOptions, OpenbaoBootstrap, StateDir};
+    use harmony_openbao::{BootstrapOptions, CiOptions, OpenbaoBootstrap, StateDir};
     use harmony_testkit::oidc::{OidcProvider, OidcProviderOptions};
 
     let (bao, data) = setup().await;

@@ -283,24 +283,7 @@ impl std::fmt::Debug for StackOptions {
     }
 }
 
-/// The names of the developers' and operators' roles: Zitadel project roles, and the `groups`
-/// entries OpenBao's sign-in role looks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleNames {
-    /// The developers' role (needed to sign in without environments).
-    pub developer: String,
-    /// The operators' role.
-    pub ops: String,
-}
-
-impl Default for RoleNames {
-    fn default() -> Self {
-        Self {
-            developer: crate::openbao::DEFAULT_DEVELOPER_ROLE.to_owned(),
-            ops: crate::openbao::DEFAULT_OPS_ROLE.to_owned(),
-        }
-    }
-}
+pub use harmony_openbao::flags::RoleNames;
 
 /// The local stack on a k3d cluster (created or reused).
 #[derive(Debug, Clone)]

@@ -10,12 +10,12 @@ pub mod cleanup;
 pub mod cnpg;
 pub mod deploy;
 pub mod helm;
-pub mod ingress;
 pub mod k3d;
 pub mod openbao;
 pub mod preflight;
-pub mod target;
 pub mod tools;
 pub mod zitadel;
 
 pub use harmony_env::{DataDirError, harmony_data_dir};
+/// Re-exported from `harmony-openbao` (no Kubernetes in them), under their old paths.
+pub use harmony_openbao::{ingress, target};

@@ -1,5 +1,6 @@
-//! OpenBao: Helm values for installing it, and the bootstrap that initialises, unseals and
-//! configures it over its HTTP API.
+//! OpenBao: Helm values for installing it, and (re-exported from the `harmony-openbao` crate,
+//! which needs no Kubernetes) the bootstrap that initialises, unseals and configures it over
+//! its HTTP API.
 //!
 //! Design choices:
 //! - **The bootstrap only needs a URL** ([`OpenbaoBootstrap`]): the deploy reaches the in-cluster
@@ -29,18 +30,11 @@
 //! # Ok(()) }
 //! ```
 
-mod backup;
 mod backup_cluster;
 mod backup_schedule;
-mod bootstrap;
-mod error;
-mod existing;
-mod policy;
 mod score;
-mod state;
 mod values;
 
-pub use backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
 pub use backup_cluster::{
     AppliedBackups, FetchedSnapshot, MAX_FETCH_BYTES, PodExecFuture, PodOutput,
     READER_DEADLINE_SECONDS, READER_RUNNING_TIMEOUT, SnapshotEntry, apply_backup_schedule,
@@ -48,33 +42,11 @@ pub use backup_cluster::{
     is_snapshot_name, list_snapshots, list_snapshots_through, parse_listing, reader_pod,
 };
 pub use backup_schedule::{
-    BACKUP_DIR, BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL,
-    BACKUP_VOLUME_SIZE, BackupObjects, BackupSchedule, DEFAULT_BACKUP_KEEP,
-    DEFAULT_BACKUP_SCHEDULE, KUBERNETES_AUTH_MOUNT, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX,
-    backup_objects, backup_role, backup_script, kubernetes_auth_config,
+    BACKUP_DIR, BACKUP_VOLUME_SIZE, BackupObjects, BackupSchedule, DEFAULT_BACKUP_KEEP,
+    DEFAULT_BACKUP_SCHEDULE, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, backup_objects, backup_script,
 };
-pub use bootstrap::{
-    ACCESS_DOCUMENT, ADMIN_TOKEN_PERIOD, AccessSpecError, AccessTable, BootstrapOptions,
-    BootstrapReport, CI_TOKEN_TTL, CiIds, CiOptions, CiRefs, CiSpecError, CiTrust, ClusterReport,
-    DEFAULT_DEVELOPER_ROLE, DEFAULT_JWT_ROLE, DEFAULT_KV_MAX_VERSIONS, DEFAULT_OPS_ROLE,
-    DEFAULT_USERPASS_USER, GITHUB_ACTIONS_ISSUER, GITHUB_API_URL, GITLAB_COM_ISSUER,
-    HARMONY_ADMIN_POLICY, HARMONY_CI_POLICY, HARMONY_USERPASS_POLICY, JWT_MOUNT, JwtAuthOptions,
-    KubernetesBackupAuth, NodeReport, OpenbaoBootstrap, OpenbaoClusterBootstrap,
-    RECOVERY_TOKEN_PERIOD, RoleAccess, USERPASS_MOUNT, ZITADEL_ROLES_CLAIM, ci_policy_name,
-    harmony_admin_policy_hcl, harmony_ci_environments_policy_hcl, harmony_ci_policy_hcl,
-};
-pub use error::OpenbaoError;
-pub use existing::{
-    ExistingBootstrap, ExistingRequest, HA_KEY_SHARES, bootstrap_existing, initialised_text,
-    key_shares_from_flags, parse_bound_claim, regenerate_root,
-};
-pub use policy::{
-    AccessLevel, HARMONY_BASE_READ_POLICY, HARMONY_BASE_WRITE_POLICY, HARMONY_DEV_POLICY, KV_MOUNT,
-    KV_PREFIX, base_policy_hcl, environment_policy_hcl, environment_policy_name,
-    harmony_dev_policy_hcl,
-};
+pub use harmony_openbao::*;
 pub use score::{OPENBAO_CHART, OPENBAO_REPO_NAME, OPENBAO_REPO_URL, OpenbaoScore};
-pub use state::{InitKeys, StateDir};
 pub use values::{
     API_PORT, AUDIT_DEVICE_PATH, AUDIT_FILE_PATH, CHART_VERSION, DataStorageValues,
     DisruptionBudgetValues, EnabledValues, GlobalValues, HaValues, IMAGE_TAG, ImageValues,

@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use harmony_secret::backup::{self, Manifest, Restored, UnsealNeeds, Verified};
 
 use crate::UsageError;
-use crate::cli::{BackupClusterArgs, BackupCommand, Global, Output};
+#[cfg(feature = "deploy")]
+use crate::cli::BackupClusterArgs;
+use crate::cli::{BackupCommand, Global, Output};
 use crate::context::Context;
 
 pub async fn run(global: &Global, command: &BackupCommand) -> anyhow::Result<ExitCode> {
@@ -20,7 +22,9 @@ pub async fn run(global: &Global, command: &BackupCommand) -> anyhow::Result<Exi
         BackupCommand::Restore { file, force, yes } => {
             restore(&Context::new(global)?, file, *force, *yes).await?;
         }
+        #[cfg(feature = "deploy")]
         BackupCommand::List { cluster } => list(global, cluster).await?,
+        #[cfg(feature = "deploy")]
         BackupCommand::Fetch {
             name,
             file,
@@ -190,6 +194,8 @@ async fn restore(ctx: &Context, file: &Path, force: bool, yes: bool) -> anyhow::
     Ok(())
 }
 
+/// Needs the `deploy` feature (the Kubernetes client reads the PVC).
+#[cfg(feature = "deploy")]
 async fn list(global: &Global, cluster: &BackupClusterArgs) -> anyhow::Result<()> {
     let k8s =
         harmony::deploy::connect_cluster(cluster.kube_context.as_deref(), &global.cluster_name)
@@ -219,6 +225,7 @@ async fn list(global: &Global, cluster: &BackupClusterArgs) -> anyhow::Result<()
     Ok(())
 }
 
+#[cfg(feature = "deploy")]
 async fn fetch(
     global: &Global,
     name: &str,

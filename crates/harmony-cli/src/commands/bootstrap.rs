@@ -1,9 +1,9 @@
 //! `harmony bootstrap --openbao-url URL`: init, unseal and configure an existing OpenBao with
-//! the deploy's own code ([`harmony::openbao::bootstrap_existing`], also behind
+//! the deploy's own code ([`harmony_openbao::bootstrap_existing`], also behind
 //! `harmony-sso --openbao-url`).
 
 use anyhow::Context as _;
-use harmony::target::admin_token_from_env;
+use harmony_openbao::target::admin_token_from_env;
 
 use crate::UsageError;
 use crate::cli::{BootstrapArgs, Global};
@@ -17,7 +17,7 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         )
     })?;
     if args.regenerate_root {
-        let summary = harmony::openbao::regenerate_root(&url)
+        let summary = harmony_openbao::regenerate_root(&url)
             .await
             .context("regenerating the root token from the saved key shares")?;
         for line in summary {
@@ -25,7 +25,7 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let key_shares = harmony::openbao::key_shares_from_flags(args.key_shares, args.key_threshold)
+    let key_shares = harmony_openbao::key_shares_from_flags(args.key_shares, args.key_threshold)
         .map_err(UsageError)?;
     let sso = match (&args.sso_url, &args.client_id) {
         (Some(issuer), Some(client)) => Some((issuer.clone(), client.clone())),
@@ -42,12 +42,12 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         None
     } else {
         Some(
-            harmony::openbao::CiOptions::new(args.ci.clone(), url.as_str())
+            harmony_openbao::CiOptions::new(args.ci.clone(), url.as_str())
                 .and_then(|ci| ci.with_api_from_lookup(|k| std::env::var(k).ok()))
                 .map_err(|e| UsageError(e.to_string()))?,
         )
     };
-    let request = harmony::openbao::ExistingRequest {
+    let request = harmony_openbao::ExistingRequest {
         admin_token: admin_token_from_env(),
         sso,
         bound_claims: args.bound_claim.iter().cloned().collect(),
@@ -60,7 +60,7 @@ pub async fn run(global: &Global, args: &BootstrapArgs) -> anyhow::Result<()> {
         environments: args.environments.table().map_err(UsageError)?,
         kv_max_versions: args.history.kv_max_versions,
     };
-    let done = harmony::openbao::bootstrap_existing(&url, request)
+    let done = harmony_openbao::bootstrap_existing(&url, request)
         .await
         .with_context(|| {
             format!(

@@ -13,7 +13,7 @@ use crate::commands::config::Team;
 use crate::context::Context;
 
 /// Where the bootstrap records the table.
-const ACCESS_DOCUMENT: &str = harmony::openbao::ACCESS_DOCUMENT;
+const ACCESS_DOCUMENT: &str = harmony_openbao::ACCESS_DOCUMENT;
 
 #[derive(Debug, Serialize)]
 struct Row {

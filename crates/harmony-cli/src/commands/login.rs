@@ -4,7 +4,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use harmony::openbao::DEFAULT_USERPASS_USER;
+use harmony_openbao::DEFAULT_USERPASS_USER;
 use harmony_secret::auth::lookup_self;
 use harmony_secret::oidc::{DEFAULT_JWT_AUTH_MOUNT, DEFAULT_JWT_ROLE};
 use harmony_secret::session::Session;
@@ -104,19 +104,7 @@ async fn sso_profile(
         },
     };
     if found.is_none() && ctx.target.cluster {
-        let dir = harmony::harmony_data_dir()?
-            .join("zitadel")
-            .join(&ctx.cluster_name);
-        found = harmony::zitadel::setup::load_state(&dir)
-            .await
-            .context("reading the cluster's saved device-code application")?
-            .map(|s| SsoProfile {
-                issuer: s.issuer,
-                client_id: s.client_id,
-                project_id: Some(s.project_id),
-                jwt_mount: DEFAULT_JWT_AUTH_MOUNT.to_owned(),
-                jwt_role: DEFAULT_JWT_ROLE.to_owned(),
-            });
+        found = cluster_sso_profile(ctx).await?;
     }
     Ok(found.map(|mut p| {
         if let Some(m) = jwt_mount {
@@ -127,6 +115,31 @@ async fn sso_profile(
         }
         p
     }))
+}
+
+/// The local cluster's device-code application, as `harmony deploy` saved it.
+#[cfg(feature = "deploy")]
+async fn cluster_sso_profile(ctx: &Context) -> anyhow::Result<Option<SsoProfile>> {
+    let dir = harmony_env::harmony_data_dir()?
+        .join("zitadel")
+        .join(&ctx.cluster_name);
+    Ok(harmony::zitadel::setup::load_state(&dir)
+        .await
+        .context("reading the cluster's saved device-code application")?
+        .map(|s| SsoProfile {
+            issuer: s.issuer,
+            client_id: s.client_id,
+            project_id: Some(s.project_id),
+            jwt_mount: DEFAULT_JWT_AUTH_MOUNT.to_owned(),
+            jwt_role: DEFAULT_JWT_ROLE.to_owned(),
+        }))
+}
+
+/// Without the `deploy` feature there is no Zitadel code to read the deploy's saved application
+/// with: the issuer and client come from the flags, their variables or the previous login.
+#[cfg(not(feature = "deploy"))]
+async fn cluster_sso_profile(_ctx: &Context) -> anyhow::Result<Option<SsoProfile>> {
+    Ok(None)
 }
 
 async fn login_sso(ctx: &Context, sso: SsoProfile) -> anyhow::Result<LoginProfile> {

@@ -80,7 +80,14 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         failed |= revoke(ctx, other, &what).await;
     }
     cache.remove(&base, &profile.identity).await?;
-    let others = harmony::cleanup::remove_sessions_for(&base).await?;
+    let others = harmony_secret::session::SessionCache::new(
+        harmony_secret::session::SessionCache::default_dir()?,
+    )
+    .remove_all_for(&base)
+    .await
+    .map_err(|e| {
+        anyhow::Error::new(e).context(format!("forgetting the cached sessions of {base}"))
+    })?;
     if others > 0 {
         eprintln!("removed {others} other cached session(s) for {base}");
     }

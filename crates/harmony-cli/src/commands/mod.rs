@@ -9,8 +9,10 @@ use crate::context::Context;
 
 mod backup;
 mod bootstrap;
+#[cfg(feature = "deploy")]
 mod cleanup;
 pub(crate) mod config;
+#[cfg(feature = "deploy")]
 mod deploy;
 mod env;
 mod login;
@@ -34,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config { command } => config::run(&Context::new(&cli.global)?, &command).await,
         Command::Env { command } => env::run(&Context::new(&cli.global)?, &command).await,
+        #[cfg(feature = "deploy")]
         Command::Deploy(args) => {
             deploy::run(&Context::new(&cli.global)?, &args).await?;
             Ok(ExitCode::SUCCESS)
@@ -43,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup { command } => backup::run(&cli.global, &command).await,
+        #[cfg(feature = "deploy")]
         Command::Cleanup { yes } => {
             cleanup::run(&Context::new(&cli.global)?, yes).await?;
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use harmony::target::admin_token_from_env;
+use harmony_openbao::target::admin_token_from_env;
 use harmony_secret::SecretError;
 use harmony_secret::offline::OfflineCache;
 use secrecy::SecretString;

@@ -30,18 +30,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// Mount path of OpenBao's Kubernetes auth method.
-pub const KUBERNETES_AUTH_MOUNT: &str = "kubernetes";
-/// The Kubernetes auth role the backup CronJob signs in with.
-pub const BACKUP_ROLE: &str = "harmony-backup";
-/// Name of the ServiceAccount, the PVC and the CronJob.
-pub const BACKUP_NAME: &str = "openbao-backup";
-/// Audience of the projected service-account token (the role requires it).
-pub const BACKUP_TOKEN_AUDIENCE: &str = "openbao";
-/// Lifetime of the token the role issues: one snapshot, with room for a slow disk.
-pub const BACKUP_TOKEN_TTL: &str = "10m";
-/// [`BACKUP_TOKEN_TTL`] in seconds (as OpenBao reads it back).
-pub const BACKUP_TOKEN_TTL_SECONDS: u64 = 600;
+// The OpenBao side (the auth mount, the role and its body) is harmony-openbao's: the bootstrap
+// writes it over HTTP.
+pub(super) use harmony_openbao::{
+    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL, BACKUP_TOKEN_TTL_SECONDS,
+    KUBERNETES_AUTH_MOUNT,
+};
+
 /// Default `--backup-schedule`: every hour, on the hour (UTC).
 pub const DEFAULT_BACKUP_SCHEDULE: &str = "0 * * * *";
 /// Default `--backup-keep`: two days of hourly snapshots.
@@ -357,38 +352,10 @@ pub fn backup_objects(
     }
 }
 
-/// The body of `auth/kubernetes/config`: the API at `kubernetes_host` reviews the tokens. With
-/// `ca_cert` `None` (OpenBao in a pod), OpenBao reads the pod's service-account CA and token
-/// from its mount (`disable_local_ca_jwt` false) and calls the TokenReview API with that token
-/// (the chart binds its ServiceAccount to `system:auth-delegator`, `server.authDelegator`).
-pub fn kubernetes_auth_config(kubernetes_host: &str, ca_cert: Option<&str>) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "kubernetes_host": kubernetes_host,
-        "disable_local_ca_jwt": false,
-    });
-    if let Some(ca) = ca_cert {
-        body["kubernetes_ca_cert"] = serde_json::Value::String(ca.to_owned());
-    }
-    body
-}
-
-/// The body of `auth/kubernetes/role/harmony-backup`: only the backup ServiceAccount in
-/// `namespace`, with the projected token's audience, gets the backup policy for a short TTL.
-pub fn backup_role(namespace: &str) -> serde_json::Value {
-    serde_json::json!({
-        "bound_service_account_names": BACKUP_NAME,
-        "bound_service_account_namespaces": namespace,
-        "audience": BACKUP_TOKEN_AUDIENCE,
-        "token_policies": super::HARMONY_BACKUP_POLICY,
-        "token_ttl": BACKUP_TOKEN_TTL,
-        "token_max_ttl": BACKUP_TOKEN_TTL,
-        "token_no_default_policy": true,
-        "token_type": "service",
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use harmony_openbao::backup_role;
+
     use super::*;
 
     fn objects() -> BackupObjects {

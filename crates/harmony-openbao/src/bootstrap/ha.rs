@@ -19,8 +19,8 @@ use super::REQUEST_TIMEOUT;
 use super::{
     ACTIVE_TIMEOUT, BootstrapOptions, BootstrapReport, OpenbaoBootstrap, POLL_INTERVAL, SealStatus,
 };
-use crate::openbao::OpenbaoError;
-use crate::openbao::state::{self, InitKeys};
+use crate::OpenbaoError;
+use crate::state::{self, InitKeys};
 
 /// How long a follower may take to finish joining raft once it has the keys.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);

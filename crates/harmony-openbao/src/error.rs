@@ -238,9 +238,9 @@ pub enum OpenbaoError {
         #[source]
         source: tokio::task::JoinError,
     },
-    /// helm could not add the repository or install the chart.
+    /// helm could not add the repository or install the chart (the deploy crate's `HelmError`).
     #[error("installing OpenBao with helm failed")]
-    Helm(#[source] Box<crate::helm::HelmError>),
+    Helm(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Scheduled backups in the cluster cannot be used as asked (none set up, no such
     /// snapshot, a copy that does not match); the text says what to do.
     #[error("{0}")]
@@ -250,9 +250,9 @@ pub enum OpenbaoError {
     Kubernetes {
         /// What was being done, with the pod.
         what: String,
-        /// The Kubernetes error.
+        /// The Kubernetes error (harmony-k8s's `K8sError`).
         #[source]
-        source: Option<Box<harmony_k8s::K8sError>>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The CI trust cannot be set up as given (e.g. two repositories on one role name).
     #[error(transparent)]

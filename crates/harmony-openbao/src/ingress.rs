@@ -13,7 +13,7 @@
 //! cannot resolve names that exist only on this machine.
 //!
 //! ```
-//! use harmony::ingress::LocalIngress;
+//! use harmony_openbao::ingress::LocalIngress;
 //! let ingress = LocalIngress::k3d();
 //! assert_eq!(ingress.url("sso.harmony.local").as_str(), "http://sso.harmony.local:8080/");
 //! let client = ingress.client_builder().build().expect("client");

@@ -20,8 +20,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::{JWT_MOUNT, JwtAuthOptions, OpenbaoBootstrap, REQUEST_TIMEOUT};
-use crate::openbao::OpenbaoError;
-use crate::openbao::policy::{
+use crate::OpenbaoError;
+use crate::policy::{
     AccessLevel, HARMONY_BASE_READ_POLICY, HARMONY_BASE_WRITE_POLICY, base_policy_hcl,
     environment_policy_hcl, environment_policy_name,
 };
@@ -523,8 +523,8 @@ impl OpenbaoBootstrap {
         }
         let path = format!(
             "{}/data/{}/{ACCESS_DOCUMENT}",
-            crate::openbao::policy::KV_MOUNT,
-            crate::openbao::policy::KV_PREFIX
+            crate::policy::KV_MOUNT,
+            crate::policy::KV_PREFIX
         );
         let wanted = table.to_json();
         let current = self.read_data(token, &path).await?;
@@ -539,8 +539,8 @@ impl OpenbaoBootstrap {
             .await?;
             changes.push(format!(
                 "recorded the environments and roles at {}/{}/{ACCESS_DOCUMENT}",
-                crate::openbao::policy::KV_MOUNT,
-                crate::openbao::policy::KV_PREFIX
+                crate::policy::KV_MOUNT,
+                crate::policy::KV_PREFIX
             ));
         }
         let Some(jwt) = jwt else {
@@ -619,8 +619,8 @@ impl OpenbaoBootstrap {
     ) -> Result<Option<Vec<String>>, OpenbaoError> {
         let path = format!(
             "{}/data/{}/{ACCESS_DOCUMENT}",
-            crate::openbao::policy::KV_MOUNT,
-            crate::openbao::policy::KV_PREFIX
+            crate::policy::KV_MOUNT,
+            crate::policy::KV_PREFIX
         );
         let Some(current) = self.read_data(token, &path).await? else {
             return Ok(None);

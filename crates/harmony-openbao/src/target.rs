@@ -12,7 +12,7 @@ use harmony_secret::{ClientOptions, OpenbaoClient, OpenbaoSettings, SecretError}
 use secrecy::SecretString;
 
 use crate::ingress::{BAO_HOST, LocalIngress};
-use crate::openbao::{DEFAULT_USERPASS_USER, OpenbaoError, StateDir};
+use crate::{DEFAULT_USERPASS_USER, OpenbaoError, StateDir};
 
 /// OpenBao of the local cluster, as seen from the host: `http://bao.harmony.local:8080` (no
 /// trailing slash, the form sessions are keyed by).

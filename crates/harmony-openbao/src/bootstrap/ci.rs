@@ -36,8 +36,8 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{OpenbaoBootstrap, issuer_string, same_strings};
-use crate::openbao::OpenbaoError;
-use crate::openbao::policy::{ENV_FOLDER, KV_MOUNT, KV_PREFIX};
+use crate::OpenbaoError;
+use crate::policy::{ENV_FOLDER, KV_MOUNT, KV_PREFIX};
 
 /// The read-only policy CI jobs get.
 pub const HARMONY_CI_POLICY: &str = "harmony-ci";

@@ -24,10 +24,10 @@ use tracing::Instrument;
 use url::Url;
 
 use super::OpenbaoError;
-use super::backup::{HARMONY_BACKUP_POLICY, harmony_backup_policy_hcl};
-use super::backup_schedule::{
+use super::backup::{
     BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL_SECONDS,
-    KUBERNETES_AUTH_MOUNT, backup_role, kubernetes_auth_config,
+    HARMONY_BACKUP_POLICY, KUBERNETES_AUTH_MOUNT, backup_role, harmony_backup_policy_hcl,
+    kubernetes_auth_config,
 };
 use super::policy::{HARMONY_DEV_POLICY, KV_MOUNT, harmony_dev_policy_hcl};
 use super::state::{self, InitKeys, StateDir};

@@ -30,9 +30,9 @@ use serde_json::{Value, json};
 use super::OpenbaoBootstrap;
 use super::REQUEST_TIMEOUT;
 use super::environments::ACCESS_DOCUMENT;
-use crate::openbao::OpenbaoError;
-use crate::openbao::policy::{KV_MOUNT, KV_PREFIX};
-use crate::openbao::state::{self, ADMIN_TOKEN_ENTRY, RECOVERY_TOKEN_ENTRY};
+use crate::OpenbaoError;
+use crate::policy::{KV_MOUNT, KV_PREFIX};
+use crate::state::{self, ADMIN_TOKEN_ENTRY, RECOVERY_TOKEN_ENTRY};
 
 /// The policy of the admin token: what the bootstrap configures, nothing in the KV data.
 pub const HARMONY_ADMIN_POLICY: &str = "harmony-admin";

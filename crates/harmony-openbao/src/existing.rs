@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::openbao::{
+use crate::{
     BootstrapOptions, BootstrapReport, CiOptions, HARMONY_CI_POLICY, JwtAuthOptions, NodeReport,
     OpenbaoBootstrap, OpenbaoClusterBootstrap, OpenbaoError, StateDir,
 };
@@ -36,7 +36,7 @@ pub struct ExistingRequest {
     /// for a cluster.
     pub revoke_root: Option<bool>,
     /// Environments and access by role (`--environments`, `--access`).
-    pub environments: Option<crate::openbao::AccessTable>,
+    pub environments: Option<crate::AccessTable>,
     /// The team KV mount's `max_versions` (`--kv-max-versions`).
     pub kv_max_versions: u32,
 }
