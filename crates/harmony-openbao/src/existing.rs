@@ -261,7 +261,7 @@ impl ExistingBootstrap {
                 "Environments {} — who may do what (recorded at {}; roles from the ID token's \
                  groups claim or Zitadel project roles, at sign-in):",
                 table.environments.join(", "),
-                crate::openbao::ACCESS_DOCUMENT
+                crate::ACCESS_DOCUMENT
             ));
             out.extend(table.render().lines().map(|l| format!("  {l}")));
         } else if self.report.configured {

@@ -646,8 +646,8 @@ impl OpenbaoBootstrap {
     ) -> Result<Option<AccessTable>, OpenbaoError> {
         let path = format!(
             "{}/data/{}/{ACCESS_DOCUMENT}",
-            crate::openbao::policy::KV_MOUNT,
-            crate::openbao::policy::KV_PREFIX
+            crate::policy::KV_MOUNT,
+            crate::policy::KV_PREFIX
         );
         Ok(self
             .read_data(token, &path)

@@ -33,8 +33,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 // The OpenBao side (the auth mount, the role and its body) is harmony-openbao's: the bootstrap
 // writes it over HTTP.
 pub(super) use harmony_openbao::{
-    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, BACKUP_TOKEN_TTL, BACKUP_TOKEN_TTL_SECONDS,
-    KUBERNETES_AUTH_MOUNT,
+    BACKUP_NAME, BACKUP_ROLE, BACKUP_TOKEN_AUDIENCE, KUBERNETES_AUTH_MOUNT,
 };
 
 /// Default `--backup-schedule`: every hour, on the hour (UTC).
@@ -384,6 +383,7 @@ mod tests {
 
     #[test]
     fn the_auth_config_in_a_pod_uses_the_pod_s_ca_and_token() {
+        use crate::openbao::kubernetes_auth_config;
         insta::assert_json_snapshot!(kubernetes_auth_config(
             crate::openbao::KubernetesBackupAuth::IN_CLUSTER_HOST,
             None
