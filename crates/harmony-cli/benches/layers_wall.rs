@@ -128,7 +128,7 @@ fn main() {
         let dev = bao
             .token_with_policy(
                 "harmony-dev",
-                &harmony::openbao::harmony_dev_policy_hcl(),
+                &harmony_openbao::harmony_dev_policy_hcl(),
                 "2h",
             )
             .await

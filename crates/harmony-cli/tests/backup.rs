@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use harmony_env::vars;
 use harmony_testkit::OpenbaoServer;
 use harness::{harmony, stderr, stdout};
-use serde_json::json;
 
 async fn unsealed_with_kv() -> (OpenbaoServer, String) {
     let mut bao = OpenbaoServer::sealed().await.expect("sealed OpenBao");
@@ -180,7 +179,7 @@ fn backup_list_on_a_cluster_without_scheduled_backups_names_the_flag() {
                 .lock()
                 .expect("lock")
                 .push(format!("{request_line} authorized={authorized}"));
-            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Failure", "reason": "NotFound", "code": 404,
                 "message": "cronjobs.batch \"openbao-backup\" not found"})
             .to_string();

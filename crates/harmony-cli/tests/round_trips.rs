@@ -202,7 +202,7 @@ async fn config_list_scans_in_one_request_and_lists_the_same_as_the_folder_walk(
     let dev = bao
         .token_with_policy(
             "harmony-dev",
-            &harmony::openbao::harmony_dev_policy_hcl(),
+            &harmony_openbao::harmony_dev_policy_hcl(),
             "1h",
         )
         .await

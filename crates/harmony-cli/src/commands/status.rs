@@ -259,7 +259,7 @@ async fn recorded_access(
         settings.kv_mount(),
         "data",
         settings.kv_prefix(),
-        harmony::openbao::ACCESS_DOCUMENT,
+        harmony_openbao::ACCESS_DOCUMENT,
     ]
     .iter()
     .filter(|p| !p.is_empty())
@@ -268,7 +268,7 @@ async fn recorded_access(
     .join("/");
     match client.clone().with_token(token).get(&path).await {
         Ok(None) | Err(SecretError::NotFound { .. }) => Access::NotDeclared,
-        Ok(Some(body)) => match harmony::openbao::AccessTable::from_record(&body["data"]["data"]) {
+        Ok(Some(body)) => match harmony_openbao::AccessTable::from_record(&body["data"]["data"]) {
             None => Access::NotDeclared,
             Some(table) => {
                 let roles = table
