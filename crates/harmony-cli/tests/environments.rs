@@ -121,7 +121,7 @@ async fn developers_write_dev_not_prod_and_ops_write_prod_and_the_base() {
         "harmony-developer  read   write  write    none",
         "harmony-ops        write  write  write    write",
         "wrote the CEL sign-in role harmony-developer",
-        "wrote policy harmony-env-prod-write",
+        "created policy harmony-env-prod-write",
     ] {
         assert!(summary.contains(want), "{want:?} not in:\n{summary}");
     }

@@ -506,20 +506,7 @@ impl OpenbaoBootstrap {
     ) -> Result<Vec<String>, OpenbaoError> {
         let mut changes = Vec::new();
         for (name, wanted) in table.policies() {
-            let path = format!("sys/policies/acl/{name}");
-            let current = self.read_data(token, &path).await?;
-            if current.as_ref().and_then(|d| d["policy"].as_str()) == Some(wanted.as_str()) {
-                continue;
-            }
-            self.write(
-                Method::PUT,
-                &path,
-                Some(token),
-                &json!({"policy": wanted}),
-                REQUEST_TIMEOUT,
-            )
-            .await?;
-            changes.push(format!("wrote policy {name}"));
+            changes.extend(self.ensure_policy(token, &name, wanted).await?);
         }
         let path = format!(
             "{}/data/{}/{ACCESS_DOCUMENT}",
